@@ -1,0 +1,678 @@
+//! The appliance state machine: keys and network events in, commands and screens out.
+//! Pure: time is an argument, nothing here touches hardware or sockets.
+
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use crate::hw::{Key, KeyEvent};
+use crate::pairing::{Invite, Pin, PIN_DIGITS};
+
+/// How long a notice (wrong PIN, call ended…) stays before the box moves on by itself.
+pub const NOTICE_TIME: Duration = Duration::from_secs(4);
+/// Two `#` presses within this time hang up a call.
+pub const DOUBLE_PRESS_TIME: Duration = Duration::from_millis(1500);
+
+/// Canned replies sent by the digit keys during a call.
+pub const CANNED_REPLIES: [(u8, &str); 9] = [
+    (1, "Coming!"),
+    (2, "One moment, please."),
+    (3, "Yes."),
+    (4, "No."),
+    (5, "Please leave it at the door."),
+    (6, "Come in."),
+    (7, "I can't hear you."),
+    (8, "Please speak up."),
+    (9, "Thank you!"),
+];
+
+/// The canned reply for a digit key, if any.
+pub fn canned_reply(digit: u8) -> Option<&'static str> {
+    CANNED_REPLIES
+        .iter()
+        .find(|(d, _)| *d == digit)
+        .map(|(_, t)| *t)
+}
+
+/// A room this box opened, as the display shows it.
+#[derive(Clone)]
+pub struct OpenRoom {
+    /// The PIN to show.
+    pub pin: Pin,
+    /// The invitation the QR code carries.
+    pub invite: Invite,
+    /// When the room closes if nobody joins.
+    pub expires_at: Instant,
+}
+
+/// Why joining a room failed, as the guest learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinFailure {
+    /// The PIN was wrong; the host may say how many tries remain.
+    WrongPin {
+        /// Tries left before the room locks, when known.
+        tries_left: Option<u8>,
+    },
+    /// The room is burned after too many wrong PINs.
+    Locked,
+    /// No such room (closed or expired).
+    NoRoom,
+    /// Someone else is joining right now.
+    Busy,
+    /// No room was found on the network.
+    NotFound,
+    /// The host could not be reached or broke off.
+    Unreachable(String),
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// We hung up.
+    Local,
+    /// The other side hung up.
+    Remote,
+    /// The connection was lost.
+    PeerLost,
+    /// A protocol or internal error.
+    Error(String),
+}
+
+/// Something that happened: a key, the clock, or the network layers.
+#[derive(Clone)]
+pub enum Event {
+    /// A key was pressed.
+    Key(KeyEvent),
+    /// A line of text to send (simulator control input).
+    TextTyped(String),
+    /// Time passed (the runner ticks a few times a second).
+    Tick,
+    /// Our room is open.
+    RoomOpened(OpenRoom),
+    /// A guest typed a wrong PIN into our room.
+    RoomAttemptFailed {
+        /// Tries left before the room locks.
+        tries_left: u8,
+    },
+    /// Our room burned after too many wrong PINs.
+    RoomLocked,
+    /// Our room expired unused.
+    RoomExpired,
+    /// Several rooms are on the network: the user picks one by device name.
+    RoomsFound(Vec<String>),
+    /// Joining failed.
+    JoinFailed(JoinFailure),
+    /// The sealed channel is up: PIN accepted on both sides.
+    Connected,
+    /// Text arrived from the other side.
+    TextReceived(String),
+    /// The call is over.
+    CallEnded(EndReason),
+    /// Something failed that the user must know about.
+    Fault(String),
+}
+
+/// What the runner must do.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Open a room (new id, new PIN) and show it.
+    OpenRoom,
+    /// Close our open room.
+    CloseRoom,
+    /// Join a room with this PIN.
+    Join(Pin),
+    /// Join the room at this index of [`Event::RoomsFound`].
+    PickRoom(usize),
+    /// Give up joining.
+    CancelJoin,
+    /// Send a text message.
+    SendText(String),
+    /// End the call.
+    HangUp,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::OpenRoom => f.write_str("OpenRoom"),
+            Command::CloseRoom => f.write_str("CloseRoom"),
+            Command::Join(_) => f.write_str("Join(****)"),
+            Command::PickRoom(i) => write!(f, "PickRoom({i})"),
+            Command::CancelJoin => f.write_str("CancelJoin"),
+            Command::SendText(_) => f.write_str("SendText(…)"),
+            Command::HangUp => f.write_str("HangUp"),
+        }
+    }
+}
+
+/// A notice on the screen and where the box goes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Guest: the PIN was wrong.
+    WrongPin {
+        /// Tries left, when known.
+        tries_left: Option<u8>,
+    },
+    /// Room burned.
+    RoomLocked,
+    /// Room expired.
+    RoomExpired,
+    /// Another guest is joining.
+    RoomBusy,
+    /// Room closed or unknown.
+    NoRoom,
+    /// No room on the network.
+    NoRoomFound,
+    /// Could not reach the host.
+    Unreachable(String),
+    /// The call ended.
+    CallEnded {
+        /// Why.
+        reason: EndReason,
+        /// How long it lasted.
+        duration: Duration,
+    },
+    /// Something broke.
+    Fault(String),
+}
+
+/// The state of the box.
+#[derive(Clone)]
+pub enum State {
+    /// Waiting: `*` opens a room, `#` joins one.
+    Idle,
+    /// Asked for a room, waiting for it to open.
+    OpeningRoom,
+    /// Our room is open, showing PIN and QR.
+    RoomOpen {
+        /// The room.
+        room: OpenRoom,
+        /// Wrong PINs so far.
+        failed_attempts: u8,
+    },
+    /// Typing a PIN.
+    PinEntry {
+        /// Digits so far.
+        digits: Zeroizing<String>,
+    },
+    /// Several rooms found; the user picks one.
+    PickRoom {
+        /// Their device names.
+        rooms: Vec<String>,
+    },
+    /// Handshake under way.
+    Connecting {
+        /// Since when.
+        since: Instant,
+    },
+    /// Connected to the other box.
+    InCall {
+        /// Since when.
+        since: Instant,
+        /// The last text received.
+        last_text: Option<String>,
+        /// When `#` was last pressed, for the double press.
+        hash_at: Option<Instant>,
+    },
+    /// A notice, until a key or the timeout.
+    Notice {
+        /// What to say.
+        notice: Notice,
+        /// When it goes by itself.
+        until: Instant,
+    },
+}
+
+/// The appliance.
+pub struct App {
+    state: State,
+    device_name: String,
+}
+
+impl App {
+    /// A box named `device_name`, idle.
+    pub fn new(device_name: &str) -> App {
+        App {
+            state: State::Idle,
+            device_name: device_name.to_string(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The device name.
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    /// A short name of the current state, for status lines and logs.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Idle => "idle",
+            State::OpeningRoom => "opening room",
+            State::RoomOpen { .. } => "room open",
+            State::PinEntry { .. } => "PIN entry",
+            State::PickRoom { .. } => "choosing room",
+            State::Connecting { .. } => "connecting",
+            State::InCall { .. } => "in call",
+            State::Notice { .. } => "notice",
+        }
+    }
+
+    /// Feeds one event; returns what the runner must do.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Command> {
+        let mut out = Vec::new();
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        self.state = self.step(state, event, now, &mut out);
+        out
+    }
+
+    fn notice(notice: Notice, now: Instant) -> State {
+        State::Notice {
+            notice,
+            until: now + NOTICE_TIME,
+        }
+    }
+
+    fn step(&mut self, state: State, event: Event, now: Instant, out: &mut Vec<Command>) -> State {
+        // Events that mean the same in every state.
+        match &event {
+            Event::Fault(msg) => return Self::notice(Notice::Fault(msg.clone()), now),
+            Event::CallEnded(reason) => {
+                let duration = match &state {
+                    State::InCall { since, .. } => now.saturating_duration_since(*since),
+                    _ => Duration::ZERO,
+                };
+                return Self::notice(
+                    Notice::CallEnded {
+                        reason: reason.clone(),
+                        duration,
+                    },
+                    now,
+                );
+            }
+            Event::Connected => {
+                return State::InCall {
+                    since: now,
+                    last_text: None,
+                    hash_at: None,
+                }
+            }
+            _ => {}
+        }
+        match (state, event) {
+            (State::Idle, Event::Key(k)) => match k.key {
+                Key::Star => {
+                    out.push(Command::OpenRoom);
+                    State::OpeningRoom
+                }
+                Key::Hash => State::PinEntry {
+                    digits: Zeroizing::new(String::new()),
+                },
+                Key::Digit(_) => State::Idle,
+            },
+            (State::Idle | State::OpeningRoom, Event::RoomOpened(room)) => State::RoomOpen {
+                room,
+                failed_attempts: 0,
+            },
+            (State::RoomOpen { room, .. }, Event::Key(k)) if k.key == Key::Hash => {
+                drop(room);
+                out.push(Command::CloseRoom);
+                State::Idle
+            }
+            (State::RoomOpen { room, .. }, Event::RoomAttemptFailed { tries_left }) => {
+                State::RoomOpen {
+                    room,
+                    failed_attempts: 3u8.saturating_sub(tries_left),
+                }
+            }
+            (State::RoomOpen { .. }, Event::RoomLocked) => Self::notice(Notice::RoomLocked, now),
+            (State::RoomOpen { .. }, Event::RoomExpired) => Self::notice(Notice::RoomExpired, now),
+            (State::PinEntry { mut digits }, Event::Key(k)) => match k.key {
+                Key::Digit(d) if digits.len() < PIN_DIGITS => {
+                    digits.push(char::from(b'0' + d));
+                    State::PinEntry { digits }
+                }
+                Key::Digit(_) => State::PinEntry { digits },
+                Key::Star if digits.is_empty() => State::Idle,
+                Key::Star => {
+                    digits.pop();
+                    State::PinEntry { digits }
+                }
+                Key::Hash => match Pin::parse(&digits) {
+                    Some(pin) => {
+                        out.push(Command::Join(pin));
+                        State::Connecting { since: now }
+                    }
+                    None => State::PinEntry { digits },
+                },
+            },
+            (State::Connecting { .. }, Event::RoomsFound(rooms)) => State::PickRoom { rooms },
+            (State::PickRoom { rooms }, Event::Key(k)) => match k.key {
+                Key::Digit(d) if d >= 1 && usize::from(d) <= rooms.len() => {
+                    out.push(Command::PickRoom(usize::from(d) - 1));
+                    State::Connecting { since: now }
+                }
+                Key::Star => {
+                    out.push(Command::CancelJoin);
+                    State::Idle
+                }
+                _ => State::PickRoom { rooms },
+            },
+            (State::Connecting { .. }, Event::Key(k)) if k.key == Key::Star => {
+                out.push(Command::CancelJoin);
+                State::Idle
+            }
+            (State::Connecting { .. } | State::PickRoom { .. }, Event::JoinFailed(f)) => {
+                let notice = match f {
+                    JoinFailure::WrongPin { tries_left } => Notice::WrongPin { tries_left },
+                    JoinFailure::Locked => Notice::RoomLocked,
+                    JoinFailure::NoRoom => Notice::NoRoom,
+                    JoinFailure::Busy => Notice::RoomBusy,
+                    JoinFailure::NotFound => Notice::NoRoomFound,
+                    JoinFailure::Unreachable(msg) => Notice::Unreachable(msg),
+                };
+                Self::notice(notice, now)
+            }
+            (
+                State::InCall {
+                    since,
+                    last_text,
+                    hash_at,
+                },
+                Event::Key(k),
+            ) => match k.key {
+                Key::Hash if k.held || hash_at.is_some_and(|t| now - t <= DOUBLE_PRESS_TIME) => {
+                    out.push(Command::HangUp);
+                    State::InCall {
+                        since,
+                        last_text,
+                        hash_at: None,
+                    }
+                }
+                Key::Hash => State::InCall {
+                    since,
+                    last_text,
+                    hash_at: Some(now),
+                },
+                Key::Digit(d) => {
+                    if let Some(text) = canned_reply(d) {
+                        out.push(Command::SendText(text.to_string()));
+                    }
+                    State::InCall {
+                        since,
+                        last_text,
+                        hash_at,
+                    }
+                }
+                Key::Star => State::InCall {
+                    since,
+                    last_text,
+                    hash_at,
+                },
+            },
+            (State::InCall { since, hash_at, .. }, Event::TextReceived(text)) => State::InCall {
+                since,
+                last_text: Some(text),
+                hash_at,
+            },
+            (state @ State::InCall { .. }, Event::TextTyped(text)) => {
+                out.push(Command::SendText(text));
+                state
+            }
+            (State::Notice { notice, .. }, Event::Key(_)) => self.after_notice(notice),
+            (State::Notice { notice, until }, Event::Tick) if now >= until => {
+                self.after_notice(notice)
+            }
+            (state, _) => state,
+        }
+    }
+
+    fn after_notice(&self, notice: Notice) -> State {
+        match notice {
+            Notice::WrongPin {
+                tries_left: None | Some(1..),
+            } => State::PinEntry {
+                digits: Zeroizing::new(String::new()),
+            },
+            _ => State::Idle,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: char) -> Event {
+        Event::Key(KeyEvent::press(Key::from_char(c).unwrap()))
+    }
+
+    fn type_keys(app: &mut App, keys: &str, now: Instant) -> Vec<Command> {
+        keys.chars().flat_map(|c| app.handle(key(c), now)).collect()
+    }
+
+    fn room(now: Instant) -> OpenRoom {
+        OpenRoom {
+            pin: Pin::parse("4821").unwrap(),
+            invite: Invite::parse("intercom:?v=1&room=0f1e2d3c4b5a6978").unwrap(),
+            expires_at: now + Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn star_opens_a_room_and_hash_closes_it() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        assert_eq!(app.handle(key('*'), now), vec![Command::OpenRoom]);
+        assert_eq!(app.state_name(), "opening room");
+        app.handle(Event::RoomOpened(room(now)), now);
+        assert_eq!(app.state_name(), "room open");
+        assert_eq!(app.handle(key('#'), now), vec![Command::CloseRoom]);
+        assert_eq!(app.state_name(), "idle");
+    }
+
+    #[test]
+    fn pin_entry_types_deletes_and_confirms() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        assert!(type_keys(&mut app, "#12", now).is_empty());
+        // `#` with fewer than four digits does nothing.
+        assert!(type_keys(&mut app, "#", now).is_empty());
+        type_keys(&mut app, "*", now);
+        let State::PinEntry { digits } = app.state() else {
+            panic!("not in PIN entry");
+        };
+        assert_eq!(digits.as_str(), "1");
+        // A fifth digit is ignored.
+        let cmds = type_keys(&mut app, "8219#", now);
+        assert_eq!(cmds, vec![Command::Join(Pin::parse("1821").unwrap())]);
+        assert_eq!(app.state_name(), "connecting");
+    }
+
+    #[test]
+    fn star_on_empty_pin_goes_back_to_idle() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "#*", now);
+        assert_eq!(app.state_name(), "idle");
+    }
+
+    #[test]
+    fn wrong_pin_shows_tries_then_returns_to_entry() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "#1234#", now);
+        app.handle(
+            Event::JoinFailed(JoinFailure::WrongPin {
+                tries_left: Some(2),
+            }),
+            now,
+        );
+        assert!(matches!(
+            app.state(),
+            State::Notice {
+                notice: Notice::WrongPin {
+                    tries_left: Some(2)
+                },
+                ..
+            }
+        ));
+        // Not yet: the notice stays its time.
+        app.handle(Event::Tick, now + Duration::from_secs(1));
+        assert_eq!(app.state_name(), "notice");
+        app.handle(Event::Tick, now + NOTICE_TIME);
+        assert_eq!(app.state_name(), "PIN entry");
+    }
+
+    #[test]
+    fn last_wrong_pin_goes_idle_and_locked_room_is_shown() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "#1234#", now);
+        app.handle(
+            Event::JoinFailed(JoinFailure::WrongPin {
+                tries_left: Some(0),
+            }),
+            now,
+        );
+        type_keys(&mut app, "1", now);
+        assert_eq!(app.state_name(), "idle");
+        type_keys(&mut app, "#1234#", now);
+        app.handle(Event::JoinFailed(JoinFailure::Locked), now);
+        assert!(matches!(
+            app.state(),
+            State::Notice {
+                notice: Notice::RoomLocked,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn host_counts_failed_attempts_then_locks() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "*", now);
+        app.handle(Event::RoomOpened(room(now)), now);
+        app.handle(Event::RoomAttemptFailed { tries_left: 1 }, now);
+        assert!(matches!(
+            app.state(),
+            State::RoomOpen {
+                failed_attempts: 2,
+                ..
+            }
+        ));
+        app.handle(Event::RoomLocked, now);
+        assert!(matches!(
+            app.state(),
+            State::Notice {
+                notice: Notice::RoomLocked,
+                ..
+            }
+        ));
+        app.handle(Event::Tick, now + NOTICE_TIME);
+        assert_eq!(app.state_name(), "idle");
+    }
+
+    #[test]
+    fn room_expiry_is_shown() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "*", now);
+        app.handle(Event::RoomOpened(room(now)), now);
+        app.handle(Event::RoomExpired, now);
+        assert!(matches!(
+            app.state(),
+            State::Notice {
+                notice: Notice::RoomExpired,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn in_call_texts_canned_replies_and_double_hash_hangs_up() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "#4821#", now);
+        app.handle(Event::Connected, now);
+        assert_eq!(app.state_name(), "in call");
+        app.handle(Event::TextReceived("hello".into()), now);
+        let State::InCall { last_text, .. } = app.state() else {
+            panic!()
+        };
+        assert_eq!(last_text.as_deref(), Some("hello"));
+        assert_eq!(
+            type_keys(&mut app, "1", now),
+            vec![Command::SendText("Coming!".into())]
+        );
+        assert_eq!(
+            app.handle(Event::TextTyped("on my way".into()), now),
+            vec![Command::SendText("on my way".into())]
+        );
+        // One `#`, then another too late: no hang-up.
+        assert!(type_keys(&mut app, "#", now).is_empty());
+        let later = now + DOUBLE_PRESS_TIME + Duration::from_millis(1);
+        assert!(type_keys(&mut app, "#", later).is_empty());
+        assert_eq!(type_keys(&mut app, "#", later), vec![Command::HangUp]);
+        // A held `#` hangs up at once.
+        let held = Event::Key(KeyEvent {
+            key: Key::Hash,
+            held: true,
+        });
+        assert_eq!(app.handle(held, later), vec![Command::HangUp]);
+    }
+
+    #[test]
+    fn call_end_shows_duration_then_idle() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "*", now);
+        app.handle(Event::RoomOpened(room(now)), now);
+        app.handle(Event::Connected, now);
+        let end = now + Duration::from_secs(65);
+        app.handle(Event::CallEnded(EndReason::Remote), end);
+        assert!(matches!(
+            app.state(),
+            State::Notice {
+                notice: Notice::CallEnded { duration, reason: EndReason::Remote },
+                ..
+            } if *duration == Duration::from_secs(65)
+        ));
+        type_keys(&mut app, "5", end);
+        assert_eq!(app.state_name(), "idle");
+    }
+
+    #[test]
+    fn several_rooms_are_picked_by_number() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        type_keys(&mut app, "#4821#", now);
+        app.handle(Event::RoomsFound(vec!["Front".into(), "Back".into()]), now);
+        assert_eq!(app.state_name(), "choosing room");
+        assert!(type_keys(&mut app, "7", now).is_empty());
+        assert_eq!(type_keys(&mut app, "2", now), vec![Command::PickRoom(1)]);
+        assert_eq!(app.state_name(), "connecting");
+    }
+
+    #[test]
+    fn keys_that_mean_nothing_change_nothing() {
+        let now = Instant::now();
+        let mut app = App::new("door");
+        assert!(type_keys(&mut app, "0123456789", now).is_empty());
+        assert_eq!(app.state_name(), "idle");
+        assert!(app.handle(Event::RoomLocked, now).is_empty());
+        assert_eq!(app.state_name(), "idle");
+    }
+
+    #[test]
+    fn commands_never_print_pins_or_text() {
+        let cmd = Command::Join(Pin::parse("4821").unwrap());
+        assert!(!format!("{cmd:?}").contains("4821"));
+        assert!(!format!("{:?}", Command::SendText("secret".into())).contains("secret"));
+    }
+}

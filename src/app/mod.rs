@@ -1,0 +1,12 @@
+//! The appliance: one state machine ([`machine`]) and the screens it draws ([`screens`]).
+
+mod digits;
+pub mod machine;
+pub mod qr;
+pub mod screens;
+
+pub use machine::{
+    canned_reply, App, Command, EndReason, Event, JoinFailure, Notice, OpenRoom, State,
+    CANNED_REPLIES,
+};
+pub use screens::{draw, screen, Screen};

@@ -1,0 +1,697 @@
+//! What the display shows in each state, and how it is drawn at each screen size.
+//!
+//! [`screen`] turns the state into a plain [`Screen`] value; [`draw`] paints it. The
+//! runner redraws only when the value changes, which keeps slow SPI/I2C buses quiet.
+
+use std::time::Instant;
+
+use embedded_graphics::mono_font::iso_8859_1::{
+    FONT_10X20, FONT_6X10, FONT_7X13_BOLD, FONT_9X15, FONT_9X15_BOLD,
+};
+use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
+use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
+use zeroize::Zeroizing;
+
+use super::digits::draw_digits;
+use super::machine::{App, EndReason, Notice, State};
+use super::qr;
+use crate::hw::ScreenColor;
+use crate::pairing::{Invite, Pin, PIN_DIGITS};
+
+/// Everything one frame of the display shows.
+#[derive(Clone, PartialEq)]
+pub enum Screen {
+    /// Waiting for a key.
+    Idle {
+        /// Device name.
+        name: String,
+    },
+    /// Something is under way.
+    Working {
+        /// What.
+        title: &'static str,
+        /// Which key cancels.
+        hint: &'static str,
+    },
+    /// Our room: PIN, QR code, countdown.
+    RoomOpen {
+        /// The PIN.
+        pin: Pin,
+        /// The invitation behind the QR code.
+        invite: Invite,
+        /// Seconds until it expires.
+        remaining_secs: u64,
+        /// Wrong PINs so far.
+        failed_attempts: u8,
+    },
+    /// PIN being typed.
+    PinEntry {
+        /// Digits so far.
+        digits: Zeroizing<String>,
+    },
+    /// Several rooms to choose from.
+    PickRoom {
+        /// Device names, numbered from 1 on screen.
+        rooms: Vec<String>,
+    },
+    /// Talking.
+    InCall {
+        /// Seconds since connecting.
+        elapsed_secs: u64,
+        /// The last text received.
+        last_text: Option<String>,
+    },
+    /// A message for the user.
+    Notice {
+        /// Headline.
+        title: &'static str,
+        /// Detail.
+        detail: String,
+        /// Shown as a warning.
+        warn: bool,
+    },
+}
+
+/// The screen for the app's state at `now`.
+pub fn screen(app: &App, now: Instant) -> Screen {
+    match app.state() {
+        State::Idle => Screen::Idle {
+            name: app.device_name().to_string(),
+        },
+        State::OpeningRoom => Screen::Working {
+            title: "Opening room",
+            hint: "",
+        },
+        State::RoomOpen {
+            room,
+            failed_attempts,
+        } => Screen::RoomOpen {
+            pin: room.pin.clone(),
+            invite: room.invite.clone(),
+            // Rounded up: the countdown shows 0:00 only when the room is gone.
+            remaining_secs: room
+                .expires_at
+                .saturating_duration_since(now)
+                .as_millis()
+                .div_ceil(1000) as u64,
+            failed_attempts: *failed_attempts,
+        },
+        State::PinEntry { digits } => Screen::PinEntry {
+            digits: digits.clone(),
+        },
+        State::PickRoom { rooms } => Screen::PickRoom {
+            rooms: rooms.clone(),
+        },
+        State::Connecting { .. } => Screen::Working {
+            title: "Connecting",
+            hint: "* cancel",
+        },
+        State::InCall {
+            since, last_text, ..
+        } => Screen::InCall {
+            elapsed_secs: now.saturating_duration_since(*since).as_secs(),
+            last_text: last_text.clone(),
+        },
+        State::Notice { notice, .. } => notice_screen(notice),
+    }
+}
+
+fn notice_screen(notice: &Notice) -> Screen {
+    let (title, detail, warn) = match notice {
+        Notice::WrongPin { tries_left } => (
+            "Wrong PIN",
+            match tries_left {
+                Some(0) => "The room is now locked.".to_string(),
+                Some(1) => "1 try left.".to_string(),
+                Some(n) => format!("{n} tries left."),
+                None => "Try again.".to_string(),
+            },
+            true,
+        ),
+        Notice::RoomLocked => (
+            "Room locked",
+            "Too many wrong PINs. Open a new room with *.".into(),
+            true,
+        ),
+        Notice::RoomExpired => (
+            "Room expired",
+            "Nobody joined in time. Press * for a new room.".into(),
+            false,
+        ),
+        Notice::RoomBusy => (
+            "Room busy",
+            "Someone else is joining. Try again shortly.".into(),
+            true,
+        ),
+        Notice::NoRoom => ("No such room", "It was closed or has expired.".into(), true),
+        Notice::NoRoomFound => (
+            "No room found",
+            "Ask the other box to press * first.".into(),
+            true,
+        ),
+        Notice::Unreachable(msg) => ("Cannot connect", msg.clone(), true),
+        Notice::CallEnded { reason, duration } => {
+            let secs = duration.as_secs();
+            let why = match reason {
+                EndReason::Local => "You hung up.".to_string(),
+                EndReason::Remote => "The other side hung up.".to_string(),
+                EndReason::PeerLost => "The connection was lost.".to_string(),
+                EndReason::Error(e) => e.clone(),
+            };
+            (
+                "Call ended",
+                format!("{}:{:02}  {why}", secs / 60, secs % 60),
+                matches!(reason, EndReason::PeerLost | EndReason::Error(_)),
+            )
+        }
+        Notice::Fault(msg) => ("Error", msg.clone(), true),
+    };
+    Screen::Notice {
+        title,
+        detail,
+        warn,
+    }
+}
+
+struct Layout {
+    w: i32,
+    h: i32,
+    small: bool,
+    title: &'static MonoFont<'static>,
+    body: &'static MonoFont<'static>,
+}
+
+impl Layout {
+    fn for_size(size: Size) -> Layout {
+        let small = size.height < 128;
+        Layout {
+            w: size.width as i32,
+            h: size.height as i32,
+            small,
+            title: if small { &FONT_7X13_BOLD } else { &FONT_10X20 },
+            body: if small { &FONT_6X10 } else { &FONT_9X15 },
+        }
+    }
+
+    fn line_height(&self, font: &MonoFont) -> i32 {
+        font.character_size.height as i32 + if self.small { 1 } else { 3 }
+    }
+
+    fn columns(&self, font: &MonoFont) -> usize {
+        (self.w as u32 / font.character_size.width) as usize
+    }
+}
+
+fn text<D: DrawTarget>(
+    target: &mut D,
+    s: &str,
+    at: Point,
+    font: &MonoFont,
+    color: D::Color,
+    align: Alignment,
+) -> Result<(), D::Error> {
+    let style = MonoTextStyle::new(font, color);
+    let layout = TextStyleBuilder::new()
+        .baseline(Baseline::Top)
+        .alignment(align)
+        .build();
+    Text::with_text_style(s, at, style, layout).draw(target)?;
+    Ok(())
+}
+
+/// Splits `s` into at most `max_lines` lines of `cols` characters, breaking at spaces
+/// where it can; a cut-off last line ends in "...".
+pub fn wrap(s: &str, cols: usize, max_lines: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for word in s.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let used = current.chars().count();
+            let need = if used == 0 {
+                word.len()
+            } else {
+                used + 1 + word.len()
+            };
+            if need <= cols {
+                if used > 0 {
+                    current.push(' ');
+                }
+                current.extend(word.iter());
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut current));
+                continue;
+            }
+            // A word longer than a line is cut.
+            let rest = word.split_off(cols.min(word.len()));
+            lines.push(word.iter().collect());
+            word = rest;
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    if lines.len() > max_lines {
+        lines.truncate(max_lines);
+        if let Some(last) = lines.last_mut() {
+            let keep = cols.saturating_sub(3);
+            *last = last.chars().take(keep).collect::<String>() + "...";
+        }
+    }
+    lines
+}
+
+fn clock(secs: u64) -> String {
+    format!("{}:{:02}", secs / 60, secs % 60)
+}
+
+/// Paints `screen` onto `target` (the caller flushes).
+pub fn draw<D>(target: &mut D, screen: &Screen) -> Result<(), D::Error>
+where
+    D: DrawTarget + OriginDimensions,
+    D::Color: ScreenColor,
+{
+    let l = Layout::for_size(target.size());
+    target.clear(D::Color::BG)?;
+    let (fg, accent, warn) = (D::Color::FG, D::Color::ACCENT, D::Color::WARN);
+    let centre = l.w / 2;
+    match screen {
+        Screen::Idle { name } => {
+            let name_line = wrap(name, l.columns(l.title), 1).concat();
+            text(
+                target,
+                &name_line,
+                Point::new(centre, 2),
+                l.title,
+                accent,
+                Alignment::Center,
+            )?;
+            let y = l.h / 2 - l.line_height(l.body);
+            text(
+                target,
+                "* open a room",
+                Point::new(4, y),
+                l.body,
+                fg,
+                Alignment::Left,
+            )?;
+            let y2 = y + l.line_height(l.body) + if l.small { 2 } else { 8 };
+            text(
+                target,
+                "# join a room",
+                Point::new(4, y2),
+                l.body,
+                fg,
+                Alignment::Left,
+            )?;
+        }
+        Screen::Working { title, hint } => {
+            let y = l.h / 2 - l.line_height(l.title);
+            text(
+                target,
+                title,
+                Point::new(centre, y),
+                l.title,
+                accent,
+                Alignment::Center,
+            )?;
+            text(
+                target,
+                "...",
+                Point::new(centre, y + l.line_height(l.title)),
+                l.title,
+                accent,
+                Alignment::Center,
+            )?;
+            text(
+                target,
+                hint,
+                Point::new(centre, l.h - l.line_height(l.body)),
+                l.body,
+                fg,
+                Alignment::Center,
+            )?;
+        }
+        Screen::RoomOpen {
+            pin,
+            invite,
+            remaining_secs,
+            failed_attempts,
+        } => draw_room(target, &l, pin, invite, *remaining_secs, *failed_attempts)?,
+        Screen::PinEntry { digits } => {
+            text(
+                target,
+                "Enter PIN",
+                Point::new(centre, 2),
+                l.title,
+                accent,
+                Alignment::Center,
+            )?;
+            let shown: String = (0..PIN_DIGITS)
+                .map(|i| digits.chars().nth(i).unwrap_or('_'))
+                .collect();
+            let (dw, dh, gap) = if l.small { (16, 28, 6) } else { (40, 72, 14) };
+            let total = PIN_DIGITS as i32 * (dw + gap) - gap;
+            let y = l.line_height(l.title) + if l.small { 4 } else { 30 };
+            draw_digits(
+                target,
+                &shown,
+                Point::new(centre - total / 2, y),
+                Size::new(dw as u32, dh as u32),
+                gap as u32,
+                fg,
+            )?;
+            text(
+                target,
+                "* delete  # OK",
+                Point::new(centre, l.h - l.line_height(l.body)),
+                l.body,
+                fg,
+                Alignment::Center,
+            )?;
+        }
+        Screen::PickRoom { rooms } => {
+            text(
+                target,
+                "Which room?",
+                Point::new(centre, 2),
+                l.title,
+                accent,
+                Alignment::Center,
+            )?;
+            let lh = l.line_height(l.body);
+            let first = l.line_height(l.title) + 4;
+            let fit = ((l.h - first - lh) / lh).max(1) as usize;
+            for (i, name) in rooms.iter().take(fit.min(9)).enumerate() {
+                let line = wrap(&format!("{} {name}", i + 1), l.columns(l.body), 1).concat();
+                text(
+                    target,
+                    &line,
+                    Point::new(4, first + i as i32 * lh),
+                    l.body,
+                    fg,
+                    Alignment::Left,
+                )?;
+            }
+            text(
+                target,
+                "* back",
+                Point::new(centre, l.h - lh),
+                l.body,
+                fg,
+                Alignment::Center,
+            )?;
+        }
+        Screen::InCall {
+            elapsed_secs,
+            last_text,
+        } => {
+            text(
+                target,
+                "In call",
+                Point::new(4, 2),
+                l.title,
+                accent,
+                Alignment::Left,
+            )?;
+            text(
+                target,
+                &clock(*elapsed_secs),
+                Point::new(l.w - 4, 2),
+                l.title,
+                accent,
+                Alignment::Right,
+            )?;
+            let lh = l.line_height(l.body);
+            let first = l.line_height(l.title) + if l.small { 2 } else { 10 };
+            let lines = ((l.h - first - lh) / lh).max(1) as usize;
+            if let Some(msg) = last_text {
+                for (i, line) in wrap(msg, l.columns(l.body), lines).iter().enumerate() {
+                    text(
+                        target,
+                        line,
+                        Point::new(2, first + i as i32 * lh),
+                        l.body,
+                        fg,
+                        Alignment::Left,
+                    )?;
+                }
+            }
+            text(
+                target,
+                "## hang up",
+                Point::new(centre, l.h - lh),
+                l.body,
+                fg,
+                Alignment::Center,
+            )?;
+        }
+        Screen::Notice {
+            title,
+            detail,
+            warn: is_warning,
+        } => {
+            let colour = if *is_warning { warn } else { accent };
+            let title_font = if l.small { l.title } else { &FONT_9X15_BOLD };
+            let y0 = if l.small { 2 } else { l.h / 4 };
+            text(
+                target,
+                title,
+                Point::new(centre, y0),
+                title_font,
+                colour,
+                Alignment::Center,
+            )?;
+            if !l.small {
+                Rectangle::new(Point::new(20, y0 + 22), Size::new((l.w - 40) as u32, 2))
+                    .into_styled(PrimitiveStyle::with_fill(colour))
+                    .draw(target)?;
+            }
+            let lh = l.line_height(l.body);
+            let first = y0 + l.line_height(title_font) + if l.small { 2 } else { 14 };
+            let lines = ((l.h - first) / lh).max(1) as usize;
+            for (i, line) in wrap(detail, l.columns(l.body), lines).iter().enumerate() {
+                text(
+                    target,
+                    line,
+                    Point::new(centre, first + i as i32 * lh),
+                    l.body,
+                    fg,
+                    Alignment::Center,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn draw_room<D>(
+    target: &mut D,
+    l: &Layout,
+    pin: &Pin,
+    invite: &Invite,
+    remaining_secs: u64,
+    failed_attempts: u8,
+) -> Result<(), D::Error>
+where
+    D: DrawTarget + OriginDimensions,
+    D::Color: ScreenColor,
+{
+    let (fg, accent, warn) = (D::Color::FG, D::Color::ACCENT, D::Color::WARN);
+    let status = if failed_attempts > 0 {
+        let left = 3u8.saturating_sub(failed_attempts);
+        (
+            format!("{left} {} left", if left == 1 { "try" } else { "tries" }),
+            warn,
+        )
+    } else {
+        ("# close".to_string(), fg)
+    };
+    if l.small {
+        // PIN and countdown on the left half, QR code on the right.
+        let side = l.h as u32;
+        let qr_area = Rectangle::new(Point::new(l.w - side as i32, 0), Size::new(side, side));
+        if let Some(code) = qr::fit(invite, side) {
+            qr::draw(target, &code, qr_area)?;
+        }
+        let left_w = l.w - side as i32;
+        text(
+            target,
+            "PIN",
+            Point::new(0, 0),
+            &FONT_6X10,
+            fg,
+            Alignment::Left,
+        )?;
+        draw_digits(
+            target,
+            pin.as_str(),
+            Point::new(0, 12),
+            Size::new(13, 24),
+            3,
+            accent,
+        )?;
+        text(
+            target,
+            &clock(remaining_secs),
+            Point::new(0, 40),
+            &FONT_6X10,
+            fg,
+            Alignment::Left,
+        )?;
+        let line = wrap(&status.0, (left_w / 6) as usize, 1).concat();
+        text(
+            target,
+            &line,
+            Point::new(0, 52),
+            &FONT_6X10,
+            status.1,
+            Alignment::Left,
+        )?;
+    } else {
+        text(
+            target,
+            "PIN",
+            Point::new(6, 4),
+            l.title,
+            fg,
+            Alignment::Left,
+        )?;
+        text(
+            target,
+            &clock(remaining_secs),
+            Point::new(l.w - 6, 4),
+            l.title,
+            fg,
+            Alignment::Right,
+        )?;
+        let (dw, dh, gap) = (l.w / 8, l.h / 5, l.w / 24);
+        let total = 4 * dw + 3 * gap;
+        let y = 30;
+        draw_digits(
+            target,
+            pin.as_str(),
+            Point::new(l.w / 2 - total / 2, y),
+            Size::new(dw as u32, dh as u32),
+            gap as u32,
+            accent,
+        )?;
+        let qr_top = y + dh + 6;
+        let bottom = l.line_height(l.body);
+        let side = (l.h - qr_top - bottom - 2).min(l.w) as u32;
+        let qr_area = Rectangle::new(
+            Point::new(l.w / 2 - side as i32 / 2, qr_top),
+            Size::new(side, side),
+        );
+        if let Some(code) = qr::fit(invite, side) {
+            qr::draw(target, &code, qr_area)?;
+        }
+        text(
+            target,
+            &status.0,
+            Point::new(l.w / 2, l.h - bottom),
+            l.body,
+            status.1,
+            Alignment::Center,
+        )?;
+    }
+    Ok(())
+}
+
+/// One sample of every screen, for documentation pictures and tests.
+pub fn gallery() -> Vec<(&'static str, Screen)> {
+    let pin = Pin::parse("4821").expect("valid literal");
+    let invite = Invite {
+        room: crate::pairing::RoomId::parse("0f1e2d3c4b5a6978").expect("valid literal"),
+        name: Some("Front door".into()),
+        tcp: vec![std::net::SocketAddr::from(([192, 168, 178, 42], 7300))],
+        bt: None,
+        pin: Some(pin.clone()),
+    };
+    vec![
+        (
+            "idle",
+            Screen::Idle {
+                name: "Front door".into(),
+            },
+        ),
+        (
+            "room",
+            Screen::RoomOpen {
+                pin,
+                invite,
+                remaining_secs: 287,
+                failed_attempts: 0,
+            },
+        ),
+        (
+            "pin-entry",
+            Screen::PinEntry {
+                digits: Zeroizing::new("48".into()),
+            },
+        ),
+        (
+            "pick-room",
+            Screen::PickRoom {
+                rooms: vec!["Front door".into(), "Garden gate".into()],
+            },
+        ),
+        (
+            "connecting",
+            Screen::Working {
+                title: "Connecting",
+                hint: "* cancel",
+            },
+        ),
+        (
+            "in-call",
+            Screen::InCall {
+                elapsed_secs: 83,
+                last_text: Some("Parcel for you, shall I leave it at the door?".into()),
+            },
+        ),
+        (
+            "wrong-pin",
+            notice_screen(&Notice::WrongPin {
+                tries_left: Some(2),
+            }),
+        ),
+        (
+            "call-ended",
+            notice_screen(&Notice::CallEnded {
+                reason: EndReason::Remote,
+                duration: std::time::Duration::from_secs(65),
+            }),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_cuts_long_words() {
+        assert_eq!(
+            wrap("hello there world", 11, 3),
+            vec!["hello there", "world"]
+        );
+        assert_eq!(wrap("abcdefghij", 4, 3), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("one two three four", 7, 2), vec!["one two", "thre..."]);
+        assert!(wrap("", 10, 2).is_empty());
+    }
+
+    #[test]
+    fn clock_shows_minutes_and_seconds() {
+        assert_eq!(clock(0), "0:00");
+        assert_eq!(clock(299), "4:59");
+        assert_eq!(clock(3600), "60:00");
+    }
+}

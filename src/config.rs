@@ -1,0 +1,216 @@
+//! The box's configuration file (TOML, `/etc/intercom/intercom.toml` by default).
+//!
+//! Every key is optional; a missing default file means all defaults. Unknown keys and
+//! bad values are rejected with an error naming the key and the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the box looks for its configuration when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/intercom/intercom.toml";
+
+/// The TCP port of the signaling channel unless configured.
+pub const DEFAULT_TCP_PORT: u16 = 7300;
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Not TOML, an unknown key or a wrong type (the message names the key).
+    #[error("config file {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A value out of range.
+    #[error("config file {path}: key `{key}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+/// The box's settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Board profile: a built-in name or a path.
+    pub board: String,
+    /// The name shown on the display and announced on the LAN.
+    pub device_name: String,
+    /// TCP port of the signaling channel.
+    pub tcp_port: u16,
+    /// STUN servers (`stun:host:port`); none by default, so no traffic leaves the LAN.
+    pub stun_servers: Vec<String>,
+    /// Seconds a room stays open without a successful join.
+    pub room_expiry_secs: u64,
+    /// Whether the QR code carries the PIN.
+    pub qr_includes_pin: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            board: "sim".into(),
+            device_name: "intercom".into(),
+            tcp_port: DEFAULT_TCP_PORT,
+            stun_servers: Vec::new(),
+            room_expiry_secs: 300,
+            qr_includes_pin: true,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the default file; a missing default file gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text, &path),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(ConfigError::Read {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// How long a room stays open.
+    pub fn room_expiry(&self) -> Duration {
+        Duration::from_secs(self.room_expiry_secs)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            reason,
+        };
+        let name_len = self.device_name.chars().count();
+        if !(1..=32).contains(&name_len) || self.device_name.chars().any(char::is_control) {
+            return Err(invalid(
+                "device_name",
+                "must be 1 to 32 printable characters".into(),
+            ));
+        }
+        if self.tcp_port == 0 {
+            return Err(invalid("tcp_port", "must be 1 to 65535".into()));
+        }
+        if !(30..=3600).contains(&self.room_expiry_secs) {
+            return Err(invalid(
+                "room_expiry_secs",
+                format!("{} is outside 30 to 3600 seconds", self.room_expiry_secs),
+            ));
+        }
+        for server in &self.stun_servers {
+            let rest = server
+                .strip_prefix("stun:")
+                .or_else(|| server.strip_prefix("stuns:"));
+            let ok = rest.is_some_and(|r| {
+                !r.is_empty() && !r.starts_with(':') && !r.contains(char::is_whitespace)
+            });
+            if !ok {
+                return Err(invalid(
+                    "stun_servers",
+                    format!("{server:?} is not a STUN URL like \"stun:stun.example.org:3478\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/intercom/test.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().tcp_port, 7300);
+        assert!(Config::default().stun_servers.is_empty());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = parse(
+            "board = \"rpi4-ssd1306\"\ndevice_name = \"Front door\"\ntcp_port = 7400\n\
+             stun_servers = [\"stun:stun.example.org:3478\"]\nroom_expiry_secs = 120\n\
+             qr_includes_pin = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.device_name, "Front door");
+        assert_eq!(c.room_expiry(), Duration::from_secs(120));
+        assert!(!c.qr_includes_pin);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let err = parse("tcp_prot = 7300\n").unwrap_err();
+        assert!(
+            err.contains("tcp_prot") && err.contains("test.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named_with_the_file() {
+        for (text, key) in [
+            ("tcp_port = 0", "tcp_port"),
+            ("tcp_port = 70000", "tcp_port"),
+            ("tcp_port = \"x\"", "tcp_port"),
+            ("room_expiry_secs = 5", "room_expiry_secs"),
+            ("device_name = \"\"", "device_name"),
+            ("stun_servers = [\"example.org\"]", "stun_servers"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.contains(key) && err.contains("test.toml"),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_default_file_means_defaults_but_missing_explicit_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/intercom.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/intercom.toml"));
+        if !Path::new(DEFAULT_PATH).exists() {
+            assert_eq!(Config::load(None).unwrap(), Config::default());
+        }
+    }
+}

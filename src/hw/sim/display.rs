@@ -1,0 +1,186 @@
+//! The simulated display: the real frame buffer at the board's size and colour depth,
+//! written to a PNG on every flush and drawn in the terminal when stdout is one.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use embedded_graphics::prelude::*;
+use embedded_graphics_simulator::{OutputSettingsBuilder, SimulatorDisplay};
+
+use crate::hw::{Display, HwError, ScreenColor};
+
+/// Widest terminal rendering, in character cells.
+const TERMINAL_MAX_COLUMNS: u32 = 120;
+
+/// A frame buffer that shows itself as a PNG file and in the terminal.
+pub struct SimDisplay<C: ScreenColor> {
+    frame: SimulatorDisplay<C>,
+    png: Option<PathBuf>,
+    terminal: bool,
+    flushes: u64,
+}
+
+impl<C: ScreenColor> SimDisplay<C> {
+    /// A display of `size` pixels; `png` receives every flushed frame. It draws in the
+    /// terminal when `terminal` is true and stdout is a TTY.
+    pub fn new(size: Size, png: Option<PathBuf>, terminal: bool) -> Self {
+        SimDisplay {
+            frame: SimulatorDisplay::with_default_color(size, C::BG),
+            png,
+            terminal: terminal && std::io::stdout().is_terminal(),
+            flushes: 0,
+        }
+    }
+
+    /// The frame buffer as drawn so far.
+    pub fn frame(&self) -> &SimulatorDisplay<C> {
+        &self.frame
+    }
+
+    /// How many frames were flushed.
+    pub fn flushes(&self) -> u64 {
+        self.flushes
+    }
+
+    /// Writes the current frame to `path` as a PNG, `scale` screen pixels per image pixel.
+    /// The file is replaced atomically: readers never see half a frame.
+    pub fn save_png(&self, path: &Path, scale: u32) -> Result<(), HwError> {
+        let err = |reason: String| HwError::Io {
+            what: "display PNG",
+            reason: format!("{}: {reason}", path.display()),
+        };
+        let settings = OutputSettingsBuilder::new().scale(scale.max(1)).build();
+        let image = self.frame.to_rgb_output_image(&settings);
+        let name = path
+            .file_name()
+            .ok_or_else(|| err("not a file name".into()))?;
+        let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+        image.save_png(&tmp).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    }
+
+    fn draw_terminal(&self) {
+        let size = self.frame.size();
+        let step = size.width.div_ceil(TERMINAL_MAX_COLUMNS).max(1) as i32;
+        let pixel = |x: i32, y: i32| {
+            if y >= size.height as i32 {
+                C::BG.to_rgb888()
+            } else {
+                self.frame.get_pixel(Point::new(x, y)).to_rgb888()
+            }
+        };
+        let mut out = String::from("\x1b[H");
+        let mut y = 0;
+        while y < size.height as i32 {
+            let mut x = 0;
+            while x < size.width as i32 {
+                let (top, bottom) = (pixel(x, y), pixel(x, y + step));
+                out.push_str(&format!(
+                    "\x1b[38;2;{};{};{}m\x1b[48;2;{};{};{}m\u{2580}",
+                    top.r(),
+                    top.g(),
+                    top.b(),
+                    bottom.r(),
+                    bottom.g(),
+                    bottom.b()
+                ));
+                x += step;
+            }
+            out.push_str("\x1b[0m\r\n");
+            y += 2 * step;
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+    }
+}
+
+impl<C: ScreenColor> OriginDimensions for SimDisplay<C> {
+    fn size(&self) -> Size {
+        self.frame.size()
+    }
+}
+
+impl<C: ScreenColor> DrawTarget for SimDisplay<C> {
+    type Color = C;
+    type Error = core::convert::Infallible;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<C>>,
+    {
+        self.frame.draw_iter(pixels)
+    }
+
+    fn clear(&mut self, color: C) -> Result<(), Self::Error> {
+        self.frame.clear(color)
+    }
+}
+
+impl<C: ScreenColor> Display for SimDisplay<C> {
+    fn flush(&mut self) -> Result<(), HwError> {
+        self.flushes += 1;
+        if let Some(path) = &self.png {
+            self.save_png(path, 1)?;
+        }
+        if self.terminal {
+            self.draw_terminal();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_graphics::pixelcolor::{BinaryColor, Rgb565};
+    use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
+
+    #[test]
+    fn flush_writes_png_at_native_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("screen.png");
+        let mut display = SimDisplay::<Rgb565>::new(Size::new(240, 240), Some(path.clone()), false);
+        Rectangle::new(Point::new(10, 20), Size::new(5, 5))
+            .into_styled(PrimitiveStyle::with_fill(Rgb565::RED))
+            .draw(&mut display)
+            .unwrap();
+        display.flush().unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (240, 240));
+        assert_eq!(img.get_pixel(12, 22).0, [255, 0, 0]);
+        assert_eq!(img.get_pixel(0, 0).0, {
+            let c = Rgb565::BG.to_rgb888();
+            [c.r(), c.g(), c.b()]
+        });
+        // No temporary file is left beside the PNG.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn monochrome_png_is_black_and_white() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oled.png");
+        let mut display =
+            SimDisplay::<BinaryColor>::new(Size::new(128, 64), Some(path.clone()), false);
+        Pixel(Point::new(3, 4), BinaryColor::On)
+            .draw(&mut display)
+            .unwrap();
+        display.flush().unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (128, 64));
+        assert_eq!(img.get_pixel(3, 4).0, [255, 255, 255]);
+        assert_eq!(img.get_pixel(4, 4).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn unwritable_png_is_an_error_not_a_panic() {
+        let mut display = SimDisplay::<BinaryColor>::new(
+            Size::new(128, 64),
+            Some("/nonexistent/dir/screen.png".into()),
+            false,
+        );
+        let err = display.flush().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/dir/screen.png"), "{err}");
+    }
+}

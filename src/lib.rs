@@ -1,0 +1,23 @@
+//! # intercom
+//!
+//! Firmware for a secure intercom box: two people talk, voice and text, over a direct,
+//! end-to-end encrypted connection with no server in between. Box A opens a room and
+//! shows a 4-digit PIN and a QR code; box B types the PIN; the PIN feeds SPAKE2, so it
+//! cannot be guessed offline and a man in the middle cannot join. Nothing is logged or
+//! kept: when a call ends every key is wiped.
+//!
+//! Data flows one way through the layers:
+//!
+//! - [`hw`]: keypad, display, microphone and speaker behind traits, with simulator
+//!   backends for laptops, tests and CI;
+//! - [`board`] and [`config`]: which hardware a box has, and its settings;
+//! - [`app`]: the appliance state machine and its screens, pure and time-free;
+//! - [`pairing`]: the sans-IO security core (PIN, SPAKE2, key schedule, sealed frames);
+//! - [`runtime`]: the event loop that wires hardware, app and network together.
+
+pub mod app;
+pub mod board;
+pub mod config;
+pub mod hw;
+pub mod pairing;
+pub mod runtime;

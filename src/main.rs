@@ -1,0 +1,138 @@
+//! `intercom`: the box's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use intercom::board::Board;
+use intercom::config::Config;
+use intercom::hw::sim::SimKeypadOptions;
+use intercom::runtime::{self, RunOptions};
+
+/// A secure, serverless voice and text intercom.
+///
+/// Box A presses `*` to open a room and shows a PIN and a QR code; box B presses `#`,
+/// types the PIN and presses `#`. Nothing is logged or kept.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the box: read keys, draw screens, open or join rooms, take calls.
+    ///
+    /// With the `sim` board (the default without a config file) it runs on any Linux
+    /// machine: keys from the terminal, `--keys` or `--keys-fifo`; the screen in the
+    /// terminal and in `--display-png`; audio from `--audio-in` to `--audio-out`.
+    /// SIGTERM or SIGINT stop it cleanly (exit code 0).
+    Run(RunArgs),
+    /// Two simulated boxes on this machine: a room, a PIN, a call with text and voice.
+    Demo,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Configuration file [default: /etc/intercom/intercom.toml, if present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Board profile: a built-in name (sim, rpi4-ssd1306, rpi4-st7789) or a .toml path.
+    /// Overrides the config file's `board`.
+    #[arg(long, value_name = "NAME")]
+    board: Option<String>,
+    /// Simulator: keys to press at start: 0-9 * #, `^` before a key holds it, `.` waits
+    /// 250 ms. Example: --keys "#.4821#".
+    #[arg(long, value_name = "KEYS")]
+    keys: Option<String>,
+    /// Simulator: a FIFO (mkfifo) whose lines are keys, or `text <message>` to send.
+    #[arg(long, value_name = "PATH")]
+    keys_fifo: Option<PathBuf>,
+    /// Simulator: write every display frame to this PNG (replaced atomically).
+    #[arg(long, value_name = "PATH")]
+    display_png: Option<PathBuf>,
+    /// Simulator: do not draw the screen in the terminal.
+    #[arg(long)]
+    no_terminal: bool,
+    /// Simulator: microphone input, a 48 kHz 16-bit WAV file played in real time
+    /// (silence without it).
+    #[arg(long, value_name = "WAV")]
+    audio_in: Option<PathBuf>,
+    /// Simulator: speaker output, written as a 48 kHz mono 16-bit WAV file.
+    #[arg(long, value_name = "WAV")]
+    audio_out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("INTERCOM_LOG")
+                .unwrap_or_else(|_| "intercom=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Demo => Err(anyhow::anyhow!(
+            "the demo needs the call (WebRTC voice and text), which is not built yet"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("intercom: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(board) = args.board {
+        config.board = board;
+    }
+    let board = Board::load(&config.board)?;
+    let terminal = !args.no_terminal;
+    let stdin = terminal || (args.keys.is_none() && args.keys_fifo.is_none());
+    let options = RunOptions {
+        config,
+        board,
+        keys: SimKeypadOptions {
+            script: args.keys,
+            fifo: args.keys_fifo,
+            stdin,
+        },
+        display_png: args.display_png,
+        terminal,
+        audio_in: args.audio_in,
+        audio_out: args.audio_out,
+    };
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let summary = rt.block_on(runtime::run(options, stop_signal()))?;
+    tracing::info!(
+        frames = summary.frames,
+        "stopped in state {}",
+        summary.final_state
+    );
+    // The stdin reader may sit in a blocking read; do not wait for it.
+    rt.shutdown_background();
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot watch for SIGTERM/SIGINT");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}

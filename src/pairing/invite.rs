@@ -1,0 +1,203 @@
+//! The room invitation carried by the QR code: `intercom:?v=1&room=…&tcp=…[&pin=…]`.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use zeroize::Zeroizing;
+
+use super::pin::{Pin, RoomId};
+
+/// What a guest needs to join a room, as the QR code carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// The room.
+    pub room: RoomId,
+    /// The host's device name, if given.
+    pub name: Option<String>,
+    /// Addresses of the host's TCP signaling port.
+    pub tcp: Vec<SocketAddr>,
+    /// The host's Bluetooth address, if given.
+    pub bt: Option<String>,
+    /// The PIN, unless the owner keeps it off the QR code.
+    pub pin: Option<Pin>,
+}
+
+impl fmt::Debug for Invite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invite")
+            .field("room", &self.room)
+            .field("name", &self.name)
+            .field("tcp", &self.tcp.len())
+            .field("pin", &self.pin.as_ref().map(|_| "****"))
+            .finish()
+    }
+}
+
+/// Why a URI is not an invitation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    /// Not `intercom:?…`.
+    #[error("not an intercom invitation (it must start with \"intercom:?\")")]
+    Scheme,
+    /// `v` is missing or not 1.
+    #[error("unsupported invitation version (this box speaks v=1)")]
+    Version,
+    /// A field is missing or malformed.
+    #[error("invitation field `{0}` is missing or malformed")]
+    Field(&'static str),
+}
+
+impl Invite {
+    /// The URI, fields in the order of the protocol.
+    pub fn to_uri(&self) -> Zeroizing<String> {
+        let mut uri = format!("intercom:?v=1&room={}", self.room.to_hex());
+        if let Some(name) = &self.name {
+            uri.push_str("&name=");
+            uri.push_str(&percent_encode(name));
+        }
+        for addr in &self.tcp {
+            uri.push_str(&format!("&tcp={addr}"));
+        }
+        if let Some(bt) = &self.bt {
+            uri.push_str("&bt=");
+            uri.push_str(bt);
+        }
+        if let Some(pin) = &self.pin {
+            uri.push_str("&pin=");
+            uri.push_str(pin.as_str());
+        }
+        Zeroizing::new(uri)
+    }
+
+    /// Parses an invitation URI; unknown parameters are ignored.
+    pub fn parse(uri: &str) -> Result<Invite, InviteError> {
+        let query = uri.strip_prefix("intercom:?").ok_or(InviteError::Scheme)?;
+        let mut version = None;
+        let mut invite = Invite {
+            room: RoomId::parse("0000000000000000").expect("valid literal"),
+            name: None,
+            tcp: Vec::new(),
+            bt: None,
+            pin: None,
+        };
+        let mut room = None;
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "v" => version = Some(value),
+                "room" => room = Some(RoomId::parse(value).ok_or(InviteError::Field("room"))?),
+                "name" => {
+                    invite.name = Some(percent_decode(value).ok_or(InviteError::Field("name"))?)
+                }
+                "tcp" => invite
+                    .tcp
+                    .push(value.parse().map_err(|_| InviteError::Field("tcp"))?),
+                "bt" => invite.bt = Some(value.to_string()),
+                "pin" => invite.pin = Some(Pin::parse(value).ok_or(InviteError::Field("pin"))?),
+                _ => {}
+            }
+        }
+        if version != Some("1") {
+            return Err(InviteError::Version);
+        }
+        invite.room = room.ok_or(InviteError::Field("room"))?;
+        Ok(invite)
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Invite {
+        Invite {
+            room: RoomId::parse("0f1e2d3c4b5a6978").unwrap(),
+            name: Some("Front door & hall".into()),
+            tcp: vec![
+                "192.168.1.20:7300".parse().unwrap(),
+                "[fe80::1]:7300".parse().unwrap(),
+            ],
+            bt: None,
+            pin: Pin::parse("4821"),
+        }
+    }
+
+    #[test]
+    fn uri_matches_the_protocol_form() {
+        assert_eq!(
+            sample().to_uri().as_str(),
+            "intercom:?v=1&room=0f1e2d3c4b5a6978&name=Front%20door%20%26%20hall\
+             &tcp=192.168.1.20:7300&tcp=[fe80::1]:7300&pin=4821"
+        );
+    }
+
+    #[test]
+    fn uri_round_trips_and_ignores_unknown_fields() {
+        let invite = sample();
+        assert_eq!(Invite::parse(&invite.to_uri()).unwrap(), invite);
+        let with_extra = format!("{}&future=yes", invite.to_uri().as_str());
+        assert_eq!(Invite::parse(&with_extra).unwrap(), invite);
+    }
+
+    #[test]
+    fn bad_uris_are_named_errors() {
+        assert_eq!(Invite::parse("http://x").unwrap_err(), InviteError::Scheme);
+        assert_eq!(
+            Invite::parse("intercom:?v=2&room=0f1e2d3c4b5a6978").unwrap_err(),
+            InviteError::Version
+        );
+        assert_eq!(
+            Invite::parse("intercom:?v=1&room=zz").unwrap_err(),
+            InviteError::Field("room")
+        );
+        assert_eq!(
+            Invite::parse("intercom:?v=1&room=0f1e2d3c4b5a6978&pin=12").unwrap_err(),
+            InviteError::Field("pin")
+        );
+        assert!(!format!("{:?}", sample()).contains("4821"));
+    }
+
+    proptest! {
+        #[test]
+        fn names_round_trip(name in "\\PC{1,32}") {
+            let mut invite = sample();
+            invite.name = Some(name);
+            prop_assert_eq!(Invite::parse(&invite.to_uri()).unwrap(), invite);
+        }
+
+        #[test]
+        fn parse_never_panics(uri in "intercom:\\?[ -~]{0,120}") {
+            let _ = Invite::parse(&uri);
+        }
+    }
+}

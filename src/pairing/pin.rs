@@ -1,0 +1,139 @@
+//! The 4-digit PIN and the room id: drawn from the OS CSPRNG, wiped on drop.
+
+use std::fmt;
+
+use rand::rngs::OsRng;
+use rand::{Rng, RngCore};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Number of digits in a PIN.
+pub const PIN_DIGITS: usize = 4;
+
+/// A 4-digit PIN. Never printed: `Debug` shows `Pin(****)`.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Pin([u8; PIN_DIGITS]);
+
+impl Pin {
+    /// A PIN drawn uniformly from `0000`–`9999` with the OS CSPRNG.
+    pub fn random() -> Pin {
+        let n: u16 = OsRng.gen_range(0..10_000);
+        Pin::from_number(n)
+    }
+
+    fn from_number(mut n: u16) -> Pin {
+        let mut digits = [0u8; PIN_DIGITS];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        Pin(digits)
+    }
+
+    /// Parses exactly four ASCII digits.
+    pub fn parse(text: &str) -> Option<Pin> {
+        let bytes = text.as_bytes();
+        if bytes.len() != PIN_DIGITS || !bytes.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut digits = [0u8; PIN_DIGITS];
+        digits.copy_from_slice(bytes);
+        Some(Pin(digits))
+    }
+
+    /// The four ASCII digits: the SPAKE2 password.
+    pub fn as_bytes(&self) -> &[u8; PIN_DIGITS] {
+        &self.0
+    }
+
+    /// The digits as text, for the display only.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a PIN holds ASCII digits only")
+    }
+}
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(****)")
+    }
+}
+
+/// A room id: 8 random bytes, written as 16 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoomId([u8; 8]);
+
+impl RoomId {
+    /// A fresh random room id.
+    pub fn random() -> RoomId {
+        let mut bytes = [0u8; 8];
+        OsRng.fill_bytes(&mut bytes);
+        RoomId(bytes)
+    }
+
+    /// Parses 16 lowercase hex characters.
+    pub fn parse(text: &str) -> Option<RoomId> {
+        if text.len() != 16 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut bytes = [0u8; 8];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(RoomId(bytes))
+    }
+
+    /// The 16-character hex form used on the wire.
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for RoomId {
+    // Room ids stay out of logs above debug level; Debug shows only a prefix.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomId({:02x}…)", self.0[0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_is_four_digits_and_hidden_from_debug() {
+        for _ in 0..200 {
+            let pin = Pin::random();
+            assert_eq!(pin.as_str().len(), 4);
+            assert!(pin.as_str().bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(format!("{pin:?}"), "Pin(****)");
+        }
+        assert_eq!(Pin::from_number(7).as_str(), "0007");
+        assert_eq!(Pin::from_number(9999).as_str(), "9999");
+    }
+
+    #[test]
+    fn random_pins_cover_the_range() {
+        // 2000 draws from 10 000 values: a fixed or narrow generator would repeat a lot.
+        let distinct: std::collections::HashSet<_> = (0..2000)
+            .map(|_| Pin::random().as_str().to_string())
+            .collect();
+        assert!(distinct.len() > 1700, "{}", distinct.len());
+    }
+
+    #[test]
+    fn pin_parse_rejects_anything_but_four_digits() {
+        assert_eq!(Pin::parse("4821").unwrap().as_str(), "4821");
+        for bad in ["", "482", "48211", "48a1", "４８２１", " 482"] {
+            assert!(Pin::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn room_id_round_trips_hex() {
+        let id = RoomId::parse("0f1e2d3c4b5a6978").unwrap();
+        assert_eq!(id.to_hex(), "0f1e2d3c4b5a6978");
+        assert!(RoomId::parse("0F1E2D3C4B5A6978").is_none());
+        assert!(RoomId::parse("0f1e2d3c4b5a697").is_none());
+        assert_ne!(RoomId::random(), RoomId::random());
+        assert!(!format!("{id:?}").contains("1e2d"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The `intercom` binary as scripts and installers drive it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn intercom() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_intercom"));
+    cmd.env("INTERCOM_LOG", "intercom=info");
+    cmd
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn qr_in(png: &Path) -> Option<String> {
+    let img = image::open(png).ok()?.to_luma8();
+    let (w, h) = img.dimensions();
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+            img.get_pixel(x as u32, y as u32).0[0]
+        });
+    let grids = prepared.detect_grids();
+    grids.first()?.decode().ok().map(|(_, s)| s)
+}
+
+#[test]
+fn help_explains_each_subcommand_and_run_flag() {
+    let out = intercom().arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    for word in ["run", "demo"] {
+        assert!(text.contains(word), "{text}");
+    }
+    let out = intercom().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--board",
+        "--config",
+        "--keys",
+        "--keys-fifo",
+        "--display-png",
+        "--audio-in",
+        "--audio-out",
+    ] {
+        assert!(text.contains(flag), "run --help lacks {flag}");
+    }
+}
+
+#[test]
+fn sim_box_opens_a_room_shows_a_scannable_qr_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("screen.png");
+    let wav = dir.path().join("speaker.wav");
+    let child = intercom()
+        .args(["run", "--board", "sim", "--no-terminal", "--keys", "*"])
+        .arg("--display-png")
+        .arg(&png)
+        .arg("--audio-out")
+        .arg(&wav)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the room's QR code", || qr_in(&png).is_some());
+    let uri = qr_in(&png).unwrap();
+    let invite = intercom::pairing::Invite::parse(&uri).unwrap();
+    assert!(invite.pin.is_some());
+    assert_eq!(invite.tcp[0].port(), 7300);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // The speaker file is a finalized WAV.
+    let reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().sample_rate, 48_000);
+    // The PIN never reaches the log.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let pin = invite.pin.unwrap();
+    assert!(!log.contains(pin.as_str()), "PIN in log: {log}");
+    assert!(log.contains("keys wiped"), "{log}");
+}
+
+#[test]
+fn sigint_also_stops_cleanly_without_any_config_file() {
+    let child = intercom()
+        .args(["run", "--board", "sim", "--no-terminal"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hardware_board_on_a_laptop_fails_with_one_clear_line() {
+    if Path::new("/dev/i2c-1").exists() {
+        return;
+    }
+    let out = intercom()
+        .args(["run", "--board", "rpi4-ssd1306"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("intercom:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("/dev/i2c-1"), "{err}");
+}
+
+#[test]
+fn bad_config_and_bad_keys_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intercom.toml");
+    std::fs::write(&cfg, "tcp_port = 0\n").unwrap();
+    let out = intercom()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("tcp_port") && err.contains("intercom.toml"),
+        "{err}"
+    );
+
+    let out = intercom()
+        .args(["run", "--board", "sim", "--no-terminal", "--keys", "12x"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("'x'"), "{err}");
+}
+
+#[test]
+fn keys_from_a_fifo_drive_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("keys");
+    let png = dir.path().join("screen.png");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let missing = intercom()
+        .args(["run", "--board", "rpi4-ssd1306.toml"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // A board given as a missing path is an error, not a panic.
+    assert_eq!(missing.status.code(), Some(1));
+    let mut child = intercom()
+        .args(["run", "--board", "sim", "--no-terminal"])
+        .arg("--keys-fifo")
+        .arg(&fifo)
+        .arg("--display-png")
+        .arg(&png)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the idle screen", || png.exists());
+    std::fs::write(&fifo, "*\n").unwrap();
+    wait_for("the room's QR code", || qr_in(&png).is_some());
+    std::fs::write(&fifo, "#\n").unwrap();
+    wait_for("the room to close", || qr_in(&png).is_none());
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
