@@ -1,8 +1,19 @@
-//! The security core, sans-IO: PIN, room, invitation, SPAKE2 handshake and sealed frames.
-//! No sockets and no clocks here: bytes and the current time come in as arguments.
+//! The security core, sans-IO: PIN, room, invitation, SPAKE2 handshake, key schedule and
+//! sealed frames. No sockets and no clocks here: bytes and the current time come in as
+//! arguments, frames to send come out. Every secret is wiped on drop and hidden from
+//! `Debug`.
 
+pub mod frame;
+pub mod handshake;
 pub mod invite;
+pub mod keys;
 pub mod pin;
+pub mod room;
 
+pub use frame::{ErrorCode, FrameDecoder, FrameError, Message, MAX_PAYLOAD};
+pub use handshake::{
+    GuestHandshake, GuestStep, HostHandshake, HostStep, Inner, JoinError, Role, SecureChannel,
+};
 pub use invite::{Invite, InviteError};
 pub use pin::{Pin, RoomId, PIN_DIGITS};
+pub use room::{ConnId, HostRoom, RoomEvent, RoomStatus, HANDSHAKE_DEADLINE, MAX_ATTEMPTS};
