@@ -337,12 +337,7 @@ mod tests {
             let mut dec = FrameDecoder::new();
             for c in &chunks {
                 dec.push(c);
-                loop {
-                    match dec.next_message() {
-                        Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                while let Ok(Some(_)) = dec.next_message() {}
             }
         }
 
