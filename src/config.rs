@@ -61,6 +61,9 @@ pub struct Config {
     pub room_expiry_secs: u64,
     /// Whether the QR code carries the PIN.
     pub qr_includes_pin: bool,
+    /// Network interfaces for discovery and the QR code's addresses (`eth0`, `wlan0`,
+    /// `lo`); empty = every interface.
+    pub lan_interfaces: Vec<String>,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             stun_servers: Vec::new(),
             room_expiry_secs: 300,
             qr_includes_pin: true,
+            lan_interfaces: Vec::new(),
         }
     }
 }
@@ -130,6 +134,16 @@ impl Config {
             return Err(invalid(
                 "room_expiry_secs",
                 format!("{} is outside 30 to 3600 seconds", self.room_expiry_secs),
+            ));
+        }
+        if let Some(bad) = self
+            .lan_interfaces
+            .iter()
+            .find(|i| i.is_empty() || i.len() > 15 || i.contains(['/', ' ']))
+        {
+            return Err(invalid(
+                "lan_interfaces",
+                format!("{bad:?} is not a network interface name"),
             ));
         }
         for server in &self.stun_servers {

@@ -21,3 +21,4 @@ pub mod config;
 pub mod hw;
 pub mod pairing;
 pub mod runtime;
+pub mod signaling;

@@ -12,7 +12,8 @@ pub mod room;
 
 pub use frame::{ErrorCode, FrameDecoder, FrameError, Message, MAX_PAYLOAD};
 pub use handshake::{
-    GuestHandshake, GuestStep, HostHandshake, HostStep, Inner, JoinError, Role, SecureChannel,
+    ChannelError, GuestHandshake, GuestStep, HostHandshake, HostStep, Inner, JoinError, Role,
+    SecureChannel,
 };
 pub use invite::{Invite, InviteError};
 pub use pin::{Pin, RoomId, PIN_DIGITS};

@@ -142,16 +142,26 @@ impl HostRoom {
         }
     }
 
-    /// A new connection: its id, or the error frame to send before closing it.
-    pub fn connect(&mut self, now: Instant) -> Result<ConnId, Message> {
+    /// A new connection: its id, or the error frame to send before closing it. When
+    /// [`MAX_PENDING`] connections wait silently, the oldest is dropped to make room, so
+    /// idle connections cannot lock an honest guest out.
+    pub fn connect(&mut self, now: Instant) -> Result<(ConnId, RoomOutput), Message> {
         if self.status != RoomStatus::Open || now >= self.expires_at {
             return Err(self.closed_error());
         }
-        if self.active.is_some() || self.conns.len() >= MAX_PENDING {
+        if self.active.is_some() {
             return Err(Message::error(
                 ErrorCode::RoomBusy,
                 "someone else is joining",
             ));
+        }
+        let mut out = RoomOutput::default();
+        if self.conns.len() >= MAX_PENDING {
+            if let Some(oldest) = self.conns.keys().min_by_key(|id| id.0).copied() {
+                let msg =
+                    Message::error(ErrorCode::Malformed, "too slow: dropped for another guest");
+                self.drop_conn(oldest, msg, &mut out);
+            }
         }
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -162,7 +172,7 @@ impl HostRoom {
                 handshake: HostHandshake::new(self.id, self.pin.clone()),
             },
         );
-        Ok(id)
+        Ok((id, out))
     }
 
     /// A frame from a connection.
@@ -381,7 +391,7 @@ mod tests {
     ) -> (Result<(), JoinError>, Vec<RoomEvent>) {
         let mut events = Vec::new();
         let conn = match room.connect(now) {
-            Ok(c) => c,
+            Ok((c, _)) => c,
             Err(e) => {
                 let mut g = GuestHandshake::start(room.id(), &Pin::parse(pin).unwrap()).0;
                 return (g.on_message(e).map(|_| ()), events);
@@ -447,7 +457,7 @@ mod tests {
     fn second_guest_is_busy_while_the_first_is_in_the_handshake() {
         let now = Instant::now();
         let mut r = room(now);
-        let a = r.connect(now).unwrap();
+        let a = r.connect(now).unwrap().0;
         let (_, pake) = GuestHandshake::start(r.id(), &Pin::parse("4821").unwrap());
         r.on_message(a, pake, now);
         let err = r.connect(now).unwrap_err();
@@ -464,12 +474,12 @@ mod tests {
     fn silent_connections_do_not_block_or_count() {
         let now = Instant::now();
         let mut r = room(now);
-        let idle: Vec<_> = (0..5).map(|_| r.connect(now).unwrap()).collect();
+        let idle: Vec<_> = (0..5).map(|_| r.connect(now).unwrap().0).collect();
         let (res, _) = attempt(&mut r, "4821", now);
         assert_eq!(res, Ok(()));
         drop(idle);
         let mut r = room(now);
-        let c = r.connect(now).unwrap();
+        let c = r.connect(now).unwrap().0;
         let out = r.on_tick(now + HANDSHAKE_DEADLINE);
         assert!(out.actions.iter().any(|(id, a)| *id == c && a.close));
         assert!(out.events.is_empty());
@@ -477,10 +487,24 @@ mod tests {
     }
 
     #[test]
+    fn idle_connections_are_evicted_oldest_first() {
+        let now = Instant::now();
+        let mut r = room(now);
+        let first = r.connect(now).unwrap().0;
+        for _ in 1..MAX_PENDING {
+            assert!(r.connect(now).unwrap().1.actions.is_empty());
+        }
+        let (_, out) = r.connect(now).unwrap();
+        assert!(out.actions.iter().any(|(id, a)| *id == first && a.close));
+        assert_eq!(r.connections(), MAX_PENDING);
+        assert_eq!(attempt(&mut r, "4821", now).0, Ok(()));
+    }
+
+    #[test]
     fn giving_up_after_our_pake_counts_as_an_attempt() {
         let now = Instant::now();
         let mut r = room(now);
-        let c = r.connect(now).unwrap();
+        let c = r.connect(now).unwrap().0;
         let (_, pake) = GuestHandshake::start(r.id(), &Pin::parse("9999").unwrap());
         r.on_message(c, pake, now);
         let out = r.on_disconnect(c);
@@ -489,7 +513,7 @@ mod tests {
             [RoomEvent::AttemptFailed { tries_left: 2 }]
         ));
         // Stalling after our pake until the deadline counts too.
-        let c = r.connect(now).unwrap();
+        let c = r.connect(now).unwrap().0;
         let (_, pake) = GuestHandshake::start(r.id(), &Pin::parse("9999").unwrap());
         r.on_message(c, pake, now);
         let out = r.on_tick(now + HANDSHAKE_DEADLINE);
@@ -503,7 +527,7 @@ mod tests {
     fn room_expires() {
         let now = Instant::now();
         let mut r = room(now);
-        let c = r.connect(now).unwrap();
+        let c = r.connect(now).unwrap().0;
         assert_eq!(r.next_deadline(), now + HANDSHAKE_DEADLINE);
         let out = r.on_tick(now + EXPIRY);
         assert!(matches!(out.events[..], [RoomEvent::Expired]));
@@ -517,10 +541,10 @@ mod tests {
         let now = Instant::now();
         let mut r = room(now);
         for _ in 0..100 {
-            let c = r.connect(now).unwrap();
+            let c = r.connect(now).unwrap().0;
             let out = r.on_bad_frame(c, &FrameError::NotObject);
             assert!(out.events.is_empty());
-            let c = r.connect(now).unwrap();
+            let c = r.connect(now).unwrap().0;
             let out = r.on_message(c, Message::Confirm { mac: vec![0; 32] }, now);
             assert!(out.events.is_empty());
         }

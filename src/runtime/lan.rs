@@ -1,106 +1,314 @@
-//! Rooms on the LAN: opening our own (host) and joining another box's (guest).
+//! Rooms on the LAN: opening our own (host) and joining another box's (guest), and the
+//! sealed session that follows. Turns app commands into signaling work and signaling
+//! results back into app events.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
-use crate::app::{Command, Event, JoinFailure, OpenRoom};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zeroize::Zeroize;
+
+use crate::app::{EndReason, Event, JoinFailure, OpenRoom};
 use crate::config::Config;
-use crate::pairing::{Invite, Pin, RoomId};
+use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId};
+use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
+use crate::signaling::{
+    join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session, SessionEnd, SessionEvent,
+};
+
+/// How long the guest listens for rooms on the LAN.
+const BROWSE_TIME: Duration = Duration::from_millis(1500);
+/// PINs of closed rooms remembered so that a new room never reuses one.
+const RECENT_PINS: usize = 64;
 
 /// The network side of the box.
-pub struct Rooms {
+pub struct Lan {
     device_name: String,
     port: u16,
     qr_includes_pin: bool,
-    expiry: std::time::Duration,
-    open: Option<(RoomId, tokio::time::Instant)>,
-    pending: std::collections::VecDeque<Event>,
+    expiry: Duration,
+    interfaces: Vec<String>,
+    discovery: Option<Discovery>,
+    host: Option<(HostHandle, Option<Advert>)>,
+    join_task: Option<JoinHandle<()>>,
+    found: Vec<FoundRoom>,
+    pin_for_pick: Option<Pin>,
+    session: Option<Session>,
+    recent_pins: VecDeque<[u8; 4]>,
+    results_tx: mpsc::Sender<Outcome>,
+    results_rx: mpsc::Receiver<Outcome>,
 }
 
-impl Rooms {
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for pin in self.recent_pins.iter_mut() {
+            pin.zeroize();
+        }
+        if let Some(t) = self.join_task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// What a background join reports.
+enum Outcome {
+    /// Pass this to the app.
+    Event(Event),
+    /// Several rooms: the user picks one, then the PIN goes to that one.
+    Found(Vec<FoundRoom>, Pin),
+    /// Joined: the sealed session.
+    Joined(Session),
+}
+
+async fn join_room(room: FoundRoom, pin: Pin) -> Outcome {
+    match join_tcp(&room.addrs, room.room, &pin).await {
+        Ok(session) => Outcome::Joined(session),
+        Err(e) => Outcome::Event(Event::JoinFailed(join_failure(e))),
+    }
+}
+
+impl Lan {
     /// Nothing open, nothing joined.
-    pub fn new(config: &Config) -> Rooms {
-        Rooms {
+    pub fn new(config: &Config) -> Lan {
+        let (results_tx, results_rx) = mpsc::channel(8);
+        Lan {
             device_name: config.device_name.clone(),
             port: config.tcp_port,
             qr_includes_pin: config.qr_includes_pin,
             expiry: config.room_expiry(),
-            open: None,
-            pending: Default::default(),
+            interfaces: config.lan_interfaces.clone(),
+            discovery: None,
+            host: None,
+            join_task: None,
+            found: Vec::new(),
+            pin_for_pick: None,
+            session: None,
+            recent_pins: VecDeque::new(),
+            results_tx,
+            results_rx,
         }
     }
 
-    /// Opens a new room: new id, new PIN.
-    pub fn open(&mut self, now: Instant) {
-        let room = RoomId::random();
-        let pin = Pin::random();
+    fn discovery(&mut self) -> Option<&Discovery> {
+        if self.discovery.is_none() {
+            match Discovery::start(&self.interfaces) {
+                Ok(d) => self.discovery = Some(d),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        self.discovery.as_ref()
+    }
+
+    fn fresh_pin(&mut self) -> Pin {
+        loop {
+            let pin = Pin::random();
+            if !self.recent_pins.contains(pin.as_bytes()) {
+                if self.recent_pins.len() == RECENT_PINS {
+                    if let Some(mut old) = self.recent_pins.pop_front() {
+                        old.zeroize();
+                    }
+                }
+                self.recent_pins.push_back(*pin.as_bytes());
+                return pin;
+            }
+        }
+    }
+
+    /// Opens a new room: new id, new PIN, listening and announced on the LAN.
+    pub async fn open(&mut self, now: Instant) -> Event {
+        self.close();
+        let listener = match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => return Event::Fault(format!("cannot listen on TCP port {}: {e}", self.port)),
+        };
+        let id = RoomId::random();
+        let pin = self.fresh_pin();
+        let handle = spawn_host(HostRoom::open(id, pin.clone(), now, self.expiry));
+        handle.serve_tcp(listener);
+        let ips = local_addresses(&self.interfaces);
+        let (name, port) = (self.device_name.clone(), self.port);
+        let advert = self
+            .discovery()
+            .and_then(|d| match d.advertise(&name, port, &ips, id) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    None
+                }
+            });
+        self.host = Some((handle, advert));
+        tracing::info!("room open, expires in {} s", self.expiry.as_secs());
         let invite = Invite {
-            room,
+            room: id,
             name: Some(self.device_name.clone()),
-            tcp: local_addresses()
+            tcp: ips
                 .into_iter()
                 .map(|ip| SocketAddr::new(ip, self.port))
                 .collect(),
             bt: None,
             pin: self.qr_includes_pin.then(|| pin.clone()),
         };
-        self.open = Some((room, tokio::time::Instant::from_std(now + self.expiry)));
-        self.pending.push_back(Event::RoomOpened(OpenRoom {
+        Event::RoomOpened(OpenRoom {
             pin,
             invite,
             expires_at: now + self.expiry,
+        })
+    }
+
+    /// Closes our room, if open.
+    pub fn close(&mut self) {
+        if self.host.take().is_some() {
+            tracing::info!("room closed");
+        }
+    }
+
+    /// Looks for rooms and joins the only one, or asks which.
+    pub fn join(&mut self, pin: Pin) {
+        self.cancel_join();
+        let tx = self.results_tx.clone();
+        let Some(discovery) = self.discovery() else {
+            let _ = tx.try_send(Outcome::Event(Event::JoinFailed(JoinFailure::Unreachable(
+                "LAN discovery is not available".into(),
+            ))));
+            return;
+        };
+        let browse = discovery.browse(BROWSE_TIME);
+        self.join_task = Some(tokio::spawn(async move {
+            let outcome = match browse.await {
+                Err(e) => {
+                    Outcome::Event(Event::JoinFailed(JoinFailure::Unreachable(e.to_string())))
+                }
+                Ok(rooms) if rooms.is_empty() => {
+                    Outcome::Event(Event::JoinFailed(JoinFailure::NotFound))
+                }
+                Ok(mut rooms) if rooms.len() == 1 => join_room(rooms.remove(0), pin).await,
+                Ok(rooms) => Outcome::Found(rooms, pin),
+            };
+            let _ = tx.send(outcome).await;
         }));
     }
 
-    /// Closes our room.
-    pub fn close(&mut self) {
-        self.open = None;
-    }
-
-    /// Joins a room with `pin`.
-    pub fn join(&mut self, pin: Pin) {
-        drop(pin);
-        self.pending
-            .push_back(Event::JoinFailed(JoinFailure::NotFound));
-    }
-
     /// Joins the room at `index` of the last list.
-    pub fn pick(&mut self, _index: usize) {}
+    pub fn pick(&mut self, index: usize) {
+        let (Some(room), Some(pin)) = (self.found.get(index).cloned(), self.pin_for_pick.take())
+        else {
+            return;
+        };
+        let tx = self.results_tx.clone();
+        self.join_task = Some(tokio::spawn(async move {
+            let _ = tx.send(join_room(room, pin).await).await;
+        }));
+    }
 
     /// Gives up joining.
-    pub fn cancel_join(&mut self) {}
+    pub fn cancel_join(&mut self) {
+        if let Some(t) = self.join_task.take() {
+            t.abort();
+        }
+        self.pin_for_pick = None;
+        self.found.clear();
+    }
 
-    /// Text and hang-up for the call.
-    pub fn call_command(&mut self, _command: Command) {}
+    /// Ends the call: `bye` to the other side, keys wiped.
+    pub async fn hang_up(&mut self) -> Option<Event> {
+        let session = self.session.take()?;
+        session.hang_up().await;
+        Some(Event::CallEnded(EndReason::Local))
+    }
 
     /// The next network event.
     pub async fn next_event(&mut self) -> Event {
-        if let Some(e) = self.pending.pop_front() {
-            return e;
-        }
-        match self.open {
-            Some((_, deadline)) => {
-                tokio::time::sleep_until(deadline).await;
-                self.open = None;
-                Event::RoomExpired
+        loop {
+            let host_event = async {
+                match self.host.as_mut() {
+                    Some((h, _)) => h.next_event().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let session_event = async {
+                match self.session.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = host_event => match ev {
+                    Some(HostEvent::AttemptFailed { tries_left }) => return Event::RoomAttemptFailed { tries_left },
+                    Some(HostEvent::Locked) => { self.host = None; return Event::RoomLocked }
+                    Some(HostEvent::Expired) => { self.host = None; return Event::RoomExpired }
+                    Some(HostEvent::Joined(session)) => {
+                        self.host = None;
+                        self.session = Some(session);
+                        return Event::Connected;
+                    }
+                    None => { self.host = None; }
+                },
+                ev = session_event => match ev {
+                    SessionEvent::Received(inner) => tracing::debug!(?inner, "sealed message"),
+                    SessionEvent::Ended(end) => {
+                        self.session = None;
+                        return Event::CallEnded(match end {
+                            SessionEnd::Bye => EndReason::Remote,
+                            SessionEnd::Lost => EndReason::PeerLost,
+                            SessionEnd::Protocol(e) => EndReason::Error(e),
+                        });
+                    }
+                },
+                Some(outcome) = self.results_rx.recv() => match outcome {
+                    Outcome::Event(ev) => return ev,
+                    Outcome::Found(rooms, pin) => {
+                        let names = rooms.iter().map(|r| r.name.clone()).collect();
+                        self.found = rooms;
+                        self.pin_for_pick = Some(pin);
+                        return Event::RoomsFound(names);
+                    }
+                    Outcome::Joined(session) => {
+                        self.session = Some(session);
+                        return Event::Connected;
+                    }
+                },
             }
-            None => std::future::pending().await,
         }
     }
 }
 
-/// The box's IPv4 addresses on its network interfaces, loopback last.
-pub fn local_addresses() -> Vec<IpAddr> {
+fn join_failure(e: GuestError) -> JoinFailure {
+    match e {
+        GuestError::Join(JoinError::BadPin { tries_left }) => JoinFailure::WrongPin { tries_left },
+        GuestError::Join(JoinError::Locked) => JoinFailure::Locked,
+        GuestError::Join(JoinError::NoRoom) => JoinFailure::NoRoom,
+        GuestError::Join(JoinError::Busy) => JoinFailure::Busy,
+        GuestError::Join(e @ (JoinError::Version | JoinError::Protocol(_))) => {
+            JoinFailure::Unreachable(e.to_string())
+        }
+        e @ (GuestError::Unreachable(_) | GuestError::Timeout) => {
+            JoinFailure::Unreachable(e.to_string())
+        }
+    }
+}
+
+/// The box's IPv4 addresses on `interfaces` (all but loopback when empty; loopback
+/// when there is nothing else).
+pub fn local_addresses(interfaces: &[String]) -> Vec<IpAddr> {
     let mut addrs: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
         .map(|ifs| {
-            ifs.filter_map(|i| i.address?.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+            ifs.filter(|i| interfaces.is_empty() || interfaces.contains(&i.interface_name))
+                .filter_map(|i| i.address?.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
                 .collect()
         })
         .unwrap_or_default();
     addrs.sort_by_key(|a| a.is_loopback());
     addrs.dedup();
-    if addrs.iter().any(|a| !a.is_loopback()) {
+    if interfaces.is_empty() && addrs.iter().any(|a| !a.is_loopback()) {
         addrs.retain(|a| !a.is_loopback());
+    }
+    if addrs.is_empty() {
+        addrs.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
     addrs
 }

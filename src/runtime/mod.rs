@@ -122,7 +122,7 @@ where
     } = parts;
     let _mic = mic;
     let mut app = App::new(&options.config.device_name);
-    let mut rooms = lan::Rooms::new(&options.config);
+    let mut lan = lan::Lan::new(&options.config);
     let mut ticker = interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut shown: Option<Screen> = None;
@@ -138,15 +138,22 @@ where
                 Some(Input::Text(t)) => Event::TextTyped(t),
                 None => { keys_open = false; continue; }
             },
-            event = rooms.next_event() => event,
+            event = lan.next_event() => event,
             _ = ticker.tick() => Event::Tick,
         };
-        let now = Instant::now().into_std();
         let before = app.state_name();
-        for command in app.handle(event, now) {
-            tracing::debug!(?command, "command");
-            execute(command, &mut rooms, now);
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            let now = Instant::now().into_std();
+            for command in app.handle(event, now) {
+                tracing::debug!(?command, "command");
+                // A command's immediate result goes straight back to the app.
+                if let Some(result) = execute(command, &mut lan, now).await {
+                    next = Some(result);
+                }
+            }
         }
+        let now = Instant::now().into_std();
         if app.state_name() != before {
             tracing::info!("{before} -> {}", app.state_name());
         }
@@ -163,7 +170,9 @@ where
     }
     let final_state = app.state_name().to_string();
     drop(app);
-    rooms.close();
+    let _ = lan.hang_up().await;
+    lan.close();
+    drop(lan);
     speaker.finish()?;
     tracing::info!("box stopped; keys wiped");
     Ok(RunSummary {
@@ -172,13 +181,15 @@ where
     })
 }
 
-fn execute(command: Command, rooms: &mut lan::Rooms, now: std::time::Instant) {
+async fn execute(command: Command, lan: &mut lan::Lan, now: std::time::Instant) -> Option<Event> {
     match command {
-        Command::OpenRoom => rooms.open(now),
-        Command::CloseRoom => rooms.close(),
-        Command::Join(pin) => rooms.join(pin),
-        Command::PickRoom(i) => rooms.pick(i),
-        Command::CancelJoin => rooms.cancel_join(),
-        Command::SendText(_) | Command::HangUp => rooms.call_command(command),
+        Command::OpenRoom => return Some(lan.open(now).await),
+        Command::CloseRoom => lan.close(),
+        Command::Join(pin) => lan.join(pin),
+        Command::PickRoom(i) => lan.pick(i),
+        Command::CancelJoin => lan.cancel_join(),
+        Command::HangUp => return lan.hang_up().await,
+        Command::SendText(_) => tracing::info!("text needs the call, which is not built yet"),
     }
+    None
 }

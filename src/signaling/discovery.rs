@@ -1,0 +1,164 @@
+//! LAN discovery with DNS-SD over mDNS: `_intercom._tcp.local.`, instance name = device
+//! name, TXT `v=1` and, while a room is open, `room=<room id>`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+
+use crate::pairing::RoomId;
+
+/// The DNS-SD service type.
+pub const SERVICE_TYPE: &str = "_intercom._tcp.local.";
+
+/// Discovery could not start or announce.
+#[derive(Debug, thiserror::Error)]
+#[error("LAN discovery (mDNS): {0}")]
+pub struct DiscoveryError(String);
+
+fn err(e: impl std::fmt::Display) -> DiscoveryError {
+    DiscoveryError(e.to_string())
+}
+
+/// A room another box announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRoom {
+    /// The box's device name.
+    pub name: String,
+    /// Its open room.
+    pub room: RoomId,
+    /// Where its signaling port listens.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// An mDNS responder and browser limited to the configured interfaces.
+pub struct Discovery {
+    daemon: ServiceDaemon,
+}
+
+/// An announcement; withdrawn when dropped.
+pub struct Advert {
+    daemon: ServiceDaemon,
+    fullname: String,
+}
+
+impl Drop for Advert {
+    fn drop(&mut self) {
+        let _ = self.daemon.unregister(&self.fullname);
+    }
+}
+
+impl Discovery {
+    /// Starts mDNS on `interfaces` (names such as `eth0`, `wlan0`, `lo`); empty = all.
+    pub fn start(interfaces: &[String]) -> Result<Discovery, DiscoveryError> {
+        let daemon = ServiceDaemon::new().map_err(err)?;
+        if !interfaces.is_empty() {
+            daemon.disable_interface(IfKind::All).map_err(err)?;
+            for name in interfaces {
+                let kind = if name == "lo" {
+                    IfKind::LoopbackV4
+                } else {
+                    IfKind::Name(name.clone())
+                };
+                daemon.enable_interface(kind).map_err(err)?;
+            }
+        }
+        Ok(Discovery { daemon })
+    }
+
+    /// Announces `device_name` with an open `room` on `port` at `addrs`.
+    pub fn advertise(
+        &self,
+        device_name: &str,
+        port: u16,
+        addrs: &[IpAddr],
+        room: RoomId,
+    ) -> Result<Advert, DiscoveryError> {
+        let host = format!("intercom-{}.local.", &RoomId::random().to_hex()[..8]);
+        let props = [("v", "1".to_string()), ("room", room.to_hex())];
+        let info = ServiceInfo::new(SERVICE_TYPE, device_name, &host, addrs, port, &props[..])
+            .map_err(err)?;
+        let fullname = info.get_fullname().to_string();
+        self.daemon.register(info).map_err(err)?;
+        Ok(Advert {
+            daemon: self.daemon.clone(),
+            fullname,
+        })
+    }
+
+    /// Looks for open rooms for `wait`; returns each box once, sorted by name. The
+    /// future owns what it needs, so it can run in a task of its own.
+    pub fn browse(
+        &self,
+        wait: Duration,
+    ) -> impl std::future::Future<Output = Result<Vec<FoundRoom>, DiscoveryError>> + Send + 'static
+    {
+        let daemon = self.daemon.clone();
+        async move {
+            let events = daemon.browse(SERVICE_TYPE).map_err(err)?;
+            let mut found: HashMap<String, FoundRoom> = HashMap::new();
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let ev = tokio::select! {
+                    ev = events.recv_async() => ev,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                };
+                let Ok(ev) = ev else { break };
+                match ev {
+                    ServiceEvent::ServiceResolved(svc) => {
+                        let room = svc.get_property_val_str("room").and_then(RoomId::parse);
+                        let version_ok = svc.get_property_val_str("v") == Some("1");
+                        let (Some(room), true) = (room, version_ok) else {
+                            continue;
+                        };
+                        let mut addrs: Vec<SocketAddr> = svc
+                            .get_addresses()
+                            .iter()
+                            .map(|ip| SocketAddr::new(ip.to_ip_addr(), svc.port))
+                            .collect();
+                        addrs.sort_by_key(|a| (a.is_ipv6(), *a));
+                        let name = instance_name(&svc.fullname);
+                        found.insert(svc.fullname.clone(), FoundRoom { name, room, addrs });
+                    }
+                    ServiceEvent::ServiceRemoved(_, fullname) => {
+                        found.remove(&fullname);
+                    }
+                    _ => {}
+                }
+            }
+            let _ = daemon.stop_browse(SERVICE_TYPE);
+            let mut rooms: Vec<FoundRoom> = found.into_values().collect();
+            rooms.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(rooms)
+        }
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        let _ = self.daemon.shutdown();
+    }
+}
+
+fn instance_name(fullname: &str) -> String {
+    let raw = fullname
+        .strip_suffix(SERVICE_TYPE)
+        .and_then(|s| s.strip_suffix('.'))
+        .unwrap_or(fullname);
+    raw.replace("\\.", ".").replace("\\\\", "\\")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_unescaped() {
+        assert_eq!(
+            instance_name("Front door._intercom._tcp.local."),
+            "Front door"
+        );
+        assert_eq!(instance_name("Dr\\. Who._intercom._tcp.local."), "Dr. Who");
+    }
+}
