@@ -73,6 +73,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "intercom=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Cmd::Run(args) => run(args),

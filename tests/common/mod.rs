@@ -13,7 +13,10 @@ pub fn in_private_network(test_name: &str) -> bool {
             .args(["link", "set", "lo", "up"])
             .status()
             .expect("ip (iproute2) is needed");
-        assert!(up.success(), "cannot bring loopback up in the test namespace");
+        assert!(
+            up.success(),
+            "cannot bring loopback up in the test namespace"
+        );
         return true;
     }
     let exe = std::env::current_exe().unwrap();
@@ -22,6 +25,7 @@ pub fn in_private_network(test_name: &str) -> bool {
         .arg(exe)
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env("INTERCOM_TEST_NETNS", "1")
+        .stdin(std::process::Stdio::null())
         .output()
         .expect("unshare (util-linux) is needed");
     let stdout = String::from_utf8_lossy(&out.stdout);

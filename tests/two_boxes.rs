@@ -1,0 +1,200 @@
+//! Two simulated boxes as separate processes, found over mDNS, paired with a typed PIN.
+//! Each test runs in a private network namespace: nothing leaves this machine.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use intercom::pairing::Invite;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+struct SimBox {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    fifo: PathBuf,
+    png: PathBuf,
+}
+
+impl SimBox {
+    fn start(dir: &Path, name: &str) -> SimBox {
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("device_name = \"{name}\"\nlan_interfaces = [\"lo\"]\nroom_expiry_secs = 60\n"),
+        )
+        .unwrap();
+        let fifo = dir.join(format!("{name}.keys"));
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let png = dir.join(format!("{name}.png"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_intercom"))
+            .args(["run", "--board", "sim", "--no-terminal"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--keys-fifo")
+            .arg(&fifo)
+            .arg("--display-png")
+            .arg(&png)
+            .env("INTERCOM_LOG", "intercom=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let b = SimBox {
+            child,
+            log,
+            fifo,
+            png,
+        };
+        b.wait_log("box ready");
+        b
+    }
+
+    fn keys(&self, keys: &str) {
+        std::fs::write(&self.fifo, format!("{keys}\n")).unwrap();
+    }
+
+    fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?}; log:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn count_log(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn invite(&self) -> Invite {
+        let img = image::open(&self.png).unwrap().to_luma8();
+        let (w, h) = img.dimensions();
+        let mut prepared =
+            rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+                img.get_pixel(x as u32, y as u32).0[0]
+            });
+        let grids = prepared.detect_grids();
+        let (_, uri) = grids[0].decode().unwrap();
+        Invite::parse(&uri).unwrap()
+    }
+
+    fn stop(mut self) -> String {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0));
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().unwrap().join("\n");
+        log
+    }
+}
+
+impl Drop for SimBox {
+    fn drop(&mut self) {
+        // A failed test must not leave boxes running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn typed_pin_pairs_two_boxes_and_hang_up_returns_both_to_idle() {
+    if !common::in_private_network("typed_pin_pairs_two_boxes_and_hang_up_returns_both_to_idle") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = SimBox::start(dir.path(), "Box A");
+    let b = SimBox::start(dir.path(), "Box B");
+    a.keys("*");
+    a.wait_log("idle -> room open");
+    std::thread::sleep(Duration::from_millis(300));
+    let invite = a.invite();
+    let pin = invite.pin.clone().unwrap();
+    b.keys(&format!("#{}#", pin.as_str()));
+    a.wait_log("-> in call");
+    b.wait_log("-> in call");
+    // `#` twice hangs up; both sides end the call.
+    b.keys("##");
+    b.wait_log("in call -> notice");
+    a.wait_log("in call -> notice");
+    let (log_a, log_b) = (a.stop(), b.stop());
+    for log in [&log_a, &log_b] {
+        assert!(!log.contains(pin.as_str()), "PIN in log:\n{log}");
+        assert!(
+            !log.contains(&invite.room.to_hex()),
+            "room id in log:\n{log}"
+        );
+        assert!(log.contains("keys wiped"));
+    }
+}
+
+#[test]
+fn three_wrong_pins_lock_the_room_on_both_screens() {
+    if !common::in_private_network("three_wrong_pins_lock_the_room_on_both_screens") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = SimBox::start(dir.path(), "Box A");
+    let b = SimBox::start(dir.path(), "Box B");
+    a.keys("*");
+    a.wait_log("idle -> room open");
+    std::thread::sleep(Duration::from_millis(300));
+    let right = a.invite().pin.unwrap();
+    let wrong = if right.as_str() == "0000" {
+        "1111"
+    } else {
+        "0000"
+    };
+    for attempt in 1..=3 {
+        // The first try starts from idle; after a wrong PIN the box offers PIN entry.
+        let prefix = if attempt == 1 { "#" } else { "" };
+        b.keys(&format!("{prefix}{wrong}#"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while b.count_log("connecting -> notice") < attempt {
+            assert!(Instant::now() < deadline, "attempt {attempt} got no answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Any key dismisses the notice.
+        b.keys("*");
+        b.wait_log(if attempt < 3 {
+            "notice -> PIN entry"
+        } else {
+            "notice -> idle"
+        });
+    }
+    a.wait_log("room open -> notice");
+    // The burned room is gone from the LAN: a fourth try finds nothing.
+    b.keys(&format!("#{}#", right.as_str()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.count_log("connecting -> notice") < 4 {
+        assert!(Instant::now() < deadline, "fourth attempt got no answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.count_log("-> in call"), 0);
+    a.stop();
+    b.stop();
+}
