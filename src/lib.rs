@@ -13,11 +13,17 @@
 //! - [`board`] and [`config`]: which hardware a box has, and its settings;
 //! - [`app`]: the appliance state machine and its screens, pure and time-free;
 //! - [`pairing`]: the sans-IO security core (PIN, SPAKE2, key schedule, sealed frames);
+//! - [`signaling`]: that core with real IO (TCP, mDNS discovery, sealed sessions);
+//! - [`call`]: the WebRTC call (SDP over the sealed session, Opus voice, `chat` texts);
+//! - [`audio`]: Opus coding and the adaptive jitter buffer;
 //! - [`runtime`]: the event loop that wires hardware, app and network together.
 
 pub mod app;
+pub mod audio;
 pub mod board;
+pub mod call;
 pub mod config;
+pub mod demo;
 pub mod hw;
 pub mod pairing;
 pub mod runtime;

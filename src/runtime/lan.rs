@@ -11,13 +11,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeroize::Zeroize;
 
-use crate::app::{EndReason, Event, JoinFailure, OpenRoom};
+use crate::app::{Event, JoinFailure, OpenRoom};
 use crate::config::Config;
 use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId};
 use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
-use crate::signaling::{
-    join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session, SessionEnd, SessionEvent,
-};
+use crate::signaling::{join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session};
 
 /// How long the guest listens for rooms on the LAN.
 const BROWSE_TIME: Duration = Duration::from_millis(1500);
@@ -214,11 +212,9 @@ impl Lan {
         self.found.clear();
     }
 
-    /// Ends the call: `bye` to the other side, keys wiped.
-    pub async fn hang_up(&mut self) -> Option<Event> {
-        let session = self.session.take()?;
-        session.hang_up().await;
-        Some(Event::CallEnded(EndReason::Local))
+    /// The sealed session of the pairing that just succeeded, for the call.
+    pub fn take_session(&mut self) -> Option<Session> {
+        self.session.take()
     }
 
     /// The next network event.
@@ -227,12 +223,6 @@ impl Lan {
             let host_event = async {
                 match self.host.as_mut() {
                     Some((h, _)) => h.next_event().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let session_event = async {
-                match self.session.as_mut() {
-                    Some(s) => s.recv().await,
                     None => std::future::pending().await,
                 }
             };
@@ -247,17 +237,6 @@ impl Lan {
                         return Event::Connected;
                     }
                     None => { self.host = None; }
-                },
-                ev = session_event => match ev {
-                    SessionEvent::Received(inner) => tracing::debug!(?inner, "sealed message"),
-                    SessionEvent::Ended(end) => {
-                        self.session = None;
-                        return Event::CallEnded(match end {
-                            SessionEnd::Bye => EndReason::Remote,
-                            SessionEnd::Lost => EndReason::PeerLost,
-                            SessionEnd::Protocol(e) => EndReason::Error(e),
-                        });
-                    }
                 },
                 Some(outcome) = self.results_rx.recv() => match outcome {
                     Outcome::Event(ev) => return ev,

@@ -4,24 +4,22 @@
 //! SIGTERM/SIGINT (or the caller's shutdown future), then wipes and finalizes everything.
 
 mod backends;
+mod device;
 mod lan;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio::sync::mpsc;
 
-use crate::app::{self, App, Command, Event, Screen};
 use crate::board::Board;
+use crate::call::CallStats;
 use crate::config::Config;
 use crate::hw::sim::SimKeypadOptions;
-use crate::hw::{AudioOut, Display, HwError, Input, Keypad};
+use crate::hw::HwError;
+use crate::pairing::Pin;
 
 pub use backends::BackendError;
-
-/// How often the loop wakes to update countdowns and timers.
-const TICK: Duration = Duration::from_millis(250);
 
 /// Everything `intercom run` needs.
 #[derive(Debug, Clone)]
@@ -38,8 +36,31 @@ pub struct RunOptions {
     pub terminal: bool,
     /// Simulator microphone WAV.
     pub audio_in: Option<PathBuf>,
+    /// Simulator microphone: a clip in memory (wins over `audio_in`).
+    pub audio_in_clip: Option<&'static [u8]>,
     /// Simulator speaker WAV.
     pub audio_out: Option<PathBuf>,
+    /// Where to report what happens (for `intercom demo` and tests); none on a box.
+    pub reports: Option<mpsc::UnboundedSender<Report>>,
+}
+
+/// What the box did, for an observer in the same process (the demo).
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// The app moved to this state.
+    State(&'static str),
+    /// Our room opened with this PIN (what the display shows).
+    RoomOpened(Pin),
+    /// Media is flowing.
+    MediaConnected,
+    /// The first received audio played.
+    AudioFlowing,
+    /// A text arrived and was shown.
+    TextShown(String),
+    /// The other side acknowledged our texts, this many so far.
+    TextsDelivered(u64),
+    /// A call ended, with its statistics.
+    CallFinished(CallStats),
 }
 
 /// What a finished run did, for tests and the demo.
@@ -67,129 +88,42 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, RunError> {
+    run_with_input(options, None, shutdown).await
+}
+
+/// Like [`run`], with one more key and text source: a channel (the demo's hands).
+pub async fn run_with_input(
+    options: RunOptions,
+    input: Option<mpsc::Receiver<crate::hw::Input>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<RunSummary, RunError> {
     backends::check_hardware(&options.board)?;
-    let keypad = crate::hw::sim::SimKeypad::start(options.keys.clone())?;
+    let mut keypad = crate::hw::sim::SimKeypad::start(options.keys.clone())?;
+    if let Some(rx) = input {
+        keypad.attach(rx);
+    }
     let speaker = match &options.audio_out {
         Some(p) => crate::hw::sim::WavOut::create(p)?,
         None => crate::hw::sim::WavOut::discard(),
     };
-    let mic = match &options.audio_in {
-        Some(p) => crate::hw::sim::WavIn::open(p)?,
-        None => crate::hw::sim::WavIn::silent(),
-    };
-    let parts = Parts {
-        keypad,
-        mic,
-        speaker,
-        options: &options,
+    let mic = match (options.audio_in_clip, &options.audio_in) {
+        (Some(clip), _) => crate::hw::sim::WavIn::from_wav_bytes(clip, "bundled clip")?,
+        (None, Some(p)) => crate::hw::sim::WavIn::open(p)?,
+        (None, None) => crate::hw::sim::WavIn::silent(),
     };
     match options.board.display.color {
         crate::board::ColorDepth::Mono => {
             let display =
                 backends::sim_display::<embedded_graphics::pixelcolor::BinaryColor>(&options);
-            run_loop(parts, display, shutdown).await
+            device::Device::new(&options, display, mic, speaker)
+                .run(keypad, shutdown)
+                .await
         }
         crate::board::ColorDepth::Rgb565 => {
             let display = backends::sim_display::<embedded_graphics::pixelcolor::Rgb565>(&options);
-            run_loop(parts, display, shutdown).await
+            device::Device::new(&options, display, mic, speaker)
+                .run(keypad, shutdown)
+                .await
         }
     }
-}
-
-struct Parts<'a, K, I, O> {
-    keypad: K,
-    mic: I,
-    speaker: O,
-    options: &'a RunOptions,
-}
-
-async fn run_loop<K, I, O, D>(
-    parts: Parts<'_, K, I, O>,
-    mut display: D,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<RunSummary, RunError>
-where
-    K: Keypad,
-    I: crate::hw::AudioIn,
-    O: AudioOut,
-    D: Display,
-{
-    let Parts {
-        mut keypad,
-        mic,
-        mut speaker,
-        options,
-    } = parts;
-    let _mic = mic;
-    let mut app = App::new(&options.config.device_name);
-    let mut lan = lan::Lan::new(&options.config);
-    let mut ticker = interval(TICK);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut shown: Option<Screen> = None;
-    let mut frames = 0u64;
-    let mut keys_open = true;
-    tokio::pin!(shutdown);
-    tracing::info!(board = %options.board.name, "box ready: {}", app.state_name());
-    loop {
-        let event = tokio::select! {
-            _ = &mut shutdown => break,
-            input = keypad.next_input(), if keys_open => match input? {
-                Some(Input::Key(k)) => Event::Key(k),
-                Some(Input::Text(t)) => Event::TextTyped(t),
-                None => { keys_open = false; continue; }
-            },
-            event = lan.next_event() => event,
-            _ = ticker.tick() => Event::Tick,
-        };
-        let before = app.state_name();
-        let mut next = Some(event);
-        while let Some(event) = next.take() {
-            let now = Instant::now().into_std();
-            for command in app.handle(event, now) {
-                tracing::debug!(?command, "command");
-                // A command's immediate result goes straight back to the app.
-                if let Some(result) = execute(command, &mut lan, now).await {
-                    next = Some(result);
-                }
-            }
-        }
-        let now = Instant::now().into_std();
-        if app.state_name() != before {
-            tracing::info!("{before} -> {}", app.state_name());
-        }
-        let screen = app::screen(&app, now);
-        if shown.as_ref() != Some(&screen) {
-            // Drawing into a frame buffer cannot fail in a way worth more than a log line.
-            if let Err(e) = app::draw(&mut display, &screen) {
-                tracing::warn!("drawing failed: {e:?}");
-            }
-            display.flush()?;
-            frames += 1;
-            shown = Some(screen);
-        }
-    }
-    let final_state = app.state_name().to_string();
-    drop(app);
-    let _ = lan.hang_up().await;
-    lan.close();
-    drop(lan);
-    speaker.finish()?;
-    tracing::info!("box stopped; keys wiped");
-    Ok(RunSummary {
-        frames,
-        final_state,
-    })
-}
-
-async fn execute(command: Command, lan: &mut lan::Lan, now: std::time::Instant) -> Option<Event> {
-    match command {
-        Command::OpenRoom => return Some(lan.open(now).await),
-        Command::CloseRoom => lan.close(),
-        Command::Join(pin) => lan.join(pin),
-        Command::PickRoom(i) => lan.pick(i),
-        Command::CancelJoin => lan.cancel_join(),
-        Command::HangUp => return lan.hang_up().await,
-        Command::SendText(_) => tracing::info!("text needs the call, which is not built yet"),
-    }
-    None
 }

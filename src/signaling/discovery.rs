@@ -9,6 +9,9 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 
 use crate::pairing::RoomId;
 
+/// How long browsing goes on after the first room answers.
+pub const SETTLE: Duration = Duration::from_millis(250);
+
 /// The DNS-SD service type.
 pub const SERVICE_TYPE: &str = "_intercom._tcp.local.";
 
@@ -87,8 +90,9 @@ impl Discovery {
         })
     }
 
-    /// Looks for open rooms for `wait`; returns each box once, sorted by name. The
-    /// future owns what it needs, so it can run in a task of its own.
+    /// Looks for open rooms for at most `wait`; returns each box once, sorted by name.
+    /// Boxes answer the same query together, so it stops [`SETTLE`] after the first
+    /// answer. The future owns what it needs, so it can run in a task of its own.
     pub fn browse(
         &self,
         wait: Duration,
@@ -98,7 +102,7 @@ impl Discovery {
         async move {
             let events = daemon.browse(SERVICE_TYPE).map_err(err)?;
             let mut found: HashMap<String, FoundRoom> = HashMap::new();
-            let deadline = tokio::time::Instant::now() + wait;
+            let mut deadline = tokio::time::Instant::now() + wait;
             loop {
                 let ev = tokio::select! {
                     ev = events.recv_async() => ev,
@@ -120,6 +124,7 @@ impl Discovery {
                         addrs.sort_by_key(|a| (a.is_ipv6(), *a));
                         let name = instance_name(&svc.fullname);
                         found.insert(svc.fullname.clone(), FoundRoom { name, room, addrs });
+                        deadline = deadline.min(tokio::time::Instant::now() + SETTLE);
                     }
                     ServiceEvent::ServiceRemoved(_, fullname) => {
                         found.remove(&fullname);

@@ -4,7 +4,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::BoxedStream;
-use crate::pairing::{ChannelError, FrameDecoder, Inner, SecureChannel};
+use crate::pairing::{ChannelError, FrameDecoder, Inner, Role, SecureChannel};
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub enum SessionEvent {
 
 /// A running sealed session. Dropping it closes the connection.
 pub struct Session {
+    role: Role,
     outgoing: mpsc::Sender<Inner>,
     incoming: mpsc::Receiver<SessionEvent>,
 }
@@ -43,11 +44,18 @@ impl Session {
     pub fn spawn(stream: BoxedStream, decoder: FrameDecoder, channel: SecureChannel) -> Session {
         let (out_tx, out_rx) = mpsc::channel(16);
         let (in_tx, in_rx) = mpsc::channel(16);
+        let role = channel.role();
         tokio::spawn(drive(stream, decoder, channel, out_rx, in_tx));
         Session {
+            role,
             outgoing: out_tx,
             incoming: in_rx,
         }
+    }
+
+    /// Our side of the pairing.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// Sends an inner message. Fails when the session has ended.
@@ -73,6 +81,7 @@ impl Session {
         let Session {
             outgoing,
             mut incoming,
+            ..
         } = self;
         drop(outgoing);
         while incoming.recv().await.is_some() {}

@@ -31,12 +31,26 @@ impl WavIn {
 
     /// Loads a 48 kHz, 16-bit PCM WAV file (stereo is mixed down to mono).
     pub fn open(path: &Path) -> Result<WavIn, HwError> {
-        let err = |reason: String| HwError::Open {
+        let file = std::fs::File::open(path).map_err(|e| HwError::Open {
             what: "audio input WAV",
             path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::read(std::io::BufReader::new(file), &path.display().to_string())
+    }
+
+    /// Loads WAV data held in memory (a bundled clip), as [`WavIn::open`] does a file.
+    pub fn from_wav_bytes(bytes: &[u8], name: &str) -> Result<WavIn, HwError> {
+        Self::read(std::io::Cursor::new(bytes), name)
+    }
+
+    fn read<R: std::io::Read>(source: R, name: &str) -> Result<WavIn, HwError> {
+        let err = |reason: String| HwError::Open {
+            what: "audio input WAV",
+            path: name.to_string(),
             reason,
         };
-        let reader = hound::WavReader::open(path).map_err(|e| err(e.to_string()))?;
+        let reader = hound::WavReader::new(source).map_err(|e| err(e.to_string()))?;
         let spec = reader.spec();
         if spec.sample_rate != SAMPLE_RATE
             || spec.bits_per_sample != 16
@@ -65,6 +79,11 @@ impl WavIn {
             pos: 0,
             next_frame_at: None,
         })
+    }
+
+    /// The whole clip.
+    pub fn samples(&self) -> &[i16] {
+        &self.samples
     }
 
     /// The next frame without waiting: the file's samples, then silence.

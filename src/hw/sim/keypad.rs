@@ -70,6 +70,7 @@ pub struct SimKeypadOptions {
 /// Keys typed on the terminal, played from a script or written into a FIFO.
 pub struct SimKeypad {
     rx: mpsc::Receiver<Input>,
+    tx: mpsc::Sender<Input>,
     _terminal: Option<RawTerminal>,
 }
 
@@ -96,13 +97,30 @@ impl SimKeypad {
                 let tx = tx.clone();
                 std::thread::spawn(move || read_raw_keys(tx));
             } else {
-                tokio::spawn(read_lines(BufReader::new(tokio::io::stdin()), tx, "stdin"));
+                tokio::spawn(read_lines(
+                    BufReader::new(tokio::io::stdin()),
+                    tx.clone(),
+                    "stdin",
+                ));
             }
         }
         Ok(SimKeypad {
             rx,
+            tx,
             _terminal: terminal,
         })
+    }
+
+    /// Adds inputs from a channel (another program's hands on the keypad).
+    pub fn attach(&mut self, mut source: mpsc::Receiver<Input>) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            while let Some(input) = source.recv().await {
+                if tx.send(input).await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 }
 

@@ -1,0 +1,230 @@
+//! Opus voice coding: 48 kHz mono, 20 ms frames, in-band FEC, loss-driven tuning.
+
+use crate::hw::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
+
+/// Largest Opus packet we produce or accept.
+pub const MAX_PACKET: usize = 1500;
+/// Samples of the longest Opus packet (120 ms at 48 kHz).
+pub const MAX_DECODED: usize = 5760;
+
+/// Opus could not be set up or failed on a packet.
+#[derive(Debug, thiserror::Error)]
+#[error("opus: {0}")]
+pub struct CodecError(String);
+
+fn err(e: opus::Error) -> CodecError {
+    CodecError(e.to_string())
+}
+
+/// Bitrate for a measured loss fraction: more loss, more bits for the FEC copy.
+pub fn bitrate_for_loss(loss: f32) -> i32 {
+    match loss {
+        l if l < 0.02 => 32_000,
+        l if l < 0.10 => 40_000,
+        _ => 48_000,
+    }
+}
+
+/// The sending side.
+pub struct VoiceEncoder {
+    enc: opus::Encoder,
+    loss_percent: i32,
+}
+
+impl VoiceEncoder {
+    /// VoIP mode, in-band FEC on, tuned for `expected_loss` (0.0–1.0).
+    pub fn new(expected_loss: f32) -> Result<VoiceEncoder, CodecError> {
+        let mut enc =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
+                .map_err(err)?;
+        enc.set_inband_fec(true).map_err(err)?;
+        enc.set_complexity(9).map_err(err)?;
+        let mut e = VoiceEncoder {
+            enc,
+            loss_percent: -1,
+        };
+        e.tune(expected_loss)?;
+        Ok(e)
+    }
+
+    /// Sets expected loss and bitrate from the receiver's loss report.
+    pub fn tune(&mut self, loss: f32) -> Result<(), CodecError> {
+        let percent = ((loss * 100.0).round() as i32).clamp(0, 50);
+        // FEC needs a non-zero expected loss to carry anything; keep a floor.
+        let percent = percent.max(5);
+        if percent != self.loss_percent {
+            self.enc.set_packet_loss_perc(percent).map_err(err)?;
+            self.enc
+                .set_bitrate(opus::Bitrate::Bits(bitrate_for_loss(loss)))
+                .map_err(err)?;
+            self.loss_percent = percent;
+        }
+        Ok(())
+    }
+
+    /// The expected loss the encoder is tuned for, in percent.
+    pub fn loss_percent(&self) -> i32 {
+        self.loss_percent
+    }
+
+    /// Encodes one 20 ms frame.
+    pub fn encode(&mut self, frame: &AudioFrame) -> Result<Vec<u8>, CodecError> {
+        let mut out = vec![0u8; MAX_PACKET];
+        let n = self.enc.encode(frame, &mut out).map_err(err)?;
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+/// The receiving side: decodes any Opus stream (mono or stereo) to mono.
+pub struct VoiceDecoder {
+    dec: opus::Decoder,
+    buf: Vec<i16>,
+}
+
+impl VoiceDecoder {
+    /// A decoder for 48 kHz mono output.
+    pub fn new() -> Result<VoiceDecoder, CodecError> {
+        Ok(VoiceDecoder {
+            dec: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(err)?,
+            buf: vec![0; MAX_DECODED],
+        })
+    }
+
+    /// Decodes a packet.
+    pub fn decode(&mut self, packet: &[u8]) -> Result<&[i16], CodecError> {
+        let n = self.dec.decode(packet, &mut self.buf, false).map_err(err)?;
+        Ok(&self.buf[..n])
+    }
+
+    /// Rebuilds the lost packet before `next` from `next`'s in-band FEC (or conceals,
+    /// when `next` carries none); `samples` is the lost packet's length.
+    pub fn recover(&mut self, next: &[u8], samples: usize) -> Result<&[i16], CodecError> {
+        let samples = samples.clamp(120, MAX_DECODED);
+        let n = self
+            .dec
+            .decode(next, &mut self.buf[..samples], true)
+            .map_err(err)?;
+        Ok(&self.buf[..n])
+    }
+
+    /// Packet loss concealment for `samples` samples.
+    pub fn conceal(&mut self, samples: usize) -> Result<&[i16], CodecError> {
+        let samples = samples.clamp(120, MAX_DECODED);
+        let n = self
+            .dec
+            .decode(&[], &mut self.buf[..samples], false)
+            .map_err(err)?;
+        Ok(&self.buf[..n])
+    }
+}
+
+/// Samples in an Opus packet at 48 kHz, or one frame when the packet is unreadable.
+pub fn packet_samples(packet: &[u8]) -> usize {
+    opus::packet::get_nb_samples(packet, SAMPLE_RATE).unwrap_or(FRAME_SAMPLES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(start: usize) -> AudioFrame {
+        let mut f = [0i16; FRAME_SAMPLES];
+        for (i, s) in f.iter_mut().enumerate() {
+            let t = (start + i) as f32 / SAMPLE_RATE as f32;
+            *s = (8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16;
+        }
+        f
+    }
+
+    fn energy(s: &[i16]) -> f64 {
+        s.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / s.len() as f64
+    }
+
+    #[test]
+    fn encode_decode_round_trip_keeps_the_signal() {
+        let mut enc = VoiceEncoder::new(0.0).unwrap();
+        let mut dec = VoiceDecoder::new().unwrap();
+        let mut out = Vec::new();
+        for k in 0..20 {
+            let p = enc.encode(&tone(k * FRAME_SAMPLES)).unwrap();
+            assert!(p.len() < 200, "{} bytes for 20 ms at 32 kbit/s", p.len());
+            assert_eq!(packet_samples(&p), FRAME_SAMPLES);
+            out.extend_from_slice(dec.decode(&p).unwrap());
+        }
+        assert_eq!(out.len(), 20 * FRAME_SAMPLES);
+        // Past the codec's start-up, the tone is back at about its energy.
+        let e_in = energy(&tone(0));
+        let e_out = energy(&out[10 * FRAME_SAMPLES..]);
+        assert!((e_out / e_in - 1.0).abs() < 0.3, "{e_out} vs {e_in}");
+    }
+
+    /// A voice-like signal whose pitch and loudness change at frame 20.
+    fn changing(k: usize) -> AudioFrame {
+        let (freq, amp) = if k < 20 {
+            (220.0, 6000.0)
+        } else {
+            (330.0, 12000.0)
+        };
+        let mut f = [0i16; FRAME_SAMPLES];
+        for (i, s) in f.iter_mut().enumerate() {
+            let t = (k * FRAME_SAMPLES + i) as f32 / SAMPLE_RATE as f32;
+            let v = (2.0 * std::f32::consts::PI * freq * t).sin()
+                + 0.5 * (2.0 * std::f32::consts::PI * 2.0 * freq * t).sin();
+            *s = (amp * v / 1.5) as i16;
+        }
+        f
+    }
+
+    #[test]
+    fn fec_recovers_a_lost_frame_better_than_concealment() {
+        let mut enc = VoiceEncoder::new(0.2).unwrap();
+        let packets: Vec<Vec<u8>> = (0..30).map(|k| enc.encode(&changing(k)).unwrap()).collect();
+        let lost = 20;
+        let mut clean = VoiceDecoder::new().unwrap();
+        let mut via_fec = VoiceDecoder::new().unwrap();
+        let mut via_plc = VoiceDecoder::new().unwrap();
+        for p in &packets[..lost] {
+            clean.decode(p).unwrap();
+            via_fec.decode(p).unwrap();
+            via_plc.decode(p).unwrap();
+        }
+        let reference = clean.decode(&packets[lost]).unwrap().to_vec();
+        let fec = via_fec
+            .recover(&packets[lost + 1], FRAME_SAMPLES)
+            .unwrap()
+            .to_vec();
+        let plc = via_plc.conceal(FRAME_SAMPLES).unwrap().to_vec();
+        assert_eq!((fec.len(), plc.len()), (FRAME_SAMPLES, FRAME_SAMPLES));
+        let mse = |x: &[i16]| {
+            x.iter()
+                .zip(reference.iter())
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum::<f64>()
+                / x.len() as f64
+        };
+        let (e_fec, e_plc) = (mse(&fec), mse(&plc));
+        assert!(
+            e_fec < 0.5 * e_plc,
+            "FEC error {e_fec:.0} vs concealment {e_plc:.0}"
+        );
+    }
+
+    #[test]
+    fn tuning_follows_loss() {
+        let mut enc = VoiceEncoder::new(0.0).unwrap();
+        assert_eq!(enc.loss_percent(), 5);
+        enc.tune(0.15).unwrap();
+        assert_eq!(enc.loss_percent(), 15);
+        assert_eq!(bitrate_for_loss(0.15), 48_000);
+        assert_eq!(bitrate_for_loss(0.0), 32_000);
+    }
+
+    #[test]
+    fn garbage_packets_are_errors_not_panics() {
+        let mut dec = VoiceDecoder::new().unwrap();
+        for junk in [&[0xffu8; 3][..], &[0x0b, 0xff, 0xff, 0xff][..], &[]] {
+            let _ = dec.decode(junk);
+        }
+    }
+}

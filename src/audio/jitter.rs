@@ -1,0 +1,528 @@
+//! The adaptive jitter buffer: RTP packets in (any order, any time), one decision per
+//! 20 ms playout tick out. Pure: arrival and playout times are arguments.
+//!
+//! - Packets are ordered by extended sequence number; duplicates and packets whose slot
+//!   has already played are dropped (counted).
+//! - The target delay follows the measured jitter: the 95th percentile of each packet's
+//!   transit time above the fastest one in the last few seconds, plus one frame. An
+//!   underrun raises it at once; the raise wears off while the network stays calm.
+//! - A missing packet whose successor is here is rebuilt from the successor's in-band FEC;
+//!   otherwise it is concealed (Opus PLC).
+//! - When more audio is queued than the target needs, frames are dropped now and then to
+//!   catch up, instead of letting the delay grow.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::hw::SAMPLE_RATE;
+
+/// One frame's playout time.
+pub const FRAME: Duration = Duration::from_millis(20);
+/// Longest delay the buffer will hold.
+pub const MAX_TARGET_FRAMES: usize = 15;
+/// How far back the jitter estimate looks.
+const WINDOW: Duration = Duration::from_secs(4);
+/// Packets held at most (2 s): more means the sender is far ahead; the oldest go.
+const MAX_PACKETS: usize = 100;
+/// Concealed frames in a row before the buffer stops and waits to refill.
+const MAX_CONCEALED_RUN: u32 = 10;
+/// How long an underrun's extra delay lasts.
+const UNDERRUN_MEMORY: Duration = Duration::from_secs(6);
+/// At most one catch-up drop per this time.
+const CATCH_UP_EVERY: Duration = Duration::from_millis(200);
+
+/// What to play for this 20 ms tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Nothing to play yet (start-up or refilling): silence.
+    Idle,
+    /// Decode this packet.
+    Packet(Vec<u8>),
+    /// The packet was lost but its successor is here: decode the successor's FEC.
+    Recover {
+        /// The successor packet.
+        next: Vec<u8>,
+    },
+    /// Lost with nothing to rebuild from: conceal.
+    Conceal,
+}
+
+/// Counters for the call's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Packets accepted.
+    pub received: u64,
+    /// Packets played as received.
+    pub played: u64,
+    /// Frames rebuilt from FEC.
+    pub recovered: u64,
+    /// Frames concealed.
+    pub concealed: u64,
+    /// Packets that came after their slot.
+    pub late: u64,
+    /// Packets received twice.
+    pub duplicates: u64,
+    /// Frames dropped to catch up.
+    pub dropped: u64,
+    /// Ticks with nothing at all queued while playing.
+    pub underruns: u64,
+}
+
+struct Unwrap16(Option<u64>);
+
+impl Unwrap16 {
+    fn ext(&mut self, seq: u16) -> u64 {
+        let ext = match self.0 {
+            None => u64::from(seq) + (1 << 16),
+            Some(last) => {
+                let delta = seq.wrapping_sub(last as u16) as i16;
+                (last as i64 + i64::from(delta)).max(0) as u64
+            }
+        };
+        if self.0.is_none_or(|l| ext > l) {
+            self.0 = Some(ext);
+        }
+        ext
+    }
+}
+
+struct Unwrap32(Option<u64>);
+
+impl Unwrap32 {
+    fn ext(&mut self, ts: u32) -> u64 {
+        let ext = match self.0 {
+            None => u64::from(ts) + (1 << 32),
+            Some(last) => {
+                let delta = ts.wrapping_sub(last as u32) as i32;
+                (last as i64 + i64::from(delta)).max(0) as u64
+            }
+        };
+        if self.0.is_none_or(|l| ext > l) {
+            self.0 = Some(ext);
+        }
+        ext
+    }
+}
+
+/// The jitter buffer for one incoming audio stream.
+pub struct JitterBuffer {
+    packets: BTreeMap<u64, Vec<u8>>,
+    seq: Unwrap16,
+    ts: Unwrap32,
+    next: Option<u64>,
+    epoch: Option<Instant>,
+    transits: VecDeque<(Instant, f64)>,
+    jitter_frames: usize,
+    underrun_at: Option<Instant>,
+    underrun_extra: usize,
+    concealed_run: u32,
+    last_drop: Option<Instant>,
+    stats: JitterStats,
+}
+
+impl Default for JitterBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JitterBuffer {
+    /// An empty buffer.
+    pub fn new() -> JitterBuffer {
+        JitterBuffer {
+            packets: BTreeMap::new(),
+            seq: Unwrap16(None),
+            ts: Unwrap32(None),
+            next: None,
+            epoch: None,
+            transits: VecDeque::new(),
+            jitter_frames: 0,
+            underrun_at: None,
+            underrun_extra: 0,
+            concealed_run: 0,
+            last_drop: None,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Frames the buffer aims to hold.
+    pub fn target_frames(&self) -> usize {
+        (1 + self.jitter_frames + self.underrun_extra).min(MAX_TARGET_FRAMES)
+    }
+
+    /// The delay the buffer aims for.
+    pub fn target_delay(&self) -> Duration {
+        FRAME * self.target_frames() as u32
+    }
+
+    /// Packets queued.
+    pub fn queued(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// A packet arrived.
+    pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
+        let ext = self.seq.ext(seq);
+        let ts = self.ts.ext(timestamp);
+        if self.next.is_some_and(|n| ext < n) {
+            self.stats.late += 1;
+            return;
+        }
+        if self.packets.contains_key(&ext) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.received += 1;
+        self.packets.insert(ext, payload);
+        while self.packets.len() > MAX_PACKETS {
+            self.packets.pop_first();
+            self.stats.dropped += 1;
+        }
+        self.observe(ts, arrival);
+    }
+
+    fn observe(&mut self, ts: u64, arrival: Instant) {
+        let epoch = *self.epoch.get_or_insert(arrival);
+        let arrival_ms = arrival.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
+        let media_ms = ts as f64 * 1000.0 / f64::from(SAMPLE_RATE);
+        self.transits.push_back((arrival, arrival_ms - media_ms));
+        while self
+            .transits
+            .front()
+            .is_some_and(|(t, _)| arrival.saturating_duration_since(*t) > WINDOW)
+        {
+            self.transits.pop_front();
+        }
+        let fastest = self
+            .transits
+            .iter()
+            .map(|(_, d)| *d)
+            .fold(f64::INFINITY, f64::min);
+        let mut excess: Vec<f64> = self.transits.iter().map(|(_, d)| d - fastest).collect();
+        excess.sort_by(|a, b| a.total_cmp(b));
+        let p95 = excess[(excess.len() * 95 / 100).min(excess.len() - 1)];
+        self.jitter_frames = (p95 / FRAME.as_secs_f64() / 1000.0).ceil() as usize;
+    }
+
+    /// The decision for the playout tick at `now`.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        if self
+            .underrun_at
+            .is_some_and(|t| now.saturating_duration_since(t) > UNDERRUN_MEMORY)
+        {
+            self.underrun_extra = self.underrun_extra.saturating_sub(1);
+            self.underrun_at = (self.underrun_extra > 0).then_some(now);
+        }
+        let Some(next) = self.next else {
+            // Starting (or refilling): wait until the target is queued.
+            if self.packets.len() >= self.target_frames() {
+                self.next = self.packets.keys().next().copied();
+                return self.pop(now);
+            }
+            return Playout::Idle;
+        };
+        self.catch_up(now);
+        let next = self.next.unwrap_or(next);
+        if let Some(p) = self.packets.remove(&next) {
+            self.next = Some(next + 1);
+            self.concealed_run = 0;
+            self.stats.played += 1;
+            return Playout::Packet(p);
+        }
+        self.next = Some(next + 1);
+        if let Some(p) = self.packets.get(&(next + 1)) {
+            self.concealed_run = 0;
+            self.stats.recovered += 1;
+            return Playout::Recover { next: p.clone() };
+        }
+        if self.packets.is_empty() {
+            self.stats.underruns += 1;
+            if self
+                .underrun_at
+                .is_none_or(|t| now.saturating_duration_since(t) > FRAME * 5)
+            {
+                self.underrun_extra = (self.underrun_extra + 1).min(MAX_TARGET_FRAMES);
+            }
+            self.underrun_at = Some(now);
+        }
+        self.concealed_run += 1;
+        if self.concealed_run > MAX_CONCEALED_RUN {
+            // The stream stopped: go quiet and refill before playing again.
+            self.next = None;
+            self.concealed_run = 0;
+            return Playout::Idle;
+        }
+        self.stats.concealed += 1;
+        Playout::Conceal
+    }
+
+    fn catch_up(&mut self, now: Instant) {
+        let Some(next) = self.next else { return };
+        let queued_span = self
+            .packets
+            .keys()
+            .next_back()
+            .map_or(0, |last| (last + 1).saturating_sub(next) as usize);
+        let surplus = queued_span.saturating_sub(self.target_frames());
+        let due = self
+            .last_drop
+            .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY);
+        if surplus >= 2 && due && self.packets.contains_key(&next) {
+            self.packets.remove(&next);
+            self.next = Some(next + 1);
+            self.stats.dropped += 1;
+            self.last_drop = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TS_STEP: u32 = 960;
+
+    /// Feeds packets `(seq, arrival offset)` and plays one tick every 20 ms from
+    /// `start_ms`; returns the playout decisions by tick.
+    struct Sim {
+        jb: JitterBuffer,
+        t0: Instant,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim {
+                jb: JitterBuffer::new(),
+                t0: Instant::now(),
+            }
+        }
+        fn at(&self, ms: f64) -> Instant {
+            self.t0 + Duration::from_secs_f64(ms / 1000.0)
+        }
+        fn push(&mut self, seq: u16, arrival_ms: f64) {
+            let at = self.at(arrival_ms);
+            self.jb.push(
+                seq,
+                u32::from(seq).wrapping_mul(TS_STEP),
+                vec![seq as u8],
+                at,
+            );
+        }
+        fn pop(&mut self, ms: f64) -> Playout {
+            let at = self.at(ms);
+            self.jb.pop(at)
+        }
+    }
+
+    fn seq_of(p: &Playout) -> Option<u8> {
+        match p {
+            Playout::Packet(v) => Some(v[0]),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn clean_stream_plays_every_packet_in_order_with_one_frame_of_delay() {
+        let mut s = Sim::new();
+        let mut played = Vec::new();
+        for i in 0..200u16 {
+            s.push(i, f64::from(i) * 20.0);
+            played.push(s.pop(f64::from(i) * 20.0 + 1.0));
+        }
+        let seqs: Vec<u8> = played.iter().filter_map(seq_of).collect();
+        assert_eq!(seqs.len(), 200);
+        assert!(seqs.iter().enumerate().all(|(i, &s)| s == i as u8));
+        assert_eq!(s.jb.target_frames(), 1);
+        assert_eq!(s.jb.stats().concealed, 0);
+    }
+
+    #[test]
+    fn reordered_packets_within_the_delay_all_play_in_order() {
+        let mut s = Sim::new();
+        // Swap every pair: 1 arrives before 0, 3 before 2, ...
+        let mut order = Vec::new();
+        for i in (0..100u16).step_by(2) {
+            order.push((i + 1, f64::from(i) * 20.0 + 5.0));
+            order.push((i, f64::from(i) * 20.0 + 25.0));
+        }
+        let mut played = Vec::new();
+        let mut tick = 0.0;
+        for (seq, at) in order {
+            while tick < at {
+                played.push(s.pop(tick));
+                tick += 20.0;
+            }
+            s.push(seq, at);
+        }
+        for _ in 0..10 {
+            played.push(s.pop(tick));
+            tick += 20.0;
+        }
+        let seqs: Vec<u8> = played.iter().filter_map(seq_of).collect();
+        let expected: Vec<u8> = (0..100).map(|i| i as u8).collect();
+        assert_eq!(seqs.len(), 100);
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{seqs:?}"
+        );
+        assert_eq!(seqs, expected[expected.len() - seqs.len()..]);
+        assert!(s.jb.target_frames() >= 2);
+    }
+
+    #[test]
+    fn a_single_loss_is_rebuilt_from_the_next_packets_fec() {
+        let mut s = Sim::new();
+        let mut out = Vec::new();
+        for i in 0..50u16 {
+            if i != 20 {
+                s.push(i, f64::from(i) * 20.0);
+            }
+            s.push(i + 1, f64::from(i) * 20.0 + 19.0);
+            out.push(s.pop(f64::from(i) * 20.0 + 1.0));
+        }
+        assert!(out.contains(&Playout::Recover { next: vec![21] }));
+        assert_eq!(s.jb.stats().recovered, 1);
+        assert_eq!(s.jb.stats().concealed, 0);
+    }
+
+    #[test]
+    fn a_burst_is_concealed_then_the_last_lost_frame_is_rebuilt() {
+        let mut s = Sim::new();
+        let mut out = Vec::new();
+        for i in 0..60u16 {
+            if !(20..23).contains(&i) {
+                s.push(i, f64::from(i) * 20.0);
+            }
+            out.push(s.pop(f64::from(i) * 20.0 + 1.0));
+        }
+        let st = s.jb.stats();
+        assert_eq!(st.concealed + st.recovered, 3, "{st:?}");
+        assert!(st.recovered >= 1);
+        // After the burst, playback goes on with the packets that came.
+        assert!(out.iter().filter_map(seq_of).any(|s| s == 30));
+    }
+
+    #[test]
+    fn late_and_duplicate_packets_are_dropped_and_counted() {
+        let mut s = Sim::new();
+        for i in 0..10u16 {
+            s.push(i, f64::from(i) * 20.0);
+            s.pop(f64::from(i) * 20.0 + 1.0);
+        }
+        s.push(3, 200.0); // long played
+        s.push(9, 200.0); // already played too
+        s.push(10, 200.0);
+        s.push(10, 201.0);
+        let st = s.jb.stats();
+        assert_eq!((st.late, st.duplicates), (2, 1));
+    }
+
+    #[test]
+    fn the_target_delay_follows_jitter_up_and_back_down() {
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        // 30 ms ± 10 ms of jitter for 4 s.
+        for i in 0..200u16 {
+            let jitter = [0.0, 15.0, 35.0, 5.0, 25.0, 40.0, 10.0, 20.0][usize::from(i) % 8];
+            s.push(i, f64::from(i) * 20.0 + jitter);
+            while tick < f64::from(i) * 20.0 + jitter {
+                s.pop(tick);
+                tick += 20.0;
+            }
+        }
+        let jittery = s.jb.target_frames();
+        assert!((2..=4).contains(&jittery), "{jittery}");
+        // Then a calm network for longer than the window.
+        for i in 200..600u16 {
+            s.push(i, f64::from(i) * 20.0 + 50.0);
+            while tick < f64::from(i) * 20.0 + 50.0 {
+                s.pop(tick);
+                tick += 20.0;
+            }
+        }
+        assert!(
+            s.jb.target_frames() < jittery,
+            "{} vs {jittery}",
+            s.jb.target_frames()
+        );
+        assert!(s.jb.stats().late <= 5, "{:?}", s.jb.stats());
+    }
+
+    #[test]
+    fn a_fast_sender_clock_does_not_grow_the_delay() {
+        let mut s = Sim::new();
+        // The sender's 20 ms are our 19.6 ms: 2 % drift.
+        let mut tick = 0.0;
+        for i in 0..1500u16 {
+            let at = f64::from(i) * 19.6;
+            s.push(i, at);
+            while tick <= at {
+                s.pop(tick);
+                tick += 20.0;
+            }
+        }
+        assert!(
+            s.jb.queued() <= s.jb.target_frames() + 3,
+            "queued {}",
+            s.jb.queued()
+        );
+        assert!(s.jb.stats().dropped > 0);
+    }
+
+    #[test]
+    fn a_slow_sender_clock_causes_concealment_not_a_stall() {
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        let mut idle = 0;
+        for i in 0..1000u16 {
+            let at = f64::from(i) * 20.4;
+            s.push(i, at);
+            while tick <= at {
+                if s.pop(tick) == Playout::Idle {
+                    idle += 1;
+                }
+                tick += 20.0;
+            }
+        }
+        let st = s.jb.stats();
+        assert!(st.played > 950, "{st:?}");
+        assert!(idle < 20, "idle {idle}");
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut s = Sim::new();
+        let mut seqs = Vec::new();
+        for k in 0..40u16 {
+            let seq = 65_520u16.wrapping_add(k);
+            s.push(seq, f64::from(k) * 20.0);
+            if let Playout::Packet(v) = s.pop(f64::from(k) * 20.0 + 1.0) {
+                seqs.push(v[0]);
+            }
+        }
+        assert_eq!(seqs.len(), 40);
+        assert_eq!(s.jb.stats().late, 0);
+    }
+
+    #[test]
+    fn a_stopped_stream_goes_quiet_then_restarts() {
+        let mut s = Sim::new();
+        for i in 0..20u16 {
+            s.push(i, f64::from(i) * 20.0);
+            s.pop(f64::from(i) * 20.0 + 1.0);
+        }
+        let quiet: Vec<Playout> = (20..40).map(|k| s.pop(f64::from(k) * 20.0 + 1.0)).collect();
+        assert!(quiet.ends_with(&[Playout::Idle, Playout::Idle]));
+        // The sender comes back 1 s later with new packets.
+        for i in 70..80u16 {
+            s.push(i, f64::from(i) * 20.0);
+        }
+        let resumed: Vec<Playout> = (80..90).map(|k| s.pop(f64::from(k) * 20.0)).collect();
+        assert!(resumed.iter().any(|p| seq_of(p) == Some(70)));
+    }
+}

@@ -1,0 +1,178 @@
+//! The audio paths of a call: microphone → Opus → RTP, and RTP → jitter buffer → Opus →
+//! speaker, each in a task that hands its device back when the call ends.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media::Sample;
+use tokio::sync::watch;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+use crate::audio::codec::packet_samples;
+use crate::audio::{JitterBuffer, JitterStats, Playout, VoiceDecoder, VoiceEncoder};
+use crate::hw::{AudioFrame, AudioIn, AudioOut, FRAME_SAMPLES};
+
+const FRAME_TIME: Duration = Duration::from_millis(20);
+
+/// What the playback side measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlaybackStats {
+    /// The jitter buffer's counters.
+    pub jitter: JitterStats,
+    /// Frames written to the speaker (silence included).
+    pub frames_out: u64,
+    /// When the first received audio played.
+    pub first_audio: Option<Instant>,
+    /// Target delay at the end, in ms.
+    pub target_delay_ms: u64,
+}
+
+/// Sends the microphone until `stop` flips; returns the microphone.
+pub async fn capture<I: AudioIn>(
+    mut mic: I,
+    track: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    payload_type: u8,
+    mut loss: watch::Receiver<f32>,
+    mut stop: watch::Receiver<bool>,
+) -> I {
+    let mut encoder = match VoiceEncoder::new(*loss.borrow()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return mic;
+        }
+    };
+    loop {
+        let frame = tokio::select! {
+            _ = stop.changed() => return mic,
+            frame = mic.read_frame() => frame,
+        };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("microphone: {e}");
+                continue;
+            }
+        };
+        if loss.has_changed().unwrap_or(false) {
+            let l = *loss.borrow_and_update();
+            if let Err(e) = encoder.tune(l) {
+                tracing::warn!("{e}");
+            }
+        }
+        let packet = match encoder.encode(&frame) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("{e}");
+                continue;
+            }
+        };
+        let sample = Sample {
+            data: Bytes::from(packet),
+            duration: FRAME_TIME,
+            ..Sample::new(Instant::now())
+        };
+        if let Err(e) = track.write_sample(ssrc, payload_type, &sample, &[]).await {
+            tracing::debug!("audio send: {e}");
+        }
+    }
+}
+
+/// Feeds the remote track's packets into the jitter buffer until the track ends.
+pub async fn receive(track: Arc<dyn TrackRemote>, buffer: Arc<Mutex<JitterBuffer>>) {
+    while let Some(ev) = track.poll().await {
+        match ev {
+            TrackRemoteEvent::OnRtpPacket(p) => {
+                if p.payload.is_empty() {
+                    continue;
+                }
+                let mut jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                jb.push(
+                    p.header.sequence_number,
+                    p.header.timestamp,
+                    p.payload.to_vec(),
+                    Instant::now(),
+                );
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+}
+
+/// Plays the jitter buffer every 20 ms until `stop` flips; returns the speaker.
+pub async fn playback<O: AudioOut>(
+    mut speaker: O,
+    buffer: Arc<Mutex<JitterBuffer>>,
+    stats: Arc<Mutex<PlaybackStats>>,
+    first_audio: tokio::sync::oneshot::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) -> O {
+    let mut first_audio = Some(first_audio);
+    let mut decoder = match VoiceDecoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return speaker;
+        }
+    };
+    let mut pcm: VecDeque<i16> = VecDeque::new();
+    let mut last_len = FRAME_SAMPLES;
+    let mut next = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        next += FRAME_TIME;
+        let now = Instant::now();
+        // Decode until a frame's worth is ready (packets may be 10–60 ms long).
+        while pcm.len() < FRAME_SAMPLES {
+            let playout = buffer.lock().unwrap_or_else(|e| e.into_inner()).pop(now);
+            let decoded = match &playout {
+                Playout::Idle => break,
+                Playout::Packet(p) => {
+                    last_len = packet_samples(p);
+                    decoder.decode(p)
+                }
+                Playout::Recover { next } => decoder.recover(next, last_len),
+                Playout::Conceal => decoder.conceal(last_len),
+            };
+            match decoded {
+                Ok(samples) => pcm.extend(samples.iter().copied()),
+                Err(e) => {
+                    tracing::debug!("undecodable packet: {e}");
+                    if let Ok(s) = decoder.conceal(last_len) {
+                        pcm.extend(s.iter().copied());
+                    }
+                }
+            }
+            if matches!(playout, Playout::Packet(_)) {
+                if let Some(tx) = first_audio.take() {
+                    stats.lock().unwrap_or_else(|e| e.into_inner()).first_audio = Some(now);
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let mut frame: AudioFrame = [0; FRAME_SAMPLES];
+        for s in frame.iter_mut() {
+            match pcm.pop_front() {
+                Some(v) => *s = v,
+                None => break,
+            }
+        }
+        if let Err(e) = speaker.write_frame(&frame) {
+            tracing::warn!("speaker: {e}");
+        }
+        let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.frames_out += 1;
+        let jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
+        st.jitter = jb.stats();
+        st.target_delay_ms = jb.target_delay().as_millis() as u64;
+    }
+    speaker
+}

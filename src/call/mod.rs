@@ -1,0 +1,442 @@
+//! The call: WebRTC voice and text between the two paired peers.
+//!
+//! [`start`] runs one call in a task of its own: it exchanges complete SDP over the sealed
+//! signaling session (the guest offers, the host answers), sends the microphone as Opus,
+//! plays the other side through the jitter buffer, and carries texts on the `chat`
+//! channel. It ends on `bye`, on ICE failure or consent loss, or on [`CallHandle::hang_up`];
+//! then the peer connection (and with it every media key) is closed and the devices are
+//! handed back.
+
+pub mod chat;
+mod media;
+mod peer;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::peer_connection::RTCPeerConnectionState;
+
+use crate::app::EndReason;
+use crate::audio::JitterBuffer;
+use crate::hw::{AudioIn, AudioOut};
+use crate::pairing::{Inner, Role};
+use crate::signaling::{Session, SessionEnd, SessionEvent};
+use chat::{Chat, ChatMessage};
+pub use media::PlaybackStats;
+pub use peer::NetworkSetup;
+use peer::{Peer, PeerEvent};
+
+/// How long the SDP exchange may take.
+const SDP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the encoder is re-tuned from the receiver's loss reports.
+const TUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// The call could not be set up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The WebRTC stack failed.
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
+    /// The other side did not follow the protocol.
+    #[error("signaling: {0}")]
+    Signaling(String),
+}
+
+/// What the runtime asks of a call.
+#[derive(Debug)]
+pub enum CallCommand {
+    /// Send a text.
+    SendText(String),
+    /// Message `id` was shown: acknowledge it.
+    Ack(u64),
+    /// End the call.
+    HangUp,
+}
+
+/// What a call reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// Media is flowing (ICE and DTLS up).
+    MediaConnected,
+    /// The first of the other side's audio played.
+    AudioFlowing,
+    /// A text arrived; acknowledge it with [`CallHandle::ack`] once shown.
+    Text {
+        /// Its id.
+        id: u64,
+        /// The text.
+        text: String,
+    },
+    /// The other side acknowledged one of our texts.
+    Delivered {
+        /// Texts acknowledged so far.
+        total: u64,
+    },
+    /// The call is over.
+    Ended(EndReason),
+}
+
+/// What a finished call measured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// The receive side.
+    pub playback: PlaybackStats,
+    /// Texts sent.
+    pub texts_sent: u64,
+    /// Texts the other side acknowledged.
+    pub texts_delivered: u64,
+    /// Texts received.
+    pub texts_received: u64,
+    /// When media connected.
+    pub media_connected: Option<Instant>,
+}
+
+/// A running call.
+pub struct CallHandle<I, O> {
+    commands: mpsc::Sender<CallCommand>,
+    events: mpsc::Receiver<CallEvent>,
+    task: JoinHandle<(I, O, CallStats)>,
+}
+
+impl<I, O> CallHandle<I, O> {
+    /// Sends a text (queued until the channel is open).
+    pub async fn send_text(&self, text: String) {
+        let _ = self.commands.send(CallCommand::SendText(text)).await;
+    }
+
+    /// Acknowledges text `id`.
+    pub async fn ack(&self, id: u64) {
+        let _ = self.commands.send(CallCommand::Ack(id)).await;
+    }
+
+    /// Ends the call.
+    pub async fn hang_up(&self) {
+        let _ = self.commands.send(CallCommand::HangUp).await;
+    }
+
+    /// The next event; after `Ended`, `None`.
+    pub async fn next_event(&mut self) -> Option<CallEvent> {
+        self.events.recv().await
+    }
+
+    /// Waits for the call task; returns the devices and the statistics.
+    pub async fn finish(self) -> Option<(I, O, CallStats)> {
+        drop(self.commands);
+        self.task.await.ok()
+    }
+}
+
+/// Starts the call over a freshly paired `session`.
+pub fn start<I: AudioIn, O: AudioOut>(
+    session: Session,
+    net: NetworkSetup,
+    mic: I,
+    speaker: O,
+) -> CallHandle<I, O> {
+    let (commands_tx, commands) = mpsc::channel(32);
+    let (events, events_rx) = mpsc::channel(32);
+    let task = tokio::spawn(run(session, net, mic, speaker, commands, events));
+    CallHandle {
+        commands: commands_tx,
+        events: events_rx,
+        task,
+    }
+}
+
+struct Live<I> {
+    session: Option<Session>,
+    events: mpsc::Sender<CallEvent>,
+    commands: mpsc::Receiver<CallCommand>,
+    mic: Option<I>,
+    capture: Option<JoinHandle<I>>,
+    stop: watch::Receiver<bool>,
+    loss: watch::Sender<f32>,
+    jitter: Arc<Mutex<JitterBuffer>>,
+    chat: Chat,
+    outbox: Vec<String>,
+    stats: CallStats,
+    net: NetworkSetup,
+}
+
+async fn run<I: AudioIn, O: AudioOut>(
+    session: Session,
+    net: NetworkSetup,
+    mic: I,
+    speaker: O,
+    commands: mpsc::Receiver<CallCommand>,
+    events: mpsc::Sender<CallEvent>,
+) -> (I, O, CallStats) {
+    let (stop_tx, stop) = watch::channel(false);
+    let (loss, _) = watch::channel(0.0f32);
+    let jitter = Arc::new(Mutex::new(JitterBuffer::new()));
+    let playback_stats = Arc::new(Mutex::new(PlaybackStats::default()));
+    let (first_audio_tx, first_audio) = tokio::sync::oneshot::channel();
+    let playback = tokio::spawn(media::playback(
+        speaker,
+        Arc::clone(&jitter),
+        Arc::clone(&playback_stats),
+        first_audio_tx,
+        stop.clone(),
+    ));
+    let mut live = Live {
+        session: Some(session),
+        events,
+        commands,
+        mic: Some(mic),
+        capture: None,
+        stop,
+        loss,
+        jitter,
+        chat: Chat::default(),
+        outbox: Vec::new(),
+        stats: CallStats::default(),
+        net,
+    };
+    let mut peer = None;
+    let reason = match live.connect(&mut peer).await {
+        Ok(()) => {
+            live.drive(peer.as_mut().expect("connected peer"), first_audio)
+                .await
+        }
+        Err(e) => EndReason::Error(e.to_string()),
+    };
+    tracing::info!("call ended: {reason:?}");
+    let _ = stop_tx.send(true);
+    if let Some(p) = &peer {
+        let _ = p.pc.close().await;
+    }
+    if reason != EndReason::Remote {
+        if let Some(s) = live.session.take() {
+            s.hang_up().await;
+        }
+    }
+    let _ = live.events.send(CallEvent::Ended(reason)).await;
+    let mic = match live.capture.take() {
+        Some(task) => task.await.ok(),
+        None => live.mic.take(),
+    };
+    let speaker = playback.await;
+    live.stats.playback = *playback_stats.lock().unwrap_or_else(|e| e.into_inner());
+    live.stats.texts_delivered = live.chat.delivered();
+    // Without its devices back the box could not take another call: those tasks only
+    // end by returning them, so a join error here means a bug, and is reported loudly.
+    let (Some(mic), Ok(speaker)) = (mic, speaker) else {
+        panic!("an audio task failed and lost its device");
+    };
+    (mic, speaker, live.stats)
+}
+
+impl<I: AudioIn> Live<I> {
+    fn session(&mut self) -> Result<&mut Session, CallError> {
+        self.session
+            .as_mut()
+            .ok_or_else(|| CallError::Signaling("session gone".into()))
+    }
+
+    async fn expect_sdp(&mut self, want_offer: bool) -> Result<String, CallError> {
+        let session = self.session()?;
+        let got = tokio::time::timeout(SDP_TIMEOUT, session.recv())
+            .await
+            .map_err(|_| CallError::Signaling("no SDP within 10 s".into()))?;
+        match (got, want_offer) {
+            (SessionEvent::Received(Inner::Offer { sdp }), true) => Ok(sdp),
+            (SessionEvent::Received(Inner::Answer { sdp }), false) => Ok(sdp),
+            (SessionEvent::Ended(end), _) => Err(CallError::Signaling(format!("{end:?}"))),
+            (other, _) => Err(CallError::Signaling(format!("unexpected {other:?}"))),
+        }
+    }
+
+    async fn connect(&mut self, slot: &mut Option<Peer>) -> Result<(), CallError> {
+        let role = self.session()?.role();
+        let peer = slot.insert(peer::build(&self.net).await?);
+        let mut early = Vec::new();
+        match role {
+            Role::Guest => {
+                let (chat, offer) = peer.offer(&mut early).await?;
+                self.session()?
+                    .send(Inner::Offer { sdp: offer })
+                    .await
+                    .map_err(|e| CallError::Signaling(format!("{e:?}")))?;
+                let answer = self.expect_sdp(false).await?;
+                peer.accept_answer(answer).await?;
+                early.push(PeerEvent::DataChannel(chat));
+            }
+            Role::Host => {
+                let offer = self.expect_sdp(true).await?;
+                let answer = peer.answer(offer, &mut early).await?;
+                self.session()?
+                    .send(Inner::Answer { sdp: answer })
+                    .await
+                    .map_err(|e| CallError::Signaling(format!("{e:?}")))?;
+            }
+        }
+        // Events that came while the SDP was in flight go back in the queue's front.
+        let (tx, rx) = mpsc::unbounded_channel();
+        for ev in early {
+            let _ = tx.send(ev);
+        }
+        let mut old = std::mem::replace(&mut peer.events, rx);
+        tokio::spawn(async move {
+            while let Some(ev) = old.recv().await {
+                if tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn drive(
+        &mut self,
+        peer: &mut Peer,
+        mut first_audio: tokio::sync::oneshot::Receiver<()>,
+    ) -> EndReason {
+        let mut audio_reported = false;
+        let mut chat_channel: Option<Arc<dyn DataChannel>> = None;
+        let mut chat_open = false;
+        let mut tune = tokio::time::interval(TUNE_EVERY);
+        loop {
+            let dc = chat_channel.clone();
+            let chat_event = async move {
+                match dc {
+                    Some(d) => d.poll().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let session_event = async {
+                match self.session.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = session_event => match ev {
+                    SessionEvent::Ended(SessionEnd::Bye) => return EndReason::Remote,
+                    SessionEvent::Ended(SessionEnd::Lost) => return EndReason::PeerLost,
+                    SessionEvent::Ended(SessionEnd::Protocol(e)) => return EndReason::Error(e),
+                    SessionEvent::Received(other) => tracing::debug!(?other, "ignored in call"),
+                },
+                ev = peer.events.recv() => match ev {
+                    None => return EndReason::PeerLost,
+                    Some(PeerEvent::State(RTCPeerConnectionState::Connected)) => {
+                        if let Err(e) = self.start_capture(peer).await {
+                            return EndReason::Error(e.to_string());
+                        }
+                    }
+                    Some(PeerEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) => {
+                        return EndReason::PeerLost;
+                    }
+                    Some(PeerEvent::State(s)) => tracing::debug!("peer connection {s}"),
+                    Some(PeerEvent::DataChannel(dc)) => {
+                        if dc.label().await.is_ok_and(|l| l == "chat") {
+                            chat_open = dc.ready_state().await.is_ok_and(|s| s.to_string() == "open");
+                            chat_channel = Some(dc);
+                            if chat_open {
+                                self.flush_outbox(chat_channel.as_ref()).await;
+                            }
+                        }
+                    }
+                    Some(PeerEvent::Track(track)) => {
+                        tokio::spawn(media::receive(track, Arc::clone(&self.jitter)));
+                    }
+                    Some(PeerEvent::GatheringComplete) => {}
+                },
+                ev = chat_event => match ev {
+                    Some(DataChannelEvent::OnOpen) => {
+                        chat_open = true;
+                        self.flush_outbox(chat_channel.as_ref()).await;
+                    }
+                    Some(DataChannelEvent::OnMessage(m)) => self.on_chat(&m.data, chat_channel.as_ref()).await,
+                    Some(DataChannelEvent::OnClose) | None => chat_channel = None,
+                    Some(_) => {}
+                },
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(CallCommand::HangUp) => return EndReason::Local,
+                    Some(CallCommand::SendText(text)) => {
+                        self.outbox.push(text);
+                        if chat_open {
+                            self.flush_outbox(chat_channel.as_ref()).await;
+                        }
+                    }
+                    Some(CallCommand::Ack(id)) => {
+                        if let Some(dc) = &chat_channel {
+                            let _ = dc.send_text(&ChatMessage::Ack { id }.to_json()).await;
+                        }
+                    }
+                },
+                res = &mut first_audio, if !audio_reported => {
+                    audio_reported = true;
+                    if res.is_ok() {
+                        let _ = self.events.send(CallEvent::AudioFlowing).await;
+                    }
+                }
+                _ = tune.tick() => {
+                    if let Some(loss) = peer.remote_loss().await {
+                        let _ = self.loss.send(loss as f32);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start_capture(&mut self, peer: &Peer) -> Result<(), CallError> {
+        let Some(mic) = self.mic.take() else {
+            return Ok(());
+        };
+        let pt = peer.payload_type().await?;
+        self.capture = Some(tokio::spawn(media::capture(
+            mic,
+            Arc::clone(&peer.track),
+            peer.ssrc,
+            pt,
+            self.loss.subscribe(),
+            self.stop.clone(),
+        )));
+        self.stats.media_connected = Some(Instant::now());
+        let _ = self.events.send(CallEvent::MediaConnected).await;
+        Ok(())
+    }
+
+    async fn flush_outbox(&mut self, dc: Option<&Arc<dyn DataChannel>>) {
+        let Some(dc) = dc else { return };
+        for text in std::mem::take(&mut self.outbox) {
+            let msg = self.chat.outgoing(&text);
+            if dc.send_text(&msg.to_json()).await.is_ok() {
+                self.stats.texts_sent += 1;
+            }
+        }
+    }
+
+    async fn on_chat(&mut self, data: &[u8], dc: Option<&Arc<dyn DataChannel>>) {
+        let msg = match ChatMessage::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("chat: {e}");
+                return;
+            }
+        };
+        let is_ack = matches!(msg, ChatMessage::Ack { .. });
+        let before = self.chat.delivered();
+        match self.chat.incoming(msg.clone()) {
+            Some((id, text)) => {
+                self.stats.texts_received += 1;
+                let _ = self.events.send(CallEvent::Text { id, text }).await;
+            }
+            None if !is_ack => {
+                // A repeat of a message already shown: acknowledge it again, show nothing.
+                if let (ChatMessage::Msg { id, .. }, Some(dc)) = (msg, dc) {
+                    let _ = dc.send_text(&ChatMessage::Ack { id }.to_json()).await;
+                }
+            }
+            None => {
+                if self.chat.delivered() > before {
+                    let total = self.chat.delivered();
+                    let _ = self.events.send(CallEvent::Delivered { total }).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The `webrtc` crate behind a small surface: build a peer connection for one call, with
+//! one Opus track and the `chat` channel; exchange complete SDP. Nothing outside `call/`
+//! names a `webrtc` type.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::mpsc;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+};
+
+use super::CallError;
+
+/// What the peer connection reports.
+pub enum PeerEvent {
+    /// ICE gathering finished: the local description is complete.
+    GatheringComplete,
+    /// Connection state changed.
+    State(RTCPeerConnectionState),
+    /// The other side opened a data channel.
+    DataChannel(Arc<dyn DataChannel>),
+    /// The other side's audio track.
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler {
+    tx: mpsc::UnboundedSender<PeerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.tx.send(PeerEvent::GatheringComplete);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.tx.send(PeerEvent::State(state));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        let _ = self.tx.send(PeerEvent::DataChannel(channel));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tx.send(PeerEvent::Track(track));
+    }
+}
+
+/// Where and how the call's media may flow.
+#[derive(Debug, Clone)]
+pub struct NetworkSetup {
+    /// Local addresses to bind UDP on (host candidates).
+    pub addrs: Vec<SocketAddr>,
+    /// STUN servers for server-reflexive candidates (none: LAN only).
+    pub stun_servers: Vec<String>,
+}
+
+/// A peer connection with its audio sender.
+pub struct Peer {
+    /// The connection.
+    pub pc: Arc<dyn PeerConnection>,
+    /// Events from it.
+    pub events: mpsc::UnboundedReceiver<PeerEvent>,
+    /// Our outgoing audio.
+    pub track: Arc<TrackLocalStaticSample>,
+    /// Its SSRC.
+    pub ssrc: u32,
+}
+
+fn rtc_err(e: impl std::fmt::Display) -> CallError {
+    CallError::WebRtc(e.to_string())
+}
+
+/// Builds a peer connection with a fresh DTLS certificate and our Opus track.
+pub async fn build(net: &NetworkSetup) -> Result<Peer, CallError> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().map_err(rtc_err)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(rtc_err)?;
+    let loopback = net.addrs.iter().any(|a| a.ip().is_loopback());
+    let settings = SettingEngineBuilder::new()
+        // Checks every 25 ms instead of 200 ms: connects in a few round trips on a LAN.
+        .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(40))
+        // Consent lost for 4 s: disconnected; 8 s: failed, and the call ends.
+        .with_ice_timeouts(
+            Some(Duration::from_secs(4)),
+            Some(Duration::from_secs(8)),
+            Some(Duration::from_secs(1)),
+        )
+        .with_include_loopback_candidate(loopback)
+        // Candidates carry plain addresses on the LAN; no mDNS socket per call.
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let mut config = RTCConfigurationBuilder::new();
+    if !net.stun_servers.is_empty() {
+        config = config.with_ice_servers(vec![RTCIceServer {
+            urls: net.stun_servers.clone(),
+            ..Default::default()
+        }]);
+    }
+    let (tx, events) = mpsc::unbounded_channel();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config.build())
+        .with_media_engine(media)
+        .with_setting_engine(settings)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler { tx }))
+        .with_udp_addrs(
+            net.addrs
+                .iter()
+                .map(|a| SocketAddr::new(a.ip(), 0))
+                .collect(),
+        )
+        .build()
+        .await
+        .map_err(rtc_err)?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    let ssrc: u32 = rand::random();
+    let track = Arc::new(
+        TrackLocalStaticSample::new(
+            Instant::now(),
+            MediaStreamTrack::new(
+                "intercom".to_owned(),
+                "voice".to_owned(),
+                "voice".to_owned(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_OPUS.to_owned(),
+                        clock_rate: 48_000,
+                        channels: 2,
+                        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                        rtcp_feedback: vec![],
+                    },
+                    ..Default::default()
+                }],
+            ),
+        )
+        .map_err(rtc_err)?,
+    );
+    pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .map_err(rtc_err)?;
+    Ok(Peer {
+        pc,
+        events,
+        track,
+        ssrc,
+    })
+}
+
+impl Peer {
+    /// Waits for ICE gathering; returns the complete local SDP. Other events that
+    /// arrive meanwhile are kept for later.
+    async fn complete_local_sdp(
+        &mut self,
+        early: &mut Vec<PeerEvent>,
+    ) -> Result<String, CallError> {
+        let wait = async {
+            while let Some(ev) = self.events.recv().await {
+                match ev {
+                    PeerEvent::GatheringComplete => return Ok(()),
+                    other => early.push(other),
+                }
+            }
+            Err(CallError::WebRtc(
+                "peer connection closed while gathering".into(),
+            ))
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .map_err(|_| CallError::WebRtc("ICE gathering took over 5 s".into()))??;
+        self.pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| CallError::WebRtc("no local description".into()))
+    }
+
+    /// Guest: the `chat` channel, then the complete offer.
+    pub async fn offer(
+        &mut self,
+        early: &mut Vec<PeerEvent>,
+    ) -> Result<(Arc<dyn DataChannel>, String), CallError> {
+        let chat = self
+            .pc
+            .create_data_channel("chat", None)
+            .await
+            .map_err(rtc_err)?;
+        let offer = self.pc.create_offer(None).await.map_err(rtc_err)?;
+        self.pc
+            .set_local_description(offer)
+            .await
+            .map_err(rtc_err)?;
+        Ok((chat, self.complete_local_sdp(early).await?))
+    }
+
+    /// Guest: the host's answer.
+    pub async fn accept_answer(&self, sdp: String) -> Result<(), CallError> {
+        let answer = RTCSessionDescription::answer(sdp).map_err(rtc_err)?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(rtc_err)
+    }
+
+    /// Host: the guest's offer in, the complete answer out.
+    pub async fn answer(
+        &mut self,
+        offer_sdp: String,
+        early: &mut Vec<PeerEvent>,
+    ) -> Result<String, CallError> {
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(rtc_err)?;
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(rtc_err)?;
+        let answer = self.pc.create_answer(None).await.map_err(rtc_err)?;
+        self.pc
+            .set_local_description(answer)
+            .await
+            .map_err(rtc_err)?;
+        self.complete_local_sdp(early).await
+    }
+
+    /// The negotiated Opus payload type.
+    pub async fn payload_type(&self) -> Result<u8, CallError> {
+        for sender in self.pc.get_senders().await {
+            let params = sender.get_parameters().await.map_err(rtc_err)?;
+            if let Some(codec) = params.rtp_parameters.codecs.first() {
+                return Ok(codec.payload_type);
+            }
+        }
+        Err(CallError::WebRtc("no negotiated audio codec".into()))
+    }
+
+    /// The loss the other side reports for our audio (RTCP receiver reports), 0.0–1.0.
+    pub async fn remote_loss(&self) -> Option<f64> {
+        let report = self
+            .pc
+            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+            .await;
+        let loss = report.iter().find_map(|e| match e {
+            webrtc::peer_connection::RTCStatsReportEntry::RemoteInboundRtp(s) => {
+                Some(s.fraction_lost)
+            }
+            _ => None,
+        });
+        loss
+    }
+}

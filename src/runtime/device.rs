@@ -1,0 +1,245 @@
+//! One box at run time: the event loop that feeds keys, clock, network and call events
+//! to the app, carries out its commands, and redraws the display when the screen changes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+use super::lan::{local_addresses, Lan};
+use super::{Report, RunError, RunOptions, RunSummary};
+use crate::app::{self, App, Command, EndReason, Event, Screen, State};
+use crate::call::{self, CallEvent, CallHandle, NetworkSetup};
+use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad};
+
+/// How often the loop wakes to update countdowns and timers.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The running box.
+pub struct Device<D, I, O> {
+    app: App,
+    lan: Lan,
+    display: D,
+    mic: Option<I>,
+    speaker: Option<O>,
+    call: Option<CallHandle<I, O>>,
+    net: NetworkSetup,
+    reports: Option<mpsc::UnboundedSender<Report>>,
+    board: String,
+    shown: Option<Screen>,
+    frames: u64,
+}
+
+impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
+    /// A box with these devices, idle.
+    pub fn new(options: &RunOptions, display: D, mic: I, speaker: O) -> Self {
+        let ips = local_addresses(&options.config.lan_interfaces);
+        Device {
+            app: App::new(&options.config.device_name),
+            lan: Lan::new(&options.config),
+            display,
+            mic: Some(mic),
+            speaker: Some(speaker),
+            call: None,
+            net: NetworkSetup {
+                addrs: ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
+                stun_servers: options.config.stun_servers.clone(),
+            },
+            reports: options.reports.clone(),
+            board: options.board.name.clone(),
+            shown: None,
+            frames: 0,
+        }
+    }
+
+    fn report(&self, r: Report) {
+        if let Some(tx) = &self.reports {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// Runs until `shutdown` completes; then ends any call and wipes everything.
+    pub async fn run<K: Keypad>(
+        mut self,
+        mut keypad: K,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunSummary, RunError> {
+        let mut ticker = interval(TICK);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut keys_open = true;
+        tokio::pin!(shutdown);
+        tracing::info!(board = %self.board, "box ready: {}", self.app.state_name());
+        self.redraw()?;
+        loop {
+            let call_event = async {
+                match self.call.as_mut() {
+                    Some(c) => c.next_event().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let event = tokio::select! {
+                _ = &mut shutdown => break,
+                input = keypad.next_input(), if keys_open => match input? {
+                    Some(Input::Key(k)) => Event::Key(k),
+                    Some(Input::Text(t)) => Event::TextTyped(t),
+                    None => { keys_open = false; continue; }
+                },
+                event = self.lan.next_event() => event,
+                ev = call_event => match self.on_call_event(ev).await {
+                    Some(event) => event,
+                    None => continue,
+                },
+                _ = ticker.tick() => Event::Tick,
+            };
+            self.handle(event).await;
+            self.redraw()?;
+        }
+        let final_state = self.app.state_name().to_string();
+        if let Some(call) = self.call.take() {
+            call.hang_up().await;
+            self.finish_call(call).await;
+        }
+        self.lan.close();
+        if let Some(speaker) = self.speaker.as_mut() {
+            speaker.finish()?;
+        }
+        tracing::info!("box stopped; keys wiped");
+        Ok(RunSummary {
+            frames: self.frames,
+            final_state,
+        })
+    }
+
+    async fn handle(&mut self, event: Event) {
+        let before = self.app.state_name();
+        let connected = matches!(event, Event::Connected);
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            let now = Instant::now().into_std();
+            for command in self.app.handle(event, now) {
+                tracing::debug!(?command, "command");
+                // A command's immediate result goes straight back to the app.
+                if let Some(result) = self.execute(command, now).await {
+                    next = Some(result);
+                }
+            }
+        }
+        if connected {
+            self.start_call();
+        }
+        let after = self.app.state_name();
+        if after != before {
+            tracing::info!("{before} -> {after}");
+            self.report(Report::State(after));
+            if let State::RoomOpen { room, .. } = self.app.state() {
+                self.report(Report::RoomOpened(room.pin.clone()));
+            }
+        }
+    }
+
+    async fn execute(&mut self, command: Command, now: std::time::Instant) -> Option<Event> {
+        match command {
+            Command::OpenRoom => return Some(self.lan.open(now).await),
+            Command::CloseRoom => self.lan.close(),
+            Command::Join(pin) => self.lan.join(pin),
+            Command::PickRoom(i) => self.lan.pick(i),
+            Command::CancelJoin => self.lan.cancel_join(),
+            Command::SendText(text) => match &self.call {
+                Some(call) => call.send_text(text).await,
+                None => tracing::info!("no call to send text on"),
+            },
+            Command::HangUp => {
+                if let Some(call) = &self.call {
+                    call.hang_up().await;
+                }
+            }
+        }
+        None
+    }
+
+    fn start_call(&mut self) {
+        let (Some(session), Some(mic), Some(speaker)) = (
+            self.lan.take_session(),
+            self.mic.take(),
+            self.speaker.take(),
+        ) else {
+            tracing::warn!("connected, but no session or audio devices for a call");
+            return;
+        };
+        self.call = Some(call::start(session, self.net.clone(), mic, speaker));
+    }
+
+    async fn on_call_event(&mut self, ev: Option<CallEvent>) -> Option<Event> {
+        match ev {
+            Some(CallEvent::MediaConnected) => {
+                tracing::info!("media connected");
+                self.report(Report::MediaConnected);
+                None
+            }
+            Some(CallEvent::AudioFlowing) => {
+                tracing::info!("audio flowing");
+                self.report(Report::AudioFlowing);
+                None
+            }
+            Some(CallEvent::Text { id, text }) => {
+                // Shown first, acknowledged after: the ack means the user can read it.
+                self.handle(Event::TextReceived(text.clone())).await;
+                if let Err(e) = self.redraw() {
+                    tracing::warn!("{e}");
+                }
+                if let Some(call) = &self.call {
+                    call.ack(id).await;
+                }
+                self.report(Report::TextShown(text));
+                None
+            }
+            Some(CallEvent::Delivered { total }) => {
+                self.report(Report::TextsDelivered(total));
+                None
+            }
+            Some(CallEvent::Ended(reason)) => {
+                let call = self.call.take()?;
+                self.finish_call(call).await;
+                Some(Event::CallEnded(reason))
+            }
+            None => {
+                let call = self.call.take()?;
+                self.finish_call(call).await;
+                Some(Event::CallEnded(EndReason::Error(
+                    "the call stopped".into(),
+                )))
+            }
+        }
+    }
+
+    async fn finish_call(&mut self, call: CallHandle<I, O>) {
+        if let Some((mic, speaker, stats)) = call.finish().await {
+            self.mic = Some(mic);
+            self.speaker = Some(speaker);
+            tracing::info!(
+                played = stats.playback.jitter.played,
+                recovered = stats.playback.jitter.recovered,
+                concealed = stats.playback.jitter.concealed,
+                "call finished; keys wiped"
+            );
+            self.report(Report::CallFinished(stats));
+        }
+    }
+
+    fn redraw(&mut self) -> Result<(), RunError> {
+        let now = Instant::now().into_std();
+        let screen = app::screen(&self.app, now);
+        if self.shown.as_ref() != Some(&screen) {
+            // Drawing into a frame buffer cannot fail in a way worth more than a log line.
+            if let Err(e) = app::draw(&mut self.display, &screen) {
+                tracing::warn!("drawing failed: {e:?}");
+            }
+            self.display.flush()?;
+            self.frames += 1;
+            self.shown = Some(screen);
+        }
+        Ok(())
+    }
+}
