@@ -63,6 +63,8 @@ pub struct DemoSummary {
     pub cpu_seconds_per_call_second: f64,
     /// Length of the call, in seconds.
     pub call_seconds: f64,
+    /// Both boxes were back at their idle screen after the call.
+    pub both_idle_after_call: bool,
 }
 
 struct BoxUnderTest {
@@ -285,6 +287,12 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
     let cpu = cpu_seconds() - cpu_start;
     tokio::time::sleep(Duration::from_millis(300)).await;
     snapshot(out, "box-a", "ended");
+    println!("B hung up; both boxes show the call ended");
+    // The "call ended" notice goes by itself; both boxes return to idle.
+    let idle_after = |r: &Report| matches!(r, Report::State("idle")).then_some(());
+    // (No earlier "idle" report exists: a box reports changes, and it starts idle.)
+    let both_idle = a.wait("box A back to idle", step, idle_after).await.is_ok()
+        && b.wait("box B back to idle", step, idle_after).await.is_ok();
     let seen_a = a.stop("A").await?;
     let seen_b = b.stop("B").await?;
     let shown = |seen: &[Report]| -> Vec<String> {
@@ -317,6 +325,7 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
         concealed_frames_a: j.concealed,
         cpu_seconds_per_call_second: cpu / call_seconds.max(0.001),
         call_seconds,
+        both_idle_after_call: both_idle,
     };
     let json = serde_json::to_string_pretty(&summary).unwrap_or_default();
     std::fs::write(out.join("summary.json"), json)

@@ -198,3 +198,30 @@ fn three_wrong_pins_lock_the_room_on_both_screens() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn the_host_hanging_up_ends_the_call_on_both_boxes() {
+    if !common::in_private_network("the_host_hanging_up_ends_the_call_on_both_boxes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = SimBox::start(dir.path(), "Box A");
+    let b = SimBox::start(dir.path(), "Box B");
+    a.keys("*");
+    a.wait_log("idle -> room open");
+    std::thread::sleep(Duration::from_millis(300));
+    let pin = a.invite().pin.unwrap();
+    b.keys(&format!("#{}#", pin.as_str()));
+    a.wait_log("media connected");
+    b.wait_log("media connected");
+    // Box A's `#` held hangs up at once.
+    a.keys("^#");
+    a.wait_log("in call -> notice");
+    b.wait_log("in call -> notice");
+    for b_or_a in [&a, &b] {
+        b_or_a.wait_log("call finished; keys wiped");
+        b_or_a.wait_log("notice -> idle");
+    }
+    a.stop();
+    b.stop();
+}

@@ -169,6 +169,8 @@ impl JitterBuffer {
     pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
         let ext = self.seq.ext(seq);
         let ts = self.ts.ext(timestamp);
+        // Late packets count for the jitter estimate: they are why the delay must grow.
+        self.observe(ts, arrival);
         if self.next.is_some_and(|n| ext < n) {
             self.stats.late += 1;
             return;
@@ -183,7 +185,6 @@ impl JitterBuffer {
             self.packets.pop_first();
             self.stats.dropped += 1;
         }
-        self.observe(ts, arrival);
     }
 
     fn observe(&mut self, ts: u64, arrival: Instant) {
@@ -219,12 +220,17 @@ impl JitterBuffer {
             self.underrun_at = (self.underrun_extra > 0).then_some(now);
         }
         let Some(next) = self.next else {
-            // Starting (or refilling): wait until the target is queued.
-            if self.packets.len() >= self.target_frames() {
-                self.next = self.packets.keys().next().copied();
-                return self.pop(now);
+            // Starting (or refilling): wait until the target is queued, then start with
+            // the newest `target` packets; older ones would only add delay.
+            if self.packets.len() < self.target_frames() {
+                return Playout::Idle;
             }
-            return Playout::Idle;
+            while self.packets.len() > self.target_frames() {
+                self.packets.pop_first();
+                self.stats.dropped += 1;
+            }
+            self.next = self.packets.keys().next().copied();
+            return self.pop(now);
         };
         self.catch_up(now);
         let next = self.next.unwrap_or(next);
@@ -234,14 +240,18 @@ impl JitterBuffer {
             self.stats.played += 1;
             return Playout::Packet(p);
         }
-        self.next = Some(next + 1);
-        if let Some(p) = self.packets.get(&(next + 1)) {
-            self.concealed_run = 0;
-            self.stats.recovered += 1;
-            return Playout::Recover { next: p.clone() };
-        }
-        if self.packets.is_empty() {
-            self.stats.underruns += 1;
+        let span = self
+            .packets
+            .keys()
+            .next_back()
+            .map_or(0, |last| (last + 1).saturating_sub(next) as usize);
+        if span < self.target_frames() {
+            // Still within the delay budget (or nothing queued at all): the packet is
+            // late rather than lost. Conceal this tick and keep waiting for it, which
+            // stretches the delay by one frame.
+            if self.packets.is_empty() {
+                self.stats.underruns += 1;
+            }
             if self
                 .underrun_at
                 .is_none_or(|t| now.saturating_duration_since(t) > FRAME * 5)
@@ -249,14 +259,24 @@ impl JitterBuffer {
                 self.underrun_extra = (self.underrun_extra + 1).min(MAX_TARGET_FRAMES);
             }
             self.underrun_at = Some(now);
+            self.concealed_run += 1;
+            if self.concealed_run > MAX_CONCEALED_RUN {
+                // The stream stopped: go quiet and refill before playing again.
+                self.next = None;
+                self.concealed_run = 0;
+                return Playout::Idle;
+            }
+            self.stats.concealed += 1;
+            return Playout::Conceal;
+        }
+        // Later packets are here, so this one is lost.
+        self.next = Some(next + 1);
+        if let Some(p) = self.packets.get(&(next + 1)) {
+            self.concealed_run = 0;
+            self.stats.recovered += 1;
+            return Playout::Recover { next: p.clone() };
         }
         self.concealed_run += 1;
-        if self.concealed_run > MAX_CONCEALED_RUN {
-            // The stream stopped: go quiet and refill before playing again.
-            self.next = None;
-            self.concealed_run = 0;
-            return Playout::Idle;
-        }
         self.stats.concealed += 1;
         Playout::Conceal
     }
@@ -364,30 +384,38 @@ mod tests {
             tick += 20.0;
         }
         let seqs: Vec<u8> = played.iter().filter_map(seq_of).collect();
-        let expected: Vec<u8> = (0..100).map(|i| i as u8).collect();
-        assert_eq!(seqs.len(), 100);
+        // Only the very first packet may be lost (it came after the second, at start).
+        assert!(seqs.len() >= 99, "{} played: {played:?}", seqs.len());
         assert!(
             seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
             "{seqs:?}"
         );
-        assert_eq!(seqs, expected[expected.len() - seqs.len()..]);
+        assert_eq!(s.jb.stats().recovered, 0);
         assert!(s.jb.target_frames() >= 2);
     }
 
     #[test]
-    fn a_single_loss_is_rebuilt_from_the_next_packets_fec() {
+    fn a_lost_packet_is_rebuilt_from_the_next_packets_fec() {
         let mut s = Sim::new();
         let mut out = Vec::new();
-        for i in 0..50u16 {
-            if i != 20 {
+        for i in 0..60u16 {
+            if i != 20 && i != 40 {
                 s.push(i, f64::from(i) * 20.0);
             }
-            s.push(i + 1, f64::from(i) * 20.0 + 19.0);
             out.push(s.pop(f64::from(i) * 20.0 + 1.0));
         }
+        // The first loss finds nothing queued: one concealed tick, then the successor's
+        // FEC; the delay has grown by that frame, so the second loss is rebuilt at once.
         assert!(out.contains(&Playout::Recover { next: vec![21] }));
-        assert_eq!(s.jb.stats().recovered, 1);
-        assert_eq!(s.jb.stats().concealed, 0);
+        assert!(out.contains(&Playout::Recover { next: vec![41] }));
+        let st = s.jb.stats();
+        assert_eq!((st.recovered, st.concealed), (2, 1), "{st:?}");
+        // Everything that arrived plays (the last one or two are still queued).
+        assert!(
+            st.played + st.dropped + s.jb.queued() as u64 == 58,
+            "{st:?}"
+        );
+        assert!(st.dropped <= 1, "{st:?}");
     }
 
     #[test]
@@ -401,9 +429,12 @@ mod tests {
             out.push(s.pop(f64::from(i) * 20.0 + 1.0));
         }
         let st = s.jb.stats();
-        assert_eq!(st.concealed + st.recovered, 3, "{st:?}");
-        assert!(st.recovered >= 1);
-        // After the burst, playback goes on with the packets that came.
+        assert!(st.concealed + st.recovered >= 3, "{st:?}");
+        assert!(st.recovered >= 1, "{st:?}");
+        assert_eq!(st.played + st.dropped + s.jb.queued() as u64, 57, "{st:?}");
+        // The delay the burst added is caught up within the test's remaining second.
+        assert!(s.jb.queued() <= s.jb.target_frames() + 1, "{st:?}");
+        // After the burst, playback goes on with every packet that came.
         assert!(out.iter().filter_map(seq_of).any(|s| s == 30));
     }
 
@@ -523,6 +554,7 @@ mod tests {
             s.push(i, f64::from(i) * 20.0);
         }
         let resumed: Vec<Playout> = (80..90).map(|k| s.pop(f64::from(k) * 20.0)).collect();
-        assert!(resumed.iter().any(|p| seq_of(p) == Some(70)));
+        // It restarts with the newest packets (the older ones would only add delay).
+        assert!(resumed.iter().any(|p| seq_of(p) == Some(79)), "{resumed:?}");
     }
 }

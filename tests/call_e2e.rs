@@ -1,0 +1,146 @@
+//! The whole user journey: `intercom demo` runs two boxes that pair with a typed PIN and
+//! talk. Checks the texts, the voice that arrived, that both boxes end idle, and that the
+//! program wrote no file outside the output folder it was given.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn read_wav(path: &Path) -> Vec<f64> {
+    let mut r = hound::WavReader::open(path).unwrap();
+    assert_eq!(r.spec().sample_rate, 48_000);
+    r.samples::<i16>().map(|s| f64::from(s.unwrap())).collect()
+}
+
+/// Mean absolute value over 10 ms blocks: a speech envelope for coarse alignment.
+fn envelope(x: &[f64]) -> Vec<f64> {
+    x.chunks(480)
+        .map(|c| c.iter().map(|v| v.abs()).sum::<f64>() / c.len() as f64)
+        .collect()
+}
+
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// Lag of `received` behind `source` with the best waveform correlation, and that value.
+fn align(source: &[f64], received: &[f64]) -> (usize, f64) {
+    let (es, er) = (envelope(source), envelope(received));
+    let coarse = (0..er.len().saturating_sub(es.len() / 2))
+        .max_by(|&i, &j| correlation(&es, &er[i..]).total_cmp(&correlation(&es, &er[j..])))
+        .unwrap_or(0);
+    let centre = coarse * 480;
+    let lo = centre.saturating_sub(960);
+    let hi = (centre + 960).min(received.len().saturating_sub(1));
+    (lo..hi)
+        .map(|lag| (lag, correlation(source, &received[lag..])))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, 0.0))
+}
+
+/// First and last sample louder than 2 % of full scale.
+fn speech_span(x: &[f64]) -> usize {
+    let loud = |v: &f64| v.abs() > 655.0;
+    let first = x.iter().position(loud).unwrap_or(0);
+    let last = x.iter().rposition(loud).unwrap_or(0);
+    last.saturating_sub(first)
+}
+
+#[test]
+fn demo_pairs_talks_texts_hangs_up_and_writes_only_its_output() {
+    if !common::in_private_network("demo_pairs_talks_texts_hangs_up_and_writes_only_its_output") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let trace = work.path().join("trace.txt");
+    let status = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=open,openat,creat,rename,renameat,renameat2,mkdir,mkdirat",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_intercom"))
+        .arg("demo")
+        .arg("--out")
+        .arg(&out)
+        .env("INTERCOM_LOG", "warn")
+        .current_dir(work.path())
+        .status()
+        .expect("strace is needed (apt-get install strace)");
+    assert!(status.success());
+
+    // Nothing written anywhere but the output folder.
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let out_str = out.to_str().unwrap();
+    let mut writes = 0;
+    for line in trace.lines() {
+        let writes_file = line.contains("O_WRONLY")
+            || line.contains("O_RDWR")
+            || line.contains("O_CREAT")
+            || line.contains("rename")
+            || line.contains("mkdir")
+            || line.contains("creat(");
+        if !writes_file || line.contains("= -1") {
+            continue;
+        }
+        let Some(path) = line.split('"').nth(1) else {
+            continue;
+        };
+        let allowed = path.starts_with(out_str)
+            || path.starts_with("/dev/")
+            || path.starts_with("/proc/")
+            || path.starts_with("/sys/");
+        assert!(allowed, "wrote outside the output folder: {line}");
+        writes += 1;
+    }
+    assert!(writes > 0, "the trace saw no writes at all: {trace}");
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["texts_b_to_a"], 1, "{summary}");
+    assert_eq!(summary["texts_a_to_b"], 1, "{summary}");
+    assert_eq!(summary["texts_shown_on_a"][0], intercom::demo::VISITOR_TEXT);
+    assert_eq!(summary["texts_shown_on_b"][0], "Coming!");
+    assert_eq!(summary["both_idle_after_call"], true);
+
+    // The clip B spoke arrived at A: same waveform, same length.
+    let clip = hound::WavReader::new(std::io::Cursor::new(intercom::demo::SPEECH_CLIP))
+        .unwrap()
+        .into_samples::<i16>()
+        .map(|s| f64::from(s.unwrap()))
+        .collect::<Vec<_>>();
+    let heard = read_wav(&out.join("box-a-heard.wav"));
+    let (lag, corr) = align(&clip, &heard);
+    assert!(corr > 0.6, "correlation {corr:.2} at lag {lag}");
+    let (span_src, span_rx) = (
+        speech_span(&clip),
+        speech_span(&heard[lag..(lag + clip.len()).min(heard.len())]),
+    );
+    let ratio = span_rx as f64 / span_src as f64;
+    println!("voice at A: correlation {corr:.3} with the clip, lag {lag} samples, duration ratio {ratio:.3}");
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "speech lasted {ratio:.3} of the clip"
+    );
+    for png in [
+        "box-a-room-open.png",
+        "box-a-in-call.png",
+        "box-b-in-call.png",
+    ] {
+        assert!(out.join(png).exists(), "{png} missing");
+    }
+}
