@@ -10,7 +10,7 @@ use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use crate::pairing::RoomId;
 
 /// How long browsing goes on after the first room answers.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub const SETTLE: Duration = Duration::from_millis(120);
 
 /// The DNS-SD service type.
 pub const SERVICE_TYPE: &str = "_intercom._tcp.local.";
