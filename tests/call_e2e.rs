@@ -4,57 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-fn read_wav(path: &Path) -> Vec<f64> {
-    let mut r = hound::WavReader::open(path).unwrap();
-    assert_eq!(r.spec().sample_rate, 48_000);
-    r.samples::<i16>().map(|s| f64::from(s.unwrap())).collect()
-}
-
-/// Mean absolute value over 10 ms blocks: a speech envelope for coarse alignment.
-fn envelope(x: &[f64]) -> Vec<f64> {
-    x.chunks(480)
-        .map(|c| c.iter().map(|v| v.abs()).sum::<f64>() / c.len() as f64)
-        .collect()
-}
-
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na * nb)
-    }
-}
-
-/// Lag of `received` behind `source` with the best waveform correlation, and that value.
-fn align(source: &[f64], received: &[f64]) -> (usize, f64) {
-    let (es, er) = (envelope(source), envelope(received));
-    let coarse = (0..er.len().saturating_sub(es.len() / 2))
-        .max_by(|&i, &j| correlation(&es, &er[i..]).total_cmp(&correlation(&es, &er[j..])))
-        .unwrap_or(0);
-    let centre = coarse * 480;
-    let lo = centre.saturating_sub(960);
-    let hi = (centre + 960).min(received.len().saturating_sub(1));
-    (lo..hi)
-        .map(|lag| (lag, correlation(source, &received[lag..])))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or((0, 0.0))
-}
-
-/// First and last sample louder than 2 % of full scale.
-fn speech_span(x: &[f64]) -> usize {
-    let loud = |v: &f64| v.abs() > 655.0;
-    let first = x.iter().position(loud).unwrap_or(0);
-    let last = x.iter().rposition(loud).unwrap_or(0);
-    last.saturating_sub(first)
-}
+use common::audio::{align, read_wav, speech_span};
 
 #[test]
 fn demo_pairs_talks_texts_hangs_up_and_writes_only_its_output() {

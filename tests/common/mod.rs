@@ -37,3 +37,71 @@ pub fn in_private_network(test_name: &str) -> bool {
     eprintln!("{stdout}");
     false
 }
+
+/// Comparing received audio with what was sent.
+pub mod audio {
+    use std::path::Path;
+
+    /// A 48 kHz 16-bit WAV as mono samples (stereo is mixed down).
+    pub fn read_wav(path: &Path) -> Vec<f64> {
+        let mut r = hound::WavReader::open(path).unwrap();
+        assert_eq!(r.spec().sample_rate, 48_000);
+        let channels = usize::from(r.spec().channels);
+        let raw: Vec<f64> = r.samples::<i16>().map(|s| f64::from(s.unwrap())).collect();
+        raw.chunks(channels)
+            .map(|c| c.iter().sum::<f64>() / channels as f64)
+            .collect()
+    }
+
+    /// Mean absolute value over 10 ms blocks: a speech envelope for coarse alignment.
+    pub fn envelope(x: &[f64]) -> Vec<f64> {
+        x.chunks(480)
+            .map(|c| c.iter().map(|v| v.abs()).sum::<f64>() / c.len() as f64)
+            .collect()
+    }
+
+    pub fn correlation(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if na == 0.0 || nb == 0.0 {
+            0.0
+        } else {
+            dot / (na * nb)
+        }
+    }
+
+    /// Lag of `received` behind `source` with the best waveform correlation, and that value.
+    pub fn align(source: &[f64], received: &[f64]) -> (usize, f64) {
+        // Three stages keep this fast in debug builds: 10 ms envelopes, then the
+        // waveform at 6 kHz (every 8th sample), then every sample near the best lag.
+        let (es, er) = (envelope(source), envelope(received));
+        let coarse = (0..er.len().saturating_sub(es.len() / 2))
+            .max_by(|&i, &j| correlation(&es, &er[i..]).total_cmp(&correlation(&es, &er[j..])))
+            .unwrap_or(0);
+        let best = |lags: std::ops::Range<usize>, step: usize| {
+            let src: Vec<f64> = source.iter().step_by(step).copied().collect();
+            lags.filter(|lag| lag % step == 0 || step == 1)
+                .filter(|&lag| lag < received.len())
+                .map(|lag| {
+                    let rx: Vec<f64> = received[lag..].iter().step_by(step).copied().collect();
+                    (lag, correlation(&src, &rx))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or((0, 0.0))
+        };
+        let centre = coarse * 480;
+        let (mid, _) = best(centre.saturating_sub(960)..centre + 960, 8);
+        best(mid.saturating_sub(8)..mid + 8, 1)
+    }
+
+    /// First and last sample louder than 2 % of full scale.
+    pub fn speech_span(x: &[f64]) -> usize {
+        let loud = |v: &f64| v.abs() > 655.0;
+        let first = x.iter().position(loud).unwrap_or(0);
+        let last = x.iter().rposition(loud).unwrap_or(0);
+        last.saturating_sub(first)
+    }
+}
