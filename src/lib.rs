@@ -27,4 +27,5 @@ pub mod demo;
 pub mod hw;
 pub mod pairing;
 pub mod runtime;
+pub mod service;
 pub mod signaling;

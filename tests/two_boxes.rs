@@ -22,6 +22,12 @@ struct SimBox {
 
 impl SimBox {
     fn start(dir: &Path, name: &str) -> SimBox {
+        Self::start_with(dir, name, None)
+    }
+
+    /// With `trace`, the box runs under strace (file opens and renames logged there) and
+    /// without a display PNG: as the service runs.
+    fn start_with(dir: &Path, name: &str, trace: Option<&Path>) -> SimBox {
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(
             &cfg,
@@ -31,14 +37,26 @@ impl SimBox {
         let fifo = dir.join(format!("{name}.keys"));
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let png = dir.join(format!("{name}.png"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_intercom"))
-            .args(["run", "--board", "sim", "--no-terminal"])
+        let mut cmd = match trace {
+            Some(t) => {
+                let mut c = Command::new("strace");
+                c.args(["-f", "-qq", "-e", "trace=open,openat,creat,rename,renameat,renameat2,mkdir,mkdirat,unlink,unlinkat"])
+                    .arg("-o")
+                    .arg(t)
+                    .arg(env!("CARGO_BIN_EXE_intercom"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_intercom")),
+        };
+        cmd.args(["run", "--board", "sim", "--no-terminal"])
             .arg("--config")
             .arg(&cfg)
             .arg("--keys-fifo")
-            .arg(&fifo)
-            .arg("--display-png")
-            .arg(&png)
+            .arg(&fifo);
+        if trace.is_none() {
+            cmd.arg("--display-png").arg(&png);
+        }
+        let mut child = cmd
             .env("INTERCOM_LOG", "intercom=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -103,8 +121,22 @@ impl SimBox {
         Invite::parse(&uri).unwrap()
     }
 
+    /// The box's own process: the child itself, or strace's child when traced.
+    fn box_pid(&self) -> Pid {
+        let id = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap_or_default();
+        let pid = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(id as i32);
+        Pid::from_raw(pid)
+    }
+
     fn stop(mut self) -> String {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        // strace passes the box's exit status on; signal the box itself.
+        kill(self.box_pid(), Signal::SIGTERM).unwrap();
         let status = self.child.wait().unwrap();
         assert_eq!(status.code(), Some(0));
         std::thread::sleep(Duration::from_millis(100));
@@ -116,6 +148,7 @@ impl SimBox {
 impl Drop for SimBox {
     fn drop(&mut self) {
         // A failed test must not leave boxes running.
+        let _ = kill(self.box_pid(), Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -205,8 +238,10 @@ fn the_host_hanging_up_ends_the_call_on_both_boxes() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("b.trace");
     let a = SimBox::start(dir.path(), "Box A");
-    let b = SimBox::start(dir.path(), "Box B");
+    // Box B runs as the service does (no PNG, no WAV) under strace for the whole call.
+    let b = SimBox::start_with(dir.path(), "Box B", Some(&trace));
     a.keys("*");
     a.wait_log("idle -> room open");
     std::thread::sleep(Duration::from_millis(300));
@@ -224,4 +259,21 @@ fn the_host_hanging_up_ends_the_call_on_both_boxes() {
     }
     a.stop();
     b.stop();
+    // Nothing at rest: box B opened no file for writing, created, renamed or removed none.
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    assert!(trace.contains("openat"), "strace saw nothing: {trace}");
+    for line in trace.lines().filter(|l| !l.contains("= -1")) {
+        let writes = line.contains("O_WRONLY")
+            || line.contains("O_RDWR")
+            || line.contains("O_CREAT")
+            || ["rename", "mkdir", "unlink", "creat("]
+                .iter()
+                .any(|c| line.contains(c));
+        let path = line.split('"').nth(1).unwrap_or("");
+        let device = ["/dev/", "/proc/", "/sys/"]
+            .iter()
+            .any(|p| path.starts_with(p));
+        let keys_fifo = path.ends_with(".keys");
+        assert!(!writes || device || keys_fifo, "box B wrote a file: {line}");
+    }
 }

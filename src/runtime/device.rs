@@ -13,6 +13,7 @@ use super::{Report, RunError, RunOptions, RunSummary};
 use crate::app::{self, App, Command, EndReason, Event, Screen, State};
 use crate::call::{self, CallEvent, CallHandle, NetworkSetup};
 use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad};
+use crate::service::Notifier;
 
 /// How often the loop wakes to update countdowns and timers.
 const TICK: Duration = Duration::from_millis(250);
@@ -30,6 +31,7 @@ pub struct Device<D, I, O> {
     board: String,
     shown: Option<Screen>,
     frames: u64,
+    notifier: Notifier,
 }
 
 impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
@@ -51,6 +53,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             board: options.board.name.clone(),
             shown: None,
             frames: 0,
+            notifier: Notifier::from_env(),
         }
     }
 
@@ -72,6 +75,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         tokio::pin!(shutdown);
         tracing::info!(board = %self.board, "box ready: {}", self.app.state_name());
         self.redraw()?;
+        self.notifier.ready(self.app.state_name());
         loop {
             let call_event = async {
                 match self.call.as_mut() {
@@ -91,11 +95,16 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                     Some(event) => event,
                     None => continue,
                 },
-                _ = ticker.tick() => Event::Tick,
+                _ = ticker.tick() => {
+                    // The watchdog is fed from this loop: a stuck loop gets restarted.
+                    self.notifier.tick(Instant::now().into_std());
+                    Event::Tick
+                }
             };
             self.handle(event).await;
             self.redraw()?;
         }
+        self.notifier.stopping();
         let final_state = self.app.state_name().to_string();
         if let Some(call) = self.call.take() {
             call.hang_up().await;
@@ -132,6 +141,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         let after = self.app.state_name();
         if after != before {
             tracing::info!("{before} -> {after}");
+            self.notifier.status(after);
             self.report(Report::State(after));
             if let State::RoomOpen { room, .. } = self.app.state() {
                 self.report(Report::RoomOpened(room.pin.clone()));
