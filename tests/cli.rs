@@ -205,7 +205,7 @@ fn under_systemd_it_reports_ready_status_and_feeds_the_watchdog() {
     let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let child = intercom()
+    let mut child = intercom()
         .args(["run", "--board", "sim", "--no-terminal"])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "400000")
@@ -234,4 +234,5 @@ fn under_systemd_it_reports_ready_status_and_feeds_the_watchdog() {
         }
     }
     assert!(stopping);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
