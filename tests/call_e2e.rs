@@ -38,28 +38,18 @@ fn demo_pairs_talks_texts_hangs_up_and_writes_only_its_output() {
     // Nothing written anywhere but the output folder.
     let trace = std::fs::read_to_string(&trace).unwrap();
     let out_str = out.to_str().unwrap();
-    let mut writes = 0;
-    for line in trace.lines() {
-        let writes_file = line.contains("O_WRONLY")
-            || line.contains("O_RDWR")
-            || line.contains("O_CREAT")
-            || line.contains("rename")
-            || line.contains("mkdir")
-            || line.contains("creat(");
-        if !writes_file || line.contains("= -1") {
-            continue;
-        }
-        let Some(path) = line.split('"').nth(1) else {
-            continue;
-        };
-        let allowed = path.starts_with(out_str)
-            || path.starts_with("/dev/")
-            || path.starts_with("/proc/")
-            || path.starts_with("/sys/");
-        assert!(allowed, "wrote outside the output folder: {line}");
-        writes += 1;
+    let writes = common::file_writes(&trace, |_| false);
+    assert!(
+        !writes.is_empty(),
+        "the trace saw no writes at all: {trace}"
+    );
+    for line in &writes {
+        let path = line.split('"').nth(1).unwrap_or("");
+        assert!(
+            path.starts_with(out_str),
+            "wrote outside the output folder: {line}"
+        );
     }
-    assert!(writes > 0, "the trace saw no writes at all: {trace}");
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();

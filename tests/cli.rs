@@ -23,17 +23,6 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn qr_in(png: &Path) -> Option<String> {
-    let img = image::open(png).ok()?.to_luma8();
-    let (w, h) = img.dimensions();
-    let mut prepared =
-        rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
-            img.get_pixel(x as u32, y as u32).0[0]
-        });
-    let grids = prepared.detect_grids();
-    grids.first()?.decode().ok().map(|(_, s)| s)
-}
-
 #[test]
 fn help_explains_each_subcommand_and_run_flag() {
     let out = intercom().arg("--help").output().unwrap();
@@ -78,8 +67,8 @@ fn sim_box_opens_a_room_shows_a_scannable_qr_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the room's QR code", || qr_in(&png).is_some());
-    let uri = qr_in(&png).unwrap();
+    wait_for("the room's QR code", || common::qr_in(&png).is_some());
+    let uri = common::qr_in(&png).unwrap();
     let invite = intercom::pairing::Invite::parse(&uri).unwrap();
     assert!(invite.pin.is_some());
     assert_eq!(invite.tcp[0].port(), 7300);
@@ -191,9 +180,9 @@ fn keys_from_a_fifo_drive_the_box() {
         .unwrap();
     wait_for("the idle screen", || png.exists());
     std::fs::write(&fifo, "*\n").unwrap();
-    wait_for("the room's QR code", || qr_in(&png).is_some());
+    wait_for("the room's QR code", || common::qr_in(&png).is_some());
     std::fs::write(&fifo, "#\n").unwrap();
-    wait_for("the room to close", || qr_in(&png).is_none());
+    wait_for("the room to close", || common::qr_in(&png).is_none());
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

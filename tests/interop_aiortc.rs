@@ -21,16 +21,6 @@ fn ip(args: &[&str]) {
     assert!(ok, "ip {args:?}");
 }
 
-fn qr_in(png: &std::path::Path) -> Option<String> {
-    let img = image::open(png).ok()?.to_luma8();
-    let (w, h) = img.dimensions();
-    let mut p = rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
-        img.get_pixel(x as u32, y as u32).0[0]
-    });
-    let grids = p.detect_grids();
-    grids.first()?.decode().ok().map(|(_, s)| s)
-}
-
 #[test]
 fn aiortc_calls_the_box_and_voice_plays_both_ways() {
     if !common::in_private_network("aiortc_calls_the_box_and_voice_plays_both_ways") {
@@ -80,7 +70,7 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     let invite = loop {
-        if let Some(uri) = qr_in(&png) {
+        if let Some(uri) = common::qr_in(&png) {
             break intercom::pairing::Invite::parse(&uri).unwrap();
         }
         assert!(

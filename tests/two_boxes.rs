@@ -110,15 +110,7 @@ impl SimBox {
     }
 
     fn invite(&self) -> Invite {
-        let img = image::open(&self.png).unwrap().to_luma8();
-        let (w, h) = img.dimensions();
-        let mut prepared =
-            rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
-                img.get_pixel(x as u32, y as u32).0[0]
-            });
-        let grids = prepared.detect_grids();
-        let (_, uri) = grids[0].decode().unwrap();
-        Invite::parse(&uri).unwrap()
+        Invite::parse(&common::qr_in(&self.png).expect("a QR code on the screen")).unwrap()
     }
 
     /// The box's own process: the child itself, or strace's child when traced.
@@ -262,18 +254,6 @@ fn the_host_hanging_up_ends_the_call_on_both_boxes() {
     // Nothing at rest: box B opened no file for writing, created, renamed or removed none.
     let trace = std::fs::read_to_string(&trace).unwrap();
     assert!(trace.contains("openat"), "strace saw nothing: {trace}");
-    for line in trace.lines().filter(|l| !l.contains("= -1")) {
-        let writes = line.contains("O_WRONLY")
-            || line.contains("O_RDWR")
-            || line.contains("O_CREAT")
-            || ["rename", "mkdir", "unlink", "creat("]
-                .iter()
-                .any(|c| line.contains(c));
-        let path = line.split('"').nth(1).unwrap_or("");
-        let device = ["/dev/", "/proc/", "/sys/"]
-            .iter()
-            .any(|p| path.starts_with(p));
-        let keys_fifo = path.ends_with(".keys");
-        assert!(!writes || device || keys_fifo, "box B wrote a file: {line}");
-    }
+    let writes = common::file_writes(&trace, |path| path.ends_with(".keys"));
+    assert!(writes.is_empty(), "box B wrote files: {writes:#?}");
 }

@@ -68,37 +68,33 @@ pub struct JitterStats {
     pub underruns: u64,
 }
 
-struct Unwrap16(Option<u64>);
-
-impl Unwrap16 {
-    fn ext(&mut self, seq: u16) -> u64 {
-        let ext = match self.0 {
-            None => u64::from(seq) + (1 << 16),
-            Some(last) => {
-                let delta = seq.wrapping_sub(last as u16) as i16;
-                (last as i64 + i64::from(delta)).max(0) as u64
-            }
-        };
-        if self.0.is_none_or(|l| ext > l) {
-            self.0 = Some(ext);
-        }
-        ext
-    }
+/// Extends a wrapping RTP counter (16-bit sequence, 32-bit timestamp) to 64 bits.
+struct Unwrap {
+    bits: u32,
+    last: Option<u64>,
 }
 
-struct Unwrap32(Option<u64>);
+impl Unwrap {
+    fn new(bits: u32) -> Unwrap {
+        Unwrap { bits, last: None }
+    }
 
-impl Unwrap32 {
-    fn ext(&mut self, ts: u32) -> u64 {
-        let ext = match self.0 {
-            None => u64::from(ts) + (1 << 32),
+    fn ext(&mut self, value: u64) -> u64 {
+        let modulus = 1u64 << self.bits;
+        let ext = match self.last {
+            // Start one cycle up, so that a reordered earlier value stays positive.
+            None => value + modulus,
             Some(last) => {
-                let delta = ts.wrapping_sub(last as u32) as i32;
-                (last as i64 + i64::from(delta)).max(0) as u64
+                let forward = value.wrapping_sub(last) & (modulus - 1);
+                if forward < modulus / 2 {
+                    last + forward
+                } else {
+                    last.saturating_sub(modulus - forward)
+                }
             }
         };
-        if self.0.is_none_or(|l| ext > l) {
-            self.0 = Some(ext);
+        if self.last.is_none_or(|l| ext > l) {
+            self.last = Some(ext);
         }
         ext
     }
@@ -107,8 +103,8 @@ impl Unwrap32 {
 /// The jitter buffer for one incoming audio stream.
 pub struct JitterBuffer {
     packets: BTreeMap<u64, Vec<u8>>,
-    seq: Unwrap16,
-    ts: Unwrap32,
+    seq: Unwrap,
+    ts: Unwrap,
     next: Option<u64>,
     epoch: Option<Instant>,
     transits: VecDeque<(Instant, f64)>,
@@ -131,8 +127,8 @@ impl JitterBuffer {
     pub fn new() -> JitterBuffer {
         JitterBuffer {
             packets: BTreeMap::new(),
-            seq: Unwrap16(None),
-            ts: Unwrap32(None),
+            seq: Unwrap::new(16),
+            ts: Unwrap::new(32),
             next: None,
             epoch: None,
             transits: VecDeque::new(),
@@ -167,8 +163,8 @@ impl JitterBuffer {
 
     /// A packet arrived.
     pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
-        let ext = self.seq.ext(seq);
-        let ts = self.ts.ext(timestamp);
+        let ext = self.seq.ext(u64::from(seq));
+        let ts = self.ts.ext(u64::from(timestamp));
         // Late packets count for the jitter estimate: they are why the delay must grow.
         self.observe(ts, arrival);
         if self.next.is_some_and(|n| ext < n) {

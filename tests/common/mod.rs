@@ -105,3 +105,40 @@ pub mod audio {
         last.saturating_sub(first)
     }
 }
+
+/// Lines of an `strace -e trace=…` log that create, change or remove a file outside
+/// `/dev`, `/proc`, `/sys` and the paths `allowed` accepts.
+pub fn file_writes(trace: &str, allowed: impl Fn(&str) -> bool) -> Vec<String> {
+    trace
+        .lines()
+        .filter(|l| !l.contains("= -1"))
+        .filter(|l| {
+            l.contains("O_WRONLY")
+                || l.contains("O_RDWR")
+                || l.contains("O_CREAT")
+                || ["rename", "mkdir", "unlink", "creat("]
+                    .iter()
+                    .any(|c| l.contains(c))
+        })
+        .filter(|l| {
+            let path = l.split('"').nth(1).unwrap_or("");
+            !["/dev/", "/proc/", "/sys/"]
+                .iter()
+                .any(|p| path.starts_with(p))
+                && !allowed(path)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The text of the QR code in a PNG, if one decodes.
+pub fn qr_in(png: &std::path::Path) -> Option<String> {
+    let img = image::open(png).ok()?.to_luma8();
+    let (w, h) = img.dimensions();
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+            img.get_pixel(x as u32, y as u32).0[0]
+        });
+    let grids = prepared.detect_grids();
+    grids.first()?.decode().ok().map(|(_, s)| s)
+}
