@@ -257,3 +257,32 @@ fn the_host_hanging_up_ends_the_call_on_both_boxes() {
     let writes = common::file_writes(&trace, |path| path.ends_with(".keys"));
     assert!(writes.is_empty(), "box B wrote files: {writes:#?}");
 }
+
+#[test]
+fn a_box_that_vanishes_mid_call_ends_the_call_on_the_other() {
+    if !common::in_private_network("a_box_that_vanishes_mid_call_ends_the_call_on_the_other") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = SimBox::start(dir.path(), "Box A");
+    let b = SimBox::start(dir.path(), "Box B");
+    a.keys("*");
+    a.wait_log("idle -> room open");
+    std::thread::sleep(Duration::from_millis(300));
+    let pin = a.invite().pin.unwrap();
+    b.keys(&format!("#{}#", pin.as_str()));
+    b.wait_log("media connected");
+    // Box A freezes (power cut, crash): no bye, no consent answers.
+    kill(a.box_pid(), Signal::SIGSTOP).unwrap();
+    let frozen = Instant::now();
+    b.wait_log("call ended: PeerLost");
+    b.wait_log("in call -> notice");
+    let took = frozen.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    b.wait_log("call finished; keys wiped");
+    kill(a.box_pid(), Signal::SIGCONT).unwrap();
+    // Woken up, box A finds the call gone too.
+    a.wait_log("in call -> notice");
+    a.stop();
+    b.stop();
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::app::EndReason;
@@ -332,7 +332,10 @@ impl<I: AudioIn> Live<I> {
                     Some(PeerEvent::State(s)) => tracing::debug!("peer connection {s}"),
                     Some(PeerEvent::DataChannel(dc)) => {
                         if dc.label().await.is_ok_and(|l| l == "chat") {
-                            chat_open = dc.ready_state().await.is_ok_and(|s| s.to_string() == "open");
+                            chat_open = dc
+                                .ready_state()
+                                .await
+                                .is_ok_and(|s| s == RTCDataChannelState::Open);
                             chat_channel = Some(dc);
                             if chat_open {
                                 self.flush_outbox(chat_channel.as_ref()).await;
