@@ -61,6 +61,24 @@ pub struct ConnAction {
     pub close: bool,
 }
 
+impl ConnAction {
+    /// Send `msg` and keep the connection.
+    fn reply(msg: Message) -> ConnAction {
+        ConnAction {
+            send: vec![msg],
+            close: false,
+        }
+    }
+
+    /// Send `msg`, then close.
+    fn close_with(msg: Message) -> ConnAction {
+        ConnAction {
+            send: vec![msg],
+            close: true,
+        }
+    }
+}
+
 /// What a call into the room produced.
 #[derive(Debug, Default)]
 pub struct RoomOutput {
@@ -200,25 +218,13 @@ impl HostRoom {
                 if c.handshake.pin_in_play() {
                     self.active = Some(conn);
                 }
-                out.actions.push((
-                    conn,
-                    ConnAction {
-                        send: vec![m],
-                        close: false,
-                    },
-                ));
+                out.actions.push((conn, ConnAction::reply(m)));
             }
             HostStep::Joined(confirm, channel) => {
                 self.conns.remove(&conn);
                 self.active = None;
                 self.status = RoomStatus::Joined;
-                out.actions.push((
-                    conn,
-                    ConnAction {
-                        send: vec![confirm],
-                        close: false,
-                    },
-                ));
+                out.actions.push((conn, ConnAction::reply(confirm)));
                 out.events.push(RoomEvent::Joined(conn, channel));
                 self.close_all(&mut out);
             }
@@ -227,13 +233,7 @@ impl HostRoom {
                 if attempt {
                     self.fail_attempt(conn, error, &mut out);
                 } else {
-                    out.actions.push((
-                        conn,
-                        ConnAction {
-                            send: vec![error],
-                            close: true,
-                        },
-                    ));
+                    out.actions.push((conn, ConnAction::close_with(error)));
                 }
             }
         }
@@ -244,18 +244,7 @@ impl HostRoom {
     pub fn on_bad_frame(&mut self, conn: ConnId, err: &FrameError) -> RoomOutput {
         let mut out = RoomOutput::default();
         let error = Message::error(ErrorCode::Malformed, err.to_string());
-        if self.active == Some(conn) {
-            self.conns.remove(&conn);
-            self.fail_attempt(conn, error, &mut out);
-        } else if self.conns.remove(&conn).is_some() {
-            out.actions.push((
-                conn,
-                ConnAction {
-                    send: vec![error],
-                    close: true,
-                },
-            ));
-        }
+        self.end_handshake(conn, error, &mut out);
         out
     }
 
@@ -286,21 +275,23 @@ impl HostRoom {
             .map(|(id, _)| *id)
             .collect();
         for conn in late {
-            self.conns.remove(&conn);
             let msg = Message::error(ErrorCode::Malformed, "handshake took longer than 10 s");
-            if self.active == Some(conn) {
-                self.fail_attempt(conn, msg, &mut out);
-            } else {
-                out.actions.push((
-                    conn,
-                    ConnAction {
-                        send: vec![msg],
-                        close: true,
-                    },
-                ));
-            }
+            self.end_handshake(conn, msg, &mut out);
         }
         out
+    }
+
+    /// Ends a connection's handshake with `error`: a failed attempt when its PIN was in
+    /// play, a plain close before that.
+    fn end_handshake(&mut self, conn: ConnId, error: Message, out: &mut RoomOutput) {
+        if self.conns.remove(&conn).is_none() {
+            return;
+        }
+        if self.active == Some(conn) {
+            self.fail_attempt(conn, error, out);
+        } else {
+            out.actions.push((conn, ConnAction::close_with(error)));
+        }
     }
 
     fn drop_conn(&mut self, conn: ConnId, error: Message, out: &mut RoomOutput) {
@@ -308,13 +299,7 @@ impl HostRoom {
         if self.active == Some(conn) {
             self.active = None;
         }
-        out.actions.push((
-            conn,
-            ConnAction {
-                send: vec![error],
-                close: true,
-            },
-        ));
+        out.actions.push((conn, ConnAction::close_with(error)));
     }
 
     fn fail_attempt_silently(&mut self, out: &mut RoomOutput) {
@@ -348,25 +333,13 @@ impl HostRoom {
             }
             other => other,
         };
-        out.actions.push((
-            conn,
-            ConnAction {
-                send: vec![error],
-                close: true,
-            },
-        ));
+        out.actions.push((conn, ConnAction::close_with(error)));
     }
 
     fn close_all(&mut self, out: &mut RoomOutput) {
         let err = self.closed_error();
         for (id, _) in self.conns.drain() {
-            out.actions.push((
-                id,
-                ConnAction {
-                    send: vec![err.clone()],
-                    close: true,
-                },
-            ));
+            out.actions.push((id, ConnAction::close_with(err.clone())));
         }
         self.active = None;
     }
