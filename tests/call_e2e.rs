@@ -20,6 +20,7 @@ fn demo_pairs_talks_texts_hangs_up_and_writes_only_its_output() {
         .args([
             "-f",
             "-qq",
+            "--seccomp-bpf",
             "-e",
             "trace=open,openat,creat,rename,renameat,renameat2,mkdir,mkdirat",
         ])

@@ -40,7 +40,7 @@ impl SimBox {
         let mut cmd = match trace {
             Some(t) => {
                 let mut c = Command::new("strace");
-                c.args(["-f", "-qq", "-e", "trace=open,openat,creat,rename,renameat,renameat2,mkdir,mkdirat,unlink,unlinkat"])
+                c.args(["-f", "-qq", "--seccomp-bpf", "-e", "trace=open,openat,creat,rename,renameat,renameat2,mkdir,mkdirat,unlink,unlinkat"])
                     .arg("-o")
                     .arg(t)
                     .arg(env!("CARGO_BIN_EXE_intercom"));
