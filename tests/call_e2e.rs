@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::audio::{align, read_wav, speech_span};
+use common::audio::{compare, read_wav};
 
 #[test]
 fn demo_pairs_talks_texts_hangs_up_and_writes_only_its_output() {
@@ -67,17 +67,16 @@ fn demo_pairs_talks_texts_hangs_up_and_writes_only_its_output() {
         .map(|s| f64::from(s.unwrap()))
         .collect::<Vec<_>>();
     let heard = read_wav(&out.join("box-a-heard.wav"));
-    let (lag, corr) = align(&clip, &heard);
-    assert!(corr > 0.6, "correlation {corr:.2} at lag {lag}");
-    let (span_src, span_rx) = (
-        speech_span(&clip),
-        speech_span(&heard[lag..(lag + clip.len()).min(heard.len())]),
-    );
-    let ratio = span_rx as f64 / span_src as f64;
-    println!("voice at A: correlation {corr:.3} with the clip, lag {lag} samples, duration ratio {ratio:.3}");
+    let m = compare(&clip, &heard);
+    println!("voice at A: {m:?}");
     assert!(
-        (0.95..=1.05).contains(&ratio),
-        "speech lasted {ratio:.3} of the clip"
+        m.windowed > 0.6,
+        "voice at A does not match the clip: {m:?}"
+    );
+    assert!(
+        (0.95..=1.05).contains(&m.duration_ratio),
+        "speech lasted {:.3} of the clip",
+        m.duration_ratio
     );
     for png in [
         "box-a-room-open.png",

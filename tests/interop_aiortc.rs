@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::audio::{align, read_wav, speech_span};
+use common::audio::{compare, read_wav};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -130,14 +130,9 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
         ("aiortc heard the box", &recorded),
     ] {
         let received = read_wav(path);
-        let (lag, corr) = align(&source, &received);
-        let span = speech_span(&received[lag..(lag + source.len()).min(received.len())]);
-        let ratio = span as f64 / speech_span(&source) as f64;
-        println!("{what}: correlation {corr:.3}, duration ratio {ratio:.3}");
-        assert!(corr > 0.6, "{what}: correlation {corr:.2}");
-        assert!(
-            (0.95..=1.05).contains(&ratio),
-            "{what}: duration ratio {ratio:.3}"
-        );
+        let m = compare(&source, &received);
+        println!("{what}: {m:?}");
+        assert!(m.windowed > 0.6, "{what}: {m:?}");
+        assert!((0.95..=1.05).contains(&m.duration_ratio), "{what}: {m:?}");
     }
 }

@@ -97,6 +97,62 @@ pub mod audio {
         best(mid.saturating_sub(8)..mid + 8, 1)
     }
 
+    /// How closely received speech matches its source.
+    #[derive(Debug)]
+    pub struct VoiceMatch {
+        /// Lag of the best global alignment, in samples.
+        pub lag: usize,
+        /// Waveform correlation at that one lag.
+        pub global: f64,
+        /// Median over the source's speech windows of each window's best correlation
+        /// within ±30 ms of the global lag: robust to the small shifts a jitter buffer
+        /// makes when it stretches or drops a frame mid-clip.
+        pub windowed: f64,
+        /// Speech duration received / sent.
+        pub duration_ratio: f64,
+    }
+
+    /// Aligns `received` with `source` and measures the match.
+    pub fn compare(source: &[f64], received: &[f64]) -> VoiceMatch {
+        let (lag, global) = align(source, received);
+        let window = 9_600; // 200 ms
+        let slack = 1_440; // 30 ms
+        let loud = 0.05 * source.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        let mut scores: Vec<f64> = source
+            .chunks_exact(window)
+            .enumerate()
+            .filter(|(_, w)| w.iter().map(|v| v.abs()).sum::<f64>() / w.len() as f64 > loud / 4.0)
+            .map(|(i, w)| {
+                let at = lag + i * window;
+                let score = |d: usize| {
+                    let start = (at + d).saturating_sub(slack);
+                    received
+                        .get(start..start + window)
+                        .map_or(0.0, |r| correlation(w, r))
+                };
+                // Every 4th lag, then every lag around the best.
+                let coarse = (0..=2 * slack)
+                    .step_by(4)
+                    .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                    .unwrap_or(slack);
+                (coarse.saturating_sub(3)..=coarse + 3)
+                    .map(score)
+                    .fold(0.0, f64::max)
+            })
+            .collect();
+        scores.sort_by(f64::total_cmp);
+        let windowed = scores.get(scores.len() / 2).copied().unwrap_or(0.0);
+        let end = (lag + source.len()).min(received.len());
+        let duration_ratio =
+            speech_span(&received[lag.min(end)..end]) as f64 / speech_span(source) as f64;
+        VoiceMatch {
+            lag,
+            global,
+            windowed,
+            duration_ratio,
+        }
+    }
+
     /// First and last sample louder than 2 % of full scale.
     pub fn speech_span(x: &[f64]) -> usize {
         let loud = |v: &f64| v.abs() > 655.0;
