@@ -247,14 +247,14 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
 
     b.type_text(VISITOR_TEXT).await;
     a.wait("B's text at box A", step, |r| {
-        matches!(r, Report::TextShown(_)).then_some(())
+        matches!(r, Report::TextShown { .. }).then_some(())
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     snapshot(out, "box-a", "in-call");
     a.press("1").await;
     b.wait("A's reply at box B", step, |r| {
-        matches!(r, Report::TextShown(_)).then_some(())
+        matches!(r, Report::TextShown { .. }).then_some(())
     })
     .await?;
     b.wait("A to acknowledge B's text", step, |r| match r {
@@ -298,7 +298,7 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
     let shown = |seen: &[Report]| -> Vec<String> {
         seen.iter()
             .filter_map(|r| match r {
-                Report::TextShown(t) => Some(t.clone()),
+                Report::TextShown { text, .. } => Some(text.clone()),
                 _ => None,
             })
             .collect()

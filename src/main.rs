@@ -74,6 +74,11 @@ struct RunArgs {
     /// Simulator: speaker output, written as a 48 kHz mono 16-bit WAV file.
     #[arg(long, value_name = "WAV")]
     audio_out: Option<PathBuf>,
+    /// Write what the box does as JSON lines (a file, a FIFO or /dev/stdout), each
+    /// stamped with CLOCK_MONOTONIC ns: states, media up, audio flowing, texts shown by
+    /// id, call statistics. No PIN and no text content are written.
+    #[arg(long, value_name = "PATH")]
+    events: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -123,7 +128,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         reports: None,
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let summary = rt.block_on(runtime::run(options, stop_signal()))?;
+    let summary = rt.block_on(async {
+        let mut options = options;
+        if let Some(path) = &args.events {
+            let tx = runtime::events::spawn_writer(path)
+                .with_context(|| format!("cannot open the events output {}", path.display()))?;
+            options.reports = Some(tx);
+        }
+        anyhow::Ok(runtime::run(options, stop_signal()).await?)
+    })?;
     tracing::info!(
         frames = summary.frames,
         "stopped in state {}",

@@ -28,9 +28,12 @@ pub struct PlaybackStats {
     pub first_audio: Option<Instant>,
     /// Target delay at the end, in ms.
     pub target_delay_ms: u64,
+    /// When the first frame (sound or silence) went to the speaker.
+    pub started: Option<Instant>,
 }
 
-/// Sends the microphone until `stop` flips; returns the microphone.
+/// Sends the microphone until `stop` flips; returns the microphone and when its first
+/// frame was read.
 pub async fn capture<I: AudioIn>(
     mut mic: I,
     track: Arc<TrackLocalStaticSample>,
@@ -38,19 +41,21 @@ pub async fn capture<I: AudioIn>(
     payload_type: u8,
     mut loss: watch::Receiver<f32>,
     mut stop: watch::Receiver<bool>,
-) -> I {
+) -> (I, Option<Instant>) {
     let mut encoder = match VoiceEncoder::new(*loss.borrow()) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("{e}");
-            return mic;
+            return (mic, None);
         }
     };
+    let mut started = None;
     loop {
         let frame = tokio::select! {
-            _ = stop.changed() => return mic,
+            _ = stop.changed() => return (mic, started),
             frame = mic.read_frame() => frame,
         };
+        started.get_or_insert_with(Instant::now);
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
@@ -169,6 +174,7 @@ pub async fn playback<O: AudioOut>(
             tracing::warn!("speaker: {e}");
         }
         let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.started.get_or_insert(now);
         st.frames_out += 1;
         let jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
         st.jitter = jb.stats();

@@ -92,6 +92,8 @@ pub struct CallStats {
     pub texts_received: u64,
     /// When media connected.
     pub media_connected: Option<Instant>,
+    /// When the microphone's first frame was read.
+    pub capture_started: Option<Instant>,
 }
 
 /// A running call.
@@ -151,7 +153,7 @@ struct Live<I> {
     events: mpsc::Sender<CallEvent>,
     commands: mpsc::Receiver<CallCommand>,
     mic: Option<I>,
-    capture: Option<JoinHandle<I>>,
+    capture: Option<JoinHandle<(I, Option<Instant>)>>,
     stop: watch::Receiver<bool>,
     loss: watch::Sender<f32>,
     jitter: Arc<Mutex<JitterBuffer>>,
@@ -215,7 +217,10 @@ async fn run<I: AudioIn, O: AudioOut>(
     }
     let _ = live.events.send(CallEvent::Ended(reason)).await;
     let mic = match live.capture.take() {
-        Some(task) => task.await.ok(),
+        Some(task) => task.await.ok().map(|(mic, started)| {
+            live.stats.capture_started = started;
+            mic
+        }),
         None => live.mic.take(),
     };
     let speaker = playback.await;

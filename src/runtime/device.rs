@@ -202,7 +202,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                 if let Some(call) = &self.call {
                     call.ack(id).await;
                 }
-                self.report(Report::TextShown(text));
+                self.report(Report::TextShown { id, text });
                 None
             }
             Some(CallEvent::Delivered { total }) => {

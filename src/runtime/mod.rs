@@ -5,6 +5,7 @@
 
 mod backends;
 mod device;
+pub mod events;
 mod lan;
 
 use std::future::Future;
@@ -56,7 +57,12 @@ pub enum Report {
     /// The first received audio played.
     AudioFlowing,
     /// A text arrived and was shown.
-    TextShown(String),
+    TextShown {
+        /// The sender's message id.
+        id: u64,
+        /// The text.
+        text: String,
+    },
     /// The other side acknowledged our texts, this many so far.
     TextsDelivered(u64),
     /// A call ended, with its statistics.

@@ -3,28 +3,46 @@
 
 use std::process::Command;
 
+/// The environment variable that marks a process already moved into its own namespace.
+const NETNS_MARK: &str = "INTERCOM_TEST_NETNS";
+
+/// True in a process re-run by [`in_private_network`] or [`rerun_in_private_network`];
+/// brings its loopback up.
+pub fn inside_private_network() -> bool {
+    if std::env::var_os(NETNS_MARK).is_none() {
+        return false;
+    }
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip (iproute2) is needed");
+    assert!(
+        up.success(),
+        "cannot bring loopback up in the private namespace"
+    );
+    true
+}
+
+/// `unshare` running this executable again in a fresh network namespace (root in a user
+/// namespace of its own), where only loopback exists.
+fn private_network_command() -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--net", "--map-root-user", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .env(NETNS_MARK, "1");
+    c
+}
+
 /// Runs the calling test again inside a fresh network namespace where only loopback
 /// exists, so nothing the test sends (mDNS included) leaves this machine. Returns true
 /// in the re-run (do the test there) and false in the original (it already asserted
 /// that the re-run passed).
 pub fn in_private_network(test_name: &str) -> bool {
-    if std::env::var_os("INTERCOM_TEST_NETNS").is_some() {
-        let up = Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .expect("ip (iproute2) is needed");
-        assert!(
-            up.success(),
-            "cannot bring loopback up in the test namespace"
-        );
+    if inside_private_network() {
         return true;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args(["--net", "--map-root-user", "--"])
-        .arg(exe)
+    let out = private_network_command()
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("INTERCOM_TEST_NETNS", "1")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("unshare (util-linux) is needed");
@@ -36,6 +54,22 @@ pub fn in_private_network(test_name: &str) -> bool {
     );
     eprintln!("{stdout}");
     false
+}
+
+/// Runs this program again with the same arguments in a private network namespace,
+/// output passed through; its exit status.
+pub fn rerun_in_private_network() -> std::process::ExitCode {
+    let status = private_network_command()
+        .args(std::env::args_os().skip(1))
+        .status();
+    match status {
+        Ok(s) if s.success() => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cannot run unshare (util-linux): {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Comparing received audio with what was sent.

@@ -1,0 +1,176 @@
+//! The network benchmark: two simulated boxes in two network namespaces joined by a veth
+//! pair, the link impaired in user space (NFQUEUE) or capped (tbf), a real call through
+//! each scenario, and the numbers: PESQ-WB, mouth-to-ear, texts, connect time, CPU, RSS.
+//! Then the faults: a 5 s link cut mid-call and many calls in a row.
+//!
+//! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
+//! [--out DIR]`. Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
+//! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the
+//! machine's network).
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod analysis;
+mod impair;
+mod netns;
+mod report;
+mod robustness;
+mod scenarios;
+mod sim_box;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+struct Args {
+    runs: u32,
+    calls: u32,
+    only: Vec<String>,
+    out: PathBuf,
+    robustness: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        runs: 3,
+        calls: 100,
+        only: Vec::new(),
+        out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/netbench"),
+        robustness: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            // `cargo bench` adds this.
+            "--bench" => {}
+            "--quick" => {
+                a.runs = 1;
+                a.calls = 20;
+            }
+            "--runs" => {
+                a.runs = value("--runs")?
+                    .parse()
+                    .map_err(|e| format!("--runs: {e}"))?
+            }
+            "--calls" => {
+                a.calls = value("--calls")?
+                    .parse()
+                    .map_err(|e| format!("--calls: {e}"))?
+            }
+            "--only" => a.only.push(value("--only")?),
+            "--out" => a.out = PathBuf::from(value("--out")?),
+            "--no-robustness" => a.robustness = false,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--impair-worker") {
+        impair::worker(&argv[2], argv[3].parse().unwrap());
+    }
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("network bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !common::inside_private_network() {
+        return common::rerun_in_private_network();
+    }
+    if let Err(e) = check_tools() {
+        eprintln!("network bench: {e}");
+        return ExitCode::FAILURE;
+    }
+    std::fs::create_dir_all(&args.out).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let clip = work.path().join("b-mouth.wav");
+    write_mouth_clip(&clip);
+
+    let mut results = Vec::new();
+    for scenario in scenarios::all() {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == scenario.name) {
+            continue;
+        }
+        for run in 1..=args.runs {
+            eprintln!("{} run {run}/{}", scenario.name, args.runs);
+            let r = scenarios::measured_call(&scenario, run, &clip, work.path());
+            eprintln!("  {r:?}");
+            results.push(r);
+        }
+    }
+    let table = report::Table::new(&results);
+    println!("\n{}", table.markdown());
+    let mut ok = table.texts_all_delivered();
+
+    let robust = args.robustness.then(|| {
+        eprintln!("link cut (5 s) mid-call");
+        let cut = robustness::link_cut(&clip, work.path());
+        println!("link cut: {cut:?}");
+        eprintln!("{} calls in a row", args.calls);
+        let many = robustness::many_calls(args.calls, work.path());
+        println!("many calls: {many:?}");
+        ok &= cut.ok && many.ok;
+        serde_json::json!({"link_cut": cut, "many_calls": many})
+    });
+    table.write(&args.out, &results, robust);
+    println!("written to {}", args.out.display());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("network bench: a functional check failed (texts or robustness)");
+        ExitCode::FAILURE
+    }
+}
+
+/// B's microphone: 3 s of silence (a jitter buffer settles there, not on speech), the
+/// speech, 1 s of silence.
+fn write_mouth_clip(path: &std::path::Path) {
+    let speech = hound::WavReader::new(std::io::Cursor::new(include_bytes!("speech.wav")))
+        .unwrap()
+        .into_samples::<i16>()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let silence = |w: &mut hound::WavWriter<_>, secs: usize| {
+        for _ in 0..secs * 48_000 {
+            w.write_sample(0i16).unwrap();
+        }
+    };
+    silence(&mut w, 3);
+    for s in speech {
+        w.write_sample(s).unwrap();
+    }
+    silence(&mut w, 1);
+    w.finalize().unwrap();
+}
+
+fn check_tools() -> Result<(), String> {
+    for (tool, args) in [
+        ("iptables", &["--version"][..]),
+        ("tc", &["-V"][..]),
+        ("nsenter", &["--version"][..]),
+        ("python3", &["-c", "import pesq, numpy"][..]),
+    ] {
+        let ok = std::process::Command::new(tool)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return Err(format!(
+                "{tool} is missing or not working (sudo bash .ci/install-deps installs it)"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Two network namespaces joined by a veth pair, made inside the harness's own private
+//! namespace (so nothing here touches the machine's real network).
+//!
+//! Box A lives at 10.99.0.1 on `va`, box B at 10.99.0.2 on `vb`. Each direction can be
+//! sent through an NFQUEUE impairer and capped with `tbf`; the link can be cut.
+
+use std::process::{Child, Command, Stdio};
+
+use crate::impair::Impairment;
+
+/// One side of the link.
+pub struct Side {
+    /// `a` or `b`.
+    pub name: &'static str,
+    /// The interface in this namespace.
+    pub iface: &'static str,
+    /// This side's address.
+    pub ip: &'static str,
+    /// The other side's address.
+    pub peer_ip: &'static str,
+    holder: Child,
+    impairer: Option<Child>,
+}
+
+impl Side {
+    /// `nsenter` into this side's namespace, running `program`.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{}/ns/net", self.holder.id()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    fn sh(&self, script: &str) {
+        run(self.command("sh").args(["-ec", script]));
+    }
+
+    /// Sends this side's outgoing traffic to the peer through an impairer.
+    fn impair(&mut self, imp: &Impairment, seed: u64) {
+        let mut worker = self
+            .command(&std::env::current_exe().unwrap().display().to_string())
+            .args(["--impair-worker", &imp.to_arg(), &seed.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("impairer starts");
+        // The worker says `ready` once bound to its queue; only then route packets to it.
+        let mut ready = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(worker.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready", "impairer did not start");
+        self.sh(&format!(
+            "iptables -A OUTPUT -d {} -j NFQUEUE --queue-num 0",
+            self.peer_ip
+        ));
+        self.impairer = Some(worker);
+    }
+
+    fn cap(&self, kbit: u32) {
+        self.sh(&format!(
+            "tc qdisc add dev {} root tbf rate {kbit}kbit burst 1600 latency 300ms",
+            self.iface
+        ));
+    }
+
+    /// Drops everything to the peer (`true`) or stops doing so.
+    pub fn blackhole(&self, on: bool) {
+        let op = if on { "-I" } else { "-D" };
+        self.sh(&format!("iptables {op} OUTPUT -d {} -j DROP", self.peer_ip));
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        if let Some(w) = self.impairer.as_mut() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// The two sides, impaired alike in both directions.
+pub struct Link {
+    pub a: Side,
+    pub b: Side,
+}
+
+impl Link {
+    /// A fresh pair of namespaces with `imp` on both directions.
+    pub fn new(imp: &Impairment, seed: u64) -> Link {
+        let holder = || {
+            Command::new("unshare")
+                .args(["--net", "sleep", "86400"])
+                .spawn()
+                .expect("unshare (util-linux)")
+        };
+        let side = |name, iface, ip, peer_ip| Side {
+            name,
+            iface,
+            ip,
+            peer_ip,
+            holder: holder(),
+            impairer: None,
+        };
+        let mut a = side("a", "va", "10.99.0.1", "10.99.0.2");
+        let mut b = side("b", "vb", "10.99.0.2", "10.99.0.1");
+        // unshare needs a moment to make the namespace before its PID names it.
+        for s in [&a, &b] {
+            let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+            while std::fs::read_link(format!("/proc/{}/ns/net", s.holder.id())).ok()
+                == Some(own.clone())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        run(Command::new("ip").args(["link", "add", "va", "type", "veth", "peer", "name", "vb"]));
+        for s in [&a, &b] {
+            run(Command::new("ip").args([
+                "link",
+                "set",
+                s.iface,
+                "netns",
+                &format!("/proc/{}/ns/net", s.holder.id()),
+            ]));
+            s.sh(&format!(
+                "ip link set lo up; ip addr add {}/24 dev {iface}; ip link set {iface} up",
+                s.ip,
+                iface = s.iface
+            ));
+        }
+        if !imp.is_clean() {
+            a.impair(imp, seed);
+            b.impair(imp, seed.wrapping_add(1));
+        }
+        if let Some(kbit) = imp.rate_kbit {
+            a.cap(kbit);
+            b.cap(kbit);
+        }
+        Link { a, b }
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

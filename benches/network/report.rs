@@ -1,0 +1,200 @@
+//! The results table: medians per scenario against the issue's targets, printed as
+//! Markdown and written as CSV (every run) and JSON (runs, medians, faults, machine).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::analysis::median;
+use crate::scenarios::{all, CallResult};
+
+/// One scenario's medians.
+pub struct Row {
+    pub scenario: String,
+    pub runs: usize,
+    pub pesq: f64,
+    pub pesq_target: Option<f64>,
+    pub mouth_to_ear_ms: f64,
+    pub texts: String,
+    pub texts_ok: bool,
+    pub text_p50_ms: f64,
+    pub text_p99_ms: f64,
+    pub connect_ms: f64,
+    pub cpu_pct: f64,
+    pub rss_mb: f64,
+    pub recovered: f64,
+    pub concealed: f64,
+}
+
+pub struct Table {
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    pub fn new(results: &[CallResult]) -> Table {
+        let rows = all()
+            .into_iter()
+            .filter_map(|s| {
+                let rs: Vec<&CallResult> =
+                    results.iter().filter(|r| r.scenario == s.name).collect();
+                if rs.is_empty() {
+                    return None;
+                }
+                let m = |f: &dyn Fn(&CallResult) -> f64| {
+                    median(&rs.iter().map(|r| f(r)).collect::<Vec<_>>())
+                };
+                let delivered: usize = rs.iter().map(|r| r.texts_delivered_in_order).sum();
+                let sent: usize = rs.iter().map(|r| r.texts_sent).sum();
+                Some(Row {
+                    scenario: s.name.to_string(),
+                    runs: rs.len(),
+                    pesq: m(&|r| r.pesq_wb),
+                    pesq_target: s.pesq_target,
+                    mouth_to_ear_ms: m(&|r| r.mouth_to_ear_ms),
+                    texts: format!("{delivered}/{sent}"),
+                    texts_ok: delivered == sent,
+                    text_p50_ms: m(&|r| r.text_p50_ms),
+                    text_p99_ms: m(&|r| r.text_p99_ms),
+                    connect_ms: m(&|r| r.connect_ms),
+                    cpu_pct: m(&|r| r.cpu_pct_a.max(r.cpu_pct_b)),
+                    rss_mb: m(&|r| r.peak_rss_mb_a.max(r.peak_rss_mb_b)),
+                    recovered: m(&|r| r.fec_recovered as f64),
+                    concealed: m(&|r| r.concealed as f64),
+                })
+            })
+            .collect();
+        Table { rows }
+    }
+
+    /// Every text of every run arrived, in order.
+    pub fn texts_all_delivered(&self) -> bool {
+        self.rows.iter().all(|r| r.texts_ok)
+    }
+
+    /// The table, with ✓/✗ against each target the issue sets.
+    pub fn markdown(&self) -> String {
+        let mark = |ok: bool| if ok { "✓" } else { "✗" };
+        let mut s = String::from(
+            "| scenario | runs | PESQ-WB | mouth-to-ear ms | texts in order | text p50/p99 ms \
+             | PIN→audio ms | CPU % of a core (max box) | peak RSS MB | FEC frames | concealed |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for r in &self.rows {
+            let clean = r.scenario == "clean";
+            let pesq = match r.pesq_target {
+                Some(t) => format!("{:.2} {} (≥ {t})", r.pesq, mark(r.pesq >= t)),
+                None => format!("{:.2}", r.pesq),
+            };
+            let m2e = if clean {
+                format!(
+                    "{:.0} {} (≤ 60)",
+                    r.mouth_to_ear_ms,
+                    mark(r.mouth_to_ear_ms <= 60.0)
+                )
+            } else {
+                format!("{:.0}", r.mouth_to_ear_ms)
+            };
+            let connect = if clean {
+                format!(
+                    "{:.0} {} (≤ 500)",
+                    r.connect_ms,
+                    mark(r.connect_ms <= 500.0)
+                )
+            } else {
+                format!("{:.0}", r.connect_ms)
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {pesq} | {m2e} | {} {} | {:.0} / {:.0} | {connect} | {:.1} {} | {:.1} {} | {:.0} | {:.0} |",
+                r.scenario,
+                r.runs,
+                r.texts,
+                mark(r.texts_ok),
+                r.text_p50_ms,
+                r.text_p99_ms,
+                r.cpu_pct,
+                mark(r.cpu_pct <= 3.0),
+                r.rss_mb,
+                mark(r.rss_mb <= 40.0),
+                r.recovered,
+                r.concealed,
+            );
+        }
+        s
+    }
+
+    /// results.csv (every run), results.json (runs, medians, faults, machine), table.md.
+    pub fn write(&self, dir: &Path, results: &[CallResult], robustness: Option<Value>) {
+        let mut csv = String::from(
+            "scenario,run,pesq_wb,mouth_to_ear_ms,texts_sent,texts_delivered_in_order,\
+             text_p50_ms,text_p99_ms,connect_ms,cpu_pct_a,cpu_pct_b,peak_rss_mb_a,\
+             peak_rss_mb_b,fec_recovered,concealed,catch_up_drops\n",
+        );
+        for r in results {
+            let _ = writeln!(
+                csv,
+                "{},{},{:.3},{:.1},{},{},{:.1},{:.1},{:.1},{:.2},{:.2},{:.1},{:.1},{},{},{}",
+                r.scenario,
+                r.run,
+                r.pesq_wb,
+                r.mouth_to_ear_ms,
+                r.texts_sent,
+                r.texts_delivered_in_order,
+                r.text_p50_ms,
+                r.text_p99_ms,
+                r.connect_ms,
+                r.cpu_pct_a,
+                r.cpu_pct_b,
+                r.peak_rss_mb_a,
+                r.peak_rss_mb_b,
+                r.fec_recovered,
+                r.concealed,
+                r.catch_up_drops
+            );
+        }
+        std::fs::write(dir.join("results.csv"), csv).unwrap();
+        let medians: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "scenario": r.scenario, "runs": r.runs, "pesq_wb": r.pesq,
+                    "pesq_target": r.pesq_target, "mouth_to_ear_ms": r.mouth_to_ear_ms,
+                    "texts": r.texts, "text_p50_ms": r.text_p50_ms, "text_p99_ms": r.text_p99_ms,
+                    "connect_ms": r.connect_ms, "cpu_pct": r.cpu_pct, "peak_rss_mb": r.rss_mb,
+                })
+            })
+            .collect();
+        let doc = json!({
+            "machine": machine(),
+            "medians": medians,
+            "runs": results,
+            "robustness": robustness,
+        });
+        std::fs::write(
+            dir.join("results.json"),
+            serde_json::to_string_pretty(&doc).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("table.md"), self.markdown()).unwrap();
+    }
+}
+
+/// CPU model and count, kernel: what the numbers were measured on.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_string();
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {cores} cores, Linux {}", kernel.trim())
+}

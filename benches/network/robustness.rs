@@ -1,0 +1,166 @@
+//! Faults on the same two-namespace setup: the link cut mid-call, and many calls in a row.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::common::audio::read_wav;
+use crate::impair::Impairment;
+use crate::netns::Link;
+use crate::scenarios::now_ns;
+use crate::sim_box::SimBox;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Pairs A and B and waits until both are in the call with audio playing.
+fn connect(a: &SimBox, b: &SimBox) {
+    let (ma, mb) = (a.mark(), b.mark());
+    a.keys("*");
+    a.wait_state("room open", ma, T);
+    let pin = a.pin_on_screen();
+    b.keys(&format!("#{pin}#"));
+    for (x, m) in [(a, ma), (b, mb)] {
+        x.wait_state("in call", m, T);
+        x.wait_event("audio_flowing", m, T)
+            .unwrap_or_else(|| panic!("no audio at {}:\n{}", x.name, x.log()));
+    }
+}
+
+/// How the call came through a 5 s total cut.
+#[derive(Debug, Serialize)]
+pub struct LinkCut {
+    /// The call stayed up and carried voice and text again after the cut.
+    pub recovered: bool,
+    /// Otherwise: both boxes ended the call, this long after the cut began (s).
+    pub ended_after_s: Option<f64>,
+    /// Text sent after the cut reached A, ms after sending.
+    pub text_after_cut_ms: Option<f64>,
+    /// Mean level of A's speaker 1–3 s after the link came back (speech ≈ 1000+).
+    pub voice_level_after_cut: f64,
+    pub ok: bool,
+}
+
+/// Cuts the link both ways for 5 s, two seconds into B's speech.
+pub fn link_cut(clip: &Path, dir: &Path) -> LinkCut {
+    let link = Link::new(&Impairment::default(), 1);
+    let a = SimBox::start(&link.a, dir, None);
+    let b = SimBox::start(&link.b, dir, Some(clip));
+    connect(&a, &b);
+    std::thread::sleep(Duration::from_secs(5));
+    let (ma, mb) = (a.mark(), b.mark());
+    let cut_at = now_ns();
+    link.a.blackhole(true);
+    link.b.blackhole(true);
+    std::thread::sleep(Duration::from_secs(5));
+    link.a.blackhole(false);
+    link.b.blackhole(false);
+    let back_at = now_ns();
+    let ended = |x: &SimBox, m| x.wait_state_opt("notice", m, Duration::from_secs(0));
+    let mut result = LinkCut {
+        recovered: false,
+        ended_after_s: None,
+        text_after_cut_ms: None,
+        voice_level_after_cut: 0.0,
+        ok: false,
+    };
+    if ended(&a, ma).is_none() && ended(&b, mb).is_none() {
+        std::thread::sleep(Duration::from_millis(500));
+        let m = a.mark();
+        let sent = now_ns();
+        b.keys("text still there?");
+        result.text_after_cut_ms = a
+            .wait_event("text_shown", m, Duration::from_secs(5))
+            .map(|v| (v["t_ns"].as_f64().unwrap() - sent as f64) / 1e6);
+        std::thread::sleep(Duration::from_secs(3));
+        let (ma2, mb2) = (a.mark(), b.mark());
+        b.keys("##");
+        let fin = a.wait_event("call_finished", ma2, T).expect("call ends");
+        b.wait_event("call_finished", mb2, T).expect("call ends");
+        a.stop();
+        b.stop();
+        let heard = read_wav(&dir.join("a-heard.wav"));
+        let start = fin["playback_started_ns"].as_f64().unwrap();
+        let at = |t_ns: f64| (((t_ns - start) / 1e9) * 48_000.0) as usize;
+        let (from, to) = (at(back_at as f64 + 1e9), at(back_at as f64 + 3e9));
+        let window = &heard[from.min(heard.len())..to.min(heard.len())];
+        result.voice_level_after_cut =
+            window.iter().map(|v| v.abs()).sum::<f64>() / window.len().max(1) as f64;
+        result.recovered =
+            result.text_after_cut_ms.is_some() && result.voice_level_after_cut > 300.0;
+        result.ok = result.recovered;
+    } else {
+        // Not recovered: both must end it, and say so, within 15 s of the cut.
+        let deadline = Duration::from_secs(15);
+        let ea = a.wait_state_opt("notice", ma, deadline);
+        let eb = b.wait_state_opt("notice", mb, deadline);
+        if let (Some(x), Some(y)) = (ea, eb) {
+            let last = x["t_ns"].as_f64().unwrap().max(y["t_ns"].as_f64().unwrap());
+            let after = (last - cut_at as f64) / 1e9;
+            result.ended_after_s = Some(after);
+            result.ok = after <= 15.0;
+        }
+    }
+    result
+}
+
+/// Resource use over many calls between the same two boxes.
+#[derive(Debug, Serialize)]
+pub struct ManyCalls {
+    pub calls: u32,
+    pub fds_after_first: [usize; 2],
+    pub fds_after_last: [usize; 2],
+    pub rss_mb_after_warmup: [f64; 2],
+    pub rss_mb_after_last: [f64; 2],
+    pub ok: bool,
+}
+
+/// `calls` short calls in a row; file descriptors must come back to where they were and
+/// memory must not keep growing once warm.
+pub fn many_calls(calls: u32, dir: &Path) -> ManyCalls {
+    let link = Link::new(&Impairment::default(), 2);
+    let a = SimBox::start(&link.a, dir, None);
+    let b = SimBox::start(&link.b, dir, None);
+    let warmup = (calls / 10).max(1);
+    let mut r = ManyCalls {
+        calls,
+        fds_after_first: [0; 2],
+        fds_after_last: [0; 2],
+        rss_mb_after_warmup: [0.0; 2],
+        rss_mb_after_last: [0.0; 2],
+        ok: false,
+    };
+    for n in 1..=calls {
+        connect(&a, &b);
+        let (ma, mb) = (a.mark(), b.mark());
+        b.keys("##");
+        a.wait_state("notice", ma, T);
+        b.wait_state("notice", mb, T);
+        // Any key leaves the call-ended notice.
+        a.keys("0");
+        b.keys("0");
+        a.wait_state("idle", ma, T);
+        b.wait_state("idle", mb, T);
+        std::thread::sleep(Duration::from_millis(200));
+        let fds = [a.open_fds(), b.open_fds()];
+        let rss = [a.memory_mb("VmRSS"), b.memory_mb("VmRSS")];
+        if n == 1 {
+            r.fds_after_first = fds;
+        }
+        if n == warmup {
+            r.rss_mb_after_warmup = rss;
+        }
+        r.fds_after_last = fds;
+        r.rss_mb_after_last = rss;
+        if n % 10 == 0 {
+            eprintln!("  {n} calls: fds {fds:?}, RSS {rss:.1?} MB");
+        }
+    }
+    a.stop();
+    b.stop();
+    r.ok = (0..2).all(|i| {
+        r.fds_after_last[i] <= r.fds_after_first[i] + 2
+            && r.rss_mb_after_last[i] <= r.rss_mb_after_warmup[i] + 4.0
+    });
+    r
+}

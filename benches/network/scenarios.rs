@@ -1,0 +1,210 @@
+//! The network scenarios and one measured call through each.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::analysis::{median, percentile, pesq_wb};
+use crate::common::audio::{align, read_wav};
+use crate::impair::Impairment;
+use crate::netns::Link;
+use crate::sim_box::SimBox;
+
+/// A named network condition, applied to both directions.
+pub struct Scenario {
+    pub name: &'static str,
+    pub impairment: Impairment,
+    /// PESQ-WB the issue asks for, if any.
+    pub pesq_target: Option<f64>,
+}
+
+/// The issue's scenarios.
+pub fn all() -> Vec<Scenario> {
+    let s = |name, impairment, pesq_target| Scenario {
+        name,
+        impairment,
+        pesq_target,
+    };
+    vec![
+        s("clean", Impairment::default(), Some(4.4)),
+        s(
+            "loss5+jitter30",
+            Impairment {
+                delay_ms: 30.0,
+                jitter_ms: 10.0,
+                loss: 0.05,
+                ..Impairment::default()
+            },
+            Some(4.0),
+        ),
+        s(
+            "loss15",
+            Impairment {
+                loss: 0.15,
+                ..Impairment::default()
+            },
+            Some(3.6),
+        ),
+        s("bursty10", Impairment::bursty(0.10, 3, 5), Some(3.6)),
+        s(
+            "delay150",
+            Impairment {
+                delay_ms: 150.0,
+                ..Impairment::default()
+            },
+            None,
+        ),
+        s(
+            "cap100k",
+            Impairment {
+                rate_kbit: Some(100),
+                ..Impairment::default()
+            },
+            None,
+        ),
+    ]
+}
+
+/// What one call measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallResult {
+    pub scenario: String,
+    pub run: u32,
+    pub pesq_wb: f64,
+    /// Sim microphone → sim speaker, ms.
+    pub mouth_to_ear_ms: f64,
+    pub texts_sent: usize,
+    pub texts_delivered_in_order: usize,
+    pub text_p50_ms: f64,
+    pub text_p99_ms: f64,
+    /// PIN confirmed on B → audio playing on both boxes, ms.
+    pub connect_ms: f64,
+    /// CPU seconds per call second, as % of one core.
+    pub cpu_pct_a: f64,
+    pub cpu_pct_b: f64,
+    pub peak_rss_mb_a: f64,
+    pub peak_rss_mb_b: f64,
+    /// A's jitter buffer: frames rebuilt from FEC, concealed, dropped to catch up.
+    pub fec_recovered: u64,
+    pub concealed: u64,
+    pub catch_up_drops: u64,
+}
+
+/// Texts B sends during each call.
+const TEXTS: usize = 20;
+const TEXT_EVERY: Duration = Duration::from_millis(300);
+
+/// One call from B to A through `scenario`: B speaks `clip` and texts; A records.
+pub fn measured_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path) -> CallResult {
+    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
+    let a = SimBox::start(&link.a, dir, None);
+    let b = SimBox::start(&link.b, dir, Some(clip));
+    let t = Duration::from_secs(20);
+
+    let (ma, mb) = (a.mark(), b.mark());
+    a.keys("*");
+    a.wait_state("room open", ma, t);
+    let pin = a.pin_on_screen();
+    b.keys(&format!("#{pin}"));
+    std::thread::sleep(Duration::from_millis(100));
+    let pin_at = now_ns();
+    b.keys("#");
+    for x in [&a, &b] {
+        x.wait_state("in call", 0, t);
+    }
+    let flowing: Vec<f64> = [(&a, ma), (&b, mb)]
+        .iter()
+        .map(|(x, m)| {
+            x.wait_event("audio_flowing", *m, t)
+                .unwrap_or_else(|| panic!("no audio at {}:\n{}", x.name, x.log()))["t_ns"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    let connect_ms = (flowing[0].max(flowing[1]) - pin_at as f64) / 1e6;
+    let (cpu_a0, cpu_b0, call_start) = (a.cpu_secs(), b.cpu_secs(), now_ns());
+
+    let mut sent_at = Vec::new();
+    for k in 0..TEXTS {
+        std::thread::sleep(TEXT_EVERY);
+        sent_at.push(now_ns());
+        b.keys(&format!("text bench message {k}"));
+    }
+    let clip_secs = read_wav(clip).len() as f64 / 48_000.0;
+    let spoken = TEXT_EVERY.as_secs_f64() * TEXTS as f64;
+    std::thread::sleep(Duration::from_secs_f64((clip_secs - spoken).max(0.0) + 1.5));
+
+    let (ma, mb) = (a.mark(), b.mark());
+    b.keys("##");
+    let fin: Vec<Value> = [(&a, ma), (&b, mb)]
+        .iter()
+        .map(|(x, m)| {
+            x.wait_event("call_finished", *m, t)
+                .unwrap_or_else(|| panic!("call did not end at {}:\n{}", x.name, x.log()))
+        })
+        .collect();
+    let call_secs = (now_ns() - call_start) as f64 / 1e9;
+    let cpu_pct = |x: &SimBox, before: f64| 100.0 * (x.cpu_secs() - before) / call_secs;
+    let (cpu_pct_a, cpu_pct_b) = (cpu_pct(&a, cpu_a0), cpu_pct(&b, cpu_b0));
+    let (peak_rss_mb_a, peak_rss_mb_b) = (a.memory_mb("VmHWM"), b.memory_mb("VmHWM"));
+
+    // Texts: shown on A once each, in order, and how long after B's key press.
+    let shown: Vec<(u64, f64)> = a
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "text_shown")
+        .map(|v| (v["id"].as_u64().unwrap(), v["t_ns"].as_f64().unwrap()))
+        .collect();
+    let in_order = shown
+        .iter()
+        .enumerate()
+        .take_while(|(i, (id, _))| *id == *i as u64)
+        .count();
+    let latencies: Vec<f64> = shown
+        .iter()
+        .filter_map(|(id, t)| Some((t - *sent_at.get(*id as usize)? as f64) / 1e6))
+        .collect();
+
+    let a_fin = &fin[0];
+    let b_fin = &fin[1];
+    a.stop();
+    b.stop();
+
+    // Voice: A's recording against B's microphone file.
+    let source = read_wav(clip);
+    let heard = read_wav(&dir.join("a-heard.wav"));
+    let (lag, _) = align(&source, &heard);
+    let mut deg: Vec<f64> = heard[lag.min(heard.len())..].to_vec();
+    deg.resize(source.len(), 0.0);
+    let pesq = pesq_wb(&source, &deg, dir).unwrap_or_else(|e| panic!("{e}"));
+    // Sample 0 of B's microphone was ready `capture_started`, the end of its 20 ms frame;
+    // A's recording began at `playback_started`.
+    let mouth = b_fin["capture_started_ns"].as_f64().unwrap() - 20e6;
+    let ear = a_fin["playback_started_ns"].as_f64().unwrap() + lag as f64 / 48_000.0 * 1e9;
+
+    CallResult {
+        scenario: scenario.name.to_string(),
+        run,
+        pesq_wb: pesq,
+        mouth_to_ear_ms: (ear - mouth) / 1e6,
+        texts_sent: TEXTS,
+        texts_delivered_in_order: in_order.min(TEXTS),
+        text_p50_ms: median(&latencies),
+        text_p99_ms: percentile(&latencies, 99.0),
+        connect_ms,
+        cpu_pct_a,
+        cpu_pct_b,
+        peak_rss_mb_a,
+        peak_rss_mb_b,
+        fec_recovered: a_fin["recovered"].as_u64().unwrap_or(0),
+        concealed: a_fin["concealed"].as_u64().unwrap_or(0),
+        catch_up_drops: a_fin["dropped"].as_u64().unwrap_or(0),
+    }
+}
+
+/// CLOCK_MONOTONIC now, ns: the clock the boxes stamp their events with.
+pub fn now_ns() -> u64 {
+    intercom::runtime::events::monotonic_ns()
+}

@@ -1,0 +1,228 @@
+//! One simulated box (`intercom run --board sim`) in one side's namespace, driven through
+//! its CLI: keys through a FIFO, events read from a FIFO, the screen from its PNG.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::netns::Side;
+
+/// A running box.
+pub struct SimBox {
+    pub name: &'static str,
+    child: Child,
+    fifo: PathBuf,
+    png: PathBuf,
+    events: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl SimBox {
+    /// Starts a box on `side`, speaking `audio_in` (if any) and recording what it hears.
+    pub fn start(side: &Side, dir: &Path, audio_in: Option<&Path>) -> SimBox {
+        let name = side.name;
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "device_name = \"bench-{name}\"\nlan_interfaces = [\"{}\"]\nroom_expiry_secs = 120\n",
+                side.iface
+            ),
+        )
+        .unwrap();
+        let fifo = dir.join(format!("{name}.keys"));
+        let events_fifo = dir.join(format!("{name}.events"));
+        for f in [&fifo, &events_fifo] {
+            let _ = std::fs::remove_file(f);
+            nix::unistd::mkfifo(f, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        }
+        let png = dir.join(format!("{name}.png"));
+        let mut cmd = side.command(env!("CARGO_BIN_EXE_intercom"));
+        cmd.args(["run", "--board", "sim", "--no-terminal"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--keys-fifo")
+            .arg(&fifo)
+            .arg("--display-png")
+            .arg(&png)
+            .arg("--events")
+            .arg(&events_fifo)
+            .arg("--audio-out")
+            .arg(dir.join(format!("{name}-heard.wav")));
+        if let Some(wav) = audio_in {
+            cmd.arg("--audio-in").arg(wav);
+        }
+        let mut child = cmd
+            .env("INTERCOM_LOG", "intercom=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("intercom starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let path = events_fifo.clone();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(path).unwrap();
+            for line in BufReader::new(f).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let b = SimBox {
+            name,
+            child,
+            fifo,
+            png,
+            events,
+            log,
+        };
+        b.wait_state("idle", 0, Duration::from_secs(20));
+        b
+    }
+
+    /// Presses keys (or `text …`), one FIFO line.
+    pub fn keys(&self, line: &str) {
+        std::fs::write(&self.fifo, format!("{line}\n")).unwrap();
+    }
+
+    /// Events seen so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Number of events so far (a mark to wait beyond).
+    pub fn mark(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+
+    /// Waits for an event after `from` that `want` accepts; `None` on timeout.
+    pub fn wait_for(
+        &self,
+        from: usize,
+        timeout: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(from)
+                .find(|v| want(v))
+            {
+                return Some(v.clone());
+            }
+            if Instant::now() > deadline || self.exited() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits for the box to enter `state`; `None` on timeout.
+    pub fn wait_state_opt(&self, state: &str, from: usize, timeout: Duration) -> Option<Value> {
+        self.wait_for(from, timeout, |v| {
+            v["event"] == "state" && v["state"] == state
+        })
+    }
+
+    /// Waits for the box to enter `state`; panics with the log when it does not.
+    pub fn wait_state(&self, state: &str, from: usize, timeout: Duration) -> Value {
+        self.wait_state_opt(state, from, timeout)
+            .unwrap_or_else(|| panic!("box {} never reached {state:?}:\n{}", self.name, self.log()))
+    }
+
+    /// Waits for an event named `event`.
+    pub fn wait_event(&self, event: &str, from: usize, timeout: Duration) -> Option<Value> {
+        self.wait_for(from, timeout, |v| v["event"] == event)
+    }
+
+    /// The PIN the screen shows, read back from its QR code.
+    pub fn pin_on_screen(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(pin) = crate::common::qr_in(&self.png)
+                .and_then(|uri| intercom::pairing::Invite::parse(&uri).ok())
+                .and_then(|inv| inv.pin)
+            {
+                return pin.as_str().to_string();
+            }
+            assert!(Instant::now() < deadline, "no PIN in the QR code");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process's CPU time so far (user + system), seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the `(comm)`: state is 3rd, utime 14th, stime 15th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        // SAFETY: sysconf only reads a constant.
+        ticks / unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as f64
+    }
+
+    /// A `VmHWM`/`VmRSS`-style line of /proc/PID/status, in MB.
+    pub fn memory_mb(&self, key: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// Open file descriptors.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    fn exited(&self) -> bool {
+        !Path::new(&format!("/proc/{}", self.child.id())).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+                .is_ok_and(|s| s.contains(") Z "))
+    }
+
+    /// The box's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM and wait (the WAV is finalized on the way out).
+    pub fn stop(mut self) {
+        use nix::sys::signal::{kill, Signal};
+        let _ = kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            Signal::SIGTERM,
+        );
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "box {} exited with {status}", self.name);
+    }
+}
+
+impl Drop for SimBox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,117 @@
+//! `intercom run --events PATH`: what the box does, as JSON lines, for scripts and the
+//! network benchmark.
+//!
+//! Each line has `t_ns` (CLOCK_MONOTONIC, shared by every process on the machine, network
+//! namespaces included) and `event`. Nothing secret goes out: a room's PIN and the words
+//! of a text never appear, only that a room opened and a text's id and length.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use nix::time::{clock_gettime, ClockId};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::Report;
+
+/// Nanoseconds on CLOCK_MONOTONIC now.
+pub fn monotonic_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// CLOCK_MONOTONIC nanoseconds of an `Instant` in the past (std's Instant reads the same
+/// clock, but does not expose it).
+fn instant_ns(t: Instant) -> u64 {
+    monotonic_ns().saturating_sub(t.elapsed().as_nanos() as u64)
+}
+
+/// One report as a JSON line, stamped `t_ns`.
+pub fn to_json(report: &Report, t_ns: u64) -> Value {
+    let mut v = match report {
+        Report::State(s) => json!({"event": "state", "state": s}),
+        Report::RoomOpened(_) => json!({"event": "room_opened"}),
+        Report::MediaConnected => json!({"event": "media_connected"}),
+        Report::AudioFlowing => json!({"event": "audio_flowing"}),
+        Report::TextShown { id, text } => {
+            json!({"event": "text_shown", "id": id, "chars": text.chars().count()})
+        }
+        Report::TextsDelivered(n) => json!({"event": "texts_delivered", "total": n}),
+        Report::CallFinished(s) => {
+            let j = &s.playback.jitter;
+            json!({
+                "event": "call_finished",
+                "capture_started_ns": s.capture_started.map(instant_ns),
+                "playback_started_ns": s.playback.started.map(instant_ns),
+                "media_connected_ns": s.media_connected.map(instant_ns),
+                "frames_out": s.playback.frames_out,
+                "target_delay_ms": s.playback.target_delay_ms,
+                "received": j.received,
+                "played": j.played,
+                "recovered": j.recovered,
+                "concealed": j.concealed,
+                "late": j.late,
+                "duplicates": j.duplicates,
+                "dropped": j.dropped,
+                "underruns": j.underruns,
+                "texts_sent": s.texts_sent,
+                "texts_delivered": s.texts_delivered,
+                "texts_received": s.texts_received,
+            })
+        }
+    };
+    v["t_ns"] = json!(t_ns);
+    v
+}
+
+/// Opens `path` (a file, a FIFO, or `/dev/stdout`) and writes one line per report until
+/// the sender side closes. A reader that goes away stops the writing, not the box.
+pub fn spawn_writer(path: &Path) -> std::io::Result<mpsc::UnboundedSender<Report>> {
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    tokio::spawn(async move {
+        while let Some(report) = rx.recv().await {
+            let line = to_json(&report, monotonic_ns());
+            if let Err(e) = writeln!(out, "{line}") {
+                tracing::warn!("events output closed: {e}");
+                break;
+            }
+        }
+    });
+    Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pairing::Pin;
+
+    #[test]
+    fn no_pin_and_no_words_leave_the_box() {
+        let pin = Pin::parse("4821").unwrap();
+        let line = to_json(&Report::RoomOpened(pin), 1).to_string();
+        assert_eq!(line, r#"{"event":"room_opened","t_ns":1}"#);
+        let text = Report::TextShown {
+            id: 3,
+            text: "the door code is 1234".into(),
+        };
+        let line = to_json(&text, 2).to_string();
+        assert!(!line.contains("door") && !line.contains("1234"), "{line}");
+        assert!(line.contains(r#""id":3"#) && line.contains(r#""chars":21"#));
+    }
+
+    #[test]
+    fn past_instants_map_onto_the_monotonic_clock() {
+        let before = monotonic_ns();
+        let t = Instant::now();
+        let after = monotonic_ns();
+        let ns = instant_ns(t);
+        assert!(ns + 1_000_000 >= before && ns <= after + 1_000_000);
+    }
+}
