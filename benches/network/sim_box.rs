@@ -90,7 +90,7 @@ impl SimBox {
             events,
             log,
         };
-        b.wait_state("idle", 0, Duration::from_secs(20));
+        b.wait_log("box ready", Duration::from_secs(20));
         b
     }
 
@@ -151,6 +151,19 @@ impl SimBox {
     /// Waits for an event named `event`.
     pub fn wait_event(&self, event: &str, from: usize, timeout: Duration) -> Option<Value> {
         self.wait_for(from, timeout, |v| v["event"] == event)
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            assert!(
+                Instant::now() < deadline && !self.exited(),
+                "box {} did not log {needle:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The PIN the screen shows, read back from its QR code.
