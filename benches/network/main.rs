@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         }
         for run in 1..=args.runs {
             eprintln!("{} run {run}/{}", scenario.name, args.runs);
-            let r = scenarios::measured_call(&scenario, run, &clip, work.path());
+            let r = scenarios::measured_call(&scenario, run, &clip, work.path(), &args.out);
             eprintln!("  {r:?}");
             results.push(r);
         }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::common::audio::read_wav;
 use crate::impair::Impairment;
 use crate::netns::Link;
-use crate::scenarios::now_ns;
+use crate::scenarios::{now_ns, type_pin};
 use crate::sim_box::SimBox;
 
 const T: Duration = Duration::from_secs(20);
@@ -19,7 +19,8 @@ fn connect(a: &SimBox, b: &SimBox) {
     a.keys("*");
     a.wait_state("room open", ma, T);
     let pin = a.pin_on_screen();
-    b.keys(&format!("#{pin}#"));
+    type_pin(b, &pin);
+    b.keys("#");
     for (x, m) in [(a, ma), (b, mb)] {
         x.wait_state("in call", m, T);
         x.wait_event("audio_flowing", m, T)

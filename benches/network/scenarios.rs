@@ -97,7 +97,15 @@ const TEXTS: usize = 20;
 const TEXT_EVERY: Duration = Duration::from_millis(300);
 
 /// One call from B to A through `scenario`: B speaks `clip` and texts; A records.
-pub fn measured_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path) -> CallResult {
+///
+/// Both boxes' logs go to `logs/` under `out`.
+pub fn measured_call(
+    scenario: &Scenario,
+    run: u32,
+    clip: &Path,
+    dir: &Path,
+    out: &Path,
+) -> CallResult {
     let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
     let a = SimBox::start(&link.a, dir, None);
     let b = SimBox::start(&link.b, dir, Some(clip));
@@ -107,8 +115,7 @@ pub fn measured_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path) -> 
     a.keys("*");
     a.wait_state("room open", ma, t);
     let pin = a.pin_on_screen();
-    b.keys(&format!("#{pin}"));
-    std::thread::sleep(Duration::from_millis(100));
+    type_pin(&b, &pin);
     let pin_at = now_ns();
     b.keys("#");
     for x in [&a, &b] {
@@ -167,6 +174,12 @@ pub fn measured_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path) -> 
         .filter_map(|(id, t)| Some((t - *sent_at.get(*id as usize)? as f64) / 1e6))
         .collect();
 
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for x in [&a, &b] {
+        let name = format!("{}-{run}-{}.log", scenario.name, x.name);
+        std::fs::write(logs.join(name), x.log()).unwrap();
+    }
     let a_fin = &fin[0];
     let b_fin = &fin[1];
     a.stop();
@@ -202,6 +215,18 @@ pub fn measured_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path) -> 
         concealed: a_fin["concealed"].as_u64().unwrap_or(0),
         catch_up_drops: a_fin["dropped"].as_u64().unwrap_or(0),
     }
+}
+
+/// Types a PIN the way a person does: a second to read it and reach box B, `#` to start,
+/// a digit every 200 ms (the confirming `#` is the caller's).
+pub fn type_pin(b: &SimBox, pin: &str) {
+    std::thread::sleep(Duration::from_secs(1));
+    b.keys("#");
+    for d in pin.chars() {
+        std::thread::sleep(Duration::from_millis(200));
+        b.keys(&d.to_string());
+    }
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// CLOCK_MONOTONIC now, ns: the clock the boxes stamp their events with.

@@ -57,7 +57,10 @@ impl SimBox {
             cmd.arg("--audio-in").arg(wav);
         }
         let mut child = cmd
-            .env("INTERCOM_LOG", "intercom=info")
+            .env(
+                "INTERCOM_LOG",
+                std::env::var("NETBENCH_LOG").unwrap_or("intercom=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
