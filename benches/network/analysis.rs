@@ -93,3 +93,37 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 pub fn median(values: &[f64]) -> f64 {
     percentile(values, 50.0)
 }
+
+/// `received` re-timed onto the sender's timeline: each 0.5 s of `source` is matched with
+/// the stretch of `received` within ±100 ms of the global `lag` that fits it best. A
+/// jitter buffer that stretches or drops a frame shifts everything after it by 20 ms;
+/// PESQ would score that shift, not what was heard. Concealment stays in.
+pub fn retime(source: &[f64], received: &[f64], lag: usize) -> Vec<f64> {
+    use crate::common::audio::correlation;
+    const W: usize = 24_000;
+    const SLACK: usize = 4_800;
+    let mut out = Vec::with_capacity(source.len());
+    for (i, w) in source.chunks(W).enumerate() {
+        let at = lag + i * W;
+        let piece = |start: usize| -> Vec<f64> {
+            let mut p: Vec<f64> = received
+                .get(start.min(received.len())..(start + w.len()).min(received.len()))
+                .unwrap_or(&[])
+                .to_vec();
+            p.resize(w.len(), 0.0);
+            p
+        };
+        let score = |d: usize| correlation(w, &piece((at + d).saturating_sub(SLACK)));
+        let coarse = (0..=2 * SLACK)
+            .step_by(8)
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+            .unwrap_or(SLACK);
+        let best = (coarse.saturating_sub(7)..=coarse + 7)
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+            .unwrap_or(coarse);
+        // Silence correlates with nothing: keep the global lag there.
+        let d = if score(best) > 0.3 { best } else { SLACK };
+        out.extend(piece((at + d).saturating_sub(SLACK)));
+    }
+    out
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::analysis::{median, percentile, pesq_wb};
+use crate::analysis::{median, percentile, pesq_wb, retime};
 use crate::common::audio::{align, read_wav};
 use crate::impair::Impairment;
 use crate::netns::Link;
@@ -189,8 +189,7 @@ pub fn measured_call(
     let source = read_wav(clip);
     let heard = read_wav(&dir.join("a-heard.wav"));
     let (lag, _) = align(&source, &heard);
-    let mut deg: Vec<f64> = heard[lag.min(heard.len())..].to_vec();
-    deg.resize(source.len(), 0.0);
+    let deg = retime(&source, &heard, lag);
     let pesq = pesq_wb(&source, &deg, dir).unwrap_or_else(|e| panic!("{e}"));
     // Sample 0 of B's microphone was ready `capture_started`, the end of its 20 ms frame;
     // A's recording began at `playback_started`.

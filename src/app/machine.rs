@@ -119,6 +119,8 @@ pub enum Command {
     OpenRoom,
     /// Close our open room.
     CloseRoom,
+    /// Start looking for rooms on the LAN while the PIN is typed.
+    LookForRooms,
     /// Join a room with this PIN.
     Join(Pin),
     /// Join the room at this index of [`Event::RoomsFound`].
@@ -136,6 +138,7 @@ impl std::fmt::Debug for Command {
         match self {
             Command::OpenRoom => f.write_str("OpenRoom"),
             Command::CloseRoom => f.write_str("CloseRoom"),
+            Command::LookForRooms => f.write_str("LookForRooms"),
             Command::Join(_) => f.write_str("Join(****)"),
             Command::PickRoom(i) => write!(f, "PickRoom({i})"),
             Command::CancelJoin => f.write_str("CancelJoin"),
@@ -309,9 +312,12 @@ impl App {
                     out.push(Command::OpenRoom);
                     State::OpeningRoom
                 }
-                Key::Hash => State::PinEntry {
-                    digits: Zeroizing::new(String::new()),
-                },
+                Key::Hash => {
+                    out.push(Command::LookForRooms);
+                    State::PinEntry {
+                        digits: Zeroizing::new(String::new()),
+                    }
+                }
                 Key::Digit(_) => State::Idle,
             },
             (State::Idle | State::OpeningRoom, Event::RoomOpened(room)) => State::RoomOpen {
@@ -479,7 +485,8 @@ mod tests {
     fn pin_entry_types_deletes_and_confirms() {
         let now = Instant::now();
         let mut app = App::new("door");
-        assert!(type_keys(&mut app, "#12", now).is_empty());
+        // Looking for rooms starts with PIN entry, before the PIN is known.
+        assert_eq!(type_keys(&mut app, "#12", now), vec![Command::LookForRooms]);
         // `#` with fewer than four digits does nothing.
         assert!(type_keys(&mut app, "#", now).is_empty());
         type_keys(&mut app, "*", now);

@@ -153,6 +153,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         match command {
             Command::OpenRoom => return Some(self.lan.open(now).await),
             Command::CloseRoom => self.lan.close(),
+            Command::LookForRooms => self.lan.look_ahead(),
             Command::Join(pin) => self.lan.join(pin),
             Command::PickRoom(i) => self.lan.pick(i),
             Command::CancelJoin => self.lan.cancel_join(),

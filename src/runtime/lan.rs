@@ -165,6 +165,14 @@ impl Lan {
         }
     }
 
+    /// Starts browsing before the PIN is complete, so that by the time it is, the rooms
+    /// on the LAN are already known (mDNS answers take a few hundred ms to gather).
+    pub fn look_ahead(&mut self) {
+        if let Some(d) = self.discovery() {
+            d.look_ahead();
+        }
+    }
+
     /// Looks for rooms and joins the only one, or asks which.
     pub fn join(&mut self, pin: Pin) {
         self.cancel_join();
@@ -207,6 +215,9 @@ impl Lan {
     pub fn cancel_join(&mut self) {
         if let Some(t) = self.join_task.take() {
             t.abort();
+        }
+        if let Some(d) = &self.discovery {
+            d.stop_looking();
         }
         self.pin_for_pick = None;
         self.found.clear();

@@ -38,6 +38,8 @@ pub struct FoundRoom {
 /// An mDNS responder and browser limited to the configured interfaces.
 pub struct Discovery {
     daemon: ServiceDaemon,
+    /// A browse started ahead of a join; its answers fill the daemon's cache.
+    ahead: std::sync::Mutex<Option<mdns_sd::Receiver<ServiceEvent>>>,
 }
 
 /// An announcement; withdrawn when dropped.
@@ -67,7 +69,32 @@ impl Discovery {
                 daemon.enable_interface(kind).map_err(err)?;
             }
         }
-        Ok(Discovery { daemon })
+        Ok(Discovery {
+            daemon,
+            ahead: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Starts browsing now; a later [`Discovery::browse`] gets what was found at once,
+    /// from the daemon's cache.
+    pub fn look_ahead(&self) {
+        match self.daemon.browse(SERVICE_TYPE) {
+            Ok(rx) => *self.ahead.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx),
+            Err(e) => tracing::debug!("mDNS look-ahead: {e}"),
+        }
+    }
+
+    /// Stops a look-ahead browse.
+    pub fn stop_looking(&self) {
+        if self
+            .ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some()
+        {
+            let _ = self.daemon.stop_browse(SERVICE_TYPE);
+        }
     }
 
     /// Announces `device_name` with an open `room` on `port` at `addrs`.
@@ -99,14 +126,33 @@ impl Discovery {
     ) -> impl std::future::Future<Output = Result<Vec<FoundRoom>, DiscoveryError>> + Send + 'static
     {
         let daemon = self.daemon.clone();
+        // A look-ahead browse's receiver already holds what it found: carry on with it.
+        let ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner()).take();
         async move {
-            let events = daemon.browse(SERVICE_TYPE).map_err(err)?;
+            let mut looked_ahead = ahead.is_some();
+            let events = match ahead {
+                Some(rx) => rx,
+                None => daemon.browse(SERVICE_TYPE).map_err(err)?,
+            };
             let mut found: HashMap<String, FoundRoom> = HashMap::new();
             let mut deadline = tokio::time::Instant::now() + wait;
             loop {
-                let ev = tokio::select! {
-                    ev = events.recv_async() => ev,
-                    _ = tokio::time::sleep_until(deadline) => break,
+                let ev = if looked_ahead {
+                    // First what the look-ahead gathered; if that names rooms, they
+                    // have had all the time they need to answer.
+                    match events.try_recv() {
+                        Ok(ev) => Ok(ev),
+                        Err(_) if !found.is_empty() => break,
+                        Err(_) => {
+                            looked_ahead = false;
+                            continue;
+                        }
+                    }
+                } else {
+                    tokio::select! {
+                        ev = events.recv_async() => ev,
+                        _ = tokio::time::sleep_until(deadline) => break,
+                    }
                 };
                 let Ok(ev) = ev else { break };
                 match ev {
