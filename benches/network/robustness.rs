@@ -24,7 +24,7 @@ fn connect(a: &SimBox, b: &SimBox) {
     for (x, m) in [(a, ma), (b, mb)] {
         x.wait_state("in call", m, T);
         x.wait_event("audio_flowing", m, T)
-            .unwrap_or_else(|| panic!("no audio at {}:\n{}", x.name, x.log()));
+            .unwrap_or_else(|| panic!("no audio at {}:\nA:\n{}\nB:\n{}", x.name, a.log(), b.log()));
     }
 }
 
@@ -37,18 +37,20 @@ pub struct LinkCut {
     pub ended_after_s: Option<f64>,
     /// Text sent after the cut reached A, ms after sending.
     pub text_after_cut_ms: Option<f64>,
-    /// Mean level of A's speaker 1–3 s after the link came back (speech ≈ 1000+).
+    /// Mean level of A's speaker 1–3 s after the link came back, relative to the
+    /// speech's own mean level (about 1 when the speech plays again).
     pub voice_level_after_cut: f64,
     pub ok: bool,
 }
 
-/// Cuts the link both ways for 5 s, two seconds into B's speech.
+/// Cuts the link both ways for 5 s, half a second into B's speech (which starts 3 s into
+/// its clip and lasts about 9 s, so it goes on after the cut).
 pub fn link_cut(clip: &Path, dir: &Path) -> LinkCut {
     let link = Link::new(&Impairment::default(), 1);
     let a = SimBox::start(&link.a, dir, None);
     let b = SimBox::start(&link.b, dir, Some(clip));
     connect(&a, &b);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(3_500));
     let (ma, mb) = (a.mark(), b.mark());
     let cut_at = now_ns();
     link.a.blackhole(true);
@@ -85,10 +87,11 @@ pub fn link_cut(clip: &Path, dir: &Path) -> LinkCut {
         let at = |t_ns: f64| (((t_ns - start) / 1e9) * 48_000.0) as usize;
         let (from, to) = (at(back_at as f64 + 1e9), at(back_at as f64 + 3e9));
         let window = &heard[from.min(heard.len())..to.min(heard.len())];
-        result.voice_level_after_cut =
-            window.iter().map(|v| v.abs()).sum::<f64>() / window.len().max(1) as f64;
-        result.recovered =
-            result.text_after_cut_ms.is_some() && result.voice_level_after_cut > 300.0;
+        let level = |x: &[f64]| x.iter().map(|v| v.abs()).sum::<f64>() / x.len().max(1) as f64;
+        let source = read_wav(clip);
+        let speech = level(&source[3 * 48_000..source.len() - 48_000]);
+        result.voice_level_after_cut = level(window) / speech;
+        result.recovered = result.text_after_cut_ms.is_some() && result.voice_level_after_cut > 0.3;
         result.ok = result.recovered;
     } else {
         // Not recovered: both must end it, and say so, within 15 s of the cut.
