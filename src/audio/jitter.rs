@@ -118,6 +118,7 @@ pub struct JitterBuffer {
     /// Payloads by extended sequence number, with their arrival time.
     packets: BTreeMap<u64, (Vec<u8>, Instant)>,
     seq: Unwrap,
+    first_seq: Option<u64>,
     ts: Unwrap,
     next: Option<u64>,
     epoch: Option<Instant>,
@@ -127,6 +128,8 @@ pub struct JitterBuffer {
     underrun_extra: usize,
     /// Ticks concealed while waiting with nothing queued.
     waited: u64,
+    /// Recent slots played without their packet (concealed or rebuilt).
+    missed: VecDeque<u64>,
     lost_at: Option<Instant>,
     concealed_run: u32,
     last_drop: Option<Instant>,
@@ -146,6 +149,7 @@ impl JitterBuffer {
         JitterBuffer {
             packets: BTreeMap::new(),
             seq: Unwrap::new(16),
+            first_seq: None,
             ts: Unwrap::new(32),
             next: None,
             epoch: None,
@@ -154,6 +158,7 @@ impl JitterBuffer {
             underrun_at: None,
             underrun_extra: 0,
             waited: 0,
+            missed: VecDeque::new(),
             lost_at: None,
             concealed_run: 0,
             last_drop: None,
@@ -178,6 +183,16 @@ impl JitterBuffer {
         FRAME * self.target_frames() as u32
     }
 
+    /// Packets the sender sent so far (by sequence number span) and how many of them
+    /// arrived (late ones included), for measuring the incoming loss.
+    pub fn arrivals(&self) -> (u64, u64) {
+        let sent = match (self.first_seq, self.seq.last) {
+            (Some(first), Some(last)) => last + 1 - first,
+            _ => 0,
+        };
+        (sent, self.stats.received + self.stats.late)
+    }
+
     /// Packets queued.
     pub fn queued(&self) -> usize {
         self.packets.len()
@@ -186,12 +201,21 @@ impl JitterBuffer {
     /// A packet arrived.
     pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
         let ext = self.seq.ext(u64::from(seq));
+        let first = self.first_seq.get_or_insert(ext);
+        *first = (*first).min(ext);
         let ts = self.ts.ext(u64::from(timestamp));
         // Late packets count for the jitter estimate: they are why the delay must grow.
         self.observe(ts, arrival);
         if self.next.is_some_and(|n| ext < n) {
-            self.stats.late += 1;
-            self.raise_delay(arrival);
+            if self.missed.contains(&ext) {
+                // Its slot was concealed: it came too late, the delay is too short.
+                self.stats.late += 1;
+                self.raise_delay(arrival);
+            } else {
+                // A second copy of a packet that played (a sender resending, or the
+                // network duplicating): nothing to learn.
+                self.stats.duplicates += 1;
+            }
             return;
         }
         if self.waited > 0 && self.next == Some(ext) {
@@ -207,6 +231,13 @@ impl JitterBuffer {
         while self.packets.len() > MAX_PACKETS {
             self.packets.pop_first();
             self.stats.dropped += 1;
+        }
+    }
+
+    fn note_missed(&mut self, slot: u64) {
+        self.missed.push_back(slot);
+        if self.missed.len() > MAX_PACKETS {
+            self.missed.pop_front();
         }
     }
 
@@ -278,6 +309,7 @@ impl JitterBuffer {
             // Later packets came, not the one waited for: the ticks already concealed
             // stand for the missing slots.
             while self.waited > 0 && !self.packets.contains_key(&next) {
+                self.note_missed(next);
                 next += 1;
                 self.waited -= 1;
             }
@@ -315,6 +347,7 @@ impl JitterBuffer {
         // Later packets are here, so this one is lost.
         self.waited = 0;
         self.lost_at = Some(now);
+        self.note_missed(next);
         self.next = Some(next + 1);
         if let Some((p, _)) = self.packets.get(&(next + 1)) {
             self.concealed_run = 0;
@@ -512,18 +545,38 @@ mod tests {
     }
 
     #[test]
+    fn arrivals_count_what_was_sent_and_what_came() {
+        let mut s = Sim::new();
+        for i in 0..100u16 {
+            if i % 10 != 3 {
+                s.push(i, f64::from(i) * 20.0);
+            }
+            s.pop(f64::from(i) * 20.0 + 1.0);
+        }
+        assert_eq!(s.jb.arrivals(), (100, 90));
+    }
+
+    #[test]
     fn late_and_duplicate_packets_are_dropped_and_counted() {
         let mut s = Sim::new();
         for i in 0..10u16 {
-            s.push(i, f64::from(i) * 20.0);
+            if i != 5 {
+                s.push(i, f64::from(i) * 20.0);
+            }
             s.pop(f64::from(i) * 20.0 + 1.0);
         }
-        s.push(3, 200.0); // long played
-        s.push(9, 200.0); // already played too
+        let before = s.jb.target_frames();
+        s.push(3, 200.0); // played long ago: a copy
+        s.push(9, 200.0); // played too
         s.push(10, 200.0);
-        s.push(10, 201.0);
+        s.push(10, 201.0); // queued twice
         let st = s.jb.stats();
-        assert_eq!((st.late, st.duplicates), (2, 1));
+        assert_eq!((st.late, st.duplicates), (0, 3));
+        // Slot 5 was played without its packet: when it comes now, it is late, and the
+        // delay grows.
+        s.push(5, 202.0);
+        assert_eq!(s.jb.stats().late, 1);
+        assert!(s.jb.target_frames() > before);
     }
 
     #[test]

@@ -157,6 +157,8 @@ struct Live<I> {
     stop: watch::Receiver<bool>,
     loss: watch::Sender<f32>,
     jitter: Arc<Mutex<JitterBuffer>>,
+    /// (sent, arrived) of the incoming stream at the last loss check.
+    arrivals: (u64, u64),
     chat: Chat,
     outbox: Vec<String>,
     stats: CallStats,
@@ -192,6 +194,7 @@ async fn run<I: AudioIn, O: AudioOut>(
         stop,
         loss,
         jitter,
+        arrivals: (0, 0),
         chat: Chat::default(),
         outbox: Vec::new(),
         stats: CallStats::default(),
@@ -382,11 +385,33 @@ impl<I: AudioIn> Live<I> {
                     }
                 }
                 _ = tune.tick() => {
-                    if let Some(loss) = peer.remote_loss().await {
-                        let _ = self.loss.send(loss as f32);
-                    }
+                    // The other side's RTCP reports say how our packets fare. webrtc-rs
+                    // reads them from receiver reports only, not from the report blocks
+                    // of sender reports, which is what a peer that also sends uses; so
+                    // the loss of what we receive stands in too (LAN and Wi-Fi loss is
+                    // mostly symmetric). The larger counts.
+                    let remote = peer.remote_loss().await.unwrap_or(0.0) as f32;
+                    let incoming = self.incoming_loss();
+                    tracing::debug!(remote, incoming, "loss");
+                    let _ = self.loss.send(remote.max(incoming));
                 }
             }
+        }
+    }
+
+    /// Loss of the incoming stream since the last call.
+    fn incoming_loss(&mut self) -> f32 {
+        let (sent, arrived) = self
+            .jitter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .arrivals();
+        let (sent0, arrived0) = std::mem::replace(&mut self.arrivals, (sent, arrived));
+        let (ds, da) = (sent.saturating_sub(sent0), arrived.saturating_sub(arrived0));
+        if ds == 0 {
+            0.0
+        } else {
+            ds.saturating_sub(da) as f32 / ds as f32
         }
     }
 
