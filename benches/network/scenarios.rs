@@ -216,10 +216,12 @@ pub fn measured_call(
     }
 }
 
-/// Types a PIN the way a person does: a second to read it and reach box B, `#` to start,
-/// a digit every 200 ms (the confirming `#` is the caller's).
+/// Types a PIN the way a person does: two seconds to read it and reach box B, `#` to
+/// start, a digit every 200 ms (the confirming `#` is the caller's). Box A's room is
+/// answerable on mDNS only once its name is probed and announced, about 1–1.5 s after it
+/// opens; a `#` before that costs one mDNS re-query, about a second more to connect.
 pub fn type_pin(b: &SimBox, pin: &str) {
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(2));
     b.keys("#");
     for d in pin.chars() {
         std::thread::sleep(Duration::from_millis(200));
