@@ -124,8 +124,9 @@ pub fn measured_call(
     let flowing: Vec<f64> = [(&a, ma), (&b, mb)]
         .iter()
         .map(|(x, m)| {
-            x.wait_event("audio_flowing", *m, t)
-                .unwrap_or_else(|| panic!("no audio at {}:\n{}", x.name, x.log()))["t_ns"]
+            x.wait_event("audio_flowing", *m, t).unwrap_or_else(|| {
+                panic!("no audio at {}:\nA:\n{}\nB:\n{}", x.name, a.log(), b.log())
+            })["t_ns"]
                 .as_f64()
                 .unwrap()
         })
