@@ -175,7 +175,8 @@ impl Lan {
 
     /// Looks for rooms and joins the only one, or asks which.
     pub fn join(&mut self, pin: Pin) {
-        self.cancel_join();
+        // Not `cancel_join`: that would also stop the look-ahead this join carries on.
+        self.abort_join();
         let tx = self.results_tx.clone();
         let Some(discovery) = self.discovery() else {
             let _ = tx.try_send(Outcome::Event(Event::JoinFailed(JoinFailure::Unreachable(
@@ -213,11 +214,15 @@ impl Lan {
 
     /// Gives up joining.
     pub fn cancel_join(&mut self) {
-        if let Some(t) = self.join_task.take() {
-            t.abort();
-        }
+        self.abort_join();
         if let Some(d) = &self.discovery {
             d.stop_looking();
+        }
+    }
+
+    fn abort_join(&mut self) {
+        if let Some(t) = self.join_task.take() {
+            t.abort();
         }
         self.pin_for_pick = None;
         self.found.clear();
