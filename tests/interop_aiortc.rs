@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::audio::{compare, read_wav};
@@ -58,26 +56,15 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&log);
     let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
+    let lines = common::collect_lines(move || Ok(stderr), Some);
+    let log = || lines.lock().unwrap().join("\n");
     let deadline = Instant::now() + Duration::from_secs(20);
     let invite = loop {
         if let Some(uri) = common::qr_in(&png) {
             break intercom::pairing::Invite::parse(&uri).unwrap();
         }
-        assert!(
-            Instant::now() < deadline,
-            "no room: {}",
-            log.lock().unwrap()
-        );
+        assert!(Instant::now() < deadline, "no room: {}", log());
         std::thread::sleep(Duration::from_millis(100));
     };
     let addr = invite
@@ -100,7 +87,7 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
         out.status.success(),
         "aiortc peer failed: {}\nbox log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        log.lock().unwrap()
+        log()
     );
     println!(
         "aiortc session took {:.1} s",
@@ -113,12 +100,8 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
     );
     // aiortc's bye ends the call on the box.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !log.lock().unwrap().contains("in call -> notice") {
-        assert!(
-            Instant::now() < deadline,
-            "call did not end: {}",
-            log.lock().unwrap()
-        );
+    while !log().contains("in call -> notice") {
+        assert!(Instant::now() < deadline, "call did not end: {}", log());
         std::thread::sleep(Duration::from_millis(100));
     }
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();

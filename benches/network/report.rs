@@ -86,24 +86,13 @@ impl Table {
                 Some(t) => format!("{:.2} {} (≥ {t})", r.pesq, mark(r.pesq >= t)),
                 None => format!("{:.2}", r.pesq),
             };
-            let m2e = if clean {
-                format!(
-                    "{:.0} {} (≤ 60)",
-                    r.mouth_to_ear_ms,
-                    mark(r.mouth_to_ear_ms <= 60.0)
-                )
-            } else {
-                format!("{:.0}", r.mouth_to_ear_ms)
+            // Delay and connect time have targets on the clean network only.
+            let at_most = |v: f64, limit: f64| match clean {
+                true => format!("{v:.0} {} (≤ {limit})", mark(v <= limit)),
+                false => format!("{v:.0}"),
             };
-            let connect = if clean {
-                format!(
-                    "{:.0} {} (≤ 500)",
-                    r.connect_ms,
-                    mark(r.connect_ms <= 500.0)
-                )
-            } else {
-                format!("{:.0}", r.connect_ms)
-            };
+            let m2e = at_most(r.mouth_to_ear_ms, 60.0);
+            let connect = at_most(r.connect_ms, 500.0);
             let _ = writeln!(
                 s,
                 "| {} | {} | {pesq} | {m2e} | {} {} | {:.0} / {:.0} | {connect} | {:.1} {} | {:.1} {} | {:.0} | {:.0} |",

@@ -1,7 +1,6 @@
 //! One simulated box (`intercom run --board sim`) in one side's namespace, driven through
 //! its CLI: keys through a FIFO, events read from a FIFO, the screen from its PNG.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -9,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::collect_lines;
 use crate::netns::Side;
 
 /// A running box.
@@ -66,25 +66,13 @@ impl SimBox {
             .stderr(Stdio::piped())
             .spawn()
             .expect("intercom starts");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
         let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
+        let log = collect_lines(move || Ok(stderr), Some);
         let path = events_fifo.clone();
-        std::thread::spawn(move || {
-            let f = std::fs::File::open(path).unwrap();
-            for line in BufReader::new(f).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
+        let events = collect_lines(
+            move || std::fs::File::open(path),
+            |l| serde_json::from_str(&l).ok(),
+        );
         let b = SimBox {
             name,
             child,

@@ -72,6 +72,30 @@ pub fn rerun_in_private_network() -> std::process::ExitCode {
     }
 }
 
+/// Collects the lines of what `open` gives (a child's stderr, a FIFO, opened in the
+/// thread since a FIFO's open waits for its writer) in a background thread, keeping those
+/// `parse` turns into a value; the list grows as lines come.
+pub fn collect_lines<R: std::io::Read, T: Send + 'static>(
+    open: impl FnOnce() -> std::io::Result<R> + Send + 'static,
+    parse: impl Fn(String) -> Option<T> + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<T>>> {
+    use std::io::BufRead;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        let Ok(source) = open() else { return };
+        for line in std::io::BufReader::new(source)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(v) = parse(line) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    lines
+}
+
 /// Comparing received audio with what was sent.
 pub mod audio {
     use std::path::Path;
