@@ -8,6 +8,9 @@ use std::future::Future;
 use embedded_graphics::pixelcolor::{BinaryColor, Rgb565, Rgb888};
 use embedded_graphics::prelude::*;
 
+pub mod matrix;
+pub mod ssd1306;
+pub mod st7789;
 pub mod sim;
 
 /// Samples per second of every audio frame.
