@@ -169,7 +169,10 @@ fn ssd1306_shows_every_screen_as_the_simulator_does() {
             let mut lit = 0;
             for y in 0..64usize {
                 for x in 0..128usize {
-                    let want = sim.frame().get_pixel(Point::new(x as i32, y as i32)).is_on();
+                    let want = sim
+                        .frame()
+                        .get_pixel(Point::new(x as i32, y as i32))
+                        .is_on();
                     let (gx, gy) = if rotation == 180 {
                         (127 - x, 63 - y)
                     } else {
@@ -411,7 +414,10 @@ fn st7789_shows_every_screen_as_the_simulator_does_in_every_rotation() {
                     differ += usize::from(model.glass(gx, gy) != want);
                 }
             }
-            assert_eq!(differ, 0, "{screen_name} at {rotation}°: {differ} pixels differ");
+            assert_eq!(
+                differ, 0,
+                "{screen_name} at {rotation}°: {differ} pixels differ"
+            );
         }
     }
 }
@@ -430,12 +436,18 @@ fn st7789_flush_sends_only_the_rows_that_changed() {
     .unwrap();
     let bytes = |rec: &Recorder| -> usize {
         let log = rec.0.lock().unwrap();
-        log.writes.iter().filter(|(dc, _)| *dc).map(|(_, b)| b.len()).sum()
+        log.writes
+            .iter()
+            .filter(|(dc, _)| *dc)
+            .map(|(_, b)| b.len())
+            .sum()
     };
     let before = bytes(&rec);
     tft.flush().unwrap();
     assert_eq!(bytes(&rec), before, "an unchanged frame was sent again");
-    Pixel(Point::new(10, 100), Rgb565::RED).draw(&mut tft).unwrap();
+    Pixel(Point::new(10, 100), Rgb565::RED)
+        .draw(&mut tft)
+        .unwrap();
     tft.flush().unwrap();
     let sent = bytes(&rec) - before;
     assert!(sent <= 240 * 2 + 16, "one changed pixel sent {sent} bytes");

@@ -85,8 +85,7 @@ impl<R: OutputPin, C: InputPin> MatrixScanner<R, C> {
         layout: &[&str],
         timing: ScanTiming,
     ) -> Result<Self, String> {
-        if layout.len() != rows.len() || layout.iter().any(|r| r.chars().count() != columns.len())
-        {
+        if layout.len() != rows.len() || layout.iter().any(|r| r.chars().count() != columns.len()) {
             return Err(format!(
                 "the layout {layout:?} does not fit {} rows and {} columns",
                 rows.len(),
@@ -447,14 +446,22 @@ mod tests {
             ]);
             for (c, col) in columns.iter_mut().enumerate() {
                 let pressed = r == 2 && c == 1; // 8
-                col.push(Transaction::get(if pressed { State::Low } else { State::High }));
+                col.push(Transaction::get(if pressed {
+                    State::Low
+                } else {
+                    State::High
+                }));
             }
         }
-        let rows: Vec<Mock> = rows.iter().map(|t| Mock::new(t)).collect();
-        let cols: Vec<Mock> = columns.iter().map(|t| Mock::new(t)).collect();
-        let mut s =
-            MatrixScanner::new(rows.clone(), cols.clone(), &LAYOUT_4X3, ScanTiming::default())
-                .unwrap();
+        let rows: Vec<Mock> = rows.iter().map(Mock::new).collect();
+        let cols: Vec<Mock> = columns.iter().map(Mock::new).collect();
+        let mut s = MatrixScanner::new(
+            rows.clone(),
+            cols.clone(),
+            &LAYOUT_4X3,
+            ScanTiming::default(),
+        )
+        .unwrap();
         assert!(s.scan(Duration::ZERO).unwrap().is_empty());
         assert!(s.keys[7].raw && !s.keys[7].down);
         for mut pin in rows.into_iter().chain(cols) {

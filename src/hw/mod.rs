@@ -8,10 +8,11 @@ use std::future::Future;
 use embedded_graphics::pixelcolor::{BinaryColor, Rgb565, Rgb888};
 use embedded_graphics::prelude::*;
 
+pub mod alsa;
 pub mod matrix;
+pub mod sim;
 pub mod ssd1306;
 pub mod st7789;
-pub mod sim;
 
 /// Samples per second of every audio frame.
 pub const SAMPLE_RATE: u32 = 48_000;

@@ -12,7 +12,8 @@ use ssd1306::{I2CDisplayInterface, Ssd1306};
 
 use crate::hw::{Display, HwError};
 
-type Driver<I> = Ssd1306<I2CInterface<I>, DisplaySize128x64, BufferedGraphicsMode<DisplaySize128x64>>;
+type Driver<I> =
+    Ssd1306<I2CInterface<I>, DisplaySize128x64, BufferedGraphicsMode<DisplaySize128x64>>;
 
 /// An SSD1306 OLED behind an I2C bus.
 pub struct Ssd1306Display<I: I2c> {

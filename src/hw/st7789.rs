@@ -119,7 +119,8 @@ where
 {
     fn flush(&mut self) -> Result<(), HwError> {
         let w = self.size.width as usize;
-        let changed = |y: &usize| self.first || self.frame[y * w..][..w] != self.shown[y * w..][..w];
+        let changed =
+            |y: &usize| self.first || self.frame[y * w..][..w] != self.shown[y * w..][..w];
         let rows = self.size.height as usize;
         let (Some(top), Some(bottom)) = ((0..rows).find(changed), (0..rows).rev().find(changed))
         else {
@@ -127,7 +128,13 @@ where
         };
         let window = &self.frame[top * w..(bottom + 1) * w];
         self.driver
-            .set_pixels(0, top as u16, w as u16 - 1, bottom as u16, window.iter().copied())
+            .set_pixels(
+                0,
+                top as u16,
+                w as u16 - 1,
+                bottom as u16,
+                window.iter().copied(),
+            )
             .map_err(|e| HwError::Io {
                 what: "ST7789 display",
                 reason: format!("{e:?}"),
