@@ -12,11 +12,18 @@
 //! - One event per press: a press shorter than the long-press time is reported when the
 //!   key is released; a key held that long is reported once, `held`, at that moment.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use embedded_hal::digital::{InputPin, OutputPin};
+use tokio::sync::mpsc;
 
-use crate::hw::{Key, KeyEvent};
+use crate::hw::{HwError, Input, Key, KeyEvent, Keypad};
+
+/// Time between two scans of the matrix: four scans per default debounce time.
+pub const SCAN_PERIOD: Duration = Duration::from_millis(5);
 
 /// The legends of a 4×3 keypad, row by row.
 pub const LAYOUT_4X3: [&str; 4] = ["123", "456", "789", "*0#"];
@@ -198,6 +205,85 @@ impl<R: OutputPin, C: InputPin> MatrixScanner<R, C> {
             }
         }
         Ok(events)
+    }
+}
+
+/// A matrix keypad scanned on its own thread; implements [`Keypad`].
+pub struct MatrixKeypad {
+    rx: mpsc::Receiver<Result<KeyEvent, ScanError>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MatrixKeypad {
+    /// Starts scanning every [`SCAN_PERIOD`].
+    pub fn start<R, C>(mut scanner: MatrixScanner<R, C>) -> Result<MatrixKeypad, HwError>
+    where
+        R: OutputPin + Send + 'static,
+        C: InputPin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let halt = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("keypad-scan".into())
+            .spawn(move || {
+                let start = Instant::now();
+                let mut next = start;
+                while !halt.load(Ordering::Relaxed) {
+                    let events = scanner.scan(start.elapsed());
+                    let failed = events.is_err();
+                    for e in
+                        events.map_or_else(|e| vec![Err(e)], |v| v.into_iter().map(Ok).collect())
+                    {
+                        if tx.blocking_send(e).is_err() {
+                            return;
+                        }
+                    }
+                    if failed {
+                        return;
+                    }
+                    next += SCAN_PERIOD;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    } else {
+                        next = Instant::now();
+                    }
+                }
+            })
+            .map_err(|e| HwError::Open {
+                what: "keypad",
+                path: "scan thread".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(MatrixKeypad {
+            rx,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for MatrixKeypad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.rx.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Keypad for MatrixKeypad {
+    async fn next_input(&mut self) -> Result<Option<Input>, HwError> {
+        match self.rx.recv().await {
+            Some(Ok(event)) => Ok(Some(Input::Key(event))),
+            Some(Err(e)) => Err(HwError::Io {
+                what: "keypad",
+                reason: e.to_string(),
+            }),
+            None => Ok(None),
+        }
     }
 }
 
@@ -467,6 +553,55 @@ mod tests {
         for mut pin in rows.into_iter().chain(cols) {
             pin.done();
         }
+    }
+
+    /// Pins that are Send, for the scan thread: one key (row 0, column 0) pressed while
+    /// the flag is set.
+    #[derive(Clone)]
+    struct SharedPad(Arc<std::sync::Mutex<(bool, Option<usize>)>>);
+    struct SharedRow(SharedPad, usize);
+    struct SharedColumn(SharedPad, usize);
+    impl ErrorType for SharedRow {
+        type Error = Infallible;
+    }
+    impl ErrorType for SharedColumn {
+        type Error = Infallible;
+    }
+    impl OutputPin for SharedRow {
+        fn set_low(&mut self) -> Result<(), Infallible> {
+            self.0 .0.lock().unwrap().1 = Some(self.1);
+            Ok(())
+        }
+        fn set_high(&mut self) -> Result<(), Infallible> {
+            self.0 .0.lock().unwrap().1 = None;
+            Ok(())
+        }
+    }
+    impl InputPin for SharedColumn {
+        fn is_high(&mut self) -> Result<bool, Infallible> {
+            self.is_low().map(|low| !low)
+        }
+        fn is_low(&mut self) -> Result<bool, Infallible> {
+            let (pressed, row) = *self.0 .0.lock().unwrap();
+            Ok(pressed && row == Some(0) && self.1 == 0)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_scan_thread_delivers_keys_to_the_app() {
+        let pad = SharedPad(Arc::new(std::sync::Mutex::new((false, None))));
+        let rows = (0..4).map(|r| SharedRow(pad.clone(), r)).collect();
+        let cols = (0..3).map(|c| SharedColumn(pad.clone(), c)).collect();
+        let scanner = MatrixScanner::new(rows, cols, &LAYOUT_4X3, ScanTiming::default()).unwrap();
+        let mut keypad = MatrixKeypad::start(scanner).unwrap();
+        pad.0.lock().unwrap().0 = true;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pad.0.lock().unwrap().0 = false;
+        let input = tokio::time::timeout(Duration::from_secs(2), keypad.next_input())
+            .await
+            .expect("no key within 2 s")
+            .unwrap();
+        assert_eq!(input, Some(Input::Key(KeyEvent::press(key('1')))));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use embedded_graphics::prelude::*;
 
 pub mod alsa;
 pub mod matrix;
+pub mod rpi;
 pub mod sim;
 pub mod ssd1306;
 pub mod st7789;

@@ -47,6 +47,11 @@ impl HostHandle {
         let _ = self.incoming.send(stream).await;
     }
 
+    /// A handle other transports keep to hand connections to this room.
+    pub fn attacher(&self) -> Attacher {
+        Attacher(self.incoming.clone())
+    }
+
     /// Accepts TCP connections from `listener` until the room is finished.
     pub fn serve_tcp(&self, listener: TcpListener) {
         let incoming = self.incoming.clone();
@@ -70,6 +75,17 @@ impl HostHandle {
                 }
             }
         });
+    }
+}
+
+/// Hands connections to a room server from another transport's task.
+#[derive(Clone)]
+pub struct Attacher(mpsc::Sender<BoxedStream>);
+
+impl Attacher {
+    /// Hands the server a connection; dropped if the room is finished.
+    pub async fn attach(&self, stream: BoxedStream) {
+        let _ = self.0.send(stream).await;
     }
 }
 

@@ -1,7 +1,8 @@
-//! The signaling channel with real IO: byte-stream transports (TCP today), the host's
+//! The signaling channel with real IO: byte-stream transports (TCP, Bluetooth LE), the host's
 //! room server, the guest's join, the sealed session that follows, and LAN discovery.
 //! All protocol decisions are made by the sans-IO [`crate::pairing`] core.
 
+pub mod ble;
 pub mod discovery;
 pub mod guest;
 pub mod host;
@@ -17,5 +18,5 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
 pub type BoxedStream = Box<dyn ByteStream>;
 
 pub use guest::{join, join_tcp, GuestError};
-pub use host::{spawn_host, HostEvent, HostHandle};
+pub use host::{spawn_host, Attacher, HostEvent, HostHandle};
 pub use session::{Session, SessionEnd, SessionEvent};

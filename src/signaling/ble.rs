@@ -1,0 +1,237 @@
+//! The Bluetooth LE transport (PROTOCOL §2) through BlueZ, with bluer.
+//!
+//! While a room is open the box advertises the intercom GATT service and serves two
+//! characteristics: the guest writes its byte stream to one, the box notifies its own on
+//! the other, chunked to the ATT MTU. Each phone (by its address) becomes one byte-stream
+//! connection handed to the room server, which runs the same pairing as over TCP.
+//!
+//! BlueZ sends a notification to every subscribed phone; the room server lets one guest
+//! at a time into the handshake, so a second phone sees only bytes it cannot use.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bluer::adv::{Advertisement, AdvertisementHandle};
+use bluer::gatt::local::{
+    Application, ApplicationHandle, Characteristic, CharacteristicNotifier, CharacteristicNotify,
+    CharacteristicNotifyMethod, CharacteristicWrite, CharacteristicWriteMethod, ReqError, Service,
+};
+use bluer::{Adapter, Address, Session, Uuid};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, Notify};
+
+use super::host::Attacher;
+
+/// The intercom GATT service.
+pub const SERVICE_UUID: Uuid = Uuid::from_u128(0x6b1d0001_8e5c_4a6e_9a3e_2f4c1e0b7a51);
+/// Written by the guest: its half of the byte stream.
+pub const GUEST_TO_HOST_UUID: Uuid = Uuid::from_u128(0x6b1d0002_8e5c_4a6e_9a3e_2f4c1e0b7a51);
+/// Notified by the box: its half of the byte stream.
+pub const HOST_TO_GUEST_UUID: Uuid = Uuid::from_u128(0x6b1d0003_8e5c_4a6e_9a3e_2f4c1e0b7a51);
+
+/// The smallest ATT MTU (23): 20 bytes of value per notification.
+const MIN_MTU: u16 = 23;
+/// Bytes of ATT header in a notification.
+const ATT_HEADER: usize = 3;
+/// Room in each direction of a connection's pipe: more than one largest frame.
+const PIPE_BYTES: usize = 80 * 1024;
+/// How long bytes for a phone wait for it to subscribe to notifications.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+
+/// Bluetooth could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("Bluetooth: {0}")]
+pub struct BleError(String);
+
+impl From<bluer::Error> for BleError {
+    fn from(e: bluer::Error) -> Self {
+        BleError(e.to_string())
+    }
+}
+
+/// The box's Bluetooth adapter, reached through bluetoothd.
+pub struct Bluetooth {
+    _session: Session,
+    adapter: Adapter,
+    address: Address,
+}
+
+impl Bluetooth {
+    /// Connects to bluetoothd and powers the default adapter on.
+    pub async fn start() -> Result<Bluetooth, BleError> {
+        let session = Session::new()
+            .await
+            .map_err(|e| BleError(format!("cannot reach bluetoothd on the system bus: {e}")))?;
+        let adapter = session
+            .default_adapter()
+            .await
+            .map_err(|e| BleError(format!("no adapter: {e}")))?;
+        adapter.set_powered(true).await?;
+        let address = adapter.address().await?;
+        Ok(Bluetooth {
+            _session: session,
+            adapter,
+            address,
+        })
+    }
+
+    /// The adapter's address, for the QR code's `bt=`.
+    pub fn address(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// Advertises the service under `name` and serves the room through `attacher` until
+    /// the returned [`BleRoom`] is dropped.
+    pub async fn serve_room(&self, attacher: Attacher, name: &str) -> Result<BleRoom, BleError> {
+        let bridge = Arc::new(Bridge {
+            attacher,
+            phones: Mutex::new(HashMap::new()),
+            notifier: Mutex::new(None),
+            subscribed: Notify::new(),
+            mtu: AtomicU16::new(MIN_MTU),
+        });
+        let on_write = bridge.clone();
+        let on_subscribe = bridge.clone();
+        let app = Application {
+            services: vec![Service {
+                uuid: SERVICE_UUID,
+                primary: true,
+                characteristics: vec![
+                    Characteristic {
+                        uuid: GUEST_TO_HOST_UUID,
+                        write: Some(CharacteristicWrite {
+                            write: true,
+                            write_without_response: true,
+                            method: CharacteristicWriteMethod::Fun(Box::new(move |value, req| {
+                                let bridge = on_write.clone();
+                                Box::pin(async move {
+                                    bridge.mtu.store(req.mtu.max(MIN_MTU), Ordering::Relaxed);
+                                    bridge.from_phone(req.device_address, &value).await
+                                })
+                            })),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    Characteristic {
+                        uuid: HOST_TO_GUEST_UUID,
+                        notify: Some(CharacteristicNotify {
+                            notify: true,
+                            method: CharacteristicNotifyMethod::Fun(Box::new(move |notifier| {
+                                let bridge = on_subscribe.clone();
+                                Box::pin(async move {
+                                    *bridge.notifier.lock().await = Some(notifier);
+                                    bridge.subscribed.notify_waiters();
+                                })
+                            })),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let app = self.adapter.serve_gatt_application(app).await?;
+        let advert = Advertisement {
+            advertisement_type: bluer::adv::Type::Peripheral,
+            service_uuids: [SERVICE_UUID].into_iter().collect(),
+            local_name: Some(name.chars().take(20).collect()),
+            discoverable: Some(true),
+            ..Default::default()
+        };
+        let advert = self.adapter.advertise(advert).await?;
+        tracing::info!("room advertised over Bluetooth LE");
+        Ok(BleRoom {
+            _advert: advert,
+            _app: app,
+            bridge,
+        })
+    }
+}
+
+/// A room served over Bluetooth LE; dropping it stops advertising and serving.
+pub struct BleRoom {
+    _advert: AdvertisementHandle,
+    _app: ApplicationHandle,
+    bridge: Arc<Bridge>,
+}
+
+impl BleRoom {
+    /// Phones with a connection to the room server right now.
+    pub async fn phones(&self) -> usize {
+        self.bridge.phones.lock().await.len()
+    }
+}
+
+/// Joins GATT writes and notifications to byte streams for the room server.
+struct Bridge {
+    attacher: Attacher,
+    /// The box's writing end of each phone's connection.
+    phones: Mutex<HashMap<Address, WriteHalf<DuplexStream>>>,
+    notifier: Mutex<Option<CharacteristicNotifier>>,
+    subscribed: Notify,
+    mtu: AtomicU16,
+}
+
+impl Bridge {
+    /// Bytes a phone wrote: onto its connection, opening one for a new phone.
+    async fn from_phone(self: Arc<Self>, phone: Address, value: &[u8]) -> Result<(), ReqError> {
+        let mut phones = self.phones.lock().await;
+        if !phones.contains_key(&phone) {
+            let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+            let (from_room, to_room) = tokio::io::split(ours);
+            self.attacher.attach(Box::new(theirs)).await;
+            tokio::spawn(self.clone().to_phone(phone, from_room));
+            phones.insert(phone, to_room);
+            tracing::debug!("a phone connected over Bluetooth LE");
+        }
+        let Some(stream) = phones.get_mut(&phone) else {
+            return Err(ReqError::Failed);
+        };
+        if stream.write_all(value).await.is_err() {
+            // The room server closed this connection (bad frame, room finished).
+            phones.remove(&phone);
+            return Err(ReqError::Failed);
+        }
+        Ok(())
+    }
+
+    /// Bytes the room server wrote for a phone: out as notifications of MTU size.
+    async fn to_phone(self: Arc<Self>, phone: Address, mut from_room: ReadHalf<DuplexStream>) {
+        let mut buf = vec![0u8; 512];
+        loop {
+            let chunk = usize::from(self.mtu.load(Ordering::Relaxed)) - ATT_HEADER;
+            let n = match from_room.read(&mut buf[..chunk.min(512)]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if !self.notify(buf[..n].to_vec()).await {
+                break;
+            }
+        }
+        self.phones.lock().await.remove(&phone);
+        tracing::debug!("a Bluetooth LE connection ended");
+    }
+
+    /// Sends one notification, waiting for the phone to subscribe first if needed.
+    async fn notify(&self, value: Vec<u8>) -> bool {
+        let deadline = tokio::time::Instant::now() + SUBSCRIBE_WAIT;
+        loop {
+            let waiting = self.subscribed.notified();
+            {
+                let mut notifier = self.notifier.lock().await;
+                if let Some(n) = notifier.as_mut().filter(|n| !n.is_stopped()) {
+                    return n.notify(value).await.is_ok();
+                }
+            }
+            if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+                tracing::warn!("a phone never subscribed to notifications");
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! PIN pairing over Bluetooth LE: the box's GATT service through bluer, against a BlueZ
+//! stand-in on a private D-Bus bus.
+//!
+//! Boundary: D-Bus. bluer talks to `org.bluez` exactly as it would to bluetoothd; the
+//! stand-in (tests/peer/bluez_mock.py) registers the application and advertisement the
+//! way bluetoothd does, then plays a phone: it subscribes to notifications and writes the
+//! phone's byte stream to the guest characteristic in MTU-sized chunks. The phone's bytes
+//! come from our own guest over a local socket, so a whole handshake and SDP exchange runs
+//! through the GATT characteristics. The radio below BlueZ is not tested.
+//!
+//! Skipped with a message without dbus-daemon or python3-dbus (`.ci/install-deps`
+//! installs them).
+
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use intercom::pairing::{HostRoom, Inner, JoinError, Pin, RoomId};
+use intercom::signaling::ble::Bluetooth;
+use intercom::signaling::{join, spawn_host, GuestError, HostEvent, SessionEnd, SessionEvent};
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+const PIN: &str = "4821";
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A private system bus. libdbus reads the bus address once per process, so one test
+/// function owns it and runs every scenario.
+struct Bus {
+    dir: PathBuf,
+    address: String,
+    daemon: Option<u32>,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        if let Some(pid) = self.daemon {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+impl Bus {
+    /// Where the bus will be; bluer (libdbus) is pointed there already.
+    fn plan() -> Option<Bus> {
+        let has_dbus = Command::new(PYTHON)
+            .args(["-c", "import dbus, gi"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has_dbus
+            || Command::new("dbus-daemon")
+                .arg("--version")
+                .output()
+                .is_err()
+        {
+            eprintln!("SKIPPED: dbus-daemon or python3-dbus/python3-gi is not installed");
+            return None;
+        }
+        let dir: PathBuf =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ble-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("system_bus");
+        let _ = std::fs::remove_file(&socket);
+        let address = format!("unix:path={}", socket.display());
+        std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &address);
+        Some(Bus {
+            dir,
+            address,
+            daemon: None,
+        })
+    }
+
+    fn start(&mut self) {
+        let socket = self.dir.join("system_bus");
+        let dir = &self.dir;
+        std::fs::write(
+            dir.join("bus.conf"),
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", dir.join("bus.conf").display()))
+            .args(["--fork", "--print-pid", "--nopidfile"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dbus-daemon: {out:?}");
+        self.daemon = Some(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap());
+    }
+}
+
+/// The BlueZ stand-in and its phone; ends when dropped.
+struct FakeBluez {
+    mock: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Drop for FakeBluez {
+    fn drop(&mut self) {
+        let _ = self.mock.kill();
+        let _ = self.mock.wait();
+    }
+}
+
+impl FakeBluez {
+    fn start(bus: &Bus, mtu: u16) -> FakeBluez {
+        let mut mock = Command::new(PYTHON)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/bluez_mock.py"))
+            .arg(&bus.address)
+            .arg(mtu.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = mock.stdout.take().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let bluez = FakeBluez { mock, events };
+        bluez.wait_for("ready");
+        bluez
+    }
+
+    /// The first event with this key, waiting up to 10 s.
+    fn wait_for(&self, key: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            if let Some(v) = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|v| v.get(key).is_some())
+            {
+                return v.clone();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no {key:?} from the BlueZ mock: {:?}",
+                self.events.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn errors(&self) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v.get("error").is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// A socket to the mock phone: what is written goes to the box over GATT.
+    async fn phone(&self) -> TcpStream {
+        let port = self.wait_for("port")["port"].as_u64().unwrap();
+        TcpStream::connect(("127.0.0.1", port as u16))
+            .await
+            .unwrap()
+    }
+}
+
+/// A 3 kB offer, as big as a real one with a few candidates: many MTU chunks.
+fn sdp(kind: &str) -> String {
+    let mut s = format!("v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns={kind}\r\n");
+    for i in 0..40 {
+        s += &format!(
+            "a=candidate:{i} 1 udp 2130706431 192.168.178.{i} {} typ host\r\n",
+            50000 + i
+        );
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_over_bluetooth_le() {
+    let Some(mut bus) = Bus::plan() else {
+        return;
+    };
+    // No bluetoothd (no bus yet): one clear error.
+    let err = Bluetooth::start().await.err().unwrap().to_string();
+    assert!(
+        err.contains("Bluetooth") && err.contains("bluetoothd"),
+        "{err}"
+    );
+    bus.start();
+    a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(&bus).await;
+    a_wrong_pin_is_counted_like_over_tcp(&bus).await;
+}
+
+async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
+    let bluez = FakeBluez::start(bus, 23);
+    let bt = Bluetooth::start().await.expect("bluer reaches the mock");
+    assert_eq!(bt.address(), "DC:A6:32:0B:1E:7F");
+    assert_eq!(bluez.wait_for("set")["set"]["Powered"], true);
+
+    let id = RoomId::random();
+    let room = HostRoom::open(
+        id,
+        Pin::parse(PIN).unwrap(),
+        std::time::Instant::now(),
+        Duration::from_secs(300),
+    );
+    let mut host = spawn_host(room);
+    let ble_room = bt.serve_room(host.attacher(), "Front door").await.unwrap();
+
+    let app = bluez.wait_for("registered_app");
+    assert_eq!(
+        app["services"],
+        serde_json::json!(["6b1d0001-8e5c-4a6e-9a3e-2f4c1e0b7a51"])
+    );
+    let chars = &app["characteristics"];
+    let flags = |uuid: &str| {
+        chars[uuid]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(flags("6b1d0002-8e5c-4a6e-9a3e-2f4c1e0b7a51").contains(&"write".to_string()));
+    assert!(flags("6b1d0003-8e5c-4a6e-9a3e-2f4c1e0b7a51").contains(&"notify".to_string()));
+    let adv = bluez.wait_for("advertisement");
+    assert_eq!(adv["advertisement"]["LocalName"], "Front door");
+    assert_eq!(
+        adv["advertisement"]["ServiceUUIDs"],
+        serde_json::json!(["6b1d0001-8e5c-4a6e-9a3e-2f4c1e0b7a51"])
+    );
+
+    // The phone: our guest, its bytes carried by GATT writes and notifications.
+    let phone = bluez.phone().await;
+    let guest =
+        tokio::spawn(async move { join(Box::new(phone), id, &Pin::parse(PIN).unwrap()).await });
+    let mut host_session = loop {
+        match tokio::time::timeout(Duration::from_secs(20), host.next_event()).await {
+            Ok(Some(HostEvent::Joined(s))) => break s,
+            Ok(Some(_)) => continue,
+            other => panic!(
+                "the phone did not join: {other:?}; mock: {:?}",
+                bluez.events.lock().unwrap()
+            ),
+        }
+    };
+    let mut guest_session = guest.await.unwrap().expect("the guest's handshake");
+    assert_eq!(ble_room.phones().await, 1);
+
+    guest_session
+        .send(Inner::Offer { sdp: sdp("offer") })
+        .await
+        .unwrap();
+    assert_eq!(
+        host_session.recv().await,
+        SessionEvent::Received(Inner::Offer { sdp: sdp("offer") })
+    );
+    host_session
+        .send(Inner::Answer { sdp: sdp("answer") })
+        .await
+        .unwrap();
+    assert_eq!(
+        guest_session.recv().await,
+        SessionEvent::Received(Inner::Answer { sdp: sdp("answer") })
+    );
+    guest_session.hang_up().await;
+    assert_eq!(
+        host_session.recv().await,
+        SessionEvent::Ended(SessionEnd::Bye)
+    );
+    assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
+    // The 3 kB answer went out as notifications of exactly MTU - 3 bytes.
+    let closed = bluez.wait_for("client_closed");
+    assert_eq!(closed["largest_notification"], 20, "{closed}");
+
+    // The room closes: the service and the advertisement go away.
+    drop(ble_room);
+    bluez.wait_for("unregistered_app");
+    bluez.wait_for("unregistered_advertisement");
+}
+
+async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
+    let bluez = FakeBluez::start(bus, 185);
+    let bt = Bluetooth::start().await.unwrap();
+    let id = RoomId::random();
+    let room = HostRoom::open(
+        id,
+        Pin::parse(PIN).unwrap(),
+        std::time::Instant::now(),
+        Duration::from_secs(300),
+    );
+    let mut host = spawn_host(room);
+    let _ble_room = bt.serve_room(host.attacher(), "Front door").await.unwrap();
+    let phone = bluez.phone().await;
+    let err = join(Box::new(phone), id, &Pin::parse("1111").unwrap())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            GuestError::Join(JoinError::BadPin {
+                tries_left: Some(2)
+            })
+        ),
+        "{err:?}"
+    );
+    match tokio::time::timeout(Duration::from_secs(5), host.next_event()).await {
+        Ok(Some(HostEvent::AttemptFailed { tries_left })) => assert_eq!(tries_left, 2),
+        other => panic!("{other:?}"),
+    }
+    assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
+}
