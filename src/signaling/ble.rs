@@ -8,8 +8,9 @@
 //! BlueZ sends a notification to every subscribed phone; the room server lets one guest
 //! at a time into the handshake, so a second phone sees only bytes it cannot use.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +89,7 @@ impl Bluetooth {
         let bridge = Arc::new(Bridge {
             attacher,
             phones: Mutex::new(HashMap::new()),
+            connections: AtomicU64::new(0),
             notifier: Mutex::new(None),
             subscribed: Notify::new(),
             mtu: AtomicU16::new(MIN_MTU),
@@ -170,8 +172,10 @@ impl BleRoom {
 /// Joins GATT writes and notifications to byte streams for the room server.
 struct Bridge {
     attacher: Attacher,
-    /// The box's writing end of each phone's connection.
-    phones: Mutex<HashMap<Address, WriteHalf<DuplexStream>>>,
+    /// The box's writing end of each phone's connection, with the connection's number.
+    phones: Mutex<HashMap<Address, (u64, WriteHalf<DuplexStream>)>>,
+    /// Connections made so far.
+    connections: AtomicU64,
     notifier: Mutex<Option<CharacteristicNotifier>>,
     subscribed: Notify,
     mtu: AtomicU16,
@@ -181,16 +185,17 @@ impl Bridge {
     /// Bytes a phone wrote: onto its connection, opening one for a new phone.
     async fn from_phone(self: Arc<Self>, phone: Address, value: &[u8]) -> Result<(), ReqError> {
         let mut phones = self.phones.lock().await;
-        if !phones.contains_key(&phone) {
-            let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
-            let (from_room, to_room) = tokio::io::split(ours);
-            self.attacher.attach(Box::new(theirs)).await;
-            tokio::spawn(self.clone().to_phone(phone, from_room));
-            phones.insert(phone, to_room);
-            tracing::debug!("a phone connected over Bluetooth LE");
-        }
-        let Some(stream) = phones.get_mut(&phone) else {
-            return Err(ReqError::Failed);
+        let (_, stream) = match phones.entry(phone) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+                let (from_room, to_room) = tokio::io::split(ours);
+                self.attacher.attach(Box::new(theirs)).await;
+                let number = self.connections.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(self.clone().to_phone(phone, number, from_room));
+                tracing::debug!("a phone connected over Bluetooth LE");
+                e.insert((number, to_room))
+            }
         };
         if stream.write_all(value).await.is_err() {
             // The room server closed this connection (bad frame, room finished).
@@ -201,7 +206,12 @@ impl Bridge {
     }
 
     /// Bytes the room server wrote for a phone: out as notifications of MTU size.
-    async fn to_phone(self: Arc<Self>, phone: Address, mut from_room: ReadHalf<DuplexStream>) {
+    async fn to_phone(
+        self: Arc<Self>,
+        phone: Address,
+        number: u64,
+        mut from_room: ReadHalf<DuplexStream>,
+    ) {
         let mut buf = vec![0u8; 512];
         loop {
             let chunk = usize::from(self.mtu.load(Ordering::Relaxed)) - ATT_HEADER;
@@ -213,7 +223,10 @@ impl Bridge {
                 break;
             }
         }
-        self.phones.lock().await.remove(&phone);
+        let mut phones = self.phones.lock().await;
+        if phones.get(&phone).is_some_and(|(n, _)| *n == number) {
+            phones.remove(&phone);
+        }
         tracing::debug!("a Bluetooth LE connection ended");
     }
 
