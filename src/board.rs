@@ -72,6 +72,9 @@ pub struct Board {
     pub keypad: KeypadProfile,
     /// Microphone and speaker.
     pub audio: AudioProfile,
+    /// Whether the board has Bluetooth LE (through bluetoothd) for phones to pair.
+    #[serde(default)]
+    pub bluetooth: bool,
 }
 
 /// Which display driver.

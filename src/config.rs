@@ -64,6 +64,9 @@ pub struct Config {
     /// Network interfaces for discovery and the QR code's addresses (`eth0`, `wlan0`,
     /// `lo`); empty = every interface.
     pub lan_interfaces: Vec<String>,
+    /// Whether phones may pair over Bluetooth LE while a room is open (on boards that
+    /// have Bluetooth).
+    pub bluetooth: bool,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             room_expiry_secs: 300,
             qr_includes_pin: true,
             lan_interfaces: Vec::new(),
+            bluetooth: true,
         }
     }
 }

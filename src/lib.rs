@@ -8,15 +8,18 @@
 //!
 //! Data flows one way through the layers:
 //!
-//! - [`hw`]: keypad, display, microphone and speaker behind traits, with simulator
-//!   backends for laptops, tests and CI;
+//! - [`hw`]: keypad, display, microphone and speaker behind traits: the Raspberry Pi's
+//!   (GPIO keypad matrix, SSD1306/ST7789 displays, ALSA) and simulator backends for
+//!   laptops, tests and CI;
 //! - [`board`] and [`config`]: which hardware a box has, and its settings;
 //! - [`app`]: the appliance state machine and its screens, pure and time-free;
 //! - [`pairing`]: the sans-IO security core (PIN, SPAKE2, key schedule, sealed frames);
-//! - [`signaling`]: that core with real IO (TCP, mDNS discovery, sealed sessions);
+//! - [`signaling`]: that core with real IO (TCP, Bluetooth LE, mDNS discovery, sealed
+//!   sessions);
 //! - [`call`]: the WebRTC call (SDP over the sealed session, Opus voice, `chat` texts);
 //! - [`audio`]: Opus coding and the adaptive jitter buffer;
-//! - [`runtime`]: the event loop that wires hardware, app and network together.
+//! - [`runtime`]: the event loop that wires hardware, app and network together;
+//! - [`doctor`]: checks that each configured device opens (`intercom doctor`).
 
 pub mod app;
 pub mod audio;
@@ -24,6 +27,7 @@ pub mod board;
 pub mod call;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod hw;
 pub mod pairing;
 pub mod runtime;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use intercom::board::Board;
+use intercom::board::{AudioDriver, Board};
 use intercom::config::Config;
 use intercom::hw::sim::SimKeypadOptions;
 use intercom::runtime::{self, RunOptions};
@@ -36,6 +36,41 @@ enum Cmd {
     /// B hangs up. Prints what happened and writes the audio A heard, the screens and
     /// summary.json to the output folder. Announces rooms on the loopback interface only.
     Demo(DemoArgs),
+    /// Check each device the board and config name: display, keypad, microphone,
+    /// speaker, Bluetooth, network. Prints one line per device; exit code 1 if one the
+    /// box needs does not work. What an installer runs on a freshly assembled box.
+    Doctor(DoctorArgs),
+}
+
+/// Which audio backend `--audio` selects.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AudioArg {
+    /// WAV files (`--audio-in`, `--audio-out`): the simulator.
+    Files,
+    /// ALSA: the board's sound card, or on the sim board the desktop's default device.
+    Alsa,
+}
+
+impl From<AudioArg> for AudioDriver {
+    fn from(a: AudioArg) -> Self {
+        match a {
+            AudioArg::Files => AudioDriver::Sim,
+            AudioArg::Alsa => AudioDriver::Alsa,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct DoctorArgs {
+    /// Configuration file [default: /etc/intercom/intercom.toml, if present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Board profile: a built-in name or a .toml path. Overrides the config's `board`.
+    #[arg(long, value_name = "NAME")]
+    board: Option<String>,
+    /// Audio backend to check instead of the board's.
+    #[arg(long, value_enum)]
+    audio: Option<AudioArg>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +109,10 @@ struct RunArgs {
     /// Simulator: speaker output, written as a 48 kHz mono 16-bit WAV file.
     #[arg(long, value_name = "WAV")]
     audio_out: Option<PathBuf>,
+    /// Audio backend instead of the board's: `files` (the WAVs above) or `alsa` (the
+    /// board's sound card; on the sim board, the desktop's default ALSA device).
+    #[arg(long, value_enum, conflicts_with_all = ["audio_in", "audio_out"])]
+    audio: Option<AudioArg>,
     /// Write what the box does as JSON lines (a file, a FIFO or /dev/stdout), each
     /// stamped with CLOCK_MONOTONIC ns: states, media up, audio flowing, texts shown by
     /// id, call statistics. No PIN and no text content are written.
@@ -94,6 +133,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Run(args) => run(args),
         Cmd::Demo(args) => demo(args),
+        Cmd::Doctor(args) => doctor(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,12 +144,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref())?;
-    if let Some(board) = args.board {
+/// The config file, with `--board` over its `board`, and that board's profile.
+fn load(
+    config: Option<&std::path::Path>,
+    board: Option<String>,
+) -> anyhow::Result<(Config, Board)> {
+    let mut config = Config::load(config)?;
+    if let Some(board) = board {
         config.board = board;
     }
     let board = Board::load(&config.board)?;
+    Ok((config, board))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (config, board) = load(args.config.as_deref(), args.board)?;
     let terminal = !args.no_terminal;
     let stdin = terminal || (args.keys.is_none() && args.keys_fifo.is_none());
     let options = RunOptions {
@@ -125,6 +174,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         audio_in: args.audio_in,
         audio_in_clip: None,
         audio_out: args.audio_out,
+        audio: args.audio.map(AudioDriver::from),
         reports: None,
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -173,6 +223,33 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("written to {}/", args.out.display());
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
+    let (config, board) = load(args.config.as_deref(), args.board)?;
+    println!("board {}: {}", board.name, board.description);
+    let options = RunOptions {
+        config,
+        board,
+        keys: SimKeypadOptions::default(),
+        display_png: None,
+        terminal: false,
+        audio_in: None,
+        audio_in_clip: None,
+        audio_out: None,
+        audio: args.audio.map(AudioDriver::from),
+        reports: None,
+    };
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let checks = rt.block_on(intercom::doctor::check_all(&options));
+    for check in &checks {
+        println!("{check}");
+    }
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    if !intercom::doctor::all_required_ok(&checks) {
+        anyhow::bail!("some devices do not work (FAIL above)");
+    }
     Ok(())
 }
 

@@ -23,13 +23,15 @@ pub struct FittedQr {
     pub scale: u32,
 }
 
-/// The invitation's URIs from most to least complete: the device name goes first when
-/// space is short (the protocol allows leaving it out).
+/// The invitation's URIs from most to least complete: when space is short the device
+/// name goes first, then the Bluetooth address (the protocol allows leaving both out).
 fn variants(invite: &Invite) -> Vec<String> {
     let mut out = vec![invite.to_uri().to_string()];
-    if invite.name.is_some() {
-        let mut bare = invite.clone();
-        bare.name = None;
+    let mut bare = invite.clone();
+    if bare.name.take().is_some() {
+        out.push(bare.to_uri().to_string());
+    }
+    if bare.bt.take().is_some() {
         out.push(bare.to_uri().to_string());
     }
     out

@@ -71,10 +71,18 @@ pub fn open_pcm(name: &str, dir: Direction, latency: Latency) -> Result<PCM, HwE
         Direction::Capture => "audio input",
         Direction::Playback => "audio output",
     };
-    let fail = |e: alsa::Error| HwError::Open {
-        what,
-        path: name.to_string(),
-        reason: e.to_string(),
+    // alsa-lib's own messages go to a buffer (logged at debug level), not to stderr:
+    // the error below says what matters in one line.
+    let lib_log = alsa::Output::local_error_handler().ok();
+    let fail = |e: alsa::Error| {
+        if let Some(log) = &lib_log {
+            tracing::debug!(device = name, "alsa-lib: {}", log.borrow());
+        }
+        HwError::Open {
+            what,
+            path: name.to_string(),
+            reason: e.to_string(),
+        }
     };
     let pcm = PCM::new(name, dir, false).map_err(fail)?;
     {

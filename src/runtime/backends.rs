@@ -3,13 +3,15 @@
 use std::path::Path;
 
 use embedded_graphics::prelude::Size;
+use tokio::sync::mpsc;
 
 use super::RunOptions;
-use crate::board::{AudioDriver, Board, DisplayDriver, KeypadDriver};
-use crate::hw::sim::SimDisplay;
-use crate::hw::ScreenColor;
+use crate::board::{AudioDriver, Board, KeypadDriver};
+use crate::hw::alsa::{AlsaIn, AlsaOut, Latency};
+use crate::hw::sim::{SimDisplay, SimKeypad, WavIn, WavOut};
+use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, Input, Keypad, ScreenColor};
 
-/// The board names hardware this machine lacks or this build cannot drive.
+/// The board names hardware this machine lacks.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// A device node the board needs does not exist.
@@ -22,17 +24,17 @@ pub enum BackendError {
         /// The node.
         path: String,
     },
-    /// The device exists but this firmware has no driver for it yet.
-    #[error("board {board}: the {what} driver is not part of this firmware build yet")]
-    NoDriver {
+    /// A device exists but does not work.
+    #[error("board {board}: {source}")]
+    Device {
         /// Board name.
         board: String,
-        /// Which driver.
-        what: &'static str,
+        /// What failed.
+        source: HwError,
     },
 }
 
-/// Checks that every device the board needs is present and drivable.
+/// Checks that every device node the board needs is present.
 pub fn check_hardware(board: &Board) -> Result<(), BackendError> {
     for (path, what) in board.device_nodes() {
         if !Path::new(path).exists() {
@@ -42,17 +44,6 @@ pub fn check_hardware(board: &Board) -> Result<(), BackendError> {
                 path: path.to_string(),
             });
         }
-    }
-    let missing = [
-        (board.display.driver != DisplayDriver::Sim, "display"),
-        (board.keypad.driver != KeypadDriver::Sim, "keypad"),
-        (board.audio.driver != AudioDriver::Sim, "audio"),
-    ];
-    if let Some((_, what)) = missing.iter().find(|(needed, _)| *needed) {
-        return Err(BackendError::NoDriver {
-            board: board.name.clone(),
-            what,
-        });
     }
     Ok(())
 }
@@ -65,6 +56,117 @@ pub fn sim_display<C: ScreenColor>(options: &RunOptions) -> SimDisplay<C> {
         options.display_png.clone(),
         options.terminal,
     )
+}
+
+/// The audio driver in use: the board's, unless `--audio` chose another.
+pub fn audio_driver(options: &RunOptions) -> AudioDriver {
+    options.audio.unwrap_or(options.board.audio.driver)
+}
+
+/// The ALSA capture and playback devices and their latency: the board's sound card, or
+/// the desktop's default device through its sound server.
+pub fn alsa_devices(board: &Board) -> (String, String, Latency) {
+    match (&board.audio.capture, &board.audio.playback) {
+        (Some(c), Some(p)) if board.audio.driver == AudioDriver::Alsa => {
+            (c.clone(), p.clone(), Latency::CARD)
+        }
+        _ => ("default".into(), "default".into(), Latency::SOUND_SERVER),
+    }
+}
+
+/// The microphone: a WAV file (or a clip) in real time, or an ALSA device.
+pub enum Microphone {
+    /// Simulator.
+    Wav(WavIn),
+    /// Sound card.
+    Alsa(AlsaIn),
+}
+
+impl AudioIn for Microphone {
+    async fn read_frame(&mut self) -> Result<AudioFrame, HwError> {
+        match self {
+            Microphone::Wav(m) => m.read_frame().await,
+            Microphone::Alsa(m) => m.read_frame().await,
+        }
+    }
+}
+
+/// The speaker: a WAV file, or an ALSA device.
+pub enum Speaker {
+    /// Simulator.
+    Wav(WavOut),
+    /// Sound card.
+    Alsa(AlsaOut),
+}
+
+impl AudioOut for Speaker {
+    fn write_frame(&mut self, frame: &AudioFrame) -> Result<(), HwError> {
+        match self {
+            Speaker::Wav(s) => s.write_frame(frame),
+            Speaker::Alsa(s) => s.write_frame(frame),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), HwError> {
+        match self {
+            Speaker::Wav(s) => s.finish(),
+            Speaker::Alsa(s) => s.finish(),
+        }
+    }
+}
+
+/// Opens the microphone and speaker the options ask for.
+pub fn open_audio(options: &RunOptions) -> Result<(Microphone, Speaker), HwError> {
+    if audio_driver(options) == AudioDriver::Alsa {
+        let (capture, playback, latency) = alsa_devices(&options.board);
+        let mic = AlsaIn::open(&capture, latency)?;
+        let speaker = AlsaOut::open(&playback, latency)?;
+        return Ok((Microphone::Alsa(mic), Speaker::Alsa(speaker)));
+    }
+    let speaker = match &options.audio_out {
+        Some(p) => WavOut::create(p)?,
+        None => WavOut::discard(),
+    };
+    let mic = match (options.audio_in_clip, &options.audio_in) {
+        (Some(clip), _) => WavIn::from_wav_bytes(clip, "bundled clip")?,
+        (None, Some(p)) => WavIn::open(p)?,
+        (None, None) => WavIn::silent(),
+    };
+    Ok((Microphone::Wav(mic), Speaker::Wav(speaker)))
+}
+
+/// The keys: the simulator's sources (script, FIFO, terminal, a channel), plus the
+/// keypad matrix when the board has one.
+pub fn open_keys(
+    options: &RunOptions,
+    input: Option<mpsc::Receiver<Input>>,
+) -> Result<SimKeypad, HwError> {
+    let mut keys = SimKeypad::start(options.keys.clone())?;
+    if let Some(rx) = input {
+        keys.attach(rx);
+    }
+    if options.board.keypad.driver == KeypadDriver::Matrix {
+        let mut matrix = crate::hw::rpi::open_keypad(&options.board.keypad)?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                match matrix.next_input().await {
+                    Ok(Some(input)) => {
+                        if tx.send(input).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return;
+                    }
+                }
+            }
+        });
+        keys.attach(rx);
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -83,5 +185,17 @@ mod tests {
             "{err}"
         );
         assert!(check_hardware(&Board::load("sim").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn alsa_devices_come_from_the_board_or_the_desktop_default() {
+        let (c, p, l) = alsa_devices(&Board::load("rpi4-st7789").unwrap());
+        assert_eq!(
+            (c.as_str(), p.as_str()),
+            ("plughw:CARD=wm8960soundcard", "plughw:CARD=wm8960soundcard")
+        );
+        assert_eq!(l, Latency::CARD);
+        let (c, _, l) = alsa_devices(&Board::load("sim").unwrap());
+        assert_eq!((c.as_str(), l), ("default", Latency::SOUND_SERVER));
     }
 }

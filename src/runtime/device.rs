@@ -40,7 +40,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         let ips = local_addresses(&options.config.lan_interfaces);
         Device {
             app: App::new(&options.config.device_name),
-            lan: Lan::new(&options.config),
+            lan: Lan::new(&options.config, options.board.bluetooth),
             display,
             mic: Some(mic),
             speaker: Some(speaker),

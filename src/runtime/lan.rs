@@ -14,6 +14,7 @@ use zeroize::Zeroize;
 use crate::app::{Event, JoinFailure, OpenRoom};
 use crate::config::Config;
 use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId};
+use crate::signaling::ble::{BleRoom, Bluetooth};
 use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
 use crate::signaling::{join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session};
 
@@ -30,7 +31,11 @@ pub struct Lan {
     expiry: Duration,
     interfaces: Vec<String>,
     discovery: Option<Discovery>,
-    host: Option<(HostHandle, Option<Advert>)>,
+    host: Option<HostedRoom>,
+    bluetooth: BluetoothState,
+    /// The Bluetooth LE service of the room that was just joined: a phone's session
+    /// runs over it, so it lives until the next room.
+    joined_over_ble: Option<BleRoom>,
     join_task: Option<JoinHandle<()>>,
     found: Vec<FoundRoom>,
     pin_for_pick: Option<Pin>,
@@ -51,6 +56,28 @@ impl Drop for Lan {
     }
 }
 
+/// Our open room: its server and how it is announced.
+struct HostedRoom {
+    server: HostHandle,
+    _advert: Option<Advert>,
+    ble: Option<BleRoom>,
+}
+
+/// Bluetooth LE for phones, started at the first room.
+enum BluetoothState {
+    /// The board has none, or the config turned it off.
+    Off,
+    /// Not tried yet.
+    Untried,
+    /// bluetoothd answered.
+    Ready(Bluetooth),
+    /// Tried and failed (said once in the log); rooms are LAN-only.
+    Unavailable,
+}
+
+/// How long bluetoothd may take to answer at the first room.
+const BLUETOOTH_START: Duration = Duration::from_secs(3);
+
 /// What a background join reports.
 enum Outcome {
     /// Pass this to the app.
@@ -70,7 +97,7 @@ async fn join_room(room: FoundRoom, pin: Pin) -> Outcome {
 
 impl Lan {
     /// Nothing open, nothing joined.
-    pub fn new(config: &Config) -> Lan {
+    pub fn new(config: &Config, board_has_bluetooth: bool) -> Lan {
         let (results_tx, results_rx) = mpsc::channel(8);
         Lan {
             device_name: config.device_name.clone(),
@@ -80,6 +107,12 @@ impl Lan {
             interfaces: config.lan_interfaces.clone(),
             discovery: None,
             host: None,
+            bluetooth: if board_has_bluetooth && config.bluetooth {
+                BluetoothState::Untried
+            } else {
+                BluetoothState::Off
+            },
+            joined_over_ble: None,
             join_task: None,
             found: Vec::new(),
             pin_for_pick: None,
@@ -139,7 +172,16 @@ impl Lan {
                     None
                 }
             });
-        self.host = Some((handle, advert));
+        let ble = self.serve_over_bluetooth(&handle).await;
+        let bt = match &self.bluetooth {
+            BluetoothState::Ready(b) if ble.is_some() => Some(b.address()),
+            _ => None,
+        };
+        self.host = Some(HostedRoom {
+            server: handle,
+            _advert: advert,
+            ble,
+        });
         tracing::info!("room open, expires in {} s", self.expiry.as_secs());
         let invite = Invite {
             room: id,
@@ -148,7 +190,7 @@ impl Lan {
                 .into_iter()
                 .map(|ip| SocketAddr::new(ip, self.port))
                 .collect(),
-            bt: None,
+            bt,
             pin: self.qr_includes_pin.then(|| pin.clone()),
         };
         Event::RoomOpened(OpenRoom {
@@ -158,8 +200,36 @@ impl Lan {
         })
     }
 
+    /// Offers the room to phones over Bluetooth LE, when the box has it.
+    async fn serve_over_bluetooth(&mut self, server: &HostHandle) -> Option<BleRoom> {
+        if matches!(self.bluetooth, BluetoothState::Untried) {
+            self.bluetooth = match tokio::time::timeout(BLUETOOTH_START, Bluetooth::start()).await {
+                Ok(Ok(bt)) => BluetoothState::Ready(bt),
+                Ok(Err(e)) => {
+                    tracing::warn!("{e}; rooms are open on the LAN only");
+                    BluetoothState::Unavailable
+                }
+                Err(_) => {
+                    tracing::warn!("bluetoothd did not answer; rooms are open on the LAN only");
+                    BluetoothState::Unavailable
+                }
+            };
+        }
+        let BluetoothState::Ready(bt) = &self.bluetooth else {
+            return None;
+        };
+        match bt.serve_room(server.attacher(), &self.device_name).await {
+            Ok(room) => Some(room),
+            Err(e) => {
+                tracing::warn!("{e}; this room is open on the LAN only");
+                None
+            }
+        }
+    }
+
     /// Closes our room, if open.
     pub fn close(&mut self) {
+        self.joined_over_ble = None;
         if self.host.take().is_some() {
             tracing::info!("room closed");
         }
@@ -238,7 +308,7 @@ impl Lan {
         loop {
             let host_event = async {
                 match self.host.as_mut() {
-                    Some((h, _)) => h.next_event().await,
+                    Some(room) => room.server.next_event().await,
                     None => std::future::pending().await,
                 }
             };
@@ -248,7 +318,10 @@ impl Lan {
                     Some(HostEvent::Locked) => { self.host = None; return Event::RoomLocked }
                     Some(HostEvent::Expired) => { self.host = None; return Event::RoomExpired }
                     Some(HostEvent::Joined(session)) => {
-                        self.host = None;
+                        if let Some(mut ble) = self.host.take().and_then(|r| r.ble) {
+                            ble.stop_advertising();
+                            self.joined_over_ble = Some(ble);
+                        }
                         self.session = Some(session);
                         return Event::Connected;
                     }

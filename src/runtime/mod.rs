@@ -3,7 +3,7 @@
 //! [`run`] builds the backends the board profile names and drives the [`App`] until
 //! SIGTERM/SIGINT (or the caller's shutdown future), then wipes and finalizes everything.
 
-mod backends;
+pub mod backends;
 mod device;
 pub mod events;
 mod lan;
@@ -21,6 +21,7 @@ use crate::hw::HwError;
 use crate::pairing::Pin;
 
 pub use backends::BackendError;
+pub use lan::local_addresses;
 
 /// Everything `intercom run` needs.
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct RunOptions {
     pub audio_in_clip: Option<&'static [u8]>,
     /// Simulator speaker WAV.
     pub audio_out: Option<PathBuf>,
+    /// Audio driver instead of the board's (`--audio alsa` on the sim board uses the
+    /// desktop's default ALSA device).
+    pub audio: Option<crate::board::AudioDriver>,
     /// Where to report what happens (for `intercom demo` and tests); none on a box.
     pub reports: Option<mpsc::UnboundedSender<Report>>,
 }
@@ -103,30 +107,38 @@ pub async fn run_with_input(
     input: Option<mpsc::Receiver<crate::hw::Input>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, RunError> {
+    use crate::board::{ColorDepth, DisplayDriver};
+    use embedded_graphics::pixelcolor::{BinaryColor, Rgb565};
+
     backends::check_hardware(&options.board)?;
-    let mut keypad = crate::hw::sim::SimKeypad::start(options.keys.clone())?;
-    if let Some(rx) = input {
-        keypad.attach(rx);
-    }
-    let speaker = match &options.audio_out {
-        Some(p) => crate::hw::sim::WavOut::create(p)?,
-        None => crate::hw::sim::WavOut::discard(),
+    let on_board = |source: HwError| BackendError::Device {
+        board: options.board.name.clone(),
+        source,
     };
-    let mic = match (options.audio_in_clip, &options.audio_in) {
-        (Some(clip), _) => crate::hw::sim::WavIn::from_wav_bytes(clip, "bundled clip")?,
-        (None, Some(p)) => crate::hw::sim::WavIn::open(p)?,
-        (None, None) => crate::hw::sim::WavIn::silent(),
-    };
-    match options.board.display.color {
-        crate::board::ColorDepth::Mono => {
-            let display =
-                backends::sim_display::<embedded_graphics::pixelcolor::BinaryColor>(&options);
+    let keypad = backends::open_keys(&options, input).map_err(on_board)?;
+    let (mic, speaker) = backends::open_audio(&options).map_err(on_board)?;
+    let d = &options.board.display;
+    match (d.driver, d.color) {
+        (DisplayDriver::Sim, ColorDepth::Mono) => {
+            let display = backends::sim_display::<BinaryColor>(&options);
             device::Device::new(&options, display, mic, speaker)
                 .run(keypad, shutdown)
                 .await
         }
-        crate::board::ColorDepth::Rgb565 => {
-            let display = backends::sim_display::<embedded_graphics::pixelcolor::Rgb565>(&options);
+        (DisplayDriver::Sim, ColorDepth::Rgb565) => {
+            let display = backends::sim_display::<Rgb565>(&options);
+            device::Device::new(&options, display, mic, speaker)
+                .run(keypad, shutdown)
+                .await
+        }
+        (DisplayDriver::Ssd1306, _) => {
+            let display = crate::hw::rpi::open_ssd1306(d).map_err(on_board)?;
+            device::Device::new(&options, display, mic, speaker)
+                .run(keypad, shutdown)
+                .await
+        }
+        (DisplayDriver::St7789, _) => {
+            let display = crate::hw::rpi::open_st7789(d).map_err(on_board)?;
             device::Device::new(&options, display, mic, speaker)
                 .run(keypad, shutdown)
                 .await

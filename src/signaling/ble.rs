@@ -148,7 +148,7 @@ impl Bluetooth {
         let advert = self.adapter.advertise(advert).await?;
         tracing::info!("room advertised over Bluetooth LE");
         Ok(BleRoom {
-            _advert: advert,
+            advert: Some(advert),
             _app: app,
             bridge,
         })
@@ -157,12 +157,18 @@ impl Bluetooth {
 
 /// A room served over Bluetooth LE; dropping it stops advertising and serving.
 pub struct BleRoom {
-    _advert: AdvertisementHandle,
+    advert: Option<AdvertisementHandle>,
     _app: ApplicationHandle,
     bridge: Arc<Bridge>,
 }
 
 impl BleRoom {
+    /// Stops advertising, but keeps serving: a phone that joined goes on talking to the
+    /// box over this service for the rest of the call set-up.
+    pub fn stop_advertising(&mut self) {
+        self.advert = None;
+    }
+
     /// Phones with a connection to the room server right now.
     pub async fn phones(&self) -> usize {
         self.bridge.phones.lock().await.len()

@@ -1,0 +1,197 @@
+//! `intercom doctor`: opens each device the board and config name and says whether it
+//! works. What an installer runs on a freshly assembled box.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::board::{AudioDriver, DisplayDriver, KeypadDriver};
+use crate::hw::alsa::Latency;
+use crate::runtime::backends::{self, alsa_devices, audio_driver};
+use crate::runtime::RunOptions;
+
+/// One device and how it fared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What it is for ("display", "microphone").
+    pub what: &'static str,
+    /// Which device, in the profile's words.
+    pub device: String,
+    /// `Ok(detail)` when it opened, `Err(reason)` when not.
+    pub result: Result<String, String>,
+    /// Whether the box can work without it.
+    pub optional: bool,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (mark, detail) = match &self.result {
+            Ok(d) => ("ok  ", d.as_str()),
+            Err(e) if self.optional => ("warn", e.as_str()),
+            Err(e) => ("FAIL", e.as_str()),
+        };
+        write!(f, "{mark}  {:<11} {}", self.what, self.device)?;
+        if !detail.is_empty() {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The checks of every device, in the order a person wires them.
+pub async fn check_all(options: &RunOptions) -> Vec<Check> {
+    let board = &options.board;
+    let mut checks = Vec::new();
+    let missing_node =
+        |path: &str| (!std::path::Path::new(path).exists()).then(|| format!("{path} not found"));
+
+    let d = &board.display;
+    let display = match d.driver {
+        DisplayDriver::Sim => Check {
+            what: "display",
+            device: format!("simulator {}x{}", d.width, d.height),
+            result: Ok(String::new()),
+            optional: false,
+        },
+        DisplayDriver::Ssd1306 => Check {
+            what: "display",
+            device: format!(
+                "SSD1306 on {} at {:#04x}",
+                d.device.as_deref().unwrap_or("?"),
+                d.address.unwrap_or(0)
+            ),
+            result: match d.device.as_deref().and_then(missing_node) {
+                Some(e) => Err(e),
+                None => crate::hw::rpi::open_ssd1306(d)
+                    .map(|_| "initialised".into())
+                    .map_err(|e| e.to_string()),
+            },
+            optional: false,
+        },
+        DisplayDriver::St7789 => Check {
+            what: "display",
+            device: format!("ST7789 on {}", d.device.as_deref().unwrap_or("?")),
+            result: match d.device.as_deref().and_then(missing_node) {
+                Some(e) => Err(e),
+                None => crate::hw::rpi::open_st7789(d)
+                    .map(|_| "initialised".into())
+                    .map_err(|e| e.to_string()),
+            },
+            optional: false,
+        },
+    };
+    checks.push(display);
+
+    let k = &board.keypad;
+    checks.push(match k.driver {
+        KeypadDriver::Sim => Check {
+            what: "keypad",
+            device: "simulator (terminal, --keys, --keys-fifo)".into(),
+            result: Ok(String::new()),
+            optional: false,
+        },
+        KeypadDriver::Matrix => Check {
+            what: "keypad",
+            device: format!(
+                "4x{} matrix, rows GPIO {:?}, columns GPIO {:?}",
+                k.columns.len(),
+                k.rows,
+                k.columns
+            ),
+            result: match k.gpiochip.as_deref().and_then(missing_node) {
+                Some(e) => Err(e),
+                None => crate::hw::rpi::open_keypad(k)
+                    .map(|_| "scanning".into())
+                    .map_err(|e| e.to_string()),
+            },
+            optional: false,
+        },
+    });
+
+    if audio_driver(options) == AudioDriver::Alsa {
+        let (capture, playback, latency) = alsa_devices(board);
+        checks.push(alsa_check("microphone", &capture, true, latency));
+        checks.push(alsa_check("speaker", &playback, false, latency));
+    } else {
+        let (mic, speaker) = match backends::open_audio(options) {
+            Ok(_) => (Ok(String::new()), Ok(String::new())),
+            Err(e) => (Err(e.to_string()), Err(e.to_string())),
+        };
+        let name = |p: &Option<std::path::PathBuf>, none: &str| {
+            p.as_ref()
+                .map_or(none.to_string(), |p| format!("WAV {}", p.display()))
+        };
+        checks.push(Check {
+            what: "microphone",
+            device: name(&options.audio_in, "simulator (silence)"),
+            result: mic,
+            optional: false,
+        });
+        checks.push(Check {
+            what: "speaker",
+            device: name(&options.audio_out, "simulator (discarded)"),
+            result: speaker,
+            optional: false,
+        });
+    }
+
+    if board.bluetooth && options.config.bluetooth {
+        let result = match tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::signaling::ble::Bluetooth::start(),
+        )
+        .await
+        {
+            Ok(Ok(bt)) => Ok(format!("adapter {}", bt.address())),
+            Ok(Err(e)) => Err(format!("{e}; phones can still pair over the LAN")),
+            Err(_) => Err("bluetoothd did not answer in 5 s".into()),
+        };
+        checks.push(Check {
+            what: "bluetooth",
+            device: "BlueZ default adapter".into(),
+            result,
+            optional: true,
+        });
+    }
+
+    let ips = crate::runtime::local_addresses(&options.config.lan_interfaces);
+    checks.push(Check {
+        what: "network",
+        device: if options.config.lan_interfaces.is_empty() {
+            "every interface".into()
+        } else {
+            options.config.lan_interfaces.join(", ")
+        },
+        result: if ips.is_empty() {
+            Err("no IPv4 address: other boxes cannot find this one".into())
+        } else {
+            Ok(ips
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", "))
+        },
+        optional: false,
+    });
+    checks
+}
+
+fn alsa_check(what: &'static str, device: &str, capture: bool, latency: Latency) -> Check {
+    let dir = if capture {
+        alsa::Direction::Capture
+    } else {
+        alsa::Direction::Playback
+    };
+    Check {
+        what,
+        device: format!("ALSA {device}"),
+        result: crate::hw::alsa::open_pcm(device, dir, latency)
+            .map(|_| "48 kHz mono S16".into())
+            .map_err(|e| e.to_string()),
+        optional: false,
+    }
+}
+
+/// True when every device the box needs works.
+pub fn all_required_ok(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.optional || c.result.is_ok())
+}
