@@ -19,7 +19,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use intercom::pairing::{HostRoom, Inner, JoinError, Pin, RoomId};
+use intercom::board::Board;
+use intercom::call::{self, CallEvent, NetworkSetup};
+use intercom::config::Config;
+use intercom::hw::sim::{SimKeypadOptions, WavIn, WavOut};
+use intercom::hw::{Input, Key, KeyEvent};
+use intercom::pairing::{HostRoom, Inner, Invite, JoinError, Pin, RoomId};
+use intercom::runtime::{self, Report, RunOptions};
 use intercom::signaling::ble::Bluetooth;
 use intercom::signaling::{join, spawn_host, GuestError, HostEvent, SessionEnd, SessionEvent};
 use serde_json::Value;
@@ -219,6 +225,7 @@ async fn pairing_over_bluetooth_le() {
     bus.start();
     a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(&bus).await;
     a_wrong_pin_is_counted_like_over_tcp(&bus).await;
+    a_phone_calls_a_running_box_over_bluetooth(&bus).await;
 }
 
 async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
@@ -340,4 +347,111 @@ async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
         other => panic!("{other:?}"),
     }
     assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
+}
+
+/// The whole box: `*` opens a room that is advertised over LE with `bt=` in its QR code;
+/// a phone pairs through GATT with the PIN from the QR, and a WebRTC call follows whose
+/// SDP went through the GATT characteristics.
+async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
+    let bluez = FakeBluez::start(bus, 185);
+    let dir = bus.dir.join("box");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut board = Board::load("sim").unwrap();
+    board.bluetooth = true;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let png = dir.join("screen.png");
+    let options = RunOptions {
+        config: Config {
+            device_name: "Meeting room".into(),
+            tcp_port: port,
+            lan_interfaces: vec!["lo".into()],
+            ..Config::default()
+        },
+        board,
+        keys: SimKeypadOptions::default(),
+        display_png: Some(png.clone()),
+        terminal: false,
+        audio_in: None,
+        audio_in_clip: None,
+        audio_out: None,
+        audio: None,
+        reports: None,
+    };
+    let (keys, key_rx) = tokio::sync::mpsc::channel(8);
+    let (report_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = RunOptions {
+        reports: Some(report_tx),
+        ..options
+    };
+    let the_box = tokio::spawn(runtime::run_with_input(options, Some(key_rx), async {
+        let _ = stop_rx.await;
+    }));
+    keys.send(Input::Key(KeyEvent::press(Key::Star)))
+        .await
+        .unwrap();
+    let adv = bluez.wait_for("advertisement");
+    assert_eq!(adv["advertisement"]["LocalName"], "Meeting room");
+
+    // The phone reads the QR code off the screen.
+    let t = Instant::now();
+    let invite = loop {
+        if let Some(uri) = common::qr_in(&png) {
+            break Invite::parse(&uri).unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no QR code on the screen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(invite.bt.as_deref(), Some("DC:A6:32:0B:1E:7F"));
+    let pin = invite.pin.clone().expect("the QR code carries the PIN");
+
+    let phone = bluez.phone().await;
+    let session = join(Box::new(phone), invite.room, &pin)
+        .await
+        .expect("pairing over GATT");
+    let net = NetworkSetup {
+        addrs: vec!["127.0.0.1:0".parse().unwrap()],
+        stun_servers: Vec::new(),
+    };
+    let mut call = call::start(session, net, WavIn::silent(), WavOut::discard());
+    let connected = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(ev) = call.next_event().await {
+            if ev == CallEvent::MediaConnected {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        connected,
+        Ok(true),
+        "no media; mock: {:?}",
+        bluez.events.lock().unwrap()
+    );
+    call.send_text("hello from the phone".into()).await;
+    let t = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), reports.recv()).await {
+            Ok(Some(Report::TextShown { text, .. })) => {
+                assert_eq!(text, "hello from the phone");
+                break;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the box did not show the text: {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    call.hang_up().await;
+    let _ = call.finish().await;
+    assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
+    let _ = stop.send(());
+    the_box.await.unwrap().unwrap();
 }
