@@ -179,13 +179,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let summary = rt.block_on(async {
+        let stop = stop_signal();
         let mut options = options;
         if let Some(path) = &args.events {
             let tx = runtime::events::spawn_writer(path)
                 .with_context(|| format!("cannot open the events output {}", path.display()))?;
             options.reports = Some(tx);
         }
-        anyhow::Ok(runtime::run(options, stop_signal()).await?)
+        anyhow::Ok(runtime::run(options, stop).await?)
     })?;
     tracing::info!(
         frames = summary.frames,
@@ -253,17 +254,22 @@ fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn stop_signal() {
+/// Watches SIGTERM and SIGINT from now on (call it first thing in the runtime, so a
+/// signal during start-up also stops the box cleanly); the future completes on either.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let watches = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot watch for SIGTERM/SIGINT");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = watches else {
+            tracing::warn!("cannot watch for SIGTERM/SIGINT");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
     }
 }

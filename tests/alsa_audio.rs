@@ -54,7 +54,9 @@ fn setup() -> &'static Setup {
         let d = dir.display();
         let mut conf = format!(
             "pcm.filemic {{ type file slave.pcm {{ type null }} file \"/dev/null\" infile \"{d}/mic.raw\" format \"raw\" }}\n\
-             pcm.filespk {{ type file slave.pcm {{ type null }} file \"{d}/speaker.raw\" format \"raw\" }}\n"
+             pcm.filespk {{ type file slave.pcm {{ type null }} file \"{d}/speaker.raw\" format \"raw\" }}\n\
+             pcm.boxspk {{ type file slave.pcm {{ type null }} file \"{d}/box.raw\" format \"raw\" }}\n\
+             pcm.default {{ type asym capture.pcm \"filemic\" playback.pcm \"boxspk\" }}\n"
         );
         for server in ["loop", "gone"] {
             for sink in ["line", "speaker"] {
@@ -420,4 +422,65 @@ async fn capture_survives_the_device_going_away_and_coming_back() {
         out.reopens.load(Ordering::Relaxed) >= 1,
         "the speaker never came back: {out:?}"
     );
+}
+
+#[test]
+fn the_sim_board_uses_the_default_alsa_device_when_asked() {
+    let dir = &setup().dir;
+    let intercom = env!("CARGO_BIN_EXE_intercom");
+    let out = Command::new(intercom)
+        .args(["doctor", "--board", "sim", "--audio", "alsa"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    for what in ["microphone", "speaker"] {
+        let line = text.lines().find(|l| l.contains(what)).unwrap();
+        assert!(
+            line.starts_with("ok") && line.contains("ALSA default"),
+            "{line}"
+        );
+    }
+    // The box runs on it and stops cleanly.
+    let mut child = Command::new(intercom)
+        .args([
+            "run",
+            "--board",
+            "sim",
+            "--audio",
+            "alsa",
+            "--no-terminal",
+            "--keys",
+            "*",
+        ])
+        .arg("--display-png")
+        .arg(dir.join("alsa-box.png"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !dir.join("alsa-box.png").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the box drew nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    // --audio alsa and WAV files do not mix.
+    let out = Command::new(intercom)
+        .args(["run", "--audio", "alsa", "--audio-in", "x.wav"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--audio-in"));
 }

@@ -28,7 +28,7 @@ fn help_explains_each_subcommand_and_run_flag() {
     let out = intercom().arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success());
-    for word in ["run", "demo"] {
+    for word in ["run", "demo", "doctor"] {
         assert!(text.contains(word), "{text}");
     }
     let out = intercom().args(["run", "--help"]).output().unwrap();
@@ -41,6 +41,7 @@ fn help_explains_each_subcommand_and_run_flag() {
         "--display-png",
         "--audio-in",
         "--audio-out",
+        "--audio ",
     ] {
         assert!(text.contains(flag), "run --help lacks {flag}");
     }
@@ -110,19 +111,72 @@ fn sigint_also_stops_cleanly_without_any_config_file() {
 
 #[test]
 fn hardware_board_on_a_laptop_fails_with_one_clear_line() {
+    for (board, node) in [
+        ("rpi4-ssd1306", "/dev/i2c-1"),
+        ("rpi4-st7789", "/dev/spidev0.0"),
+    ] {
+        if Path::new(node).exists() {
+            continue;
+        }
+        let out = intercom()
+            .args(["run", "--board", board])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].starts_with("intercom:"), "{err}");
+        assert!(lines[0].contains(node) && lines[0].contains(board), "{err}");
+    }
+}
+
+#[test]
+fn doctor_lists_every_device_and_fails_when_one_is_missing() {
+    let out = intercom()
+        .args(["doctor", "--board", "sim"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    for what in ["display", "keypad", "microphone", "speaker", "network"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.starts_with("ok"), "{line}");
+    }
     if Path::new("/dev/i2c-1").exists() {
         return;
     }
     let out = intercom()
-        .args(["run", "--board", "rpi4-ssd1306"])
-        .stdin(Stdio::null())
+        .args(["doctor", "--board", "rpi4-ssd1306"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("intercom:")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains("/dev/i2c-1"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for (what, names) in [
+        ("display", "/dev/i2c-1"),
+        ("keypad", "/dev/gpiochip0"),
+        ("microphone", "plughw:CARD=Device"),
+        ("speaker", "plughw:CARD=Device"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.starts_with("FAIL") && line.contains(names), "{line}");
+    }
+    // Bluetooth is optional: without bluetoothd phones still pair over the LAN.
+    let bt = text.lines().find(|l| l.contains("bluetooth")).unwrap();
+    assert!(bt.starts_with("warn") && bt.contains("bluetoothd"), "{bt}");
+    assert!(
+        !err.contains("ALSA lib") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]
