@@ -435,7 +435,10 @@ fn the_sim_board_uses_the_default_alsa_device_when_asked() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{text}");
     for what in ["microphone", "speaker"] {
-        let line = text.lines().find(|l| l.contains(what)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(what))
+            .unwrap();
         assert!(
             line.starts_with("ok") && line.contains("ALSA default"),
             "{line}"

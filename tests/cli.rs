@@ -143,7 +143,7 @@ fn doctor_lists_every_device_and_fails_when_one_is_missing() {
     for what in ["display", "keypad", "microphone", "speaker", "network"] {
         let line = text
             .lines()
-            .find(|l| l.contains(what))
+            .find(|l| l.split_whitespace().nth(1) == Some(what))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(line.starts_with("ok"), "{line}");
     }
@@ -166,12 +166,15 @@ fn doctor_lists_every_device_and_fails_when_one_is_missing() {
     ] {
         let line = text
             .lines()
-            .find(|l| l.contains(what))
+            .find(|l| l.split_whitespace().nth(1) == Some(what))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(line.starts_with("FAIL") && line.contains(names), "{line}");
     }
     // Bluetooth is optional: without bluetoothd phones still pair over the LAN.
-    let bt = text.lines().find(|l| l.contains("bluetooth")).unwrap();
+    let bt = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("bluetooth"))
+        .unwrap();
     assert!(bt.starts_with("warn") && bt.contains("bluetoothd"), "{bt}");
     assert!(
         !err.contains("ALSA lib") && !err.contains("panicked"),
