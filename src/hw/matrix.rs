@@ -47,6 +47,9 @@ pub struct ScanTiming {
     pub debounce: Duration,
     /// How long a key is held for a long press.
     pub long_press: Duration,
+    /// Wait after driving a row low before reading the columns, for the lines to settle
+    /// through the pull-ups (zero for pins without wires).
+    pub settle: Duration,
 }
 
 impl Default for ScanTiming {
@@ -54,6 +57,7 @@ impl Default for ScanTiming {
         ScanTiming {
             debounce: Duration::from_millis(20),
             long_press: Duration::from_millis(800),
+            settle: Duration::from_micros(10),
         }
     }
 }
@@ -136,6 +140,9 @@ impl<R: OutputPin, C: InputPin> MatrixScanner<R, C> {
                 reason: format!("{e:?}"),
             };
             self.rows[r].set_low().map_err(|e| err("row", r, &e))?;
+            if !self.timing.settle.is_zero() {
+                std::thread::sleep(self.timing.settle);
+            }
             for c in 0..width {
                 let low = self.columns[c].is_low();
                 match low {
@@ -358,12 +365,18 @@ mod tests {
         }
     }
 
+    const TIMING: ScanTiming = ScanTiming {
+        debounce: Duration::from_millis(20),
+        long_press: Duration::from_millis(800),
+        settle: Duration::ZERO,
+    };
+
     fn pad(columns: usize) -> (Rc<RefCell<Pad>>, MatrixScanner<RowPin, ColumnPin>) {
         let pad = Rc::new(RefCell::new(Pad::default()));
         let rows = (0..4).map(|r| RowPin(pad.clone(), r)).collect();
         let cols = (0..columns).map(|c| ColumnPin(pad.clone(), c)).collect();
         let layout = MatrixScanner::<RowPin, ColumnPin>::layout_for(columns);
-        let scanner = MatrixScanner::new(rows, cols, layout, ScanTiming::default()).unwrap();
+        let scanner = MatrixScanner::new(rows, cols, layout, TIMING).unwrap();
         (pad, scanner)
     }
 

@@ -6,9 +6,11 @@
 //! `linux-embedded-hal` or `gpiocdev` means replacing only this file.
 
 use embedded_graphics::prelude::Size;
-use rppal::gpio::{Gpio, InputPin, OutputPin};
+use std::convert::Infallible;
+
+use rppal::gpio::{Gpio, InputPin, IoPin, Mode, OutputPin};
 use rppal::i2c::I2c;
-use rppal::spi::{Bus, Mode, SimpleHalSpiDevice, SlaveSelect, Spi};
+use rppal::spi::{Bus, Mode as SpiMode, SimpleHalSpiDevice, SlaveSelect, Spi};
 
 use crate::board::{DisplayProfile, KeypadProfile};
 use crate::hw::matrix::{MatrixKeypad, MatrixScanner, ScanTiming};
@@ -37,6 +39,27 @@ fn pin(gpio: &Gpio, number: u8, what: &'static str) -> Result<rppal::gpio::Pin, 
     })
 }
 
+/// A keypad row as an open-drain output: low while scanned, floating otherwise, so two
+/// keys pressed in one column never short a high row to a low one.
+pub struct OpenDrainRow(IoPin);
+
+impl embedded_hal::digital::ErrorType for OpenDrainRow {
+    type Error = Infallible;
+}
+
+impl embedded_hal::digital::OutputPin for OpenDrainRow {
+    fn set_low(&mut self) -> Result<(), Infallible> {
+        self.0.set_low();
+        self.0.set_mode(Mode::Output);
+        Ok(())
+    }
+
+    fn set_high(&mut self) -> Result<(), Infallible> {
+        self.0.set_mode(Mode::Input);
+        Ok(())
+    }
+}
+
 /// The number in a bus node's name: `/dev/i2c-1` → 1, `/dev/spidev0.1` → (0, 1).
 fn numbers(device: &str) -> Vec<u8> {
     let name = device.rsplit('/').next().unwrap_or(device);
@@ -50,10 +73,10 @@ fn numbers(device: &str) -> Vec<u8> {
 /// Opens the keypad matrix of a board profile and starts scanning it.
 pub fn open_keypad(profile: &KeypadProfile) -> Result<MatrixKeypad, HwError> {
     let gpio = gpio("keypad")?;
-    let rows: Vec<OutputPin> = profile
+    let rows: Vec<OpenDrainRow> = profile
         .rows
         .iter()
-        .map(|&n| pin(&gpio, n, "keypad row").map(|p| p.into_output_high()))
+        .map(|&n| pin(&gpio, n, "keypad row").map(|p| OpenDrainRow(p.into_io(Mode::Input))))
         .collect::<Result<_, _>>()?;
     let columns: Vec<InputPin> = profile
         .columns
@@ -63,8 +86,9 @@ pub fn open_keypad(profile: &KeypadProfile) -> Result<MatrixKeypad, HwError> {
     let timing = ScanTiming {
         debounce: std::time::Duration::from_millis(profile.debounce_ms.into()),
         long_press: std::time::Duration::from_millis(profile.long_press_ms.into()),
+        ..ScanTiming::default()
     };
-    let layout = MatrixScanner::<OutputPin, InputPin>::layout_for(columns.len());
+    let layout = MatrixScanner::<OpenDrainRow, InputPin>::layout_for(columns.len());
     let scanner =
         MatrixScanner::new(rows, columns, layout, timing).map_err(|reason| HwError::Open {
             what: "keypad",
@@ -102,7 +126,7 @@ pub fn open_st7789(profile: &DisplayProfile) -> Result<PiSt7789, HwError> {
         _ => SlaveSelect::Ss0,
     };
     let hz = profile.spi_hz.unwrap_or(40_000_000);
-    let spi = Spi::new(bus, select, hz, Mode::Mode0).map_err(|e| HwError::Open {
+    let spi = Spi::new(bus, select, hz, SpiMode::Mode0).map_err(|e| HwError::Open {
         what: "display SPI bus",
         path: device.into(),
         reason: e.to_string(),

@@ -10,8 +10,9 @@ LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE-MIT;md5=98ef3289132e608aba01c96e3ed38255 \
                     file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
-# libopus is built by the opus crate with CMake.
-DEPENDS += "cmake-native"
+# libopus is built by the opus crate with CMake; the ALSA backend links alsa-lib and
+# the Bluetooth LE transport (bluer) links libdbus.
+DEPENDS += "alsa-lib cmake-native dbus"
 
 # Where the sources come from; a kas file or local.conf may point elsewhere.
 INTERCOM_GIT_URI ??= "git://intercom.invalid/intercom.git;protocol=https;branch=main"
