@@ -260,12 +260,38 @@ impl Board {
                         "an SSD1306 needs bus = \"i2c\", device and address".into(),
                     ));
                 }
+                let upright = d.rotation % 180 == 0;
+                if (d.width, d.height) != if upright { (128, 64) } else { (64, 128) } {
+                    return Err(invalid(
+                        "display.width/height",
+                        format!(
+                            "an SSD1306 at {}° is {}",
+                            d.rotation,
+                            if upright { "128x64" } else { "64x128" }
+                        ),
+                    ));
+                }
             }
             DisplayDriver::St7789 => {
-                if d.bus.as_deref() != Some("spi") || d.device.is_none() || d.dc_pin.is_none() {
+                if d.bus.as_deref() != Some("spi")
+                    || d.device.is_none()
+                    || d.dc_pin.is_none()
+                    || d.reset_pin.is_none()
+                {
                     return Err(invalid(
                         "display",
-                        "an ST7789 needs bus = \"spi\", device and dc_pin".into(),
+                        "an ST7789 needs bus = \"spi\", device, dc_pin and reset_pin".into(),
+                    ));
+                }
+                let (w, h) = if d.rotation % 180 == 0 {
+                    (d.width, d.height)
+                } else {
+                    (d.height, d.width)
+                };
+                if w > 240 || h > 320 {
+                    return Err(invalid(
+                        "display.width/height",
+                        format!("an ST7789 has 240x320 pixels at most, not {w}x{h}"),
                     ));
                 }
             }
@@ -378,6 +404,9 @@ mod tests {
             err.contains("display.rotation") && err.contains("x.toml"),
             "{err}"
         );
+        let text = BUILT_IN[1].1.replace("rotation = 0", "rotation = 90");
+        let err = Board::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("64x128"), "{err}");
         let text = BUILT_IN[1].1.replace("rotation = 0", "spin = 0");
         let err = Board::parse(&text, "x.toml").unwrap_err().to_string();
         assert!(err.contains("spin") && err.contains("x.toml"), "{err}");

@@ -58,7 +58,7 @@ fn setup() -> &'static Setup {
              pcm.boxspk {{ type file slave.pcm {{ type null }} file \"{d}/box.raw\" format \"raw\" }}\n\
              pcm.default {{ type asym capture.pcm \"filemic\" playback.pcm \"boxspk\" }}\n"
         );
-        for server in ["loop", "gone"] {
+        for server in ["loop", "gone", "underrun"] {
             for sink in ["line", "speaker"] {
                 conf += &format!(
                     "pcm.{server}_{sink} {{ type pulse server \"unix:{d}/{server}/native\" device \"{sink}\" }}\n\
@@ -490,4 +490,39 @@ fn the_sim_board_uses_the_default_alsa_device_when_asked() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--audio-in"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playback_recovers_from_an_underrun_without_reopening() {
+    let Some(pulse) = Pulse::start("underrun") else {
+        return;
+    };
+    // Someone listens (a null sink runs in real time only with its monitor read).
+    let mut listener = arecord("underrun_speaker_monitor", &pulse.dir.join("heard.raw"));
+    let mut speaker = AlsaOut::open("underrun_speaker", Latency::SOUND_SERVER).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let tone: AudioFrame = std::array::from_fn(|i| ((i as f64 * 0.06).sin() * 8000.0) as i16);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..50 {
+        tick.tick().await;
+        speaker.write_frame(&tone).unwrap();
+    }
+    // The call stalls for longer than the device buffer holds.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = speaker.stats().frames.load(Ordering::Relaxed);
+    for _ in 0..50 {
+        tick.tick().await;
+        speaker.write_frame(&tone).unwrap();
+    }
+    speaker.finish().unwrap();
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let stats = speaker.stats();
+    assert!(stats.xruns.load(Ordering::Relaxed) >= 1, "{stats:?}");
+    assert_eq!(stats.reopens.load(Ordering::Relaxed), 0, "{stats:?}");
+    // Playing goes on after the underrun, on the same device.
+    assert!(
+        stats.frames.load(Ordering::Relaxed) >= before + 5,
+        "{before}: {stats:?}"
+    );
 }
