@@ -151,13 +151,16 @@ impl Ssd1306Model {
 }
 
 #[test]
-fn ssd1306_shows_every_screen_as_the_simulator_does() {
-    for (rotation, name) in [(0u16, "upright"), (180, "turned")] {
+fn ssd1306_shows_every_screen_as_the_simulator_does_in_every_rotation() {
+    for rotation in [0u16, 90, 180, 270] {
+        let upright = rotation % 180 == 0;
+        let (w, h) = if upright { (128, 64) } else { (64, 128) };
         for (screen_name, screen) in gallery() {
-            let mut sim = SimDisplay::<BinaryColor>::new(Size::new(128, 64), None, false);
+            let mut sim = SimDisplay::<BinaryColor>::new(Size::new(w, h), None, false);
             draw(&mut sim, &screen).unwrap();
 
             let mut oled = Ssd1306Display::open(RecordingI2c::default(), 0x3c, rotation).unwrap();
+            assert_eq!(oled.size(), Size::new(w, h));
             draw(&mut oled, &screen).unwrap();
             oled.flush().unwrap();
             let bus = oled.release();
@@ -167,23 +170,28 @@ fn ssd1306_shows_every_screen_as_the_simulator_does() {
 
             let mut differ = 0;
             let mut lit = 0;
-            for y in 0..64usize {
-                for x in 0..128usize {
+            for y in 0..h as usize {
+                for x in 0..w as usize {
                     let want = sim
                         .frame()
                         .get_pixel(Point::new(x as i32, y as i32))
                         .is_on();
-                    let (gx, gy) = if rotation == 180 {
-                        (127 - x, 63 - y)
-                    } else {
-                        (x, y)
+                    // The glass (128x64) turned clockwise by `rotation`.
+                    let (gx, gy) = match rotation {
+                        90 => (127 - y, x),
+                        180 => (127 - x, 63 - y),
+                        270 => (y, 63 - x),
+                        _ => (x, y),
                     };
                     differ += usize::from(model.lit(gx, gy) != want);
                     lit += usize::from(want);
                 }
             }
             assert!(lit > 0, "{screen_name}: the simulator drew nothing");
-            assert_eq!(differ, 0, "{screen_name} ({name}): {differ} pixels differ");
+            assert_eq!(
+                differ, 0,
+                "{screen_name} at {rotation}°: {differ} pixels differ"
+            );
         }
     }
 }
