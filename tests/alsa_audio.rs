@@ -80,27 +80,18 @@ fn frame_of_file(k: usize) -> AudioFrame {
 async fn capture_reads_the_device_as_48k_mono_s16_frames() {
     setup();
     let mut mic = AlsaIn::open("filemic", Latency::CARD).unwrap();
-    // The file plugin is not paced, so the thread runs ahead and drops what the queue
-    // cannot hold: every frame read must be a whole frame of the file, in order.
-    let mut last = None;
-    for n in 0..40 {
+    // The file plugin is not paced: the thread reads ahead and drops what its queue (8
+    // frames) cannot hold, so only the first 8 frames are sure to be delivered. Each must
+    // be the file's frame, whole and in order.
+    for k in 0..8 {
         let frame = mic.read_frame().await.unwrap();
-        let k = frame[0] as usize;
-        assert!(k < MIC_FRAMES, "frame {n} is not from the file");
         assert_eq!(
-            frame,
-            frame_of_file(k),
-            "frame {n} (file frame {k}) is torn"
+            frame[0] as usize, k,
+            "frame {k} is another frame of the file"
         );
-        if n == 0 {
-            assert_eq!(k, 0, "the first frame is the file's first");
-        }
-        if let Some(prev) = last {
-            assert!(k > prev, "frames out of order: {prev} then {k}");
-        }
-        last = Some(k);
+        assert!(frame == frame_of_file(k), "frame {k} is torn");
     }
-    assert!(mic.stats().frames.load(Ordering::Relaxed) >= 40);
+    assert!(mic.stats().frames.load(Ordering::Relaxed) >= 8);
 }
 
 #[test]
