@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId};
 use crate::signaling::ble::{BleRoom, Bluetooth};
 use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
+use crate::signaling::websocket::serve_websocket;
 use crate::signaling::{join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session};
 
 /// How long the guest listens for rooms on the LAN.
@@ -161,6 +162,12 @@ impl Lan {
         let pin = self.fresh_pin();
         let handle = spawn_host(HostRoom::open(id, pin.clone(), now, self.expiry));
         handle.serve_tcp(listener);
+        // Browsers (the web client) pair over a WebSocket on the next port.
+        let ws_port = self.port.wrapping_add(1);
+        match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, ws_port))).await {
+            Ok(l) => serve_websocket(handle.attacher(), l),
+            Err(e) => tracing::warn!("no WebSocket for browsers on port {ws_port}: {e}"),
+        }
         let ips = local_addresses(&self.interfaces);
         let (name, port) = (self.device_name.clone(), self.port);
         let advert = self

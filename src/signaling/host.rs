@@ -87,6 +87,11 @@ impl Attacher {
     pub async fn attach(&self, stream: BoxedStream) {
         let _ = self.0.send(stream).await;
     }
+
+    /// Completes when the room is finished.
+    pub async fn closed(&self) {
+        self.0.closed().await
+    }
 }
 
 /// Starts the room server for `room`.

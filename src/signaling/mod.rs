@@ -1,4 +1,4 @@
-//! The signaling channel with real IO: byte-stream transports (TCP, Bluetooth LE), the host's
+//! The signaling channel with real IO: byte-stream transports (TCP, Bluetooth LE, WebSocket), the host's
 //! room server, the guest's join, the sealed session that follows, and LAN discovery.
 //! All protocol decisions are made by the sans-IO [`crate::pairing`] core.
 
@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod guest;
 pub mod host;
 pub mod session;
+pub mod websocket;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -1,0 +1,124 @@
+//! The pairing core for the browser: the guest's side of the handshake, the sealed
+//! channel and the QR invitation parser, exported with wasm-bindgen. The code is the
+//! box's own `src/pairing`, included unchanged.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../../../src/pairing/mod.rs"]
+mod pairing;
+
+use pairing::{GuestHandshake, GuestStep, Inner, Invite, JoinError, Message, Pin, RoomId, SecureChannel};
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+
+/// The guest's pairing with one room: the handshake, then the sealed channel.
+#[wasm_bindgen]
+pub struct Pairing {
+    handshake: Option<GuestHandshake>,
+    first: Option<String>,
+    channel: Option<SecureChannel>,
+}
+
+fn text(message: &Message) -> String {
+    String::from_utf8(message.to_json()).expect("frames are JSON text")
+}
+
+#[wasm_bindgen]
+impl Pairing {
+    /// Starts the handshake for room `room` (16 hex characters) with a 4-digit `pin`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(room: &str, pin: &str) -> Result<Pairing, JsError> {
+        let room = RoomId::parse(room).ok_or_else(|| JsError::new("the room id is not 16 hex digits"))?;
+        let pin = Pin::parse(pin).ok_or_else(|| JsError::new("the PIN is not 4 digits"))?;
+        let (handshake, first) = GuestHandshake::start(room, &pin);
+        Ok(Pairing {
+            handshake: Some(handshake),
+            first: Some(text(&first)),
+            channel: None,
+        })
+    }
+
+    /// The first frame's payload to send (once).
+    #[wasm_bindgen(js_name = firstMessage)]
+    pub fn first_message(&mut self) -> Option<String> {
+        self.first.take()
+    }
+
+    /// Handles a frame payload from the box during the handshake. Returns JSON:
+    /// `{"send": "<payload>"}`, `{"joined": true}`, or
+    /// `{"error": "<code>", "message": "…", "tries_left": n|null}`.
+    pub fn receive(&mut self, payload: &str) -> String {
+        let Some(handshake) = self.handshake.as_mut() else {
+            return json!({"error": "protocol", "message": "the handshake is over"}).to_string();
+        };
+        let step = Message::parse(payload.as_bytes())
+            .map_err(|e| JoinError::Protocol(e.to_string()))
+            .and_then(|m| handshake.on_message(m));
+        match step {
+            Ok(GuestStep::Send(m)) => json!({"send": text(&m)}).to_string(),
+            Ok(GuestStep::Joined(channel)) => {
+                self.handshake = None;
+                self.channel = Some(channel);
+                json!({"joined": true}).to_string()
+            }
+            Err(e) => {
+                self.handshake = None;
+                let (code, tries_left) = match &e {
+                    JoinError::BadPin { tries_left } => ("bad-pin", *tries_left),
+                    JoinError::Locked => ("locked", Some(0)),
+                    JoinError::NoRoom => ("no-room", None),
+                    JoinError::Busy => ("room-busy", None),
+                    JoinError::Version => ("version", None),
+                    JoinError::Protocol(_) => ("protocol", None),
+                };
+                json!({"error": code, "message": e.to_string(), "tries_left": tries_left}).to_string()
+            }
+        }
+    }
+
+    /// Seals the SDP offer; returns the frame payload.
+    #[wasm_bindgen(js_name = sealOffer)]
+    pub fn seal_offer(&mut self, sdp: &str) -> Result<String, JsError> {
+        self.seal(&Inner::Offer { sdp: sdp.into() })
+    }
+
+    /// Seals `bye`; returns the frame payload.
+    #[wasm_bindgen(js_name = sealBye)]
+    pub fn seal_bye(&mut self) -> Result<String, JsError> {
+        self.seal(&Inner::Bye)
+    }
+
+    fn seal(&mut self, inner: &Inner) -> Result<String, JsError> {
+        let channel = self.channel.as_mut().ok_or_else(|| JsError::new("not paired yet"))?;
+        let frame = channel.seal(inner).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(text(&frame))
+    }
+
+    /// Opens a sealed frame payload from the box: `{"t":"answer","sdp":…}` or
+    /// `{"t":"bye"}`. An error frame, a bad tag or a sequence gap is an error.
+    pub fn open(&mut self, payload: &str) -> Result<String, JsError> {
+        let channel = self.channel.as_mut().ok_or_else(|| JsError::new("not paired yet"))?;
+        let frame = Message::parse(payload.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
+        let inner = channel.open(&frame).map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(match inner {
+            Inner::Answer { sdp } => json!({"t": "answer", "sdp": sdp}),
+            Inner::Offer { sdp } => json!({"t": "offer", "sdp": sdp}),
+            Inner::Bye => json!({"t": "bye"}),
+        }
+        .to_string())
+    }
+}
+
+/// Parses an `intercom:?v=1&room=…` invitation (the box's QR code). Returns JSON
+/// `{"room", "name", "tcp": ["ip:port"…], "bt", "pin"}`.
+#[wasm_bindgen(js_name = parseInvite)]
+pub fn parse_invite(uri: &str) -> Result<String, JsError> {
+    let invite = Invite::parse(uri).map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(json!({
+        "room": invite.room.to_hex(),
+        "name": invite.name,
+        "tcp": invite.tcp.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "bt": invite.bt,
+        "pin": invite.pin.as_ref().map(|p| p.as_str().to_string()),
+    })
+    .to_string())
+}

@@ -1,0 +1,102 @@
+// Drives the web client in headless Chromium (Debian's, through playwright-core) for
+// tests/web_client.rs. Prints one JSON line per step on stdout; the Rust test reads them
+// and plays the box's side.
+//
+// usage: node drive.mjs call PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
+//        node drive.mjs lock PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
+
+import { chromium } from 'playwright-core';
+import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+const [mode, url, speech, outDir, wrongPin] = process.argv.slice(2);
+const say = (obj) => console.log(JSON.stringify(obj));
+const lines = createInterface({ input: process.stdin });
+const commands = [];
+lines.on('line', (l) => commands.push(l.trim()));
+const waitCommand = async (name, ms = 30000) => {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const i = commands.indexOf(name);
+    if (i >= 0) { commands.splice(i, 1); return; }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no "${name}" from the test`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  ignoreDefaultArgs: ['--mute-audio'],
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    `--use-file-for-fake-audio-capture=${speech}%noloop`,
+    '--autoplay-policy=no-user-gesture-required',
+    // The test's private network has only loopback, which Chromium leaves out of ICE.
+    '--allow-loopback-in-peer-connection',
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
+page.on('console', (m) => { if (m.type() === 'error') say({ console: m.text() }); });
+page.on('pageerror', (e) => say({ pageerror: String(e) }));
+await page.goto(url);
+await page.waitForFunction(() => window.intercom && window.intercom.ready);
+const pin = await page.inputValue('#pin');
+say({ loaded: true, prefilled_pin: pin.length === 4, name: await page.textContent('#box-name') });
+
+async function tryPin(p) {
+  await page.fill('#pin', p);
+  await page.click('#connect-ws');
+  await page.waitForFunction(() => window.intercom.phase !== 'pairing', null, { timeout: 15000 });
+  return page.evaluate(() => ({ phase: window.intercom.phase, tries: document.querySelector('#tries').textContent }));
+}
+
+try {
+  if (mode === 'lock') {
+    for (let i = 0; i < 3; i++) {
+      const r = await tryPin(wrongPin);
+      say({ wrong_pin: i + 1, tries: r.tries });
+    }
+    const r = await tryPin(pin);
+    say({ after_lock: await page.textContent('#status'), tries: r.tries });
+  } else {
+    const r = await tryPin(wrongPin);
+    say({ wrong_pin: 1, tries: r.tries });
+    await page.fill('#pin', pin);
+    await page.click('#connect-ws');
+    await page.waitForFunction(() => window.intercom.phase === 'in-call', null, { timeout: 20000 });
+    say({ in_call: true });
+    await page.fill('#text', 'Hello from the phone');
+    await page.click('#send button');
+    await page.waitForFunction(() => window.intercom.texts.some((t) => t.from === 'me' && t.delivered),
+      null, { timeout: 10000 });
+    say({ delivered: true });
+    await page.waitForFunction(() => window.intercom.texts.some((t) => t.from === 'box'),
+      null, { timeout: 20000 });
+    say({ box_text: await page.evaluate(() => window.intercom.texts.find((t) => t.from === 'box').text) });
+    // Let the speech play both ways.
+    await waitCommand('screenshot');
+    await page.screenshot({ path: `${outDir}/web-call.png` });
+    say({ screenshot: `${outDir}/web-call.png` });
+    await waitCommand('hang-up');
+    const received = await page.evaluate(() => {
+      const r = window.intercom.received;
+      return r ? { rate: r.sampleRate, samples: r.chunks.flat() } : null;
+    });
+    if (received) {
+      const pcm = Buffer.alloc(received.samples.length * 2);
+      received.samples.forEach((s, i) => pcm.writeInt16LE(Math.max(-1, Math.min(1, s)) * 32767 | 0, i * 2));
+      writeFileSync(`${outDir}/page-heard.raw`, pcm);
+      say({ received_seconds: received.samples.length / received.rate, rate: received.rate });
+    }
+    await page.click('#hang-up');
+    say({ hung_up: await page.textContent('#status') });
+  }
+} catch (e) {
+  say({ error: String(e && e.stack || e) });
+  await page.screenshot({ path: `${outDir}/web-error.png` }).catch(() => {});
+} finally {
+  await browser.close();
+  lines.close();
+}
