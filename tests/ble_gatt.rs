@@ -26,8 +26,10 @@ use intercom::hw::sim::{SimKeypadOptions, WavIn, WavOut};
 use intercom::hw::{Input, Key, KeyEvent};
 use intercom::pairing::{HostRoom, Inner, Invite, JoinError, Pin, RoomId};
 use intercom::runtime::{self, Report, RunOptions};
-use intercom::signaling::ble::Bluetooth;
-use intercom::signaling::{join, spawn_host, GuestError, HostEvent, SessionEnd, SessionEvent};
+use intercom::signaling::ble::{BleRoom, Bluetooth};
+use intercom::signaling::{
+    join, spawn_host, GuestError, HostEvent, HostHandle, SessionEnd, SessionEvent,
+};
 use serde_json::Value;
 use tokio::net::TcpStream;
 
@@ -238,15 +240,7 @@ async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
     assert_eq!(bt.address(), "DC:A6:32:0B:1E:7F");
     assert_eq!(bluez.wait_for("set")["set"]["Powered"], true);
 
-    let id = RoomId::random();
-    let room = HostRoom::open(
-        id,
-        Pin::parse(PIN).unwrap(),
-        std::time::Instant::now(),
-        Duration::from_secs(300),
-    );
-    let mut host = spawn_host(room);
-    let ble_room = bt.serve_room(host.attacher(), "Front door").await.unwrap();
+    let (id, mut host, ble_room) = open_room(&bt).await;
 
     let app = bluez.wait_for("registered_app");
     assert_eq!(
@@ -320,9 +314,8 @@ async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
     bluez.wait_for("unregistered_advertisement");
 }
 
-async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
-    let bluez = FakeBluez::start(bus, 185);
-    let bt = Bluetooth::start().await.unwrap();
+/// A room with the test PIN, served over Bluetooth LE as "Front door".
+async fn open_room(bt: &Bluetooth) -> (RoomId, HostHandle, BleRoom) {
     let id = RoomId::random();
     let room = HostRoom::open(
         id,
@@ -330,8 +323,15 @@ async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
         std::time::Instant::now(),
         Duration::from_secs(300),
     );
-    let mut host = spawn_host(room);
-    let _ble_room = bt.serve_room(host.attacher(), "Front door").await.unwrap();
+    let host = spawn_host(room);
+    let ble_room = bt.serve_room(host.attacher(), "Front door").await.unwrap();
+    (id, host, ble_room)
+}
+
+async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
+    let bluez = FakeBluez::start(bus, 185);
+    let bt = Bluetooth::start().await.unwrap();
+    let (id, mut host, _ble_room) = open_room(&bt).await;
     let phone = bluez.phone().await;
     let err = join(Box::new(phone), id, &Pin::parse("1111").unwrap())
         .await

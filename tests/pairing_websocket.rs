@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use intercom::pairing::{GuestHandshake, GuestStep, HostRoom, Inner, Message, Pin, RoomId};
+use intercom::pairing::{
+    GuestHandshake, GuestStep, HostRoom, Inner, Message, Pin, RoomId, SecureChannel,
+};
 use intercom::signaling::websocket::serve_websocket;
 use intercom::signaling::{spawn_host, HostEvent, HostHandle, SessionEvent};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,27 +51,30 @@ async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> Option<String> {
     }
 }
 
-#[tokio::test]
-async fn a_browser_pairs_over_a_websocket_and_sdp_flows_sealed() {
-    let (mut host, port, id) = room().await;
-    let mut ws = browser(port).await;
+/// The guest's handshake over a WebSocket, as the web page runs it; the sealed channel.
+async fn pair(ws: &mut WebSocketStream<TcpStream>, id: RoomId) -> SecureChannel {
     let (mut hs, first) = GuestHandshake::start(id, &Pin::parse(PIN).unwrap());
     ws.send(Ws::text(String::from_utf8(first.to_json()).unwrap()))
         .await
         .unwrap();
-    let mut channel = loop {
-        let payload = next_text(&mut ws).await.expect("the box answers");
-        match hs
-            .on_message(Message::parse(payload.as_bytes()).unwrap())
-            .unwrap()
-        {
+    loop {
+        let payload = next_text(ws).await.expect("the box answers");
+        let message = Message::parse(payload.as_bytes()).unwrap();
+        match hs.on_message(message).unwrap() {
             GuestStep::Send(m) => ws
                 .send(Ws::text(String::from_utf8(m.to_json()).unwrap()))
                 .await
                 .unwrap(),
-            GuestStep::Joined(channel) => break channel,
+            GuestStep::Joined(channel) => return channel,
         }
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_browser_pairs_over_a_websocket_and_sdp_flows_sealed() {
+    let (mut host, port, id) = room().await;
+    let mut ws = browser(port).await;
+    let mut channel = pair(&mut ws, id).await;
     let mut session = match tokio::time::timeout(Duration::from_secs(5), host.next_event()).await {
         Ok(Some(HostEvent::Joined(s))) => s,
         other => panic!("no join: {other:?}"),
@@ -129,23 +134,7 @@ async fn bad_messages_close_that_socket_and_the_room_stays_open() {
     drop(raw);
     // The honest guest still gets in.
     let mut ws = browser(port).await;
-    let (mut hs, first) = GuestHandshake::start(id, &Pin::parse(PIN).unwrap());
-    ws.send(Ws::text(String::from_utf8(first.to_json()).unwrap()))
-        .await
-        .unwrap();
-    loop {
-        let payload = next_text(&mut ws).await.expect("the box answers");
-        match hs
-            .on_message(Message::parse(payload.as_bytes()).unwrap())
-            .unwrap()
-        {
-            GuestStep::Send(m) => ws
-                .send(Ws::text(String::from_utf8(m.to_json()).unwrap()))
-                .await
-                .unwrap(),
-            GuestStep::Joined(_) => break,
-        }
-    }
+    pair(&mut ws, id).await;
     let joined = loop {
         match tokio::time::timeout(Duration::from_secs(5), host.next_event()).await {
             Ok(Some(HostEvent::Joined(_))) => break true,
