@@ -332,7 +332,7 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     the_box.keys("text Come in, the door is open");
     let text = page.wait("box_text");
     assert_eq!(text["box_text"], "Come in, the door is open");
-    // Both clips (5.9 s) play through.
+    // Both clips play through.
     std::thread::sleep(Duration::from_secs(8));
     page.command("screenshot");
     page.wait("screenshot");
@@ -386,17 +386,18 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     // ...and the box heard the page's fake microphone (the same clip): its speaker's WAV
     // is complete once the box has stopped.
     drop(the_box);
-    // Chromium's fake microphone starts the clip when the page asks for the microphone,
-    // a moment before the call is up, so the box may miss its first words: 3 s of
-    // silence in front let the alignment start the clip before the recording does.
-    let mut at_box = vec![0.0; 3 * 48_000];
-    at_box.extend(read_wav(&dir.path().join("box-heard.wav")));
-    let m = common::audio::compare(&clip, &at_box);
+    // Chromium's fake microphone plays the clip in a loop from when the page asks for
+    // the microphone, so the box hears it from some point on: the box's speech (up to
+    // 6 s) must match a stretch of the looped clip.
+    let heard = read_wav(&dir.path().join("box-heard.wav"));
+    let loud = |v: &f64| v.abs() > 655.0;
+    let first = heard.iter().position(loud).expect("the box heard nothing");
+    let at_box = &heard[first..(first + 6 * 48_000).min(heard.len())];
+    let looped: Vec<f64> = clip.iter().chain(&clip).chain(&clip).copied().collect();
+    let m = common::audio::compare(at_box, &looped);
     eprintln!("page -> box: {m:?}");
     // The browser's voice processing (echo cancellation, noise suppression) reshapes the
-    // waveform: about 0.7 here, where a wrong or missing clip scores under 0.1.
-    assert!(
-        m.windowed > 0.55 && m.duration_ratio > 0.9,
-        "the box did not hear the page: {m:?}"
-    );
+    // waveform: about 0.7 here, where a wrong or missing clip scores under 0.1. (The
+    // duration ratio says nothing here: the looped clip has pauses the cut does not.)
+    assert!(m.windowed > 0.55, "the box did not hear the page: {m:?}");
 }

@@ -97,8 +97,7 @@ async function connect(kind) {
     if (kind === 'bt') {
       transport = await openBluetooth();
     } else {
-      const [host, port] = splitAddress(invite.tcp[0]);
-      transport = await openWebSocket(host, port + 1);
+      transport = await firstReachable(invite.tcp);
     }
   } catch (e) {
     state.phase = 'idle';
@@ -139,6 +138,20 @@ async function connect(kind) {
     }
   };
   transport.send(pairing.firstMessage());
+}
+
+/** The WebSocket of the first of the box's addresses that answers (port + 1). */
+async function firstReachable(addresses) {
+  let last = new Error('the invitation has no network address');
+  for (const addr of addresses) {
+    const [host, port] = splitAddress(addr);
+    try {
+      return await openWebSocket(host, port + 1);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
 }
 
 function splitAddress(addr) {

@@ -72,9 +72,13 @@ enum BluetoothState {
     Untried,
     /// bluetoothd answered.
     Ready(Bluetooth),
-    /// Tried and failed (said once in the log); rooms are LAN-only.
-    Unavailable,
+    /// Tried and failed at this time (said in the log); rooms are LAN-only until a room
+    /// opened a minute later tries again.
+    Unavailable(Instant),
 }
+
+/// How long after a failed start Bluetooth is tried again.
+const BLUETOOTH_RETRY: Duration = Duration::from_secs(60);
 
 /// How long bluetoothd may take to answer at the first room.
 const BLUETOOTH_START: Duration = Duration::from_secs(3);
@@ -209,16 +213,21 @@ impl Lan {
 
     /// Offers the room to phones over Bluetooth LE, when the box has it.
     async fn serve_over_bluetooth(&mut self, server: &HostHandle) -> Option<BleRoom> {
-        if matches!(self.bluetooth, BluetoothState::Untried) {
+        let retry = match self.bluetooth {
+            BluetoothState::Untried => true,
+            BluetoothState::Unavailable(at) => at.elapsed() >= BLUETOOTH_RETRY,
+            _ => false,
+        };
+        if retry {
             self.bluetooth = match tokio::time::timeout(BLUETOOTH_START, Bluetooth::start()).await {
                 Ok(Ok(bt)) => BluetoothState::Ready(bt),
                 Ok(Err(e)) => {
                     tracing::warn!("{e}; rooms are open on the LAN only");
-                    BluetoothState::Unavailable
+                    BluetoothState::Unavailable(Instant::now())
                 }
                 Err(_) => {
                     tracing::warn!("bluetoothd did not answer; rooms are open on the LAN only");
-                    BluetoothState::Unavailable
+                    BluetoothState::Unavailable(Instant::now())
                 }
             };
         }
@@ -228,7 +237,9 @@ impl Lan {
         match bt.serve_room(server.attacher(), &self.device_name).await {
             Ok(room) => Some(room),
             Err(e) => {
+                // bluetoothd may have restarted: connect afresh for a later room.
                 tracing::warn!("{e}; this room is open on the LAN only");
+                self.bluetooth = BluetoothState::Unavailable(Instant::now());
                 None
             }
         }

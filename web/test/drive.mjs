@@ -31,7 +31,8 @@ const browser = await chromium.launch({
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    `--use-file-for-fake-audio-capture=${speech}%noloop`,
+    // The clip loops: however long the call takes to come up, the box hears speech.
+    `--use-file-for-fake-audio-capture=${speech}`,
     '--autoplay-policy=no-user-gesture-required',
     // The test's private network has only loopback, which Chromium leaves out of ICE.
     '--allow-loopback-in-peer-connection',
