@@ -58,7 +58,7 @@ fn setup() -> &'static Setup {
              pcm.boxspk {{ type file slave.pcm {{ type null }} file \"{d}/box.raw\" format \"raw\" }}\n\
              pcm.default {{ type asym capture.pcm \"filemic\" playback.pcm \"boxspk\" }}\n"
         );
-        for server in ["loop", "gone", "underrun"] {
+        for server in ["loop", "gone", "underrun", "late"] {
             for sink in ["line", "speaker"] {
                 conf += &format!(
                     "pcm.{server}_{sink} {{ type pulse server \"unix:{d}/{server}/native\" device \"{sink}\" }}\n\
@@ -80,9 +80,17 @@ fn frame_of_file(k: usize) -> AudioFrame {
 async fn capture_reads_the_device_as_48k_mono_s16_frames() {
     setup();
     let mut mic = AlsaIn::open("filemic", Latency::CARD).unwrap();
-    // The file plugin is not paced: the thread reads ahead and drops what its queue (8
-    // frames) cannot hold, so only the first 8 frames are sure to be delivered. Each must
-    // be the file's frame, whole and in order.
+    // The file plugin is not paced: the thread fills its queue (8 frames) at once with
+    // the file's first frames and drops what does not fit. Read at once, they are fresh:
+    // each must be the file's frame, whole and in order.
+    let t = Instant::now();
+    while mic.stats().frames.load(Ordering::Relaxed) < 8 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the capture thread reads nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     for k in 0..8 {
         let frame = mic.read_frame().await.unwrap();
         assert_eq!(
@@ -91,7 +99,6 @@ async fn capture_reads_the_device_as_48k_mono_s16_frames() {
         );
         assert!(frame == frame_of_file(k), "frame {k} is torn");
     }
-    assert!(mic.stats().frames.load(Ordering::Relaxed) >= 8);
 }
 
 #[test]
@@ -515,5 +522,36 @@ async fn playback_recovers_from_an_underrun_without_reopening() {
     assert!(
         stats.frames.load(Ordering::Relaxed) >= before + 5,
         "{before}: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reader_gets_fresh_audio_not_a_backlog() {
+    let Some(pulse) = Pulse::start("late") else {
+        return;
+    };
+    let tone: Vec<u8> = (0..48_000 * 10)
+        .map(|i| ((i as f64 * 0.06).sin() * 8000.0) as i16)
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    std::fs::write(pulse.dir.join("tone.raw"), &tone).unwrap();
+    let mut player = aplay("late_line", &pulse.dir.join("tone.raw"));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut mic = AlsaIn::open("late_line_monitor", Latency::SOUND_SERVER).unwrap();
+    let _ = mic.read_frame().await.unwrap(); // the sound server's first block is in
+                                             // Away for half a second (between calls): the queue fills with old frames.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = mic.read_frame().await.unwrap();
+    // From here on frames come at the device's pace, not out of a backlog.
+    let t = Instant::now();
+    for _ in 0..10 {
+        let _ = mic.read_frame().await.unwrap();
+    }
+    let took = t.elapsed();
+    let _ = player.kill();
+    let _ = player.wait();
+    assert!(
+        took >= Duration::from_millis(120),
+        "10 frames in {took:?}: a backlog was played"
     );
 }

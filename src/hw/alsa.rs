@@ -51,6 +51,8 @@ const REOPEN_EVERY: Duration = Duration::from_millis(500);
 const STALL: Duration = Duration::from_millis(1000);
 /// Frames of audio queued between the call and the audio thread (160 ms).
 const QUEUE_FRAMES: usize = 8;
+/// A captured frame older than this when read is a backlog, not scheduling jitter.
+const STALE: Duration = Duration::from_millis(60);
 
 /// What an audio thread went through; for `intercom doctor`, logs and tests.
 #[derive(Debug, Default)]
@@ -130,7 +132,7 @@ fn libc_estrpipe() -> i32 {
 
 /// A microphone on an ALSA capture device.
 pub struct AlsaIn {
-    rx: mpsc::Receiver<AudioFrame>,
+    rx: mpsc::Receiver<(Instant, AudioFrame)>,
     stop: Arc<AtomicBool>,
     stats: Arc<AlsaStats>,
     thread: Option<JoinHandle<()>>,
@@ -179,18 +181,26 @@ impl Drop for AlsaIn {
 
 impl AudioIn for AlsaIn {
     async fn read_frame(&mut self) -> Result<AudioFrame, HwError> {
-        self.rx.recv().await.ok_or(HwError::Io {
-            what: "audio input",
-            reason: "the capture thread stopped".into(),
-        })
+        // The thread captures all the time; a reader that was away (between calls) finds
+        // old frames queued. Sending them would add their age to every frame after, so
+        // stale frames are skipped while newer ones wait.
+        loop {
+            let (captured, frame) = self.rx.recv().await.ok_or(HwError::Io {
+                what: "audio input",
+                reason: "the capture thread stopped".into(),
+            })?;
+            if captured.elapsed() <= STALE || self.rx.is_empty() {
+                return Ok(frame);
+            }
+        }
     }
 }
 
 /// Hands a frame to the call; a full queue means the call is behind, so the frame is
 /// dropped rather than piling up delay. False when the call has gone.
-fn deliver(tx: &mpsc::Sender<AudioFrame>, frame: AudioFrame) -> bool {
+fn deliver(tx: &mpsc::Sender<(Instant, AudioFrame)>, frame: AudioFrame) -> bool {
     !matches!(
-        tx.try_send(frame),
+        tx.try_send((Instant::now(), frame)),
         Err(mpsc::error::TrySendError::Closed(_))
     )
 }
@@ -199,7 +209,7 @@ fn capture_thread(
     name: String,
     latency: Latency,
     pcm: PCM,
-    tx: mpsc::Sender<AudioFrame>,
+    tx: mpsc::Sender<(Instant, AudioFrame)>,
     stop: Arc<AtomicBool>,
     stats: Arc<AlsaStats>,
 ) {
