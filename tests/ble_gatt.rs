@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -147,18 +146,10 @@ impl FakeBluez {
             .spawn()
             .unwrap();
         let stdout = mock.stdout.take().unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
+        let events = common::collect_lines(
+            move || Ok(stdout),
+            |line| serde_json::from_str::<Value>(&line).ok(),
+        );
         let bluez = FakeBluez { mock, events };
         bluez.wait_for("ready");
         bluez
