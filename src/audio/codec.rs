@@ -66,6 +66,13 @@ impl VoiceEncoder {
         Ok(())
     }
 
+    /// Sets the bitrate, bits per second.
+    pub fn set_bitrate(&mut self, bits: i32) -> Result<(), CodecError> {
+        self.enc
+            .set_bitrate(opus::Bitrate::Bits(bits))
+            .map_err(err)
+    }
+
     /// The expected loss the encoder is tuned for, in percent.
     pub fn loss_percent(&self) -> i32 {
         self.loss_percent

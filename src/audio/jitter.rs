@@ -33,12 +33,16 @@ const WINDOW: Duration = Duration::from_secs(4);
 const MAX_PACKETS: usize = 100;
 /// Concealed frames in a row before the buffer stops and waits to refill.
 const MAX_CONCEALED_RUN: u32 = 10;
-/// How long an underrun's extra delay lasts.
-const UNDERRUN_MEMORY: Duration = Duration::from_secs(6);
+/// How long a late packet's delay lasts before it wears off a frame at a time.
+const LATE_MEMORY: Duration = Duration::from_secs(6);
+/// How long a lower jitter estimate must last before the target eases by a frame.
+const JITTER_EASE: Duration = Duration::from_secs(3);
 /// At most one catch-up drop per this time.
 const CATCH_UP_EVERY: Duration = Duration::from_millis(200);
 /// How long a loss keeps the extra frame for FEC.
 const LOSS_MEMORY: Duration = Duration::from_secs(10);
+/// The period over which the lowest queue level is taken for catching up.
+const FLOOR_PERIOD: Duration = Duration::from_secs(1);
 /// Surplus frames at which speech frames are dropped too, not just quiet ones.
 const URGENT_SURPLUS: usize = 4;
 
@@ -79,6 +83,38 @@ pub struct JitterStats {
     pub underruns: u64,
     /// Ticks concealed on purpose to grow the delay to its target.
     pub stretched: u64,
+}
+
+/// What arrived of the incoming stream, for measuring its loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    /// Packets the sender numbered so far.
+    pub sent: u64,
+    /// Of those, how many arrived at least once.
+    pub arrived: u64,
+    /// Second copies that arrived (a sender sending each packet twice, or the network
+    /// duplicating).
+    pub copies: u64,
+}
+
+impl Arrivals {
+    /// Loss on the wire between `earlier` and `self`: when most packets came twice the
+    /// sender is sending copies, and each copy that did not come counts as lost too (the
+    /// copies hide the loss from the voice, not from the measurement that keeps them on).
+    pub fn loss_since(&self, earlier: &Arrivals) -> f32 {
+        let sent = self.sent.saturating_sub(earlier.sent);
+        let arrived = self.arrived.saturating_sub(earlier.arrived);
+        let copies = self.copies.saturating_sub(earlier.copies);
+        if sent == 0 {
+            return 0.0;
+        }
+        let (expected, got) = if copies * 4 > sent {
+            (2 * sent, arrived + copies)
+        } else {
+            (sent, arrived)
+        };
+        expected.saturating_sub(got) as f32 / expected as f32
+    }
 }
 
 /// Extends a wrapping RTP counter (16-bit sequence, 32-bit timestamp) to 64 bits.
@@ -124,11 +160,19 @@ pub struct JitterBuffer {
     epoch: Option<Instant>,
     transits: VecDeque<(Instant, f64)>,
     jitter_frames: usize,
-    underrun_at: Option<Instant>,
-    underrun_extra: usize,
+    /// When `jitter_frames` last rose or was lowered by one.
+    jitter_at: Option<Instant>,
+    /// The lowest number of frames queued ahead in the current catch-up period.
+    queue_floor: Option<usize>,
+    floor_since: Option<Instant>,
+    /// Frames more than the target the last period's floor had: frames to drop.
+    surplus: usize,
+    /// Frames of delay the latest late packets needed, and when the last came.
+    late_frames: usize,
+    late_at: Option<Instant>,
     /// Ticks concealed while waiting with nothing queued.
     waited: u64,
-    /// Recent slots played without their packet (concealed or rebuilt).
+    /// Recent slots played without their packet (concealed or rebuilt), and when.
     missed: VecDeque<u64>,
     lost_at: Option<Instant>,
     concealed_run: u32,
@@ -155,8 +199,12 @@ impl JitterBuffer {
             epoch: None,
             transits: VecDeque::new(),
             jitter_frames: 0,
-            underrun_at: None,
-            underrun_extra: 0,
+            jitter_at: None,
+            queue_floor: None,
+            floor_since: None,
+            surplus: 0,
+            late_frames: 0,
+            late_at: None,
             waited: 0,
             missed: VecDeque::new(),
             lost_at: None,
@@ -175,7 +223,7 @@ impl JitterBuffer {
     /// Frames the buffer aims to hold.
     pub fn target_frames(&self) -> usize {
         let fec = usize::from(self.lost_at.is_some());
-        (1 + fec + self.jitter_frames + self.underrun_extra).min(MAX_TARGET_FRAMES)
+        (1 + fec + self.jitter_frames.max(self.late_frames)).min(MAX_TARGET_FRAMES)
     }
 
     /// The delay the buffer aims for.
@@ -183,14 +231,19 @@ impl JitterBuffer {
         FRAME * self.target_frames() as u32
     }
 
-    /// Packets the sender sent so far (by sequence number span) and how many of them
-    /// arrived (late ones included), for measuring the incoming loss.
-    pub fn arrivals(&self) -> (u64, u64) {
+    /// Packets the sender sent so far (by sequence number span), how many of them
+    /// arrived (late ones included), and how many second copies arrived, for measuring
+    /// the incoming loss.
+    pub fn arrivals(&self) -> Arrivals {
         let sent = match (self.first_seq, self.seq.last) {
             (Some(first), Some(last)) => last + 1 - first,
             _ => 0,
         };
-        (sent, self.stats.received + self.stats.late)
+        Arrivals {
+            sent,
+            arrived: self.stats.received + self.stats.late,
+            copies: self.stats.duplicates,
+        }
     }
 
     /// Packets queued.
@@ -204,13 +257,15 @@ impl JitterBuffer {
         let first = self.first_seq.get_or_insert(ext);
         *first = (*first).min(ext);
         let ts = self.ts.ext(u64::from(timestamp));
-        // Late packets count for the jitter estimate: they are why the delay must grow.
-        self.observe(ts, arrival);
         if self.next.is_some_and(|n| ext < n) {
-            if self.missed.contains(&ext) {
-                // Its slot was concealed: it came too late, the delay is too short.
+            if let Some(i) = self.missed.iter().position(|slot| *slot == ext) {
+                // Its slot was filled in without it: it came too late.
+                self.missed.remove(i);
                 self.stats.late += 1;
-                self.raise_delay(arrival);
+                // Late packets count for the jitter estimate: they are why the delay
+                // must grow.
+                let excess = self.observe(ts, arrival);
+                self.raise_delay(arrival, excess);
             } else {
                 // A second copy of a packet that played (a sender resending, or the
                 // network duplicating): nothing to learn.
@@ -218,13 +273,15 @@ impl JitterBuffer {
             }
             return;
         }
-        if self.waited > 0 && self.next == Some(ext) {
-            // The packet waited for came after all: it was late, not lost.
-            self.raise_delay(arrival);
-        }
         if self.packets.contains_key(&ext) {
             self.stats.duplicates += 1;
             return;
+        }
+        // Only a packet's first arrival says anything about the network's delay.
+        let excess = self.observe(ts, arrival);
+        if self.waited > 0 && self.next == Some(ext) {
+            // The packet waited for came after all: it was late, not lost.
+            self.raise_delay(arrival, excess);
         }
         self.stats.received += 1;
         self.packets.insert(ext, (payload, arrival));
@@ -241,18 +298,19 @@ impl JitterBuffer {
         }
     }
 
-    /// A packet came too late for the current delay: hold one frame more for a while.
-    fn raise_delay(&mut self, now: Instant) {
-        if self
-            .underrun_at
-            .is_none_or(|t| now.saturating_duration_since(t) > FRAME * 5)
-        {
-            self.underrun_extra = (self.underrun_extra + 1).min(MAX_TARGET_FRAMES);
-        }
-        self.underrun_at = Some(now);
+    /// A packet came too late, `excess` ms slower than the fastest recent packet: hold
+    /// enough for such a packet (at once, not a frame at a time) for a while. The need
+    /// is absolute, so the late copies of a burst raise it once, not once each.
+    fn raise_delay(&mut self, now: Instant, excess_ms: f64) {
+        let frames = (excess_ms / FRAME.as_secs_f64() / 1000.0).ceil().max(1.0) as usize;
+        let frames = frames.min(MAX_TARGET_FRAMES);
+        self.late_frames = self.late_frames.max(frames);
+        self.late_at = Some(now);
     }
 
-    fn observe(&mut self, ts: u64, arrival: Instant) {
+    /// Records a packet's transit; returns how much slower (ms) it was than the fastest
+    /// in the window.
+    fn observe(&mut self, ts: u64, arrival: Instant) -> f64 {
         let epoch = *self.epoch.get_or_insert(arrival);
         let arrival_ms = arrival.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
         let media_ms = ts as f64 * 1000.0 / f64::from(SAMPLE_RATE);
@@ -272,17 +330,31 @@ impl JitterBuffer {
         let mut excess: Vec<f64> = self.transits.iter().map(|(_, d)| d - fastest).collect();
         excess.sort_by(|a, b| a.total_cmp(b));
         let p95 = excess[(excess.len() * 95 / 100).min(excess.len() - 1)];
-        self.jitter_frames = (p95 / FRAME.as_secs_f64() / 1000.0).ceil() as usize;
+        let frames = (p95 / FRAME.as_secs_f64() / 1000.0).ceil() as usize;
+        // Up at once; down a frame at a time, only after it has been lower a while, so
+        // the target does not follow every swing of the estimate (each change of the
+        // target costs a stretched or dropped frame).
+        if frames >= self.jitter_frames {
+            self.jitter_frames = frames;
+            self.jitter_at = Some(arrival);
+        } else if self
+            .jitter_at
+            .is_none_or(|t| arrival.saturating_duration_since(t) > JITTER_EASE)
+        {
+            self.jitter_frames -= 1;
+            self.jitter_at = Some(arrival);
+        }
+        arrival_ms - media_ms - fastest
     }
 
     /// The decision for the playout tick at `now`.
     pub fn pop(&mut self, now: Instant) -> Playout {
         if self
-            .underrun_at
-            .is_some_and(|t| now.saturating_duration_since(t) > UNDERRUN_MEMORY)
+            .late_at
+            .is_some_and(|t| now.saturating_duration_since(t) > LATE_MEMORY)
         {
-            self.underrun_extra = self.underrun_extra.saturating_sub(1);
-            self.underrun_at = (self.underrun_extra > 0).then_some(now);
+            self.late_frames = self.late_frames.saturating_sub(1);
+            self.late_at = (self.late_frames > 0).then_some(now);
         }
         let Some(next) = self.next else {
             // Starting (or refilling): wait until the target is queued, then start with
@@ -358,44 +430,68 @@ impl JitterBuffer {
         Playout::Conceal
     }
 
+    /// Frames queued from the one due to the newest (lost ones included).
+    fn queued_span(&self, next: u64) -> usize {
+        self.packets
+            .keys()
+            .next_back()
+            .map_or(0, |last| (last + 1).saturating_sub(next) as usize)
+    }
+
+    /// True when the due packet is a quiet one (quiet frames code small).
+    fn is_quiet(&self, next: u64) -> bool {
+        let Some(len) = self.packets.get(&next).map(|(p, _)| p.len()) else {
+            return false;
+        };
+        let mean = self.packets.values().map(|(p, _)| p.len()).sum::<usize>() / self.packets.len();
+        len * 2 <= mean
+    }
+
     /// True when the packet due now has waited less than the target asks: the buffer
     /// holds less than its target (counted in time, so a lost newest packet does not
-    /// look like a short buffer).
+    /// look like a short buffer, and in frames queued, so one slow packet does not
+    /// either).
     fn should_stretch(&self, next: u64, now: Instant) -> bool {
         let Some((_, arrival)) = self.packets.get(&next) else {
             return false;
         };
-        let wanted = FRAME * (self.target_frames() as u32 - 1);
+        let target = self.target_frames();
+        let wanted = FRAME * (target as u32 - 1);
         let waited = now.saturating_duration_since(*arrival);
         wanted > FRAME / 2
             && waited + FRAME / 2 < wanted
+            && self.queued_span(next) < target
             && self
                 .last_stretch
                 .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY)
     }
 
+    /// Drops frames when more is queued than the target needs. The surplus is judged
+    /// on the lowest level of the last second, not the current one: under jitter the
+    /// level swings, and dropping at its peaks would only make the next trough short.
     fn catch_up(&mut self, now: Instant) {
         let Some(next) = self.next else { return };
-        let queued_span = self
-            .packets
-            .keys()
-            .next_back()
-            .map_or(0, |last| (last + 1).saturating_sub(next) as usize);
-        let surplus = queued_span.saturating_sub(self.target_frames());
+        let span = self.queued_span(next);
+        let floor = self.queue_floor.map_or(span, |f| f.min(span));
+        self.queue_floor = Some(floor);
+        let since = *self.floor_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= FLOOR_PERIOD {
+            self.surplus = floor.saturating_sub(self.target_frames());
+            self.queue_floor = None;
+            self.floor_since = Some(now);
+        }
         let due = self
             .last_drop
             .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY);
-        if surplus < 2 || !due {
+        if self.surplus == 0 || !due || !self.packets.contains_key(&next) {
             return;
         }
-        let Some(len) = self.packets.get(&next).map(|(p, _)| p.len()) else {
-            return;
-        };
-        // Quiet frames code small; drop those unless far behind.
-        let mean = self.packets.values().map(|(p, _)| p.len()).sum::<usize>() / self.packets.len();
-        if len * 2 <= mean || surplus >= URGENT_SURPLUS {
+        // Quiet frames go first; speech only when far behind.
+        if self.is_quiet(next) || self.surplus >= URGENT_SURPLUS {
             self.packets.remove(&next);
             self.next = Some(next + 1);
+            self.surplus -= 1;
+            self.queue_floor = self.queue_floor.map(|f| f.saturating_sub(1));
             self.stats.dropped += 1;
             self.last_drop = Some(now);
         }
@@ -553,7 +649,60 @@ mod tests {
             }
             s.pop(f64::from(i) * 20.0 + 1.0);
         }
-        assert_eq!(s.jb.arrivals(), (100, 90));
+        let a = s.jb.arrivals();
+        assert_eq!((a.sent, a.arrived, a.copies), (100, 90, 0));
+        assert!((a.loss_since(&Arrivals::default()) - 0.10).abs() < 1e-6);
+    }
+
+    #[test]
+    fn loss_counts_lost_copies_when_the_sender_sends_two() {
+        // Each packet twice, the copy 60 ms later; 10 % of all packets lost on the wire.
+        let mut s = Sim::new();
+        let mut wire = 0u32;
+        for i in 0..200u16 {
+            let t = f64::from(i) * 20.0;
+            for (seq, at) in [(i, t), (i.wrapping_sub(3), t + 1.0)] {
+                if i < 3 && seq != i {
+                    continue;
+                }
+                wire += 1;
+                if wire % 10 != 0 {
+                    s.push(seq, at);
+                }
+            }
+            s.pop(t + 2.0);
+        }
+        let loss = s.jb.arrivals().loss_since(&Arrivals::default());
+        assert!((loss - 0.10).abs() < 0.02, "{loss}");
+    }
+
+    #[test]
+    fn delayed_copies_of_lost_packets_raise_the_delay_to_catch_them() {
+        // Originals 20 % lost in pairs; each packet's copy comes 60 ms after it.
+        let mut s = Sim::new();
+        let lost = |i: u16| i % 10 == 4 || i % 10 == 5;
+        let mut out = Vec::new();
+        for i in 0..300u16 {
+            let t = f64::from(i) * 20.0;
+            if !lost(i) {
+                s.push(i, t);
+            }
+            if i >= 3 {
+                s.push(i - 3, t + 1.0);
+            }
+            out.push(s.pop(t + 5.0));
+        }
+        let st = s.jb.stats();
+        let odd: Vec<(usize, &Playout)> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !matches!(p, Playout::Packet(_)))
+            .collect();
+        // The first copies come late and raise the target by their lateness at once…
+        assert!(s.jb.target_frames() >= 4, "{}", s.jb.target_frames());
+        // …after which every lost original is replaced by its copy in time.
+        assert!(odd.iter().all(|(i, _)| *i < 100), "{odd:?}");
+        assert!(st.late <= 8, "{st:?}");
     }
 
     #[test]
@@ -594,8 +743,8 @@ mod tests {
         }
         let jittery = s.jb.target_frames();
         assert!((2..=4).contains(&jittery), "{jittery}");
-        // Then a calm network for longer than the window.
-        for i in 200..600u16 {
+        // Then a calm network: the target eases back a frame every few seconds.
+        for i in 200..1200u16 {
             s.push(i, f64::from(i) * 20.0 + 50.0);
             while tick < f64::from(i) * 20.0 + 50.0 {
                 s.pop(tick);

@@ -1,19 +1,17 @@
 //! The audio paths of a call: microphone → Opus → RTP, and RTP → jitter buffer → Opus →
 //! speaker, each in a task that hands its device back when the call ends.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rtc::media::Sample;
+use rtc::rtp;
 use tokio::sync::watch;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-use crate::audio::codec::packet_samples;
-use crate::audio::{JitterBuffer, JitterStats, Playout, VoiceDecoder, VoiceEncoder};
-use crate::hw::{AudioFrame, AudioIn, AudioOut, FRAME_SAMPLES};
+use crate::audio::{JitterBuffer, JitterStats, Player, VoiceSender};
+use crate::hw::{AudioIn, AudioOut};
 
 const FRAME_TIME: Duration = Duration::from_millis(20);
 
@@ -42,8 +40,8 @@ pub async fn capture<I: AudioIn>(
     mut loss: watch::Receiver<f32>,
     mut stop: watch::Receiver<bool>,
 ) -> (I, Option<Instant>) {
-    let mut encoder = match VoiceEncoder::new(*loss.borrow()) {
-        Ok(e) => e,
+    let mut sender = match VoiceSender::new(*loss.borrow(), Instant::now()) {
+        Ok(s) => s,
         Err(e) => {
             tracing::warn!("{e}");
             return (mic, None);
@@ -65,24 +63,32 @@ pub async fn capture<I: AudioIn>(
         };
         if loss.has_changed().unwrap_or(false) {
             let l = *loss.borrow_and_update();
-            if let Err(e) = encoder.tune(l) {
+            if let Err(e) = sender.tune(l, Instant::now()) {
                 tracing::warn!("{e}");
             }
         }
-        let packet = match encoder.encode(&frame) {
+        let packets = match sender.frame(&frame) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("{e}");
                 continue;
             }
         };
-        let sample = Sample {
-            data: Bytes::from(packet),
-            duration: FRAME_TIME,
-            ..Sample::new(Instant::now())
-        };
-        if let Err(e) = track.write_sample(ssrc, payload_type, &sample, &[]).await {
-            tracing::debug!("audio send: {e}");
+        for p in packets {
+            let packet = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    payload_type,
+                    sequence_number: p.seq,
+                    timestamp: p.timestamp,
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: p.payload,
+            };
+            if let Err(e) = track.write_rtp(packet).await {
+                tracing::debug!("audio send: {e}");
+            }
         }
     }
 }
@@ -118,15 +124,13 @@ pub async fn playback<O: AudioOut>(
     mut stop: watch::Receiver<bool>,
 ) -> O {
     let mut first_audio = Some(first_audio);
-    let mut decoder = match VoiceDecoder::new() {
-        Ok(d) => d,
+    let mut player = match Player::new() {
+        Ok(p) => p,
         Err(e) => {
             tracing::warn!("{e}");
             return speaker;
         }
     };
-    let mut pcm: VecDeque<i16> = VecDeque::new();
-    let mut last_len = FRAME_SAMPLES;
     let mut next = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -135,41 +139,14 @@ pub async fn playback<O: AudioOut>(
         }
         next += FRAME_TIME;
         let now = Instant::now();
-        // Decode until a frame's worth is ready (packets may be 10–60 ms long).
-        while pcm.len() < FRAME_SAMPLES {
-            let playout = buffer.lock().unwrap_or_else(|e| e.into_inner()).pop(now);
-            let decoded = match &playout {
-                Playout::Idle => break,
-                Playout::Packet(p) => {
-                    last_len = packet_samples(p);
-                    decoder.decode(p)
-                }
-                Playout::Recover { next } => decoder.recover(next, last_len),
-                Playout::Conceal => decoder.conceal(last_len),
-            };
-            match decoded {
-                Ok(samples) => pcm.extend(samples.iter().copied()),
-                Err(e) => {
-                    tracing::debug!("undecodable packet: {e}");
-                    if let Ok(s) = decoder.conceal(last_len) {
-                        pcm.extend(s.iter().copied());
-                    }
-                }
-            }
-            if matches!(playout, Playout::Packet(_)) {
-                if let Some(tx) = first_audio.take() {
-                    stats.lock().unwrap_or_else(|e| e.into_inner()).first_audio = Some(now);
-                    let _ = tx.send(());
-                }
+        let tick = player.tick(&mut buffer.lock().unwrap_or_else(|e| e.into_inner()), now);
+        if tick.received {
+            if let Some(tx) = first_audio.take() {
+                stats.lock().unwrap_or_else(|e| e.into_inner()).first_audio = Some(now);
+                let _ = tx.send(());
             }
         }
-        let mut frame: AudioFrame = [0; FRAME_SAMPLES];
-        for s in frame.iter_mut() {
-            match pcm.pop_front() {
-                Some(v) => *s = v,
-                None => break,
-            }
-        }
+        let frame = tick.frame;
         if let Err(e) = speaker.write_frame(&frame) {
             tracing::warn!("speaker: {e}");
         }

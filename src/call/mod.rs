@@ -20,6 +20,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::app::EndReason;
+use crate::audio::jitter::Arrivals;
 use crate::audio::JitterBuffer;
 use crate::hw::{AudioIn, AudioOut};
 use crate::pairing::{Inner, Role};
@@ -157,8 +158,8 @@ struct Live<I> {
     stop: watch::Receiver<bool>,
     loss: watch::Sender<f32>,
     jitter: Arc<Mutex<JitterBuffer>>,
-    /// (sent, arrived) of the incoming stream at the last loss check.
-    arrivals: (u64, u64),
+    /// What had arrived of the incoming stream at the last loss check.
+    arrivals: Arrivals,
     chat: Chat,
     outbox: Vec<String>,
     stats: CallStats,
@@ -194,7 +195,7 @@ async fn run<I: AudioIn, O: AudioOut>(
         stop,
         loss,
         jitter,
-        arrivals: (0, 0),
+        arrivals: Arrivals::default(),
         chat: Chat::default(),
         outbox: Vec::new(),
         stats: CallStats::default(),
@@ -401,18 +402,12 @@ impl<I: AudioIn> Live<I> {
 
     /// Loss of the incoming stream since the last call.
     fn incoming_loss(&mut self) -> f32 {
-        let (sent, arrived) = self
+        let now = self
             .jitter
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .arrivals();
-        let (sent0, arrived0) = std::mem::replace(&mut self.arrivals, (sent, arrived));
-        let (ds, da) = (sent.saturating_sub(sent0), arrived.saturating_sub(arrived0));
-        if ds == 0 {
-            0.0
-        } else {
-            ds.saturating_sub(da) as f32 / ds as f32
-        }
+        now.loss_since(&std::mem::replace(&mut self.arrivals, now))
     }
 
     async fn start_capture(&mut self, peer: &Peer) -> Result<(), CallError> {

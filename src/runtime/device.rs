@@ -233,6 +233,11 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                 played = stats.playback.jitter.played,
                 recovered = stats.playback.jitter.recovered,
                 concealed = stats.playback.jitter.concealed,
+                late = stats.playback.jitter.late,
+                dropped = stats.playback.jitter.dropped,
+                stretched = stats.playback.jitter.stretched,
+                underruns = stats.playback.jitter.underruns,
+                target_ms = stats.playback.target_delay_ms,
                 "call finished; keys wiped"
             );
             self.report(Report::CallFinished(stats));
