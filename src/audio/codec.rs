@@ -68,9 +68,7 @@ impl VoiceEncoder {
 
     /// Sets the bitrate, bits per second.
     pub fn set_bitrate(&mut self, bits: i32) -> Result<(), CodecError> {
-        self.enc
-            .set_bitrate(opus::Bitrate::Bits(bits))
-            .map_err(err)
+        self.enc.set_bitrate(opus::Bitrate::Bits(bits)).map_err(err)
     }
 
     /// The expected loss the encoder is tuned for, in percent.

@@ -37,6 +37,8 @@ const MAX_CONCEALED_RUN: u32 = 10;
 const LATE_MEMORY: Duration = Duration::from_secs(6);
 /// How long a lower jitter estimate must last before the target eases by a frame.
 const JITTER_EASE: Duration = Duration::from_secs(3);
+/// How long a buffer one frame short waits for a quiet frame to stretch.
+const SHORT_PATIENCE: Duration = Duration::from_secs(2);
 /// At most one catch-up drop per this time.
 const CATCH_UP_EVERY: Duration = Duration::from_millis(200);
 /// How long a loss keeps the extra frame for FEC.
@@ -149,10 +151,18 @@ impl Unwrap {
     }
 }
 
+/// A packet waiting for its slot.
+struct Queued {
+    payload: Vec<u8>,
+    arrival: Instant,
+    /// How much slower than the fastest recent packet it came, ms.
+    excess_ms: f64,
+}
+
 /// The jitter buffer for one incoming audio stream.
 pub struct JitterBuffer {
-    /// Payloads by extended sequence number, with their arrival time.
-    packets: BTreeMap<u64, (Vec<u8>, Instant)>,
+    /// Packets by extended sequence number.
+    packets: BTreeMap<u64, Queued>,
     seq: Unwrap,
     first_seq: Option<u64>,
     ts: Unwrap,
@@ -178,6 +188,8 @@ pub struct JitterBuffer {
     concealed_run: u32,
     last_drop: Option<Instant>,
     last_stretch: Option<Instant>,
+    /// Since when the buffer has held less than its target.
+    short_since: Option<Instant>,
     stats: JitterStats,
 }
 
@@ -211,6 +223,7 @@ impl JitterBuffer {
             concealed_run: 0,
             last_drop: None,
             last_stretch: None,
+            short_since: None,
             stats: JitterStats::default(),
         }
     }
@@ -284,7 +297,14 @@ impl JitterBuffer {
             self.raise_delay(arrival, excess);
         }
         self.stats.received += 1;
-        self.packets.insert(ext, (payload, arrival));
+        self.packets.insert(
+            ext,
+            Queued {
+                payload,
+                arrival,
+                excess_ms: excess,
+            },
+        );
         while self.packets.len() > MAX_PACKETS {
             self.packets.pop_first();
             self.stats.dropped += 1;
@@ -389,12 +409,14 @@ impl JitterBuffer {
             self.lost_at = Some(now);
         }
         if self.should_stretch(next, now) {
+            self.short_since = None;
             // Less queued than the target: one concealed tick grows the delay a frame.
             self.last_stretch = Some(now);
             self.stats.stretched += 1;
+            tracing::trace!(slot = next, target = self.target_frames(), "stretch");
             return Playout::Conceal;
         }
-        if let Some((p, _)) = self.packets.remove(&next) {
+        if let Some(Queued { payload: p, .. }) = self.packets.remove(&next) {
             self.next = Some(next + 1);
             self.concealed_run = 0;
             self.waited = 0;
@@ -421,7 +443,7 @@ impl JitterBuffer {
         self.lost_at = Some(now);
         self.note_missed(next);
         self.next = Some(next + 1);
-        if let Some((p, _)) = self.packets.get(&(next + 1)) {
+        if let Some(Queued { payload: p, .. }) = self.packets.get(&(next + 1)) {
             self.concealed_run = 0;
             self.stats.recovered += 1;
             return Playout::Recover { next: p.clone() };
@@ -440,27 +462,49 @@ impl JitterBuffer {
 
     /// True when the due packet is a quiet one (quiet frames code small).
     fn is_quiet(&self, next: u64) -> bool {
-        let Some(len) = self.packets.get(&next).map(|(p, _)| p.len()) else {
+        let Some(len) = self.packets.get(&next).map(|q| q.payload.len()) else {
             return false;
         };
-        let mean = self.packets.values().map(|(p, _)| p.len()).sum::<usize>() / self.packets.len();
+        let mean = self
+            .packets
+            .values()
+            .map(|q| q.payload.len())
+            .sum::<usize>()
+            / self.packets.len();
         len * 2 <= mean
     }
 
     /// True when the packet due now has waited less than the target asks: the buffer
     /// holds less than its target (counted in time, so a lost newest packet does not
     /// look like a short buffer, and in frames queued, so one slow packet does not
-    /// either).
-    fn should_stretch(&self, next: u64, now: Instant) -> bool {
-        let Some((_, arrival)) = self.packets.get(&next) else {
+    /// either). A concealed tick in the middle of a word is heard, so a buffer one frame
+    /// short of a grown jitter estimate waits for a quiet frame (up to
+    /// [`SHORT_PATIENCE`]); one short of what late or lost packets asked for, or further
+    /// behind, stretches at once.
+    fn should_stretch(&mut self, next: u64, now: Instant) -> bool {
+        let Some(q) = self.packets.get(&next) else {
             return false;
         };
         let target = self.target_frames();
         let wanted = FRAME * (target as u32 - 1);
-        let waited = now.saturating_duration_since(*arrival);
-        wanted > FRAME / 2
-            && waited + FRAME / 2 < wanted
-            && self.queued_span(next) < target
+        // What the fastest packet would wait at this delay: a slow packet due now has
+        // waited less, but that is the network's swing, not a short buffer.
+        let waited = now.saturating_duration_since(q.arrival)
+            + Duration::from_secs_f64(q.excess_ms.max(0.0) / 1000.0);
+        let short =
+            wanted > FRAME / 2 && waited + FRAME / 2 < wanted && self.queued_span(next) < target;
+        if !short {
+            self.short_since = None;
+            return false;
+        }
+        let since = *self.short_since.get_or_insert(now);
+        let fec = u32::from(self.lost_at.is_some());
+        let missing = FRAME * (fec + self.late_frames as u32);
+        let far_behind = waited + FRAME * 3 / 2 < wanted || waited + FRAME / 2 < missing;
+        let now_is_fine = self.is_quiet(next)
+            || far_behind
+            || now.saturating_duration_since(since) >= SHORT_PATIENCE;
+        now_is_fine
             && self
                 .last_stretch
                 .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY)
@@ -493,6 +537,7 @@ impl JitterBuffer {
             self.surplus -= 1;
             self.queue_floor = self.queue_floor.map(|f| f.saturating_sub(1));
             self.stats.dropped += 1;
+            tracing::trace!(slot = next, target = self.target_frames(), "catch-up drop");
             self.last_drop = Some(now);
         }
     }
@@ -757,6 +802,93 @@ mod tests {
             s.jb.target_frames()
         );
         assert!(s.jb.stats().late <= 5, "{:?}", s.jb.stats());
+    }
+
+    /// Normal(mean, sd) delays from a fixed seed (Box–Muller on a small LCG).
+    fn normal_delays(n: usize, mean: f64, sd: f64) -> Vec<f64> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut uniform = move || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let z = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+                (mean + sd * z).max(0.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steady_jitter_settles_without_stretching_or_dropping_speech() {
+        // 30 ms ± 10 ms (normal, so packets reorder) and 5 % loss for 30 s.
+        let delays = normal_delays(1500, 30.0, 10.0);
+        let mut arrivals: Vec<(u16, f64)> = (0..1500u16)
+            .filter(|i| i % 20 != 7)
+            .map(|i| (i, f64::from(i) * 20.0 + delays[usize::from(i)]))
+            .collect();
+        arrivals.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        let mut settled = None;
+        for (seq, at) in arrivals {
+            while tick < at {
+                s.pop(tick);
+                tick += 20.0;
+                if tick >= 5_000.0 && settled.is_none() {
+                    settled = Some(s.jb.stats());
+                }
+            }
+            s.push(seq, at);
+        }
+        let (early, st) = (settled.unwrap(), s.jb.stats());
+        // After the first 5 s the delay holds: at most a couple of changes in 25 s, and
+        // nothing concealed but the lost packets' slots (most of them rebuilt).
+        let changes = (st.stretched + st.dropped) - (early.stretched + early.dropped);
+        assert!(changes <= 2, "{changes} changes: {early:?} → {st:?}");
+        assert!(st.late - early.late <= 2, "{st:?}");
+        assert!(
+            (2..=5).contains(&s.jb.target_frames()),
+            "{}",
+            s.jb.target_frames()
+        );
+    }
+
+    #[test]
+    fn a_grown_jitter_estimate_is_met_in_a_pause_not_mid_word() {
+        // An early loss makes the buffer hold a frame for FEC. From 2 s on, one packet
+        // in ten comes 15 ms late: within that frame, so nothing is late, but the jitter
+        // estimate grows by a frame (at about 4 s, when the window holds enough of
+        // them). Someone is talking (big packets), with a pause (small ones) from 4.4 s
+        // to 4.9 s: the buffer grows there, not mid-word.
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        let mut stretched_at = Vec::new();
+        for i in 0..300u16 {
+            let jitter = if i >= 100 && i % 10 == 3 { 15.0 } else { 0.0 };
+            let quiet = (220..245).contains(&i);
+            let at = f64::from(i) * 20.0 + jitter;
+            while tick < at {
+                let before = s.jb.stats().stretched;
+                s.pop(tick);
+                if s.jb.stats().stretched > before {
+                    stretched_at.push((tick / 20.0) as u16);
+                }
+                tick += 20.0;
+            }
+            if i != 5 {
+                let payload = vec![i as u8; if quiet { 10 } else { 100 }];
+                let at = s.at(at);
+                s.jb.push(i, u32::from(i) * TS_STEP, payload, at);
+            }
+        }
+        let st = s.jb.stats();
+        assert_eq!((st.late, st.underruns), (0, 1), "{st:?}");
+        let grown: Vec<u16> = stretched_at.into_iter().filter(|&t| t > 50).collect();
+        assert!(
+            !grown.is_empty() && grown.iter().all(|t| (220..246).contains(t)),
+            "stretches at ticks {grown:?}: {st:?}"
+        );
     }
 
     #[test]

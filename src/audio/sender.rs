@@ -8,7 +8,8 @@
 //! packets on the wire never takes both. Any RTP receiver handles it: the first copy to
 //! arrive plays and the other is an ordinary duplicate (SRTP's replay check drops it).
 //! The protocol is unchanged; the price is twice the packets, so the voice bitrate is
-//! lowered while copies are on, and they are on only while loss is measured.
+//! lowered while copies are on, and they are on only while loss is measured (from
+//! 2 %, until it has stayed under 0.5 % for 15 s).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -24,9 +25,11 @@ pub const COPIES_ON_LOSS: f32 = 0.02;
 pub const COPIES_OFF_LOSS: f32 = 0.005;
 /// …once it has stayed there this long.
 pub const COPIES_OFF_AFTER: Duration = Duration::from_secs(15);
-/// The voice bitrate while copies are on: two copies of 32 kbit/s wideband Opus take
-/// about the wire bandwidth of one 64 kbit/s stream.
-pub const COPY_BITRATE: i32 = 32_000;
+/// The voice bitrate while copies are on: two copies of 48 kbit/s take about 136 kbit/s
+/// on the wire instead of 84 for one at 64. Measured (network benchmark, one run each):
+/// at 32 kbit/s PESQ-WB was 3.85 / 3.08 / 3.36 for 5 % loss + jitter / 15 % / bursty,
+/// at 48 kbit/s 4.01 / 3.77 / 3.66.
+pub const COPY_BITRATE: i32 = 48_000;
 
 /// One RTP packet to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,8 +87,11 @@ impl VoiceSender {
         if copies != self.copies {
             tracing::debug!(copies, loss, "voice protection");
             self.copies = copies;
-            self.encoder
-                .set_bitrate(if copies { COPY_BITRATE } else { super::codec::BITRATE })?;
+            self.encoder.set_bitrate(if copies {
+                COPY_BITRATE
+            } else {
+                super::codec::BITRATE
+            })?;
             if !copies {
                 self.pending.clear();
             }
@@ -197,7 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn copies_halve_the_voice_bitrate() {
+    fn copies_lower_the_voice_bitrate() {
         let t = Instant::now();
         let mut plain = VoiceSender::new(0.0, t).unwrap();
         let mut copied = VoiceSender::new(0.0, t).unwrap();
@@ -209,8 +215,9 @@ mod tests {
                 .sum()
         };
         let (one, two) = (bytes(&mut plain), bytes(&mut copied));
+        // Two copies at 48 kbit/s: 1.5 times one at 64.
         assert!(
-            two < one * 13 / 10,
+            two > one * 13 / 10 && two < one * 17 / 10,
             "{two} bytes with copies vs {one} without"
         );
     }
