@@ -85,7 +85,14 @@ impl VoiceSender {
             self.copies
         };
         if copies != self.copies {
-            tracing::debug!(copies, loss, "voice protection");
+            if copies {
+                tracing::info!(
+                    "link loses {:.1} %: sending each voice packet twice",
+                    loss * 100.0
+                );
+            } else {
+                tracing::info!("link calm again: one copy of each voice packet");
+            }
             self.copies = copies;
             self.encoder.set_bitrate(if copies {
                 COPY_BITRATE
