@@ -75,7 +75,32 @@ impl Player {
 mod tests {
     use super::*;
     use crate::audio::VoiceEncoder;
+    use proptest::prelude::*;
     use std::time::Duration;
+
+    proptest! {
+        /// Whatever a peer sends (any numbers, any bytes, any timing), every tick is one
+        /// frame and the queue stays bounded.
+        #[test]
+        fn any_rtp_stream_gives_one_frame_per_tick(
+            packets in prop::collection::vec(
+                (any::<u16>(), any::<u32>(), 0u64..60, prop::collection::vec(any::<u8>(), 0..80)),
+                0..120,
+            )
+        ) {
+            let t0 = Instant::now();
+            let mut jb = JitterBuffer::new();
+            let mut player = Player::new().unwrap();
+            let mut now = Duration::ZERO;
+            for (seq, ts, step, payload) in packets {
+                now += Duration::from_millis(step);
+                jb.push(seq, ts, payload, t0 + now);
+                let tick = player.tick(&mut jb, t0 + now);
+                prop_assert_eq!(tick.frame.len(), FRAME_SAMPLES);
+                prop_assert!(jb.queued() <= 100);
+            }
+        }
+    }
 
     fn tone(k: usize) -> AudioFrame {
         let mut f = [0i16; FRAME_SAMPLES];
