@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rtc::rtp;
 use tokio::sync::watch;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
@@ -34,7 +34,7 @@ pub struct PlaybackStats {
 /// frame was read.
 pub async fn capture<I: AudioIn>(
     mut mic: I,
-    track: Arc<TrackLocalStaticSample>,
+    track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
     mut loss: watch::Receiver<f32>,

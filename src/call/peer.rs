@@ -13,7 +13,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::mpsc;
 use webrtc::data_channel::DataChannel;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
@@ -77,7 +77,7 @@ pub struct Peer {
     /// Events from it.
     pub events: mpsc::UnboundedReceiver<PeerEvent>,
     /// Our outgoing audio.
-    pub track: Arc<TrackLocalStaticSample>,
+    pub track: Arc<TrackLocalStaticRTP>,
     /// Its SSRC.
     pub ssrc: u32,
 }
@@ -130,32 +130,26 @@ pub async fn build(net: &NetworkSetup) -> Result<Peer, CallError> {
         .map_err(rtc_err)?;
     let pc: Arc<dyn PeerConnection> = Arc::new(pc);
     let ssrc: u32 = rand::random();
-    let track = Arc::new(
-        TrackLocalStaticSample::new(
-            Instant::now(),
-            MediaStreamTrack::new(
-                "intercom".to_owned(),
-                "voice".to_owned(),
-                "voice".to_owned(),
-                RtpCodecKind::Audio,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: RTCRtpCodec {
-                        mime_type: MIME_TYPE_OPUS.to_owned(),
-                        clock_rate: 48_000,
-                        channels: 2,
-                        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                        rtcp_feedback: vec![],
-                    },
-                    ..Default::default()
-                }],
-            ),
-        )
-        .map_err(rtc_err)?,
-    );
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "intercom".to_owned(),
+        "voice".to_owned(),
+        "voice".to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    )));
     pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
         .await
         .map_err(rtc_err)?;
