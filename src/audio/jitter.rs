@@ -4,10 +4,12 @@
 //! - Packets are ordered by extended sequence number; duplicates and packets whose slot
 //!   has already played are dropped (counted).
 //! - The target delay follows the measured jitter: the 95th percentile of each packet's
-//!   transit time above the fastest one in the last few seconds, plus one frame. A packet
-//!   that comes after its slot raises it at once; the raise wears off while the network
-//!   stays calm. While packets are being lost, one more frame is held, so a lost packet's
-//!   successor is here in time to rebuild it.
+//!   transit time above the fastest one in the last few seconds, plus one frame; up at
+//!   once, down a frame at a time after a calm spell. A packet that comes after its slot
+//!   raises it at once by as much as that packet needed (so the delayed copies of lost
+//!   packets, see [`crate::audio::sender`], are caught from then on); the raise wears off
+//!   while the network stays calm. While packets are being lost, one more frame is held,
+//!   so a lost packet's successor is here in time to rebuild it.
 //! - A missing packet whose successor is here is rebuilt from the successor's in-band FEC;
 //!   one with later packets but not its successor is concealed (Opus PLC). Loss never
 //!   stretches the delay.
@@ -15,8 +17,10 @@
 //!   concealed and the buffer waits: if the packet then comes, the delay has grown by
 //!   what the network needed; if later ones come instead, the slots already concealed
 //!   are skipped, so a burst costs no delay either.
-//! - When more audio is queued than the target needs, quiet frames (small packets) are
-//!   dropped now and then to catch up, instead of letting the delay grow.
+//! - Growing the delay costs a concealed tick: at once when packets are being missed, in
+//!   a quiet frame (within 2 s) when only the jitter estimate grew.
+//! - When the queue's lowest level over a second is above the target, quiet frames
+//!   (small packets) are dropped to catch up, speech ones only when far behind.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -173,7 +177,7 @@ pub struct JitterBuffer {
     late_at: Option<Instant>,
     /// Ticks concealed while waiting with nothing queued.
     waited: u64,
-    /// Recent slots played without their packet (concealed or rebuilt), and when.
+    /// Recent slots played without their packet (concealed or rebuilt).
     missed: VecDeque<u64>,
     lost_at: Option<Instant>,
     concealed_run: u32,
