@@ -538,8 +538,9 @@ async fn a_late_reader_gets_fresh_audio_not_a_backlog() {
     let mut player = aplay("late_line", &pulse.dir.join("tone.raw"));
     std::thread::sleep(Duration::from_millis(300));
     let mut mic = AlsaIn::open("late_line_monitor", Latency::SOUND_SERVER).unwrap();
-    let _ = mic.read_frame().await.unwrap(); // the sound server's first block is in
-                                             // Away for half a second (between calls): the queue fills with old frames.
+    // The sound server's first block is in.
+    let _ = mic.read_frame().await.unwrap();
+    // Away for half a second (between calls): the queue fills with old frames.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = mic.read_frame().await.unwrap();
     // From here on frames come at the device's pace, not out of a backlog.

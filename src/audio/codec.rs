@@ -142,15 +142,7 @@ pub fn packet_samples(packet: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tone(start: usize) -> AudioFrame {
-        let mut f = [0i16; FRAME_SAMPLES];
-        for (i, s) in f.iter_mut().enumerate() {
-            let t = (start + i) as f32 / SAMPLE_RATE as f32;
-            *s = (8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16;
-        }
-        f
-    }
+    use crate::audio::tone_frame;
 
     fn energy(s: &[i16]) -> f64 {
         s.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / s.len() as f64
@@ -162,14 +154,14 @@ mod tests {
         let mut dec = VoiceDecoder::new().unwrap();
         let mut out = Vec::new();
         for k in 0..20 {
-            let p = enc.encode(&tone(k * FRAME_SAMPLES)).unwrap();
+            let p = enc.encode(&tone_frame(k)).unwrap();
             assert!(p.len() < 200, "{} bytes for 20 ms at 32 kbit/s", p.len());
             assert_eq!(packet_samples(&p), FRAME_SAMPLES);
             out.extend_from_slice(dec.decode(&p).unwrap());
         }
         assert_eq!(out.len(), 20 * FRAME_SAMPLES);
         // Past the codec's start-up, the tone is back at about its energy.
-        let e_in = energy(&tone(0));
+        let e_in = energy(&tone_frame(0));
         let e_out = energy(&out[10 * FRAME_SAMPLES..]);
         assert!((e_out / e_in - 1.0).abs() < 0.3, "{e_out} vs {e_in}");
     }

@@ -11,3 +11,15 @@ pub use codec::{VoiceDecoder, VoiceEncoder};
 pub use jitter::{JitterBuffer, JitterStats, Playout};
 pub use player::Player;
 pub use sender::{OutPacket, VoiceSender};
+
+/// Frame `k` of a steady 440 Hz tone, the test signal of the audio modules' tests.
+#[cfg(test)]
+pub(crate) fn tone_frame(k: usize) -> crate::hw::AudioFrame {
+    use crate::hw::{FRAME_SAMPLES, SAMPLE_RATE};
+    let mut f = [0i16; FRAME_SAMPLES];
+    for (i, s) in f.iter_mut().enumerate() {
+        let t = (k * FRAME_SAMPLES + i) as f32 / SAMPLE_RATE as f32;
+        *s = (8000.0 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()) as i16;
+    }
+    f
+}

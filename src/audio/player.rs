@@ -74,7 +74,7 @@ impl Player {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::VoiceEncoder;
+    use crate::audio::{tone_frame, VoiceEncoder};
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -102,15 +102,6 @@ mod tests {
         }
     }
 
-    fn tone(k: usize) -> AudioFrame {
-        let mut f = [0i16; FRAME_SAMPLES];
-        for (i, s) in f.iter_mut().enumerate() {
-            let t = (k * FRAME_SAMPLES + i) as f32 / 48_000.0;
-            *s = (8000.0 * (2.0 * std::f32::consts::PI * 300.0 * t).sin()) as i16;
-        }
-        f
-    }
-
     #[test]
     fn every_tick_is_one_frame_and_a_lost_packet_is_filled() {
         let mut enc = VoiceEncoder::new(0.1).unwrap();
@@ -120,7 +111,7 @@ mod tests {
         let mut loud = 0;
         for k in 0..50usize {
             let now = t0 + Duration::from_millis(20 * k as u64);
-            let p = enc.encode(&tone(k)).unwrap();
+            let p = enc.encode(&tone_frame(k)).unwrap();
             if k != 25 {
                 jb.push(k as u16, (k * FRAME_SAMPLES) as u32, p, now);
             }
