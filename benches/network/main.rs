@@ -4,7 +4,7 @@
 //! Then the faults: a 5 s link cut mid-call and many calls in a row.
 //!
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
-//! [--out DIR]`. Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
+//! [--out DIR]`; `-- --codec` measures the codec alone instead (see `codec`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
 //! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the
 //! machine's network).
 
@@ -12,6 +12,7 @@
 mod common;
 
 mod analysis;
+mod codec;
 mod impair;
 mod netns;
 mod report;
@@ -28,6 +29,7 @@ struct Args {
     only: Vec<String>,
     out: PathBuf,
     robustness: bool,
+    codec: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         only: Vec::new(),
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/netbench"),
         robustness: true,
+        codec: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -61,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
             "--only" => a.only.push(value("--only")?),
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--no-robustness" => a.robustness = false,
+            "--codec" => a.codec = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -79,6 +83,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.codec {
+        std::fs::create_dir_all(&args.out).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let clip = work.path().join("b-mouth.wav");
+        write_mouth_clip(&clip);
+        let results = codec::sweep(&clip, work.path());
+        println!("\n{}", codec::markdown(&results));
+        let json = serde_json::to_string_pretty(&results).unwrap();
+        std::fs::write(args.out.join("codec.json"), json).unwrap();
+        println!("written to {}", args.out.join("codec.json").display());
+        return ExitCode::SUCCESS;
+    }
     if !common::inside_private_network() {
         return common::rerun_in_private_network();
     }

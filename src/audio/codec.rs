@@ -44,11 +44,20 @@ pub struct VoiceEncoder {
 impl VoiceEncoder {
     /// VoIP mode, in-band FEC on, tuned for `expected_loss` (0.0–1.0).
     pub fn new(expected_loss: f32) -> Result<VoiceEncoder, CodecError> {
+        Self::with_complexity(expected_loss, COMPLEXITY)
+    }
+
+    /// As [`VoiceEncoder::new`] with another encoder complexity (0–10); the codec
+    /// benchmark compares them.
+    pub fn with_complexity(
+        expected_loss: f32,
+        complexity: i32,
+    ) -> Result<VoiceEncoder, CodecError> {
         let mut enc =
             opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
                 .map_err(err)?;
         enc.set_inband_fec(true).map_err(err)?;
-        enc.set_complexity(COMPLEXITY).map_err(err)?;
+        enc.set_complexity(complexity).map_err(err)?;
         enc.set_bitrate(opus::Bitrate::Bits(BITRATE)).map_err(err)?;
         enc.set_max_bandwidth(opus::Bandwidth::Wideband)
             .map_err(err)?;

@@ -1,0 +1,132 @@
+//! The codec alone, no network: the speech clip through the box's Opus encoder at each
+//! complexity, scored with PESQ-WB clean and at 15 % random loss (FEC, then concealment),
+//! with the CPU time one 20 ms frame costs to encode and to decode. This is where the
+//! encoder's complexity is chosen: it is most of a call's CPU.
+
+use std::path::Path;
+
+use intercom::audio::codec::{packet_samples, VoiceDecoder, VoiceEncoder};
+use intercom::hw::FRAME_SAMPLES;
+use nix::time::{clock_gettime, ClockId};
+use rand::{Rng, SeedableRng};
+
+use crate::analysis::{pesq_wb, retime};
+use crate::common::audio::{align, read_wav};
+
+/// One encoder setting, measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CodecResult {
+    pub complexity: i32,
+    pub pesq_clean: f64,
+    pub pesq_loss15: f64,
+    /// CPU µs to encode one 20 ms frame (best of the passes).
+    pub encode_us: f64,
+    /// CPU µs to decode one 20 ms frame (best of the passes).
+    pub decode_us: f64,
+    /// Mean packet size, bytes.
+    pub packet_bytes: f64,
+}
+
+const PASSES: usize = 3;
+const LOSS: f64 = 0.15;
+
+fn thread_cpu_secs() -> f64 {
+    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
+    t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9
+}
+
+fn frames(clip: &[i16]) -> Vec<[i16; FRAME_SAMPLES]> {
+    clip.chunks(FRAME_SAMPLES)
+        .map(|c| {
+            let mut f = [0i16; FRAME_SAMPLES];
+            f[..c.len()].copy_from_slice(c);
+            f
+        })
+        .collect()
+}
+
+fn encode(frames: &[[i16; FRAME_SAMPLES]], complexity: i32, loss: f32) -> (Vec<Vec<u8>>, f64) {
+    let mut best = f64::MAX;
+    let mut packets = Vec::new();
+    for _ in 0..PASSES {
+        let mut enc = VoiceEncoder::with_complexity(loss, complexity).unwrap();
+        let t0 = thread_cpu_secs();
+        packets = frames.iter().map(|f| enc.encode(f).unwrap()).collect();
+        best = best.min(thread_cpu_secs() - t0);
+    }
+    (packets, best * 1e6 / frames.len() as f64)
+}
+
+/// Decodes `packets`, the ones marked in `lost` rebuilt from the next packet's FEC or
+/// concealed; returns the audio and the CPU µs per frame.
+fn decode(packets: &[Vec<u8>], lost: &[bool]) -> (Vec<f64>, f64) {
+    let mut best = f64::MAX;
+    let mut out = Vec::new();
+    for _ in 0..PASSES {
+        let mut dec = VoiceDecoder::new().unwrap();
+        out.clear();
+        let t0 = thread_cpu_secs();
+        for (i, p) in packets.iter().enumerate() {
+            let pcm = if !lost[i] {
+                dec.decode(p).unwrap()
+            } else if i + 1 < packets.len() && !lost[i + 1] {
+                dec.recover(&packets[i + 1], packet_samples(p)).unwrap()
+            } else {
+                dec.conceal(packet_samples(p)).unwrap()
+            };
+            out.extend(pcm.iter().map(|&s| f64::from(s)));
+        }
+        best = best.min(thread_cpu_secs() - t0);
+    }
+    (out, best * 1e6 / packets.len() as f64)
+}
+
+/// Measures every complexity from 0 to 10 on the WAV file `clip` (48 kHz mono).
+pub fn sweep(clip: &Path, dir: &Path) -> Vec<CodecResult> {
+    let reference = read_wav(clip);
+    let pcm: Vec<i16> = reference.iter().map(|&s| s as i16).collect();
+    let frames = frames(&pcm);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+    let lost: Vec<bool> = (0..frames.len()).map(|_| rng.gen_bool(LOSS)).collect();
+    let none = vec![false; frames.len()];
+    (0..=10)
+        .map(|complexity| {
+            let (clean_packets, encode_us) = encode(&frames, complexity, 0.0);
+            let (clean, decode_us) = decode(&clean_packets, &none);
+            // The codec's own delay (its look-ahead), found as the network calls find theirs.
+            let (lag, _) = align(&reference, &clean);
+            let score = |decoded: &[f64]| {
+                let deg = retime(&reference, decoded, lag);
+                pesq_wb(&reference, &deg, dir).unwrap_or_else(|e| panic!("{e}"))
+            };
+            let (lossy_packets, _) = encode(&frames, complexity, LOSS as f32);
+            let (lossy, _) = decode(&lossy_packets, &lost);
+            let bytes = clean_packets.iter().map(Vec::len).sum::<usize>();
+            let r = CodecResult {
+                complexity,
+                pesq_clean: score(&clean),
+                pesq_loss15: score(&lossy),
+                encode_us,
+                decode_us,
+                packet_bytes: bytes as f64 / clean_packets.len() as f64,
+            };
+            eprintln!("  {r:?}");
+            r
+        })
+        .collect()
+}
+
+/// The sweep as a markdown table.
+pub fn markdown(results: &[CodecResult]) -> String {
+    let mut s = String::from(
+        "| complexity | PESQ-WB clean | PESQ-WB 15 % loss | encode µs/frame | decode µs/frame | bytes/packet |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |\n",
+            r.complexity, r.pesq_clean, r.pesq_loss15, r.encode_us, r.decode_us, r.packet_bytes
+        ));
+    }
+    s
+}
