@@ -6,6 +6,7 @@
 //! full band 4.39, 64 kbit/s wideband 4.44; at 15 % loss with FEC, 3.08 full band vs 3.45
 //! wideband.
 
+use crate::audio::silk::SilkEncoder;
 use crate::hw::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Largest Opus packet we produce or accept.
@@ -18,7 +19,7 @@ pub const MAX_DECODED: usize = 5760;
 #[error("opus: {0}")]
 pub struct CodecError(String);
 
-fn err(e: opus::Error) -> CodecError {
+fn err(e: impl std::fmt::Display) -> CodecError {
     CodecError(e.to_string())
 }
 
@@ -37,7 +38,7 @@ pub const COMPLEXITY: i32 = 9;
 
 /// The sending side.
 pub struct VoiceEncoder {
-    enc: opus::Encoder,
+    enc: SilkEncoder,
     loss_percent: i32,
 }
 
@@ -53,14 +54,11 @@ impl VoiceEncoder {
         expected_loss: f32,
         complexity: i32,
     ) -> Result<VoiceEncoder, CodecError> {
-        let mut enc =
-            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
-                .map_err(err)?;
+        let mut enc = SilkEncoder::new(SAMPLE_RATE).map_err(err)?;
         enc.set_inband_fec(true).map_err(err)?;
         enc.set_complexity(complexity).map_err(err)?;
-        enc.set_bitrate(opus::Bitrate::Bits(BITRATE)).map_err(err)?;
-        enc.set_max_bandwidth(opus::Bandwidth::Wideband)
-            .map_err(err)?;
+        enc.set_bitrate(BITRATE).map_err(err)?;
+        enc.set_max_bandwidth_wideband().map_err(err)?;
         let mut e = VoiceEncoder {
             enc,
             loss_percent: -1,
@@ -83,7 +81,7 @@ impl VoiceEncoder {
 
     /// Sets the bitrate, bits per second.
     pub fn set_bitrate(&mut self, bits: i32) -> Result<(), CodecError> {
-        self.enc.set_bitrate(opus::Bitrate::Bits(bits)).map_err(err)
+        self.enc.set_bitrate(bits).map_err(err)
     }
 
     /// The expected loss the encoder is tuned for, in percent.

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod jitter;
 pub mod player;
 pub mod sender;
+pub mod silk;
 
 pub use codec::{VoiceDecoder, VoiceEncoder};
 pub use jitter::{JitterBuffer, JitterStats, Playout};

@@ -131,7 +131,7 @@ pub async fn playback<O: AudioOut>(
             return speaker;
         }
     };
-    let mut next = tokio::time::Instant::now();
+    let mut next = crate::hw::frame_boundary(tokio::time::Instant::now());
     loop {
         tokio::select! {
             _ = stop.changed() => break,

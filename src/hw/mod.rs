@@ -175,3 +175,15 @@ pub trait AudioOut: Send + 'static {
     /// Flushes and closes the output (a file gets its final header).
     fn finish(&mut self) -> Result<(), HwError>;
 }
+
+/// The first 20 ms frame boundary at or after `at` on the box's audio clock. Capture and
+/// playback tick on the same boundaries, as one sound card's directions do, so the box
+/// wakes once per frame for both instead of twice.
+pub fn frame_boundary(at: tokio::time::Instant) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| at);
+    let frame = std::time::Duration::from_millis(20).as_nanos();
+    let since = at.saturating_duration_since(epoch).as_nanos();
+    let frames = since.div_ceil(frame);
+    epoch + std::time::Duration::from_nanos((frames * frame) as u64)
+}

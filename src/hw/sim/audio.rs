@@ -107,11 +107,13 @@ impl AudioIn for WavIn {
     async fn read_frame(&mut self) -> Result<AudioFrame, HwError> {
         // Frames leave on a fixed 20 ms schedule, as a sound card would deliver them.
         let now = Instant::now();
-        let mut due = *self.next_frame_at.get_or_insert(now);
+        let mut due = *self
+            .next_frame_at
+            .get_or_insert_with(|| crate::hw::frame_boundary(now));
         if now.saturating_duration_since(due) > FRAME_TIME * 5 {
             // Nobody read for a while (between calls): carry on from now, as a real
             // microphone would, rather than rushing out the frames of the pause.
-            due = now;
+            due = crate::hw::frame_boundary(now);
         }
         tokio::time::sleep_until(due).await;
         self.next_frame_at = Some(due + FRAME_TIME);
