@@ -39,12 +39,7 @@ impl SilkEncoder {
         let rate = i32::try_from(sample_rate).map_err(|_| OpusError("bad sample rate".into()))?;
         // SAFETY: plain arguments and a valid out-pointer; the result is checked below.
         let state = unsafe {
-            ffi::opus_encoder_create(
-                rate,
-                1,
-                ffi::OPUS_APPLICATION_RESTRICTED_SILK,
-                &mut error,
-            )
+            ffi::opus_encoder_create(rate, 1, ffi::OPUS_APPLICATION_RESTRICTED_SILK, &mut error)
         };
         check(error)?;
         let state = NonNull::new(state).ok_or_else(|| OpusError("out of memory".into()))?;
