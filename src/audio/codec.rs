@@ -31,9 +31,9 @@ fn err(e: impl std::fmt::Display) -> CodecError {
 /// 84 kbit/s.
 pub const BITRATE: i32 = 64_000;
 
-/// Encoder complexity (0–10). The encoder is most of a call's CPU; measured on the
-/// network benchmark's clean call (PESQ-WB / CPU % of one core per box): 9 gives 4.44 /
-/// 4.0–4.3, 7 gives 4.28–4.41 / 3.8, 5 gives 4.36 / 3.3. Quality wins: 9.
+/// Encoder complexity (0–10). The encoder is most of a call's CPU. Measured with
+/// `cargo bench --bench network -- --codec` (PESQ-WB clean / encode µs per frame): 8–10
+/// give 4.43 / 215–275, 6–7 give 4.40 / 190–200, 4–5 give 4.36 / 170–200. Quality wins: 9.
 pub const COMPLEXITY: i32 = 9;
 
 /// The sending side.

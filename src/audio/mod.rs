@@ -1,6 +1,6 @@
-//! Voice: Opus coding ([`codec`]), the sending side with its loss-driven copies
-//! ([`sender`]), the adaptive jitter buffer ([`jitter`]) and the decoding player
-//! ([`player`]).
+//! Voice: Opus coding ([`codec`], on the SILK-only encoder in [`silk`]), the sending side
+//! with its loss-driven copies ([`sender`]), the adaptive jitter buffer ([`jitter`]) and
+//! the decoding player ([`player`]).
 
 pub mod codec;
 pub mod jitter;
