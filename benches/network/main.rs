@@ -4,9 +4,9 @@
 //! Then the faults: a 5 s link cut mid-call and many calls in a row.
 //!
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
-//! [--out DIR]`; `-- --codec` measures the codec alone instead (see `codec`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
-//! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the
-//! machine's network).
+//! [--out DIR]`; `-- --codec` measures the codec alone instead (see `codec`). Needs
+//! iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's `pesq` and `numpy`;
+//! root, or user namespaces (it makes its own and never touches the machine's network).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;

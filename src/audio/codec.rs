@@ -1,10 +1,10 @@
 //! Opus voice coding: 48 kHz mono, 20 ms frames, in-band FEC, loss-driven tuning.
 //!
-//! Speech is coded wideband (up to 8 kHz audio, "HD voice"): Opus then stays in its SILK
-//! mode, the only one with in-band FEC, and spends every bit where speech is. Measured
-//! offline on the benchmark's clip (PESQ-WB, no loss): 32 kbit/s full band 3.87, 64 kbit/s
-//! full band 4.39, 64 kbit/s wideband 4.44; at 15 % loss with FEC, 3.08 full band vs 3.45
-//! wideband.
+//! Speech is coded wideband (up to 8 kHz audio, "HD voice") by the SILK-only encoder
+//! ([`crate::audio::silk`]): SILK is the mode with in-band FEC, and it spends every bit where
+//! speech is. Measured offline on the benchmark's clip with the VoIP application (PESQ-WB,
+//! no loss): 32 kbit/s full band 3.87, 64 kbit/s full band 4.39, 64 kbit/s wideband 4.44;
+//! at 15 % loss with FEC, 3.08 full band vs 3.45 wideband.
 
 use crate::audio::silk::SilkEncoder;
 use crate::hw::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
@@ -43,7 +43,7 @@ pub struct VoiceEncoder {
 }
 
 impl VoiceEncoder {
-    /// VoIP mode, in-band FEC on, tuned for `expected_loss` (0.0–1.0).
+    /// SILK only, wideband, in-band FEC on, tuned for `expected_loss` (0.0–1.0).
     pub fn new(expected_loss: f32) -> Result<VoiceEncoder, CodecError> {
         Self::with_complexity(expected_loss, COMPLEXITY)
     }

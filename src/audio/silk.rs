@@ -2,7 +2,8 @@
 //! which the `opus` crate does not offer. It codes speech exactly as the VoIP application
 //! does in its SILK mode, and what it sends is ordinary Opus that any decoder plays, but it
 //! skips the music/speech analysis the VoIP application runs on every frame at complexity 7
-//! and up, and CELT: a fifth of the encoder's CPU, for a mode we never leave.
+//! and up, for a mode decision we never need (on the benchmark's clip: 234 → 216 µs per
+//! frame, PESQ-WB 4.437 → 4.433 clean and 3.05 → 3.14 at 15 % loss).
 
 use std::ffi::{c_int, CStr};
 use std::ptr::NonNull;
