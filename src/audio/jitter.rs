@@ -25,10 +25,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::hw::SAMPLE_RATE;
+use crate::hw::{FRAME_TIME, SAMPLE_RATE};
 
 /// One frame's playout time.
-pub const FRAME: Duration = Duration::from_millis(20);
+pub const FRAME: Duration = FRAME_TIME;
 /// Longest delay the buffer will hold.
 pub const MAX_TARGET_FRAMES: usize = 15;
 /// How far back the jitter estimate looks.

@@ -2,7 +2,7 @@
 //! speaker, each in a task that hands its device back when the call ends.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rtc::rtp;
 use tokio::sync::watch;
@@ -11,9 +11,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::audio::{JitterBuffer, JitterStats, Player, VoiceSender};
-use crate::hw::{AudioIn, AudioOut};
-
-const FRAME_TIME: Duration = Duration::from_millis(20);
+use crate::hw::{AudioIn, AudioOut, FRAME_TIME};
 
 /// What the playback side measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

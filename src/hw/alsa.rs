@@ -17,7 +17,7 @@ use alsa::pcm::{Access, Format, HwParams, PCM};
 use alsa::{Direction, ValueOr};
 use tokio::sync::mpsc;
 
-use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 
 /// How much audio the device moves at a time, and how much it can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +223,7 @@ fn capture_thread(
     while !stop.load(Ordering::Relaxed) {
         let Some(dev) = &pcm else {
             // Device gone: silence at the real-time pace, and look for the device again.
-            gap_clock += Duration::from_millis(20);
+            gap_clock += FRAME_TIME;
             if let Some(wait) = gap_clock.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }

@@ -21,6 +21,8 @@ pub const SAMPLE_RATE: u32 = 48_000;
 pub const FRAME_SAMPLES: usize = 960;
 /// One 20 ms frame of 48 kHz mono signed 16-bit audio.
 pub type AudioFrame = [i16; FRAME_SAMPLES];
+/// How long one frame plays: [`FRAME_SAMPLES`] at [`SAMPLE_RATE`].
+pub const FRAME_TIME: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A failure of a hardware backend, with what the user can do about it.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +184,7 @@ pub trait AudioOut: Send + 'static {
 pub fn frame_boundary(at: tokio::time::Instant) -> tokio::time::Instant {
     static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| at);
-    let frame = std::time::Duration::from_millis(20).as_nanos();
+    let frame = FRAME_TIME.as_nanos();
     let since = at.saturating_duration_since(epoch).as_nanos();
     let frames = since.div_ceil(frame);
     epoch + std::time::Duration::from_nanos((frames * frame) as u64)

@@ -1,7 +1,8 @@
 //! The box's event loop: keys, clock and network in; the app decides; screens out.
 //!
-//! [`run`] builds the backends the board profile names and drives the [`App`](crate::app::App) until
-//! SIGTERM/SIGINT (or the caller's shutdown future), then wipes and finalizes everything.
+//! [`run`] builds the backends the board profile names and drives the
+//! [`App`](crate::app::App) until SIGTERM/SIGINT (or the caller's shutdown future), then
+//! wipes and finalizes everything.
 
 pub mod backends;
 mod device;

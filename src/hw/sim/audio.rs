@@ -4,13 +4,9 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
-use std::time::Duration;
-
 use tokio::time::Instant;
 
-use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, FRAME_SAMPLES, SAMPLE_RATE};
-
-const FRAME_TIME: Duration = Duration::from_millis(20);
+use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 
 /// A microphone that plays a WAV file once, then silence; all silence without a file.
 pub struct WavIn {
@@ -199,6 +195,7 @@ impl Drop for WavOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
         let spec = hound::WavSpec {
