@@ -32,9 +32,15 @@ fn err(e: impl std::fmt::Display) -> CodecError {
 pub const BITRATE: i32 = 64_000;
 
 /// Encoder complexity (0–10). The encoder is most of a call's CPU. Measured with
-/// `cargo bench --bench network -- --codec` (PESQ-WB clean / encode µs per frame): 8–10
-/// give 4.43 / 215–275, 6–7 give 4.40 / 190–200, 4–5 give 4.36 / 170–200. Quality wins: 9.
-pub const COMPLEXITY: i32 = 9;
+/// `cargo bench --bench network -- --codec` (PESQ-WB clean without FEC / at 15 % loss with
+/// FEC / encode µs per frame without and with FEC): 8–10 give 4.57 / 3.14 / 174 and 219,
+/// 6–7 give 4.58 / 3.10 / 148–158 and 189–223, 4–5 give 4.53 / 3.14 / 141–163 and 205.
+/// 6 codes as well as 9 for a sixth less CPU (SILK keeps three delayed-decision states
+/// instead of four, and searches fewer NLSF candidates).
+pub const COMPLEXITY: i32 = 6;
+
+/// The least expected loss, in percent, the FEC copy is sized for while it is on.
+pub const FEC_FLOOR_PERCENT: i32 = 5;
 
 /// The sending side.
 pub struct VoiceEncoder {
@@ -43,7 +49,7 @@ pub struct VoiceEncoder {
 }
 
 impl VoiceEncoder {
-    /// SILK only, wideband, in-band FEC on, tuned for `expected_loss` (0.0–1.0).
+    /// SILK only, wideband, in-band FEC tuned for `expected_loss` (0.0–1.0; none: no FEC).
     pub fn new(expected_loss: f32) -> Result<VoiceEncoder, CodecError> {
         Self::with_complexity(expected_loss, COMPLEXITY)
     }
@@ -67,11 +73,16 @@ impl VoiceEncoder {
         Ok(e)
     }
 
-    /// Sets the expected loss (the FEC copy's strength) from the measured loss.
+    /// Sets the expected loss (the FEC copy's strength) from the measured loss. No loss
+    /// turns the FEC copy off: libopus then codes no LBRR data, which saves the encoder
+    /// its second quantiser pass and gives the frame itself all the bits.
     pub fn tune(&mut self, loss: f32) -> Result<(), CodecError> {
-        let percent = ((loss * 100.0).round() as i32).clamp(0, 50);
-        // FEC needs a non-zero expected loss to carry anything; keep a floor.
-        let percent = percent.max(5);
+        let percent = if loss > 0.0 {
+            // Below a few percent libopus sizes the copy too coarse to help; keep a floor.
+            ((loss * 100.0).round() as i32).clamp(FEC_FLOOR_PERCENT, 50)
+        } else {
+            0
+        };
         if percent != self.loss_percent {
             self.enc.set_packet_loss_perc(percent).map_err(err)?;
             self.loss_percent = percent;
@@ -87,6 +98,11 @@ impl VoiceEncoder {
     /// The expected loss the encoder is tuned for, in percent.
     pub fn loss_percent(&self) -> i32 {
         self.loss_percent
+    }
+
+    /// True while each packet carries an FEC copy of the frame before it.
+    pub fn fec(&self) -> bool {
+        self.loss_percent > 0
     }
 
     /// Encodes one 20 ms frame.
@@ -227,9 +243,37 @@ mod tests {
     #[test]
     fn tuning_follows_loss() {
         let mut enc = VoiceEncoder::new(0.0).unwrap();
-        assert_eq!(enc.loss_percent(), 5);
+        assert_eq!((enc.loss_percent(), enc.fec()), (0, false));
+        enc.tune(0.004).unwrap();
+        assert_eq!((enc.loss_percent(), enc.fec()), (FEC_FLOOR_PERCENT, true));
         enc.tune(0.15).unwrap();
         assert_eq!(enc.loss_percent(), 15);
+        enc.tune(0.0).unwrap();
+        assert!(!enc.fec());
+    }
+
+    /// Packets coded without expected loss carry no FEC: recovering a lost frame from
+    /// the next packet is then plain concealment.
+    #[test]
+    fn no_expected_loss_codes_no_fec() {
+        let recovery_is_concealment = |loss: f32| {
+            let mut enc = VoiceEncoder::new(loss).unwrap();
+            let packets: Vec<Vec<u8>> =
+                (0..30).map(|k| enc.encode(&changing(k)).unwrap()).collect();
+            let (mut fec, mut plc) = (VoiceDecoder::new().unwrap(), VoiceDecoder::new().unwrap());
+            for p in &packets[..20] {
+                fec.decode(p).unwrap();
+                plc.decode(p).unwrap();
+            }
+            // Packet 20 is lost; packet 21 would carry its copy.
+            let rebuilt = fec.recover(&packets[21], FRAME_SAMPLES).unwrap().to_vec();
+            rebuilt == plc.conceal(FRAME_SAMPLES).unwrap()
+        };
+        assert!(recovery_is_concealment(0.0), "no FEC: recovery conceals");
+        assert!(
+            !recovery_is_concealment(0.1),
+            "FEC on: recovery uses the copy"
+        );
     }
 
     #[test]
