@@ -1,6 +1,7 @@
 //! A third-party WebRTC stack calls the box: aiortc 1.16 pairs as the guest (protocol in
 //! Python), offers its own SDP, sends stereo Opus without FEC, and receives the box's mono
-//! Opus with FEC. Both directions must play. Runs in a private network namespace with a
+//! Opus (with FEC for the call's first seconds, then without on this clean link). Both
+//! directions must play. Runs in a private network namespace with a
 //! veth pair (aiortc does not use loopback addresses). Needs `pip install aiortc`.
 
 mod common;
