@@ -1,8 +1,8 @@
 //! The codec alone, no network: the speech clip through the box's Opus encoder at each
 //! complexity, scored with PESQ-WB clean (no FEC, as on a clean link) and at 15 % random
 //! loss (FEC, then concealment), with the CPU time one 20 ms frame costs to encode (with
-//! and without FEC) and to decode. This is where the
-//! encoder's complexity is chosen: it is most of a call's CPU.
+//! and without FEC) and to decode. This is where the encoder's complexity is chosen: it is
+//! most of a call's CPU.
 
 use std::path::Path;
 
