@@ -11,7 +11,7 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::audio::{JitterBuffer, JitterStats, Player, VoiceSender};
-use crate::hw::{AudioIn, AudioOut, FRAME_TIME};
+use crate::hw::{AudioIn, AudioOut, FrameClock};
 
 /// What the playback side measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -129,13 +129,12 @@ pub async fn playback<O: AudioOut>(
             return speaker;
         }
     };
-    let mut next = crate::hw::frame_boundary(tokio::time::Instant::now());
+    let mut clock = FrameClock::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            _ = tokio::time::sleep_until(next) => {}
+            _ = clock.tick() => {}
         }
-        next += FRAME_TIME;
         let now = Instant::now();
         let tick = player.tick(&mut buffer.lock().unwrap_or_else(|e| e.into_inner()), now);
         if tick.received {

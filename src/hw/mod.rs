@@ -9,11 +9,14 @@ use embedded_graphics::pixelcolor::{BinaryColor, Rgb565, Rgb888};
 use embedded_graphics::prelude::*;
 
 pub mod alsa;
+pub mod clock;
 pub mod matrix;
 pub mod rpi;
 pub mod sim;
 pub mod ssd1306;
 pub mod st7789;
+
+pub use clock::{frame_boundary, FrameClock};
 
 /// Samples per second of every audio frame.
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -176,16 +179,4 @@ pub trait AudioOut: Send + 'static {
     fn write_frame(&mut self, frame: &AudioFrame) -> Result<(), HwError>;
     /// Flushes and closes the output (a file gets its final header).
     fn finish(&mut self) -> Result<(), HwError>;
-}
-
-/// The first 20 ms frame boundary at or after `at` on the box's audio clock. Capture and
-/// playback tick on the same boundaries, as one sound card's directions do, so the box
-/// wakes once per frame for both instead of twice.
-pub fn frame_boundary(at: tokio::time::Instant) -> tokio::time::Instant {
-    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| at);
-    let frame = FRAME_TIME.as_nanos();
-    let since = at.saturating_duration_since(epoch).as_nanos();
-    let frames = since.div_ceil(frame);
-    epoch + std::time::Duration::from_nanos((frames * frame) as u64)
 }

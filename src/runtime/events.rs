@@ -77,8 +77,11 @@ pub fn spawn_writer(path: &Path) -> std::io::Result<mpsc::UnboundedSender<Report
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
     tokio::spawn(async move {
         while let Some(report) = rx.recv().await {
-            let line = to_json(&report, monotonic_ns());
-            if let Err(e) = writeln!(out, "{line}") {
+            // One write per line: a reader sees whole lines, and the box makes one
+            // system call per report instead of one per JSON token.
+            let mut line = to_json(&report, monotonic_ns()).to_string();
+            line.push('\n');
+            if let Err(e) = out.write_all(line.as_bytes()) {
                 tracing::warn!("events output closed: {e}");
                 break;
             }
@@ -104,6 +107,50 @@ mod tests {
         let line = to_json(&text, 2).to_string();
         assert!(!line.contains("door") && !line.contains("1234"), "{line}");
         assert!(line.contains(r#""id":3"#) && line.contains(r#""chars":21"#));
+    }
+
+    #[tokio::test]
+    async fn a_fifo_reader_gets_whole_lines() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("events");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let path = fifo.clone();
+        // Each read() returns what the writer put in the pipe so far: if a report went
+        // out in pieces, some read would end inside a line.
+        let reader = std::thread::spawn(move || {
+            let mut f = std::fs::File::open(path).unwrap();
+            let (mut all, mut buf) = (Vec::new(), [0u8; 4096]);
+            loop {
+                let n = f.read(&mut buf).unwrap();
+                if n == 0 {
+                    return all;
+                }
+                assert_eq!(buf[n - 1], b'\n', "a read ended mid-line");
+                all.extend_from_slice(&buf[..n]);
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        });
+        let tx = spawn_writer(&fifo).unwrap();
+        for id in 0..200 {
+            tx.send(Report::TextShown {
+                id,
+                text: "hello".into(),
+            })
+            .unwrap();
+            tokio::task::yield_now().await;
+        }
+        drop(tx);
+        let all = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        let lines: Vec<Value> = String::from_utf8(all)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 200);
+        assert!(lines.iter().enumerate().all(|(i, v)| v["id"] == i));
     }
 
     #[test]

@@ -1,18 +1,17 @@
 //! Simulated audio: a WAV file played as the microphone, paced in real time, and a WAV
 //! file recording the speaker.
 
+use crate::hw::{AudioFrame, AudioIn, AudioOut, FrameClock, HwError, FRAME_SAMPLES, SAMPLE_RATE};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
-use tokio::time::Instant;
-
-use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 
 /// A microphone that plays a WAV file once, then silence; all silence without a file.
 pub struct WavIn {
     samples: Vec<i16>,
     pos: usize,
-    next_frame_at: Option<Instant>,
+    /// Made at the first read: a clock needs the running runtime.
+    clock: Option<FrameClock>,
 }
 
 impl WavIn {
@@ -21,7 +20,7 @@ impl WavIn {
         WavIn {
             samples: Vec::new(),
             pos: 0,
-            next_frame_at: None,
+            clock: None,
         }
     }
 
@@ -73,7 +72,7 @@ impl WavIn {
         Ok(WavIn {
             samples,
             pos: 0,
-            next_frame_at: None,
+            clock: None,
         })
     }
 
@@ -101,18 +100,9 @@ impl WavIn {
 
 impl AudioIn for WavIn {
     async fn read_frame(&mut self) -> Result<AudioFrame, HwError> {
-        // Frames leave on a fixed 20 ms schedule, as a sound card would deliver them.
-        let now = Instant::now();
-        let mut due = *self
-            .next_frame_at
-            .get_or_insert_with(|| crate::hw::frame_boundary(now));
-        if now.saturating_duration_since(due) > FRAME_TIME * 5 {
-            // Nobody read for a while (between calls): carry on from now, as a real
-            // microphone would, rather than rushing out the frames of the pause.
-            due = crate::hw::frame_boundary(now);
-        }
-        tokio::time::sleep_until(due).await;
-        self.next_frame_at = Some(due + FRAME_TIME);
+        // Frames leave on the box's 20 ms audio clock, as a sound card would deliver them;
+        // after a pause (between calls) the clock carries on from now.
+        self.clock.get_or_insert_with(FrameClock::new).tick().await;
         Ok(self.take_frame())
     }
 }
@@ -218,8 +208,9 @@ mod tests {
         let samples: Vec<i16> = (0..1500).map(|i| i as i16).collect();
         write_wav(&path, 48_000, 1, &samples);
         let mut mic = WavIn::open(&path).unwrap();
-        let start = Instant::now();
+        // The first frame comes at the box's next frame boundary, then one every 20 ms.
         let a = mic.read_frame().await.unwrap();
+        let start = tokio::time::Instant::now();
         let b = mic.read_frame().await.unwrap();
         let c = mic.read_frame().await.unwrap();
         assert_eq!(&a[..], &samples[..960]);
