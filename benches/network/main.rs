@@ -140,11 +140,14 @@ fn main() -> ExitCode {
         eprintln!("link cut (5 s) mid-call");
         let cut = robustness::link_cut(&clip, work.path());
         println!("link cut: {cut:?}");
+        eprintln!("no media path (DTLS blocked)");
+        let blocked = robustness::no_media_path(work.path());
+        println!("no media path: {blocked:?}");
         eprintln!("{} calls in a row", args.calls);
         let many = robustness::many_calls(args.calls, work.path());
         println!("many calls: {many:?}");
-        ok &= cut.ok && many.ok;
-        serde_json::json!({"link_cut": cut, "many_calls": many})
+        ok &= cut.ok && blocked.ok && many.ok;
+        serde_json::json!({"link_cut": cut, "no_media_path": blocked, "many_calls": many})
     });
     let robust = Some(serde_json::json!({"failed_calls": failed, "faults": robust}));
     table.write(&args.out, &results, robust);

@@ -65,6 +65,16 @@ impl Side {
         ));
     }
 
+    /// Drops DTLS to the peer (`true`): UDP datagrams whose first byte is 20–63 (RFC 7983).
+    /// ICE's STUN checks still pass, so a path comes up, but no DTLS handshake can finish.
+    pub fn block_dtls(&self, on: bool) {
+        let op = if on { "-I" } else { "-D" };
+        self.sh(&format!(
+            "iptables {op} OUTPUT -d {} -p udp -m u32 --u32 '0>>22&0x3C@8>>24=20:63' -j DROP",
+            self.peer_ip
+        ));
+    }
+
     /// Drops everything to the peer (`true`) or stops doing so.
     pub fn blackhole(&self, on: bool) {
         let op = if on { "-I" } else { "-D" };

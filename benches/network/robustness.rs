@@ -108,6 +108,57 @@ pub fn link_cut(clip: &Path, dir: &Path) -> LinkCut {
     result
 }
 
+/// How a call fared whose media could never flow: ICE connects, DTLS is dropped.
+#[derive(Debug, Serialize)]
+pub struct NoMediaPath {
+    /// Seconds from "in call" to the end notice on A and on B.
+    pub ended_after_s: [Option<f64>; 2],
+    /// Why each box says the call ended (from its log).
+    pub reasons: [Option<String>; 2],
+    pub ok: bool,
+}
+
+/// Pairs A and B with DTLS between them dropped: both boxes reach the call and ICE comes
+/// up, but no media can flow. Both must end the call within 20 s, and one at least must
+/// say there is no audio path (the other may hear its bye first).
+pub fn no_media_path(dir: &Path) -> NoMediaPath {
+    let link = Link::new(&Impairment::default(), 3);
+    link.a.block_dtls(true);
+    link.b.block_dtls(true);
+    let a = SimBox::start(&link.a, dir, None);
+    let b = SimBox::start(&link.b, dir, None);
+    let (ma, mb) = (a.mark(), b.mark());
+    a.keys("*");
+    a.wait_state("room open", ma, T);
+    let pin = a.pin_on_screen();
+    type_pin(&b, &pin);
+    b.keys("#");
+    let in_call: Vec<f64> = [(&a, ma), (&b, mb)]
+        .iter()
+        .map(|(x, m)| x.wait_state("in call", *m, T)["t_ns"].as_f64().unwrap())
+        .collect();
+    let ended_after_s = [(&a, ma, in_call[0]), (&b, mb, in_call[1])].map(|(x, m, t0)| {
+        x.wait_state_opt("notice", m, T)
+            .map(|v| (v["t_ns"].as_f64().unwrap() - t0) / 1e9)
+    });
+    let reasons = [&a, &b].map(|x| {
+        let log = x.log();
+        let line = log.lines().find(|l| l.contains("call ended: "))?;
+        Some(line.split("call ended: ").nth(1)?.to_string())
+    });
+    let no_path = format!("{:?}", intercom::call::NO_MEDIA_PATH);
+    let ok = reasons.iter().all(Option::is_some)
+        && reasons.iter().flatten().any(|r| r.contains(&no_path))
+        && ended_after_s.iter().all(|e| e.is_some_and(|s| s <= 20.0));
+    a.stop();
+    b.stop();
+    NoMediaPath {
+        ended_after_s,
+        reasons,
+        ok,
+    }
+}
+
 /// Resource use over many calls between the same two boxes.
 #[derive(Debug, Serialize)]
 pub struct ManyCalls {
