@@ -55,11 +55,6 @@ impl FrameClock {
         self.after.as_mut().reset(first + FRAME_TIME);
     }
 
-    /// The next tick's time.
-    pub fn next_tick(&self) -> Instant {
-        self.due.deadline()
-    }
-
     /// Waits for the next frame boundary and returns it. A clock nobody waited on for a
     /// while (between calls) carries on from now, as a sound card would, instead of
     /// rushing out the ticks it missed.

@@ -116,11 +116,12 @@ mod tests {
         let fifo = dir.path().join("events");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let path = fifo.clone();
-        // Each read() returns what the writer put in the pipe so far: if a report went
-        // out in pieces, some read would end inside a line.
+        // Each read() returns all the writer put in the pipe so far (the buffer is larger
+        // than a pipe holds): if a report went out in pieces, some read would end inside
+        // a line.
         let reader = std::thread::spawn(move || {
             let mut f = std::fs::File::open(path).unwrap();
-            let (mut all, mut buf) = (Vec::new(), [0u8; 4096]);
+            let (mut all, mut buf) = (Vec::new(), vec![0u8; 1 << 17]);
             loop {
                 let n = f.read(&mut buf).unwrap();
                 if n == 0 {
