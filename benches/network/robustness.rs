@@ -13,14 +13,20 @@ use crate::sim_box::SimBox;
 
 const T: Duration = Duration::from_secs(20);
 
-/// Pairs A and B and waits until both are in the call with audio playing.
-fn connect(a: &SimBox, b: &SimBox) {
+/// Opens a room on A and types its PIN on B; returns both boxes' event marks from before.
+fn pair(a: &SimBox, b: &SimBox) -> (usize, usize) {
     let (ma, mb) = (a.mark(), b.mark());
     a.keys("*");
     a.wait_state("room open", ma, T);
     let pin = a.pin_on_screen();
     type_pin(b, &pin);
     b.keys("#");
+    (ma, mb)
+}
+
+/// Pairs A and B and waits until both are in the call with audio playing.
+fn connect(a: &SimBox, b: &SimBox) {
+    let (ma, mb) = pair(a, b);
     for (x, m) in [(a, ma), (b, mb)] {
         x.wait_state("in call", m, T);
         x.wait_event("audio_flowing", m, T)
@@ -127,12 +133,7 @@ pub fn no_media_path(dir: &Path) -> NoMediaPath {
     link.b.block_dtls(true);
     let a = SimBox::start(&link.a, dir, None);
     let b = SimBox::start(&link.b, dir, None);
-    let (ma, mb) = (a.mark(), b.mark());
-    a.keys("*");
-    a.wait_state("room open", ma, T);
-    let pin = a.pin_on_screen();
-    type_pin(&b, &pin);
-    b.keys("#");
+    let (ma, mb) = pair(&a, &b);
     let in_call: Vec<f64> = [(&a, ma), (&b, mb)]
         .iter()
         .map(|(x, m)| x.wait_state("in call", *m, T)["t_ns"].as_f64().unwrap())

@@ -16,7 +16,7 @@ pub mod sim;
 pub mod ssd1306;
 pub mod st7789;
 
-pub use clock::{frame_boundary, FrameClock};
+pub use clock::FrameClock;
 
 /// Samples per second of every audio frame.
 pub const SAMPLE_RATE: u32 = 48_000;
