@@ -69,6 +69,15 @@ impl Notifier {
         self.send("STOPPING=1\nSTATUS=stopping");
     }
 
+    /// When the watchdog wants its next ping (`None` without a watchdog).
+    pub fn next_ping(&self) -> Option<Instant> {
+        let interval = self.watchdog?;
+        Some(
+            self.last_ping
+                .map_or_else(Instant::now, |t| t + interval / 2),
+        )
+    }
+
     /// Pings the watchdog when half its interval has passed; call it from the main loop.
     pub fn tick(&mut self, now: Instant) {
         let Some(interval) = self.watchdog else {

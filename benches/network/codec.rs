@@ -34,7 +34,8 @@ pub struct CodecResult {
 const PASSES: usize = 3;
 const LOSS: f64 = 0.15;
 
-fn thread_cpu_secs() -> f64 {
+/// This thread's CPU time so far, seconds.
+pub fn thread_cpu_secs() -> f64 {
     let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
     t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9
 }

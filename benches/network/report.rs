@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::analysis::median;
+use crate::codec::thread_cpu_secs;
 use crate::scenarios::{all, CallResult};
 
 /// One scenario's medians.
@@ -22,6 +23,7 @@ pub struct Row {
     pub text_p99_ms: f64,
     pub connect_ms: f64,
     pub cpu_pct: f64,
+    pub wakes_per_s: f64,
     pub rss_mb: f64,
     pub recovered: f64,
     pub concealed: f64,
@@ -58,6 +60,7 @@ impl Table {
                     text_p99_ms: m(&|r| r.text_p99_ms),
                     connect_ms: m(&|r| r.connect_ms),
                     cpu_pct: m(&|r| r.cpu_pct_a.max(r.cpu_pct_b)),
+                    wakes_per_s: m(&|r| r.wakes_per_s_a.max(r.wakes_per_s_b)),
                     rss_mb: m(&|r| r.peak_rss_mb_a.max(r.peak_rss_mb_b)),
                     recovered: m(&|r| r.fec_recovered as f64),
                     concealed: m(&|r| r.concealed as f64),
@@ -77,8 +80,9 @@ impl Table {
         let mark = |ok: bool| if ok { "✓" } else { "✗" };
         let mut s = String::from(
             "| scenario | runs | PESQ-WB | mouth-to-ear ms | texts in order | text p50/p99 ms \
-             | PIN→audio ms | CPU % of a core (max box) | peak RSS MB | FEC frames | concealed |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|\n",
+             | PIN→audio ms | CPU % of a core (max box) | wake-ups/s (max box) | peak RSS MB \
+             | FEC frames | concealed |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in &self.rows {
             let clean = r.scenario == "clean";
@@ -95,7 +99,7 @@ impl Table {
             let connect = at_most(r.connect_ms, 500.0);
             let _ = writeln!(
                 s,
-                "| {} | {} | {pesq} | {m2e} | {} {} | {:.0} / {:.0} | {connect} | {:.1} {} | {:.1} {} | {:.0} | {:.0} |",
+                "| {} | {} | {pesq} | {m2e} | {} {} | {:.0} / {:.0} | {connect} | {:.1} {} | {:.0} | {:.1} {} | {:.0} | {:.0} |",
                 r.scenario,
                 r.runs,
                 r.texts,
@@ -104,6 +108,7 @@ impl Table {
                 r.text_p99_ms,
                 r.cpu_pct,
                 mark(r.cpu_pct <= 3.0),
+                r.wakes_per_s,
                 r.rss_mb,
                 mark(r.rss_mb <= 40.0),
                 r.recovered,
@@ -117,13 +122,13 @@ impl Table {
     pub fn write(&self, dir: &Path, results: &[CallResult], robustness: Option<Value>) {
         let mut csv = String::from(
             "scenario,run,pesq_wb,mouth_to_ear_ms,texts_sent,texts_delivered_in_order,\
-             text_p50_ms,text_p99_ms,connect_ms,cpu_pct_a,cpu_pct_b,peak_rss_mb_a,\
-             peak_rss_mb_b,fec_recovered,concealed,catch_up_drops\n",
+             text_p50_ms,text_p99_ms,connect_ms,cpu_pct_a,cpu_pct_b,wakes_per_s_a,\
+             wakes_per_s_b,peak_rss_mb_a,peak_rss_mb_b,fec_recovered,concealed,catch_up_drops\n",
         );
         for r in results {
             let _ = writeln!(
                 csv,
-                "{},{},{:.3},{:.1},{},{},{:.1},{:.1},{:.1},{:.2},{:.2},{:.1},{:.1},{},{},{}",
+                "{},{},{:.3},{:.1},{},{},{:.1},{:.1},{:.1},{:.2},{:.2},{:.0},{:.0},{:.1},{:.1},{},{},{}",
                 r.scenario,
                 r.run,
                 r.pesq_wb,
@@ -135,6 +140,8 @@ impl Table {
                 r.connect_ms,
                 r.cpu_pct_a,
                 r.cpu_pct_b,
+                r.wakes_per_s_a,
+                r.wakes_per_s_b,
                 r.peak_rss_mb_a,
                 r.peak_rss_mb_b,
                 r.fec_recovered,
@@ -151,7 +158,8 @@ impl Table {
                     "scenario": r.scenario, "runs": r.runs, "pesq_wb": r.pesq,
                     "pesq_target": r.pesq_target, "mouth_to_ear_ms": r.mouth_to_ear_ms,
                     "texts": r.texts, "text_p50_ms": r.text_p50_ms, "text_p99_ms": r.text_p99_ms,
-                    "connect_ms": r.connect_ms, "cpu_pct": r.cpu_pct, "peak_rss_mb": r.rss_mb,
+                    "connect_ms": r.connect_ms, "cpu_pct": r.cpu_pct,
+                    "wakes_per_s": r.wakes_per_s, "peak_rss_mb": r.rss_mb,
                 })
             })
             .collect();
@@ -185,5 +193,25 @@ fn machine() -> String {
         .filter(|l| l.starts_with("processor"))
         .count();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{model}, {cores} cores, Linux {}", kernel.trim())
+    format!(
+        "{model}, {cores} cores, Linux {}; one timer wake-up costs {:.0} µs of CPU here",
+        kernel.trim(),
+        wake_cost_us()
+    )
+}
+
+/// CPU µs a thread is charged for sleeping 10 ms and waking, on this machine: the floor
+/// under each of a box's wake-ups (in a virtual machine it includes the hypervisor's
+/// exits for the timer and the halt).
+fn wake_cost_us() -> f64 {
+    const WAKES: u32 = 100;
+    std::thread::spawn(|| {
+        let t0 = thread_cpu_secs();
+        for _ in 0..WAKES {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        (thread_cpu_secs() - t0) / f64::from(WAKES) * 1e6
+    })
+    .join()
+    .unwrap()
 }

@@ -84,6 +84,9 @@ pub struct CallResult {
     /// CPU seconds per call second, as % of one core.
     pub cpu_pct_a: f64,
     pub cpu_pct_b: f64,
+    /// Wake-ups of each box's event loop per call second.
+    pub wakes_per_s_a: f64,
+    pub wakes_per_s_b: f64,
     pub peak_rss_mb_a: f64,
     pub peak_rss_mb_b: f64,
     /// A's jitter buffer: frames rebuilt from FEC, concealed, dropped to catch up.
@@ -133,6 +136,7 @@ pub fn measured_call(
         .collect();
     let connect_ms = (flowing[0].max(flowing[1]) - pin_at as f64) / 1e6;
     let (cpu_a0, cpu_b0, call_start) = (a.cpu_secs(), b.cpu_secs(), now_ns());
+    let (sleeps_a0, sleeps_b0) = (a.sleeps(), b.sleeps());
 
     let mut sent_at = Vec::new();
     for k in 0..TEXTS {
@@ -156,6 +160,8 @@ pub fn measured_call(
     let call_secs = (now_ns() - call_start) as f64 / 1e9;
     let cpu_pct = |x: &SimBox, before: f64| 100.0 * (x.cpu_secs() - before) / call_secs;
     let (cpu_pct_a, cpu_pct_b) = (cpu_pct(&a, cpu_a0), cpu_pct(&b, cpu_b0));
+    let wakes = |x: &SimBox, before: u64| x.sleeps().saturating_sub(before) as f64 / call_secs;
+    let (wakes_per_s_a, wakes_per_s_b) = (wakes(&a, sleeps_a0), wakes(&b, sleeps_b0));
     let (peak_rss_mb_a, peak_rss_mb_b) = (a.memory_mb("VmHWM"), b.memory_mb("VmHWM"));
 
     // Texts: shown on A once each, in order, and how long after B's key press.
@@ -209,6 +215,8 @@ pub fn measured_call(
         connect_ms,
         cpu_pct_a,
         cpu_pct_b,
+        wakes_per_s_a,
+        wakes_per_s_b,
         peak_rss_mb_a,
         peak_rss_mb_b,
         fec_recovered: a_fin["recovered"].as_u64().unwrap_or(0),

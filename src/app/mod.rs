@@ -9,4 +9,4 @@ pub use machine::{
     canned_reply, App, Command, EndReason, Event, JoinFailure, Notice, OpenRoom, State,
     CANNED_REPLIES,
 };
-pub use screens::{draw, screen, Screen};
+pub use screens::{draw, next_change, screen, Screen};

@@ -3,7 +3,7 @@
 //! [`screen`] turns the state into a plain [`Screen`] value; [`draw`] paints it. The
 //! runner redraws only when the value changes, which keeps slow SPI/I2C buses quiet.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use embedded_graphics::mono_font::iso_8859_1::{
     FONT_10X20, FONT_6X10, FONT_7X13_BOLD, FONT_9X15, FONT_9X15_BOLD,
@@ -115,6 +115,29 @@ pub fn screen(app: &App, now: Instant) -> Screen {
             last_text: last_text.clone(),
         },
         State::Notice { notice, .. } => notice_screen(notice),
+    }
+}
+
+/// The first instant at or after `now` at which the app's screen or its timeouts can change by
+/// time alone (a countdown or call clock turning a second, a notice running out); `None`
+/// when nothing on screen moves with time. The runner sleeps until then instead of
+/// polling.
+pub fn next_change(app: &App, now: Instant) -> Option<Instant> {
+    const SECOND: Duration = Duration::from_secs(1);
+    match app.state() {
+        State::RoomOpen { room, .. } => {
+            // The countdown shows whole seconds rounded up: it turns when what is left
+            // reaches the next lower whole second.
+            let left = room.expires_at.saturating_duration_since(now);
+            let whole = left.as_millis().div_ceil(1000) as u32;
+            (whole > 0).then(|| room.expires_at - SECOND * (whole - 1))
+        }
+        State::InCall { since, .. } => {
+            let whole = now.saturating_duration_since(*since).as_secs() as u32;
+            Some(*since + SECOND * (whole + 1))
+        }
+        State::Notice { until, .. } => Some((*until).max(now)),
+        _ => None,
     }
 }
 
@@ -686,6 +709,89 @@ mod tests {
         assert_eq!(wrap("abcdefghij", 4, 3), vec!["abcd", "efgh", "ij"]);
         assert_eq!(wrap("one two three four", 7, 2), vec!["one two", "thre..."]);
         assert!(wrap("", 10, 2).is_empty());
+    }
+
+    use crate::app::{Event, JoinFailure, OpenRoom};
+    use crate::hw::{Key, KeyEvent};
+    use crate::pairing::Invite;
+
+    fn key(c: char) -> Event {
+        Event::Key(KeyEvent {
+            key: Key::from_char(c).unwrap(),
+            held: false,
+        })
+    }
+
+    /// Every instant `next_change` names is one where the screen really changes, and
+    /// the screen holds still in between.
+    fn assert_changes_exactly_then(app: &App, from: Instant, span: Duration) {
+        let mut now = from;
+        while now < from + span {
+            let Some(at) = next_change(app, now) else {
+                panic!("no next change at {:?}", now - from)
+            };
+            assert!(at > now, "next change not after now");
+            let ms = Duration::from_millis(1);
+            assert!(screen(app, at - ms) == screen(app, now), "changed early");
+            assert!(
+                screen(app, at) != screen(app, now),
+                "no change at {:?}",
+                at - from
+            );
+            now = at;
+        }
+    }
+
+    #[test]
+    fn next_change_is_when_the_countdown_or_call_clock_turns() {
+        let t0 = Instant::now();
+        let mut app = App::new("door");
+        assert_eq!(next_change(&app, t0), None, "idle never changes by itself");
+        app.handle(key('*'), t0);
+        let expires_at = t0 + Duration::from_millis(3_500);
+        app.handle(
+            Event::RoomOpened(OpenRoom {
+                pin: Pin::parse("4821").unwrap(),
+                invite: Invite::parse("intercom:?v=1&room=0f1e2d3c4b5a6978").unwrap(),
+                expires_at,
+            }),
+            t0,
+        );
+        // 3.5 s left shows 4; it turns to 3 at 3.0 s left, and so on to 0.
+        assert_eq!(next_change(&app, t0), Some(t0 + Duration::from_millis(500)));
+        assert_changes_exactly_then(&app, t0, Duration::from_millis(3_400));
+        assert_eq!(next_change(&app, expires_at), None);
+
+        let call = t0 + Duration::from_millis(250);
+        app.handle(Event::Connected, call);
+        assert_eq!(
+            next_change(&app, call + Duration::from_millis(10)),
+            Some(call + Duration::from_secs(1))
+        );
+        assert_changes_exactly_then(&app, call, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn next_change_of_a_notice_is_its_end() {
+        let t0 = Instant::now();
+        let mut app = App::new("door");
+        for c in "#1234#".chars() {
+            app.handle(key(c), t0);
+        }
+        app.handle(
+            Event::JoinFailed(JoinFailure::WrongPin { tries_left: None }),
+            t0,
+        );
+        let State::Notice { until, .. } = app.state() else {
+            panic!("no notice")
+        };
+        let until = *until;
+        assert_eq!(next_change(&app, t0), Some(until));
+        // Past due: at once, so the tick that ends it comes now.
+        let late = until + Duration::from_millis(300);
+        assert_eq!(next_change(&app, late), Some(late));
+        app.handle(Event::Tick, late);
+        assert_eq!(next_change(&app, late), None);
     }
 
     #[test]

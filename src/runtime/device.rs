@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, Instant};
 
 use super::lan::{local_addresses, Lan};
 use super::{Report, RunError, RunOptions, RunSummary};
@@ -15,8 +15,9 @@ use crate::call::{self, CallEvent, CallHandle, NetworkSetup};
 use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad};
 use crate::service::Notifier;
 
-/// How often the loop wakes to update countdowns and timers.
-const TICK: Duration = Duration::from_millis(250);
+/// The longest the loop sleeps when nothing on screen moves with time: a safety net, the
+/// loop wakes when the screen is due to change ([`app::next_change`]) and for the watchdog.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// The running box.
 pub struct Device<D, I, O> {
@@ -69,14 +70,18 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         mut keypad: K,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<RunSummary, RunError> {
-        let mut ticker = interval(TICK);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let wake = sleep_until(Instant::now());
         let mut keys_open = true;
         tokio::pin!(shutdown);
+        tokio::pin!(wake);
         tracing::info!(board = %self.board, "box ready: {}", self.app.state_name());
         self.redraw()?;
         self.notifier.ready(self.app.state_name());
         loop {
+            let due = self.next_wake();
+            if wake.deadline() != due {
+                wake.as_mut().reset(due);
+            }
             let call_event = async {
                 match self.call.as_mut() {
                     Some(c) => c.next_event().await,
@@ -95,7 +100,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                     Some(event) => event,
                     None => continue,
                 },
-                _ = ticker.tick() => {
+                _ = &mut wake => {
                     // The watchdog is fed from this loop: a stuck loop gets restarted.
                     self.notifier.tick(Instant::now().into_std());
                     Event::Tick
@@ -119,6 +124,21 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             frames: self.frames,
             final_state,
         })
+    }
+
+    /// When the loop must wake by itself: the screen's next change by time, the
+    /// watchdog's next ping, and at most [`MAX_SLEEP`] from now.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let std_now = now.into_std();
+        [
+            app::next_change(&self.app, std_now),
+            self.notifier.next_ping(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Instant::from_std)
+        .fold(now + MAX_SLEEP, Instant::min)
     }
 
     async fn handle(&mut self, event: Event) {

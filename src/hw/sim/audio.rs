@@ -201,23 +201,28 @@ mod tests {
         w.finalize().unwrap();
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn wav_in_plays_file_then_silence_at_real_time_pace() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.wav");
         let samples: Vec<i16> = (0..1500).map(|i| i as i16).collect();
         write_wav(&path, 48_000, 1, &samples);
         let mut mic = WavIn::open(&path).unwrap();
-        // The first frame comes at the box's next frame boundary, then one every 20 ms.
-        let a = mic.read_frame().await.unwrap();
+        // The first frame comes at the box's next frame boundary, then one every 20 ms
+        // (real time: the audio clock is a kernel timer).
         let start = tokio::time::Instant::now();
+        let a = mic.read_frame().await.unwrap();
         let b = mic.read_frame().await.unwrap();
         let c = mic.read_frame().await.unwrap();
         assert_eq!(&a[..], &samples[..960]);
         assert_eq!(&b[..540], &samples[960..]);
         assert!(b[540..].iter().all(|&s| s == 0));
         assert!(c.iter().all(|&s| s == 0));
-        assert_eq!(start.elapsed(), Duration::from_millis(40));
+        assert!(
+            start.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
