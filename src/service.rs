@@ -114,8 +114,10 @@ mod tests {
         n.status("in call");
         assert_eq!(receive(&sock), "STATUS=in call");
         let t0 = Instant::now();
+        assert!(n.next_ping().unwrap() <= Instant::now(), "first ping is due at once");
         n.tick(t0);
         assert_eq!(receive(&sock), "WATCHDOG=1");
+        assert_eq!(n.next_ping(), Some(t0 + Duration::from_secs(5)));
         sock.set_nonblocking(true).unwrap();
         n.tick(t0 + Duration::from_secs(4));
         assert!(sock.recv(&mut [0u8; 16]).is_err(), "pinged too early");
@@ -127,6 +129,7 @@ mod tests {
     #[test]
     fn without_systemd_nothing_happens() {
         let mut n = Notifier::new(None, None);
+        assert_eq!(n.next_ping(), None);
         n.ready("idle");
         n.tick(Instant::now());
         let mut n = Notifier::new(Some("/nonexistent/socket"), Some(Duration::from_secs(1)));
