@@ -114,7 +114,10 @@ mod tests {
         n.status("in call");
         assert_eq!(receive(&sock), "STATUS=in call");
         let t0 = Instant::now();
-        assert!(n.next_ping().unwrap() <= Instant::now(), "first ping is due at once");
+        assert!(
+            n.next_ping().unwrap() <= Instant::now(),
+            "first ping is due at once"
+        );
         n.tick(t0);
         assert_eq!(receive(&sock), "WATCHDOG=1");
         assert_eq!(n.next_ping(), Some(t0 + Duration::from_secs(5)));

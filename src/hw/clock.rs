@@ -60,23 +60,10 @@ impl FrameClock {
     /// A clock whose first tick is the first frame boundary from now. Needs a tokio
     /// runtime with I/O enabled.
     pub fn new() -> FrameClock {
-        let timer = TimerFd::new(
-            ClockId::CLOCK_MONOTONIC,
-            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-        )
-        .map_err(io::Error::from)
-        .and_then(|fd| {
-            // SAFETY: `Timer` owns the descriptor for its whole life and always names it.
-            unsafe { AsyncFd::register_with_interest(Timer(fd), Interest::READABLE) }
-                .map_err(io::Error::from)
-        });
-        let timer = match timer {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!("no kernel timer for the audio clock ({e}); using tokio's");
-                None
-            }
-        };
+        Self::paced_by(kernel_timer())
+    }
+
+    fn paced_by(timer: Option<AsyncFd<Timer>>) -> FrameClock {
         let mut clock = FrameClock {
             timer,
             next: Instant::now(),
@@ -139,6 +126,27 @@ impl FrameClock {
     }
 }
 
+/// A kernel timer registered with tokio, or `None` (said in the log) if there is none.
+fn kernel_timer() -> Option<AsyncFd<Timer>> {
+    let timer = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )
+    .map_err(io::Error::from)
+    .and_then(|fd| {
+        // SAFETY: `Timer` owns the descriptor for its whole life and always names it.
+        unsafe { AsyncFd::register_with_interest(Timer(fd), Interest::READABLE) }
+            .map_err(io::Error::from)
+    });
+    match timer {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!("no kernel timer for the audio clock ({e}); using tokio's");
+            None
+        }
+    }
+}
+
 /// Waits until the timer has expired and returns how many times it has since last read.
 async fn wait_expirations(timer: &AsyncFd<Timer>) -> io::Result<u64> {
     loop {
@@ -193,6 +201,31 @@ mod tests {
         let b_first = b.tick().await;
         assert_eq!((b_first - first).as_nanos() % FRAME_TIME.as_nanos(), 0);
         assert!(b_first > first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_kernel_timer_tokio_paces_the_same_boundaries() {
+        let mut c = FrameClock::paced_by(None);
+        let first = c.tick().await;
+        assert_eq!(first, frame_boundary(first));
+        // Tokio's timer has millisecond steps: a tick comes within one after its boundary.
+        let on_time = |at: Instant| {
+            (Duration::ZERO..Duration::from_millis(1)).contains(&(Instant::now() - at))
+        };
+        assert!(on_time(first));
+        for k in 1..=3 {
+            let at = c.tick().await;
+            assert_eq!(at, first + FRAME_TIME * k);
+            assert!(on_time(at));
+        }
+        tokio::time::sleep(FRAME_TIME * 2).await;
+        assert_eq!(c.tick().await, first + FRAME_TIME * 4);
+        assert_eq!(c.tick().await, first + FRAME_TIME * 5);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = Instant::now();
+        let resumed = c.tick().await;
+        assert!(resumed >= before);
+        assert_eq!(c.tick().await, resumed + FRAME_TIME);
     }
 
     #[tokio::test]
