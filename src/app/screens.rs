@@ -118,10 +118,10 @@ pub fn screen(app: &App, now: Instant) -> Screen {
     }
 }
 
-/// The first instant at or after `now` at which the app's screen or its timeouts can change by
-/// time alone (a countdown or call clock turning a second, a notice running out); `None`
-/// when nothing on screen moves with time. The runner sleeps until then instead of
-/// polling.
+/// The first instant at or after `now` at which the app's screen or its timeouts can
+/// change by time alone (a countdown or call clock turning a second, a notice running
+/// out); `None` when nothing on screen moves with time. The runner sleeps until then
+/// instead of polling.
 pub fn next_change(app: &App, now: Instant) -> Option<Instant> {
     const SECOND: Duration = Duration::from_secs(1);
     match app.state() {
@@ -699,6 +699,9 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::{Event, JoinFailure, OpenRoom};
+    use crate::hw::{Key, KeyEvent};
+    use crate::pairing::Invite;
 
     #[test]
     fn wrap_breaks_at_spaces_and_cuts_long_words() {
@@ -710,10 +713,6 @@ mod tests {
         assert_eq!(wrap("one two three four", 7, 2), vec!["one two", "thre..."]);
         assert!(wrap("", 10, 2).is_empty());
     }
-
-    use crate::app::{Event, JoinFailure, OpenRoom};
-    use crate::hw::{Key, KeyEvent};
-    use crate::pairing::Invite;
 
     fn key(c: char) -> Event {
         Event::Key(KeyEvent {

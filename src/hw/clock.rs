@@ -73,25 +73,15 @@ impl FrameClock {
         clock
     }
 
-    /// Arms the timer for `first` and every frame after it.
+    /// Starts the ticks again at `first` and every frame after it.
     fn start_at(&mut self, first: Instant) {
         self.next = first;
         self.pending = 0;
-        let Some(timer) = &self.timer else { return };
-        // CLOCK_MONOTONIC is the clock tokio's (and std's) `Instant` reads. Reading it
-        // after `Instant::now()` can only set the timer late by a hair, never early.
-        let ahead = first.saturating_duration_since(Instant::now());
-        let Ok(mono_now) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) else {
-            return;
-        };
-        let at = TimeSpec::from_duration(Duration::from(mono_now) + ahead);
-        let every = TimeSpec::from_duration(FRAME_TIME);
-        // Setting the timer also clears the count of expirations not yet read.
-        if let Err(e) = timer.get_ref().0.set(
-            Expiration::IntervalDelayed(at, every),
-            TimerSetTimeFlags::TFD_TIMER_ABSTIME,
-        ) {
-            tracing::warn!("audio clock: {e}");
+        if let Some(timer) = &self.timer {
+            if let Err(e) = arm(timer, first) {
+                tracing::warn!("audio clock: {e}; using tokio's timer");
+                self.timer = None;
+            }
         }
     }
 
@@ -124,6 +114,21 @@ impl FrameClock {
         self.next += FRAME_TIME;
         at
     }
+}
+
+/// Sets `timer` to expire at `first` and every frame after it. Setting it also clears
+/// the count of expirations not yet read.
+fn arm(timer: &AsyncFd<Timer>, first: Instant) -> nix::Result<()> {
+    // CLOCK_MONOTONIC is the clock tokio's (and std's) `Instant` reads. Reading it after
+    // `Instant::now()` can only set the timer late by a hair, never early.
+    let ahead = first.saturating_duration_since(Instant::now());
+    let mono_now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    let at = TimeSpec::from_duration(Duration::from(mono_now) + ahead);
+    let every = TimeSpec::from_duration(FRAME_TIME);
+    timer.get_ref().0.set(
+        Expiration::IntervalDelayed(at, every),
+        TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+    )
 }
 
 /// A kernel timer registered with tokio, or `None` (said in the log) if there is none.
