@@ -71,22 +71,18 @@ impl Notifier {
 
     /// When the watchdog wants its next ping (`None` without a watchdog).
     pub fn next_ping(&self) -> Option<Instant> {
+        self.ping_due(Instant::now())
+    }
+
+    /// Half the watchdog's interval after the last ping; `never_pinged` before the first.
+    fn ping_due(&self, never_pinged: Instant) -> Option<Instant> {
         let interval = self.watchdog?;
-        Some(
-            self.last_ping
-                .map_or_else(Instant::now, |t| t + interval / 2),
-        )
+        Some(self.last_ping.map_or(never_pinged, |t| t + interval / 2))
     }
 
     /// Pings the watchdog when half its interval has passed; call it from the main loop.
     pub fn tick(&mut self, now: Instant) {
-        let Some(interval) = self.watchdog else {
-            return;
-        };
-        if self
-            .last_ping
-            .is_none_or(|t| now.saturating_duration_since(t) >= interval / 2)
-        {
+        if self.ping_due(now).is_some_and(|due| now >= due) {
             self.send("WATCHDOG=1");
             self.last_ping = Some(now);
         }

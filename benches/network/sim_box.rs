@@ -185,24 +185,23 @@ impl SimBox {
     /// Times the box's event-loop thread (its main thread) went to sleep so far: each is
     /// one wake-up when something (a timer, a packet) woke it again.
     pub fn sleeps(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find(|l| l.starts_with("voluntary_ctxt_switches"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        self.status_value("voluntary_ctxt_switches:")
+            .map_or(0, |n| n as u64)
     }
 
     /// A `VmHWM`/`VmRSS`-style line of /proc/PID/status, in MB.
     pub fn memory_mb(&self, key: &str) -> f64 {
+        self.status_value(key).map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// The number on the line of /proc/PID/status that starts with `key`.
+    fn status_value(&self, key: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
             .find(|l| l.starts_with(key))
             .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+            .and_then(|n| n.parse().ok())
     }
 
     /// Open file descriptors.
