@@ -10,6 +10,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use super::pacing::ReceivePacing;
+use super::stamps::ReceiveStamps;
 use crate::audio::{JitterBuffer, JitterStats, Player, VoiceSender};
 use crate::hw::{AudioIn, AudioOut, FrameClock};
 
@@ -91,20 +93,28 @@ pub async fn capture<I: AudioIn>(
     }
 }
 
-/// Feeds the remote track's packets into the jitter buffer until the track ends.
-pub async fn receive(track: Arc<dyn TrackRemote>, buffer: Arc<Mutex<JitterBuffer>>) {
+/// Feeds the remote track's packets into the jitter buffer, each with the time the kernel
+/// received it, until the track ends.
+pub async fn receive(
+    track: Arc<dyn TrackRemote>,
+    buffer: Arc<Mutex<JitterBuffer>>,
+    stamps: Arc<ReceiveStamps>,
+) {
     while let Some(ev) = track.poll().await {
         match ev {
             TrackRemoteEvent::OnRtpPacket(p) => {
                 if p.payload.is_empty() {
                     continue;
                 }
+                let arrived = stamps
+                    .take(p.header.ssrc, p.header.sequence_number)
+                    .unwrap_or_else(Instant::now);
                 let mut jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
                 jb.push(
                     p.header.sequence_number,
                     p.header.timestamp,
                     p.payload.to_vec(),
-                    Instant::now(),
+                    arrived,
                 );
             }
             TrackRemoteEvent::OnEnded => break,
@@ -113,10 +123,12 @@ pub async fn receive(track: Arc<dyn TrackRemote>, buffer: Arc<Mutex<JitterBuffer
     }
 }
 
-/// Plays the jitter buffer every 20 ms until `stop` flips; returns the speaker.
+/// Plays the jitter buffer every 20 ms until `stop` flips; returns the speaker. Each tick
+/// first lets the paced sockets read what arrived since the last one.
 pub async fn playback<O: AudioOut>(
     mut speaker: O,
     buffer: Arc<Mutex<JitterBuffer>>,
+    pacing: Arc<ReceivePacing>,
     stats: Arc<Mutex<PlaybackStats>>,
     first_audio: tokio::sync::oneshot::Sender<()>,
     mut stop: watch::Receiver<bool>,
@@ -135,6 +147,8 @@ pub async fn playback<O: AudioOut>(
             _ = stop.changed() => break,
             _ = clock.tick() => {}
         }
+        pacing.open();
+        pacing.settle().await;
         let now = Instant::now();
         let tick = player.tick(&mut buffer.lock().unwrap_or_else(|e| e.into_inner()), now);
         if tick.received {

@@ -9,7 +9,9 @@
 
 pub mod chat;
 mod media;
+mod pacing;
 mod peer;
+mod stamps;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,8 +29,10 @@ use crate::pairing::{Inner, Role};
 use crate::signaling::{Session, SessionEnd, SessionEvent};
 use chat::{Chat, ChatMessage};
 pub use media::PlaybackStats;
+use pacing::ReceivePacing;
 pub use peer::NetworkSetup;
 use peer::{Peer, PeerEvent};
+use stamps::ReceiveStamps;
 
 /// How long the SDP exchange may take.
 const SDP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,6 +174,10 @@ struct Live<I> {
     outbox: Vec<String>,
     stats: CallStats,
     net: NetworkSetup,
+    /// Whether the call's sockets are read on arrival or on the audio tick.
+    pacing: Arc<ReceivePacing>,
+    /// When each incoming RTP packet arrived.
+    stamps: Arc<ReceiveStamps>,
 }
 
 async fn run<I: AudioIn, O: AudioOut>(
@@ -185,9 +193,11 @@ async fn run<I: AudioIn, O: AudioOut>(
     let jitter = Arc::new(Mutex::new(JitterBuffer::new()));
     let playback_stats = Arc::new(Mutex::new(PlaybackStats::default()));
     let (first_audio_tx, first_audio) = tokio::sync::oneshot::channel();
+    let pacing = ReceivePacing::new();
     let playback = tokio::spawn(media::playback(
         speaker,
         Arc::clone(&jitter),
+        Arc::clone(&pacing),
         Arc::clone(&playback_stats),
         first_audio_tx,
         stop.clone(),
@@ -206,6 +216,8 @@ async fn run<I: AudioIn, O: AudioOut>(
         outbox: Vec::new(),
         stats: CallStats::default(),
         net,
+        pacing,
+        stamps: Arc::new(ReceiveStamps::default()),
     };
     let mut peer = None;
     let reason = match live.connect(&mut peer).await {
@@ -216,6 +228,8 @@ async fn run<I: AudioIn, O: AudioOut>(
         Err(e) => EndReason::Error(e.to_string()),
     };
     tracing::info!("call ended: {reason:?}");
+    // The audio clock stops with the call: the sockets go back to being read on arrival.
+    live.pacing.set_paced(false);
     let _ = stop_tx.send(true);
     if let Some(p) = &peer {
         let _ = p.pc.close().await;
@@ -266,7 +280,14 @@ impl<I: AudioIn> Live<I> {
 
     async fn connect(&mut self, slot: &mut Option<Peer>) -> Result<(), CallError> {
         let role = self.session()?.role();
-        let peer = slot.insert(peer::build(&self.net).await?);
+        let peer = slot.insert(
+            peer::build(
+                &self.net,
+                Arc::clone(&self.pacing),
+                Arc::clone(&self.stamps),
+            )
+            .await?,
+        );
         let mut early = Vec::new();
         match role {
             Role::Guest => {
@@ -358,11 +379,12 @@ impl<I: AudioIn> Live<I> {
                             chat_channel = Some(dc);
                             if chat_open {
                                 self.flush_outbox(chat_channel.as_ref()).await;
+                                self.pace_if_up(audio_reported, chat_open);
                             }
                         }
                     }
                     Some(PeerEvent::Track(track)) => {
-                        tokio::spawn(media::receive(track, Arc::clone(&self.jitter)));
+                        tokio::spawn(media::receive(track, Arc::clone(&self.jitter), Arc::clone(&self.stamps)));
                     }
                     Some(PeerEvent::GatheringComplete) => {}
                 },
@@ -370,6 +392,7 @@ impl<I: AudioIn> Live<I> {
                     Some(DataChannelEvent::OnOpen) => {
                         chat_open = true;
                         self.flush_outbox(chat_channel.as_ref()).await;
+                        self.pace_if_up(audio_reported, chat_open);
                     }
                     Some(DataChannelEvent::OnMessage(m)) => self.on_chat(&m.data, chat_channel.as_ref()).await,
                     Some(DataChannelEvent::OnClose) | None => chat_channel = None,
@@ -394,6 +417,7 @@ impl<I: AudioIn> Live<I> {
                     if res.is_ok() {
                         let _ = self.events.send(CallEvent::AudioFlowing).await;
                     }
+                    self.pace_if_up(audio_reported, chat_open);
                 }
                 _ = &mut media_deadline, if !media_up => {
                     tracing::warn!("no media path within {} s", MEDIA_TIMEOUT.as_secs());
@@ -411,6 +435,15 @@ impl<I: AudioIn> Live<I> {
                     let _ = self.loss.send(remote.max(incoming));
                 }
             }
+        }
+    }
+
+    /// Once audio plays and the chat channel is open, every handshake is done: from then
+    /// on the sockets are read on the audio tick ([`pacing`]).
+    fn pace_if_up(&self, audio_flowing: bool, chat_open: bool) {
+        if audio_flowing && chat_open && !self.pacing.is_paced() {
+            tracing::debug!("call up: sockets read on the audio tick");
+            self.pacing.set_paced(true);
         }
     }
 

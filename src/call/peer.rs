@@ -22,6 +22,8 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
+use super::pacing::{PacedRuntime, ReceivePacing};
+use super::stamps::ReceiveStamps;
 use super::CallError;
 
 /// What the peer connection reports.
@@ -86,8 +88,13 @@ fn rtc_err(e: impl std::fmt::Display) -> CallError {
     CallError::WebRtc(e.to_string())
 }
 
-/// Builds a peer connection with a fresh DTLS certificate and our Opus track.
-pub async fn build(net: &NetworkSetup) -> Result<Peer, CallError> {
+/// Builds a peer connection with a fresh DTLS certificate and our Opus track; its sockets
+/// follow `pacing` and note RTP arrivals in `stamps`.
+pub async fn build(
+    net: &NetworkSetup,
+    pacing: Arc<ReceivePacing>,
+    stamps: Arc<ReceiveStamps>,
+) -> Result<Peer, CallError> {
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(rtc_err)?;
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(rtc_err)?;
@@ -114,6 +121,7 @@ pub async fn build(net: &NetworkSetup) -> Result<Peer, CallError> {
     }
     let (tx, events) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
+        .with_runtime(Arc::new(PacedRuntime::new(pacing, stamps)))
         .with_configuration(config.build())
         .with_media_engine(media)
         .with_setting_engine(settings)
