@@ -28,6 +28,8 @@ pub struct PlaybackStats {
     pub target_delay_ms: u64,
     /// When the first frame (sound or silence) went to the speaker.
     pub started: Option<Instant>,
+    /// Ticks that played before the paced sockets had been read dry (the stack was busy).
+    pub unsettled_ticks: u64,
 }
 
 /// Sends the microphone until `stop` flips; returns the microphone and when its first
@@ -148,7 +150,7 @@ pub async fn playback<O: AudioOut>(
             _ = clock.tick() => {}
         }
         pacing.open();
-        pacing.settle().await;
+        let settled = pacing.settle().await;
         let now = Instant::now();
         let tick = player.tick(&mut buffer.lock().unwrap_or_else(|e| e.into_inner()), now);
         if tick.received {
@@ -164,6 +166,7 @@ pub async fn playback<O: AudioOut>(
         let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
         st.started.get_or_insert(now);
         st.frames_out += 1;
+        st.unsettled_ticks += u64::from(!settled);
         let jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
         st.jitter = jb.stats();
         st.target_delay_ms = jb.target_delay().as_millis() as u64;

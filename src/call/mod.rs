@@ -11,7 +11,7 @@ pub mod chat;
 mod media;
 mod pacing;
 mod peer;
-mod stamps;
+pub mod stamps;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

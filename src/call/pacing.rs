@@ -109,19 +109,21 @@ impl ReceivePacing {
     }
 
     /// After [`open`](Self::open): yields until every woken socket has read its queue dry
-    /// (and the tasks it fed have run), so the tick plays what arrived before it.
-    pub async fn settle(&self) {
+    /// (and the tasks it fed have run), so the tick plays what arrived before it. False
+    /// when a socket was still unread after [`MAX_SETTLE_YIELDS`] (the stack was busy).
+    pub async fn settle(&self) -> bool {
         if !self.is_paced() {
-            return;
+            return true;
         }
         for _ in 0..MAX_SETTLE_YIELDS {
             // Tokio runs a yielded task again only once every other ready task has run:
             // the stack's driver reads, the track's reader fills the jitter buffer.
             tokio::task::yield_now().await;
             if self.lock().undrained.is_empty() {
-                return;
+                return true;
             }
         }
+        false
     }
 
     fn wait(&self, who: Waiter, waker: &Waker) {
@@ -609,7 +611,7 @@ mod tests {
     #[tokio::test]
     async fn settle_waits_for_the_woken_socket_to_drain() {
         let pacing = ReceivePacing::new();
-        pacing.settle().await;
+        assert!(pacing.settle().await);
         pacing.set_paced(true);
         let (sock, tx) = pair(&pacing);
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -630,7 +632,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(got.lock().unwrap().is_empty(), "read before the tick");
         pacing.open();
-        pacing.settle().await;
+        assert!(pacing.settle().await);
         assert!(pacing.lock().undrained.is_empty());
         assert_eq!(*got.lock().unwrap(), vec![b"a", b"b", b"c"]);
         reader.abort();

@@ -258,6 +258,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                 stretched = stats.playback.jitter.stretched,
                 underruns = stats.playback.jitter.underruns,
                 target_ms = stats.playback.target_delay_ms,
+                unsettled = stats.playback.unsettled_ticks,
                 "call finished; keys wiped"
             );
             self.report(Report::CallFinished(stats));

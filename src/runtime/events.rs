@@ -56,6 +56,7 @@ pub fn to_json(report: &Report, t_ns: u64) -> Value {
                 "duplicates": j.duplicates,
                 "dropped": j.dropped,
                 "underruns": j.underruns,
+                "unsettled_ticks": s.playback.unsettled_ticks,
                 "texts_sent": s.texts_sent,
                 "texts_delivered": s.texts_delivered,
                 "texts_received": s.texts_received,
