@@ -3,7 +3,9 @@
 //! [`start`] runs one call in a task of its own: it exchanges complete SDP over the sealed
 //! signaling session (the guest offers, the host answers), sends the microphone as Opus,
 //! plays the other side through the jitter buffer, and carries texts on the `chat`
-//! channel. It ends on `bye`, on ICE failure or consent loss, or on [`CallHandle::hang_up`];
+//! channel. Once audio flows its sockets are read on the audio tick (`pacing`), and the
+//! jitter buffer gets each packet's kernel arrival time ([`stamps`]).
+//! It ends on `bye`, on ICE failure or consent loss, or on [`CallHandle::hang_up`];
 //! then the peer connection (and with it every media key) is closed and the devices are
 //! handed back.
 

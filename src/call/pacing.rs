@@ -314,6 +314,16 @@ impl PacedSocket {
 }
 
 impl PacedSocket {
+    /// Waits on the gate for the next tick, to send (`send`) or to read.
+    fn park<T>(&self, send: bool, cx: &Context<'_>) -> Poll<T> {
+        let who = Waiter {
+            socket: self.id,
+            send,
+        };
+        self.pacing.wait(who, cx.waker());
+        Poll::Pending
+    }
+
     /// After a read of `n` messages: fixes what quinn-udp reports for an empty datagram
     /// (stride 0 would divide by zero) and stamps the RTP packets' arrival.
     fn received(&self, bufs: &[IoSliceMut<'_>], meta: &mut [RecvMeta], n: usize) {
@@ -369,14 +379,7 @@ impl AsyncUdpSocket for PacedSocket {
             Io::Paced(s) => match self.batch.try_send(UdpSockRef::from(s), transmit) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // A full send buffer: try again on the next tick.
-                    self.pacing.wait(
-                        Waiter {
-                            socket: self.id,
-                            send: true,
-                        },
-                        cx.waker(),
-                    );
-                    Poll::Pending
+                    self.park(true, cx)
                 }
                 other => Poll::Ready(other.map(|()| transmit.contents.len())),
             },
@@ -424,14 +427,7 @@ impl AsyncUdpSocket for PacedSocket {
                 Err(e) if e.kind() != io::ErrorKind::WouldBlock => Poll::Ready(Err(e)),
                 _ => {
                     // Read dry: wait for the next tick.
-                    self.pacing.wait(
-                        Waiter {
-                            socket: self.id,
-                            send: false,
-                        },
-                        cx.waker(),
-                    );
-                    Poll::Pending
+                    self.park(false, cx)
                 }
             },
             Io::Gone => Poll::Ready(Err(gone())),

@@ -1,8 +1,9 @@
 //! When each incoming RTP packet reached the box, from the kernel's receive timestamp.
 //!
-//! The jitter buffer sizes its delay from packet arrival times. Once a call's sockets are
-//! read on the audio tick ([`super::pacing`]), "when the packet was read" is always a tick,
-//! and a stream whose packets land near the tick would look 20 ms jittery. The kernel
+//! The jitter buffer sizes its delay from packet arrival times. Once a call's sockets
+//! are read on the audio tick (`src/call/pacing.rs`), "when the packet was read" is
+//! always a tick, and a stream whose packets land near the tick would look 20 ms
+//! jittery. The kernel
 //! stamps every datagram as it arrives (`SO_TIMESTAMPNS`, which quinn-udp turns on); the
 //! socket notes that stamp under the packet's SSRC and sequence number, read from the RTP
 //! header that SRTP leaves in the clear, and the receiving side looks it up when the packet
