@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::stamps::{kernel_time_to_instant, ReceiveStamps};
+use super::stamps::{arrival_time, ReceiveStamps};
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
     TokioRuntime, Transmit, UdpSockRef, UdpSocketState,
@@ -332,7 +332,7 @@ impl PacedSocket {
             if m.stride == 0 {
                 m.stride = m.len.max(1);
             }
-            let at = m.timestamp.and_then(kernel_time_to_instant).unwrap_or(now);
+            let at = arrival_time(m.timestamp, now);
             self.stamps
                 .record(&buf[..m.len.min(buf.len())], m.stride, at);
         }

@@ -13,6 +13,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::hw::FRAME_TIME;
+
 /// Stamps kept: a little over five seconds of 20 ms packets.
 const SLOTS: usize = 256;
 /// A stamp older than this (against the wall clock) is not trusted: the clock moved.
@@ -63,6 +65,19 @@ pub fn kernel_time_to_instant(stamp: Duration) -> Option<Instant> {
         return None;
     }
     now.checked_sub(age)
+}
+
+/// When a datagram read at `read_at` arrived: the kernel's stamp, but no earlier than one
+/// tick before the read. Reading on the tick should not look like jitter; a box that
+/// stalled (a slow redraw) should, so the jitter buffer holds enough to ride it out.
+pub fn arrival_time(kernel: Option<Duration>, read_at: Instant) -> Instant {
+    let Some(at) = kernel.and_then(kernel_time_to_instant) else {
+        return read_at;
+    };
+    match read_at.checked_sub(FRAME_TIME) {
+        Some(floor) => at.max(floor),
+        None => at,
+    }
 }
 
 impl ReceiveStamps {
@@ -168,6 +183,21 @@ mod tests {
         );
         assert!(kernel_time_to_instant(wall - Duration::from_secs(60)).is_none());
         assert!(kernel_time_to_instant(wall + Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn arrival_is_the_kernel_stamp_within_one_tick_of_the_read() {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let read = Instant::now();
+        // Waited 12 ms in the socket for the tick: the kernel's time counts.
+        let at = arrival_time(Some(wall - Duration::from_millis(12)), read);
+        let waited = read.saturating_duration_since(at);
+        assert!(waited >= Duration::from_millis(11), "{waited:?}");
+        // Waited 300 ms because the box stalled: one tick is all that is forgiven.
+        let at = arrival_time(Some(wall - Duration::from_millis(300)), read);
+        assert_eq!(at, read - FRAME_TIME);
+        // No stamp: the read.
+        assert_eq!(arrival_time(None, read), read);
     }
 
     proptest! {
