@@ -92,16 +92,24 @@ fn decode(packets: &[Vec<u8>], lost: &[bool]) -> (Vec<f64>, f64) {
     (out, best * 1e6 / packets.len() as f64)
 }
 
-/// Measures every complexity from 0 to 10 on the WAV file `clip` (48 kHz mono).
-pub fn sweep(clip: &Path, dir: &Path) -> Vec<CodecResult> {
+/// Measures each of `complexities` (every one from 0 to 10 when empty) on the WAV file
+/// `clip` (48 kHz mono).
+pub fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecResult> {
     let reference = read_wav(clip);
     let pcm: Vec<i16> = reference.iter().map(|&s| s as i16).collect();
     let frames = frames(&pcm);
     let mut rng = rand::rngs::StdRng::seed_from_u64(15);
     let lost: Vec<bool> = (0..frames.len()).map(|_| rng.gen_bool(LOSS)).collect();
     let none = vec![false; frames.len()];
-    (0..=10)
-        .map(|complexity| {
+    let all: Vec<i32> = (0..=10).collect();
+    let chosen = if complexities.is_empty() {
+        &all
+    } else {
+        complexities
+    };
+    chosen
+        .iter()
+        .map(|&complexity| {
             let (clean_packets, encode_us) = encode(&frames, complexity, 0.0, PASSES);
             let (clean, decode_us) = decode(&clean_packets, &none);
             // The codec's own delay (its look-ahead), found as the network calls find theirs.

@@ -4,9 +4,9 @@
 //! Then the faults: a 5 s link cut mid-call and many calls in a row.
 //!
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
-//! [--out DIR]`; `-- --codec` measures the codec alone instead (see `codec`). Needs
-//! iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's `pesq` and `numpy`;
-//! root, or user namespaces (it makes its own and never touches the machine's network).
+//! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
+//! `codec`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
+//! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the machine's network).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -30,6 +30,8 @@ struct Args {
     out: PathBuf,
     robustness: bool,
     codec: bool,
+    /// Complexities the codec sweep measures (all when empty).
+    complexities: Vec<i32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/netbench"),
         robustness: true,
         codec: false,
+        complexities: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -65,6 +68,13 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--no-robustness" => a.robustness = false,
             "--codec" => a.codec = true,
+            "--complexity" => a.complexities.push(
+                value("--complexity")?
+                    .parse()
+                    .ok()
+                    .filter(|c| (0..=10).contains(c))
+                    .ok_or("--complexity takes 0 to 10")?,
+            ),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -88,7 +98,7 @@ fn main() -> ExitCode {
         let work = tempfile::tempdir().unwrap();
         let clip = work.path().join("b-mouth.wav");
         write_mouth_clip(&clip);
-        let results = codec::sweep(&clip, work.path());
+        let results = codec::sweep(&clip, work.path(), &args.complexities);
         println!("\n{}", codec::markdown(&results));
         let json = serde_json::to_string_pretty(&results).unwrap();
         std::fs::write(args.out.join("codec.json"), json).unwrap();
