@@ -10,6 +10,7 @@
 //! handed back.
 
 pub mod chat;
+mod flight_repeat;
 mod media;
 mod pacing;
 mod peer;

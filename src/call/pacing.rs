@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::flight_repeat::FlightRepeater;
 use super::stamps::{arrival_time, ReceiveStamps};
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
@@ -234,6 +235,8 @@ pub struct PacedSocket {
     local: SocketAddr,
     /// A sender waiting for tokio to say the socket is writable again.
     parked_sender: Mutex<Option<Waker>>,
+    /// Our last DTLS handshake flight, sent again when the peer repeats its own.
+    repeater: FlightRepeater,
 }
 
 enum Io {
@@ -276,6 +279,7 @@ impl PacedSocket {
             stamps,
             local,
             parked_sender: Mutex::new(None),
+            repeater: FlightRepeater::new(),
         })
     }
 
@@ -325,16 +329,41 @@ impl PacedSocket {
     }
 
     /// After a read of `n` messages: fixes what quinn-udp reports for an empty datagram
-    /// (stride 0 would divide by zero) and stamps the RTP packets' arrival.
-    fn received(&self, bufs: &[IoSliceMut<'_>], meta: &mut [RecvMeta], n: usize) {
+    /// (stride 0 would divide by zero), stamps the RTP packets' arrival, and sends our
+    /// last DTLS handshake flight again if the peer repeated its own.
+    fn received(
+        &self,
+        socket: &impl std::os::fd::AsFd,
+        bufs: &[IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+        n: usize,
+    ) {
         let now = Instant::now();
         for (buf, m) in bufs.iter().zip(meta.iter_mut()).take(n) {
             if m.stride == 0 {
                 m.stride = m.len.max(1);
             }
+            let data = &buf[..m.len.min(buf.len())];
             let at = arrival_time(m.timestamp, now);
-            self.stamps
-                .record(&buf[..m.len.min(buf.len())], m.stride, at);
+            self.stamps.record(data, m.stride, at);
+            for datagram in data.chunks(m.stride) {
+                for again in self.repeater.received(datagram, now) {
+                    let transmit = Transmit {
+                        destination: again.destination,
+                        ecn: None,
+                        contents: &again.contents,
+                        segment_size: None,
+                        src_ip: None,
+                    };
+                    // Best effort, as the handshake's own sends are.
+                    match self.batch.try_send(UdpSockRef::from(socket), &transmit) {
+                        Ok(()) => tracing::debug!(
+                            "peer repeated a DTLS handshake flight; sent ours again"
+                        ),
+                        Err(e) => tracing::debug!("DTLS flight repeat: {e}"),
+                    }
+                }
+            }
         }
     }
 }
@@ -353,6 +382,26 @@ impl AsyncUdpSocket for PacedSocket {
     }
 
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        let sent = self.send(cx, transmit);
+        if let (Poll::Ready(Ok(_)), None) = (&sent, transmit.segment_size) {
+            self.repeater
+                .sent(transmit.destination, transmit.contents, Instant::now());
+        }
+        sent
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.recv(cx, bufs, meta)
+    }
+}
+
+impl PacedSocket {
+    fn send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
         let io = match self.io(false) {
             Ok(io) => io,
             Err(e) => return Poll::Ready(Err(e)),
@@ -387,7 +436,7 @@ impl AsyncUdpSocket for PacedSocket {
         }
     }
 
-    fn poll_recv(
+    fn recv(
         &self,
         cx: &mut Context<'_>,
         bufs: &mut [IoSliceMut<'_>],
@@ -413,7 +462,7 @@ impl AsyncUdpSocket for PacedSocket {
                 }) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Ok(n) => {
-                        self.received(bufs, meta, n);
+                        self.received(s, bufs, meta, n);
                         return Poll::Ready(Ok(n));
                     }
                     Err(e) => return Poll::Ready(Err(e)),
@@ -421,7 +470,7 @@ impl AsyncUdpSocket for PacedSocket {
             },
             Io::Paced(s) => match self.batch.recv(UdpSockRef::from(s), bufs, meta) {
                 Ok(n) if n > 0 => {
-                    self.received(bufs, meta, n);
+                    self.received(s, bufs, meta, n);
                     Poll::Ready(Ok(n))
                 }
                 Err(e) if e.kind() != io::ErrorKind::WouldBlock => Poll::Ready(Err(e)),
