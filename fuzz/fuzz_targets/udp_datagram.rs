@@ -1,11 +1,14 @@
 //! Every datagram that reaches a call's socket, before the WebRTC stack sees it: the RTP
 //! header reader that notes the kernel's arrival time under the packet's SSRC and sequence
-//! number, with any coalescing stride. Nothing may panic, and a stamp noted for a whole
-//! datagram must be found again under the numbers its header carries.
+//! number, with any coalescing stride, and the DTLS record walker that decides whether the
+//! peer repeated a handshake flight. Nothing may panic, a stamp noted for a whole datagram
+//! must be found again under the numbers its header carries, and a flight is only ever
+//! sent again as it was sent.
 #![no_main]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use intercom::call::flight_repeat::FlightRepeater;
 use intercom::call::stamps::{rtp_id, ReceiveStamps};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,5 +23,14 @@ fuzz_target!(|data: &[u8]| {
     if let Some((ssrc, seq)) = rtp_id(datagram) {
         assert_eq!(stamps.take(ssrc, seq), Some(at));
         assert_eq!(stamps.take(ssrc, seq), None);
+    }
+    let peer = "10.0.0.2:5000".parse().unwrap();
+    let repeater = FlightRepeater::new();
+    repeater.sent(peer, datagram, at);
+    for later in [600, 1200] {
+        for again in repeater.received(datagram, at + Duration::from_millis(later)) {
+            assert_eq!(again.contents, datagram);
+            assert_eq!(again.destination, peer);
+        }
     }
 });

@@ -4,13 +4,15 @@
 //! signaling session (the guest offers, the host answers), sends the microphone as Opus,
 //! plays the other side through the jitter buffer, and carries texts on the `chat`
 //! channel. Once audio flows its sockets are read on the audio tick (`pacing`), and the
-//! jitter buffer gets each packet's kernel arrival time ([`stamps`]).
+//! jitter buffer gets each packet's kernel arrival time ([`stamps`]). The same sockets
+//! send a lost DTLS handshake flight again when the peer repeats its own
+//! ([`flight_repeat`]).
 //! It ends on `bye`, on ICE failure or consent loss, or on [`CallHandle::hang_up`];
 //! then the peer connection (and with it every media key) is closed and the devices are
 //! handed back.
 
 pub mod chat;
-mod flight_repeat;
+pub mod flight_repeat;
 mod media;
 mod pacing;
 mod peer;
