@@ -131,7 +131,7 @@ impl FlightRepeater {
 
     /// Notes a datagram received at `now`; returns our last flight if the datagram
     /// repeats only handshake messages we already had (the peer is retransmitting: ours
-    /// was lost) and our flight has been quiet for [`QUIET_AFTER_SEND`].
+    /// was lost) and our flight has been quiet for 500 ms (`QUIET_AFTER_SEND`).
     pub fn received(&self, datagram: &[u8], now: Instant) -> Vec<Datagram> {
         let Some(hs) = handshake_records(datagram) else {
             return Vec::new();
