@@ -6,7 +6,8 @@
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
-//! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the machine's network).
+//! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the
+//! machine's network).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
