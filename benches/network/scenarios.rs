@@ -194,7 +194,13 @@ pub fn measured_call(
 
     // Voice: A's recording against B's microphone file.
     let source = read_wav(clip);
-    let heard = read_wav(&dir.join("a-heard.wav"));
+    // Kept beside the logs: a poor score can be listened to and re-scored later.
+    let heard_path = dir.join("a-heard.wav");
+    let _ = std::fs::copy(
+        &heard_path,
+        logs.join(format!("{}-{run}-a-heard.wav", scenario.name)),
+    );
+    let heard = read_wav(&heard_path);
     let (lag, _) = align(&source, &heard);
     let deg = retime(&source, &heard, lag);
     let pesq = pesq_wb(&source, &deg, dir).unwrap_or_else(|e| panic!("{e}"));

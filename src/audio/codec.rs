@@ -114,6 +114,17 @@ impl VoiceEncoder {
     }
 }
 
+/// The voice activity flag of a SILK-only Opus packet with one frame (RFC 6716 §4.2.3:
+/// a SILK frame starts with its VAD flag, a range-coded bit of probability ½, which is
+/// the top bit of the first byte after the TOC); `None` for other packets.
+pub fn voice_activity(packet: &[u8]) -> Option<bool> {
+    let (&toc, rest) = packet.split_first()?;
+    let silk_only = toc >> 3 <= 11;
+    let one_frame = toc & 0b11 == 0;
+    let &first = rest.first()?;
+    (silk_only && one_frame).then_some(first & 0x80 != 0)
+}
+
 /// The receiving side: decodes any Opus stream (mono or stereo) to mono.
 pub struct VoiceDecoder {
     dec: opus::Decoder,
@@ -187,6 +198,31 @@ mod tests {
         let e_in = energy(&tone_frame(0));
         let e_out = energy(&out[10 * FRAME_SAMPLES..]);
         assert!((e_out / e_in - 1.0).abs() < 0.3, "{e_out} vs {e_in}");
+    }
+
+    #[test]
+    fn voice_activity_reads_silk_vad_flag() {
+        let mut enc = VoiceEncoder::new(0.0).unwrap();
+        let flags: Vec<Option<bool>> = (0..40)
+            .map(|k| {
+                let frame = if k < 20 {
+                    tone_frame(k)
+                } else {
+                    [0; FRAME_SAMPLES]
+                };
+                voice_activity(&enc.encode(&frame).unwrap())
+            })
+            .collect();
+        assert!(flags[5..20].iter().all(|f| *f == Some(true)), "{flags:?}");
+        // SILK's detector holds on a little after the voice stops.
+        assert!(flags[30..].iter().all(|f| *f == Some(false)), "{flags:?}");
+        // Not SILK-only, or not one frame: unknown.
+        assert_eq!(voice_activity(&[0xFC, 0xFF, 0x00]), None, "CELT");
+        assert_eq!(voice_activity(&[0x09, 0xFF]), None, "two frames");
+        assert_eq!(voice_activity(&[0x08]), None, "no payload");
+        assert_eq!(voice_activity(&[]), None);
+        assert_eq!(voice_activity(&[0x08, 0x80]), Some(true));
+        assert_eq!(voice_activity(&[0x48, 0x7F]), Some(false));
     }
 
     /// A voice-like signal whose pitch and loudness change at frame 20.

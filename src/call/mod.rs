@@ -16,6 +16,7 @@ pub mod flight_repeat;
 mod media;
 mod pacing;
 mod peer;
+mod remote_loss;
 pub mod stamps;
 
 use std::sync::{Arc, Mutex};
@@ -429,12 +430,10 @@ impl<I: AudioIn> Live<I> {
                     return EndReason::Error(NO_MEDIA_PATH.into());
                 }
                 _ = tune.tick() => {
-                    // The other side's RTCP reports say how our packets fare. webrtc-rs
-                    // reads them from receiver reports only, not from the report blocks
-                    // of sender reports, which is what a peer that also sends uses; so
-                    // the loss of what we receive stands in too (LAN and Wi-Fi loss is
-                    // mostly symmetric). The larger counts.
-                    let remote = peer.remote_loss().await.unwrap_or(0.0) as f32;
+                    // The other side's RTCP reports say how our packets fare; the loss of
+                    // what we receive counts too, as a report can itself be lost or late
+                    // (LAN and Wi-Fi loss is mostly symmetric). The larger counts.
+                    let remote = peer.remote_loss().unwrap_or(0.0);
                     let incoming = self.incoming_loss();
                     tracing::debug!(remote, incoming, "loss");
                     let _ = self.loss.send(remote.max(incoming));

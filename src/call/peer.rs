@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
@@ -23,6 +23,7 @@ use webrtc::peer_connection::{
 };
 
 use super::pacing::{PacedRuntime, ReceivePacing};
+use super::remote_loss::{RemoteLoss, ReportReader};
 use super::stamps::ReceiveStamps;
 use super::CallError;
 
@@ -82,6 +83,8 @@ pub struct Peer {
     pub track: Arc<TrackLocalStaticRTP>,
     /// Its SSRC.
     pub ssrc: u32,
+    /// What the other side's RTCP reports say of our audio.
+    remote_loss: Arc<RemoteLoss>,
 }
 
 fn rtc_err(e: impl std::fmt::Display) -> CallError {
@@ -97,7 +100,14 @@ pub async fn build(
 ) -> Result<Peer, CallError> {
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(rtc_err)?;
-    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(rtc_err)?;
+    let remote_loss = RemoteLoss::new();
+    let registry = register_default_interceptors(Registry::new(), &mut media)
+        .map_err(rtc_err)?
+        // Next to the wire, so it reads every report before anything else acts on it.
+        .with(
+            rtc::interceptor::Slot::Custom(500),
+            ReportReader::new(Arc::clone(&remote_loss)),
+        );
     let loopback = net.addrs.iter().any(|a| a.ip().is_loopback());
     let settings = SettingEngineBuilder::new()
         // Checks every 25 ms instead of 200 ms: connects in a few round trips on a LAN.
@@ -166,6 +176,7 @@ pub async fn build(
         events,
         track,
         ssrc,
+        remote_loss,
     })
 }
 
@@ -254,18 +265,9 @@ impl Peer {
         Err(CallError::WebRtc("no negotiated audio codec".into()))
     }
 
-    /// The loss the other side reports for our audio (RTCP receiver reports), 0.0–1.0.
-    pub async fn remote_loss(&self) -> Option<f64> {
-        let report = self
-            .pc
-            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
-            .await;
-        let loss = report.iter().find_map(|e| match e {
-            webrtc::peer_connection::RTCStatsReportEntry::RemoteInboundRtp(s) => {
-                Some(s.fraction_lost)
-            }
-            _ => None,
-        });
-        loss
+    /// The worst loss (0.0–1.0) the other side reported for our audio since the last
+    /// call (RTCP reception reports); `None` when no report came.
+    pub fn remote_loss(&self) -> Option<f32> {
+        self.remote_loss.take()
     }
 }
