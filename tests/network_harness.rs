@@ -88,6 +88,54 @@ mod impair_checks {
 mod analysis_checks {
     use super::analysis::*;
 
+    /// A 48 kHz test signal: `(tone ms, silence ms)` pieces of a 300 Hz tone.
+    fn talk(pieces: &[(usize, usize)]) -> Vec<f64> {
+        let mut x = Vec::new();
+        for &(tone, gap) in pieces {
+            let n = x.len();
+            x.extend((0..tone * 48).map(|k| 8000.0 * ((n + k) as f64 * 0.0393).sin()));
+            x.extend(std::iter::repeat_n(0.0, gap * 48));
+        }
+        x
+    }
+
+    #[test]
+    fn a_shift_in_a_pause_is_followed_and_one_mid_word_is_not() {
+        let source = talk(&[(400, 100), (400, 100)]);
+        // Received 30 ms late, with 20 ms more inserted in the pause at 450 ms.
+        let mut heard = vec![0.0; 30 * 48];
+        heard.extend_from_slice(&source[..450 * 48]);
+        heard.extend(std::iter::repeat_n(0.0, 20 * 48));
+        heard.extend_from_slice(&source[450 * 48..]);
+        let r = retime(&source, &heard, 30 * 48);
+        assert_eq!(r.len(), source.len());
+        assert!(r.iter().zip(&source).all(|(a, b)| (a - b).abs() < 1e-9));
+        // The same 20 ms inserted mid-word stays: the piece is misaligned on one side.
+        let mut heard = vec![0.0; 30 * 48];
+        heard.extend_from_slice(&source[..200 * 48]);
+        heard.extend(std::iter::repeat_n(0.0, 20 * 48));
+        heard.extend_from_slice(&source[200 * 48..]);
+        let r = retime(&source, &heard, 30 * 48);
+        let wrong = r
+            .iter()
+            .zip(&source)
+            .filter(|(a, b)| (*a - *b).abs() > 1.0)
+            .count();
+        assert!(wrong > 100 * 48, "{} ms differ", wrong / 48);
+    }
+
+    #[test]
+    fn utterances_cover_the_source_and_cut_in_pauses() {
+        let source = talk(&[(300, 50), (200, 10), (300, 0)]);
+        let u = utterances(&source);
+        assert_eq!(u.first().unwrap().0, 0);
+        assert_eq!(u.last().unwrap().1, source.len());
+        assert!(u.windows(2).all(|w| w[0].1 == w[1].0));
+        // The 50 ms pause cuts; the 10 ms one is too short to.
+        assert_eq!(u.len(), 2, "{u:?}");
+        assert!((300 * 48..350 * 48).contains(&u[0].1), "{u:?}");
+    }
+
     #[test]
     fn resampling_keeps_speech_band_and_removes_what_16k_cannot_hold() {
         let tone = |hz: f64| -> Vec<f64> {

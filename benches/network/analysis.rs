@@ -94,20 +94,24 @@ pub fn median(values: &[f64]) -> f64 {
     percentile(values, 50.0)
 }
 
-/// `received` re-timed onto the sender's timeline: each 0.5 s of `source` is matched with
+/// `received` re-timed onto the sender's timeline: the source is cut into utterance
+/// pieces at its pauses (20 ms or more of near silence), and each piece is matched with
 /// the stretch of `received` within ±100 ms of the global `lag` that fits it best. A
-/// jitter buffer that stretches or drops a frame shifts everything after it by 20 ms;
-/// PESQ would score that shift, not what was heard. Concealment stays in.
+/// jitter buffer that stretches or drops a frame in a pause shifts everything after it by
+/// 20 ms; PESQ would score that shift, not what was heard. One that does it in the middle
+/// of a word is scored as heard: that piece stays misaligned on one side of it.
+/// Concealment stays in.
 pub fn retime(source: &[f64], received: &[f64], lag: usize) -> Vec<f64> {
     use crate::common::audio::correlation;
-    const W: usize = 24_000;
     const SLACK: usize = 4_800;
     let mut out = Vec::with_capacity(source.len());
-    for (i, w) in source.chunks(W).enumerate() {
-        let at = lag + i * W;
-        let piece = |start: usize| -> Vec<f64> {
+    let mut last = SLACK;
+    for (start, end) in utterances(source) {
+        let w = &source[start..end];
+        let at = lag + start;
+        let piece = |begin: usize| -> Vec<f64> {
             let mut p: Vec<f64> = received
-                .get(start.min(received.len())..(start + w.len()).min(received.len()))
+                .get(begin.min(received.len())..(begin + w.len()).min(received.len()))
                 .unwrap_or(&[])
                 .to_vec();
             p.resize(w.len(), 0.0);
@@ -121,9 +125,38 @@ pub fn retime(source: &[f64], received: &[f64], lag: usize) -> Vec<f64> {
         let best = (coarse.saturating_sub(7)..=coarse + 7)
             .max_by(|&a, &b| score(a).total_cmp(&score(b)))
             .unwrap_or(coarse);
-        // Silence correlates with nothing: keep the global lag there.
-        let d = if score(best) > 0.3 { best } else { SLACK };
-        out.extend(piece((at + d).saturating_sub(SLACK)));
+        // Silence correlates with nothing: keep the lag of the piece before.
+        if score(best) > 0.3 {
+            last = best;
+        }
+        out.extend(piece((at + last).saturating_sub(SLACK)));
     }
     out
+}
+
+/// The source cut at its pauses: `(start, end)` sample ranges covering all of it, each
+/// boundary in the middle of a run of at least two 10 ms blocks below -50 dBFS.
+pub fn utterances(source: &[f64]) -> Vec<(usize, usize)> {
+    const BLOCK: usize = 480;
+    const QUIET_RMS: f64 = 100.0;
+    let quiet: Vec<bool> = source
+        .chunks(BLOCK)
+        .map(|b| (b.iter().map(|x| x * x).sum::<f64>() / b.len() as f64).sqrt() < QUIET_RMS)
+        .collect();
+    let mut cuts = vec![0];
+    let mut i = 0;
+    while i < quiet.len() {
+        if !quiet[i] {
+            i += 1;
+            continue;
+        }
+        let run = quiet[i..].iter().take_while(|q| **q).count();
+        if run >= 2 {
+            cuts.push(((i + run / 2) * BLOCK).min(source.len()));
+        }
+        i += run;
+    }
+    cuts.push(source.len());
+    cuts.dedup();
+    cuts.windows(2).map(|c| (c[0], c[1])).collect()
 }
