@@ -612,6 +612,18 @@ mod tests {
         fn at(&self, ms: f64) -> Instant {
             self.t0 + Duration::from_secs_f64(ms / 1000.0)
         }
+        /// Plays ticks every 20 ms from `tick` up to `until` (ms), noting the ticks that
+        /// stretched.
+        fn tick_until(&mut self, tick: &mut f64, until: f64, stretched_at: &mut Vec<u16>) {
+            while *tick < until {
+                let before = self.jb.stats().stretched;
+                self.pop(*tick);
+                if self.jb.stats().stretched > before {
+                    stretched_at.push((*tick / 20.0) as u16);
+                }
+                *tick += 20.0;
+            }
+        }
         fn push(&mut self, seq: u16, arrival_ms: f64) {
             let at = self.at(arrival_ms);
             self.jb.push(
@@ -892,14 +904,7 @@ mod tests {
             let jitter = if i >= 100 && i % 10 == 3 { 15.0 } else { 0.0 };
             let quiet = (220..245).contains(&i);
             let at = f64::from(i) * 20.0 + jitter;
-            while tick < at {
-                let before = s.jb.stats().stretched;
-                s.pop(tick);
-                if s.jb.stats().stretched > before {
-                    stretched_at.push((tick / 20.0) as u16);
-                }
-                tick += 20.0;
-            }
+            s.tick_until(&mut tick, at, &mut stretched_at);
             if i != 5 {
                 let payload = vec![i as u8; if quiet { 10 } else { 100 }];
                 let at = s.at(at);
@@ -926,14 +931,7 @@ mod tests {
         let mut stretched_at = Vec::new();
         for i in 0..250u16 {
             let at = f64::from(i) * 20.0 + if i == 100 { 35.0 } else { 0.0 };
-            while tick < at {
-                let before = s.jb.stats().stretched;
-                s.pop(tick);
-                if s.jb.stats().stretched > before {
-                    stretched_at.push((tick / 20.0) as u16);
-                }
-                tick += 20.0;
-            }
+            s.tick_until(&mut tick, at, &mut stretched_at);
             if i != 5 {
                 let vad = if (150..175).contains(&i) { 0x00 } else { 0x80 };
                 let mut payload = vec![0x08, vad];
