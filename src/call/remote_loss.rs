@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
@@ -64,7 +64,7 @@ impl RemoteLoss {
 pub struct ReportReader {
     loss: Arc<RemoteLoss>,
     /// The SSRCs we send.
-    ours: Mutex<Vec<u32>>,
+    ours: Vec<u32>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -74,15 +74,14 @@ impl ReportReader {
     pub fn new(loss: Arc<RemoteLoss>) -> ReportReader {
         ReportReader {
             loss,
-            ours: Mutex::new(Vec::new()),
+            ours: Vec::new(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
     }
 
     fn note(&self, reports: &[ReceptionReport]) {
-        let ours = self.ours.lock().unwrap_or_else(|e| e.into_inner());
-        for r in reports.iter().filter(|r| ours.contains(&r.ssrc)) {
+        for r in reports.iter().filter(|r| self.ours.contains(&r.ssrc)) {
             self.loss.record(r.fraction_lost);
         }
     }
@@ -126,17 +125,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ReportReader {
 
 impl Interceptor for ReportReader {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
-        let mut ours = self.ours.lock().unwrap_or_else(|e| e.into_inner());
-        if !ours.contains(&info.ssrc) {
-            ours.push(info.ssrc);
+        if !self.ours.contains(&info.ssrc) {
+            self.ours.push(info.ssrc);
         }
     }
 
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
-        self.ours
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| *s != info.ssrc);
+        self.ours.retain(|s| *s != info.ssrc);
     }
 
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
