@@ -6,7 +6,8 @@
 //! channel. Once audio flows its sockets are read on the audio tick (`pacing`), and the
 //! jitter buffer gets each packet's kernel arrival time ([`stamps`]). The same sockets
 //! send a lost DTLS handshake flight again when the peer repeats its own
-//! ([`flight_repeat`]).
+//! ([`flight_repeat`]). The encoder is tuned once a second from the loss the other side
+//! reports for our audio (`remote_loss`) and the loss of what we receive.
 //! It ends on `bye`, on ICE failure or consent loss, or on [`CallHandle::hang_up`];
 //! then the peer connection (and with it every media key) is closed and the devices are
 //! handed back.
