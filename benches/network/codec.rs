@@ -1,8 +1,9 @@
 //! The codec alone, no network: the speech clip through the box's Opus encoder at each
 //! complexity, scored with PESQ-WB clean (no FEC, as on a clean link) and at 15 % random
 //! loss (FEC, then concealment), with the CPU time one 20 ms frame costs to encode (with
-//! and without FEC) and to decode. This is where the encoder's complexity is chosen: it is
-//! most of a call's CPU.
+//! and without FEC), to encode a frame of room noise once the encoder has eased off
+//! (`intercom::audio::effort`), and to decode. This is where the encoder's complexity is
+//! chosen: it is most of a call's CPU.
 
 use std::path::Path;
 
@@ -25,6 +26,8 @@ pub struct CodecResult {
     pub encode_us: f64,
     /// The same with FEC on (tuned for 15 % loss).
     pub encode_fec_us: f64,
+    /// CPU µs to encode one 20 ms frame of faint room noise, after the first second of it.
+    pub encode_quiet_us: f64,
     /// CPU µs to decode one 20 ms frame (best of the passes).
     pub decode_us: f64,
     /// Mean packet size, bytes.
@@ -66,6 +69,29 @@ fn encode(
         best = best.min(thread_cpu_secs() - t0);
     }
     (packets, best * 1e6 / frames.len() as f64)
+}
+
+/// CPU µs per frame to encode faint white noise (−50 dBFS), timed after a second of it.
+fn encode_quiet(complexity: i32) -> f64 {
+    const SETTLE: usize = 50;
+    const TIMED: usize = 250;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let noise: Vec<[i16; FRAME_SAMPLES]> = (0..SETTLE + TIMED)
+        .map(|_| std::array::from_fn(|_| rng.gen_range(-180..=180)))
+        .collect();
+    let mut best = f64::MAX;
+    for _ in 0..PASSES {
+        let mut enc = VoiceEncoder::with_complexity(0.0, complexity).unwrap();
+        for f in &noise[..SETTLE] {
+            enc.encode(f).unwrap();
+        }
+        let t0 = thread_cpu_secs();
+        for f in &noise[SETTLE..] {
+            enc.encode(f).unwrap();
+        }
+        best = best.min(thread_cpu_secs() - t0);
+    }
+    best * 1e6 / TIMED as f64
 }
 
 /// Decodes `packets`, the ones marked in `lost` rebuilt from the next packet's FEC or
@@ -127,6 +153,7 @@ pub fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecResult> 
                 pesq_loss15: score(&lossy),
                 encode_us,
                 encode_fec_us,
+                encode_quiet_us: encode_quiet(complexity),
                 decode_us,
                 packet_bytes: bytes as f64 / clean_packets.len() as f64,
             };
@@ -139,17 +166,18 @@ pub fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecResult> 
 /// The sweep as a markdown table.
 pub fn markdown(results: &[CodecResult]) -> String {
     let mut s = String::from(
-        "| complexity | PESQ-WB clean | PESQ-WB 15 % loss | encode µs/frame | with FEC | decode µs/frame | bytes/packet |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| complexity | PESQ-WB clean | PESQ-WB 15 % loss | encode µs/frame | with FEC | quiet | decode µs/frame | bytes/packet |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            "| {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
             r.complexity,
             r.pesq_clean,
             r.pesq_loss15,
             r.encode_us,
             r.encode_fec_us,
+            r.encode_quiet_us,
             r.decode_us,
             r.packet_bytes
         ));

@@ -6,6 +6,7 @@
 //! no loss): 32 kbit/s full band 3.87, 64 kbit/s full band 4.39, 64 kbit/s wideband 4.44;
 //! at 15 % loss with FEC, 3.08 full band vs 3.45 wideband.
 
+use crate::audio::effort::{energy, EncoderEffort};
 use crate::audio::silk::SilkEncoder;
 use crate::hw::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 
@@ -46,6 +47,10 @@ pub const FEC_FLOOR_PERCENT: i32 = 5;
 pub struct VoiceEncoder {
     enc: SilkEncoder,
     loss_percent: i32,
+    effort: EncoderEffort,
+    /// The complexity the encoder is set to now.
+    complexity: i32,
+    out: Box<[u8; MAX_PACKET]>,
 }
 
 impl VoiceEncoder {
@@ -68,6 +73,9 @@ impl VoiceEncoder {
         let mut e = VoiceEncoder {
             enc,
             loss_percent: -1,
+            effort: EncoderEffort::new(complexity),
+            complexity,
+            out: Box::new([0; MAX_PACKET]),
         };
         e.tune(expected_loss)?;
         Ok(e)
@@ -105,12 +113,23 @@ impl VoiceEncoder {
         self.loss_percent > 0
     }
 
-    /// Encodes one 20 ms frame.
+    /// The complexity the last frame was coded at ([`crate::audio::effort`]).
+    pub fn complexity(&self) -> i32 {
+        self.complexity
+    }
+
+    /// Encodes one 20 ms frame, voice at full complexity and quiet at less.
     pub fn encode(&mut self, frame: &AudioFrame) -> Result<Vec<u8>, CodecError> {
-        let mut out = vec![0u8; MAX_PACKET];
-        let n = self.enc.encode(frame, &mut out).map_err(err)?;
-        out.truncate(n);
-        Ok(out)
+        let energy = energy(frame);
+        let complexity = self.effort.complexity(energy);
+        if complexity != self.complexity {
+            self.enc.set_complexity(complexity).map_err(err)?;
+            self.complexity = complexity;
+        }
+        let n = self.enc.encode(frame, &mut self.out[..]).map_err(err)?;
+        let packet = self.out[..n].to_vec();
+        self.effort.coded(voice_activity(&packet), energy);
+        Ok(packet)
     }
 }
 
@@ -223,6 +242,37 @@ mod tests {
         assert_eq!(voice_activity(&[]), None);
         assert_eq!(voice_activity(&[0x08, 0x80]), Some(true));
         assert_eq!(voice_activity(&[0x48, 0x7F]), Some(false));
+    }
+
+    #[test]
+    fn quiet_is_coded_with_less_effort_and_voice_in_full() {
+        use crate::audio::effort::{QUIET_AFTER_FRAMES, QUIET_COMPLEXITY};
+        let mut enc = VoiceEncoder::new(0.0).unwrap();
+        let mut dec = VoiceDecoder::new().unwrap();
+        for k in 0..10 {
+            dec.decode(&enc.encode(&tone_frame(k)).unwrap()).unwrap();
+            assert_eq!(enc.complexity(), COMPLEXITY);
+        }
+        // SILK's detector holds on a few frames, then the run of quiet starts.
+        let mut quiet_at = None;
+        for k in 10..60 {
+            dec.decode(&enc.encode(&[0; FRAME_SAMPLES]).unwrap())
+                .unwrap();
+            if enc.complexity() == QUIET_COMPLEXITY {
+                quiet_at.get_or_insert(k);
+            }
+        }
+        let quiet_at = quiet_at.expect("eased off in silence");
+        assert!(quiet_at >= 10 + QUIET_AFTER_FRAMES as usize, "{quiet_at}");
+        // The tone's first frame back is coded in full, and after the switch the decoder
+        // plays the tone at its energy again.
+        let mut out = Vec::new();
+        for k in 60..80 {
+            out.extend_from_slice(dec.decode(&enc.encode(&tone_frame(k)).unwrap()).unwrap());
+            assert_eq!(enc.complexity(), COMPLEXITY, "frame {k}");
+        }
+        let (e_in, e_out) = (energy(&tone_frame(0)), energy(&out[5 * FRAME_SAMPLES..]));
+        assert!((e_out / e_in - 1.0).abs() < 0.3, "{e_out} vs {e_in}");
     }
 
     /// A voice-like signal whose pitch and loudness change at frame 20.

@@ -1,8 +1,10 @@
-//! Voice: Opus coding ([`codec`], on the SILK-only encoder in [`silk`]), the sending side
+//! Voice: Opus coding ([`codec`], on the SILK-only encoder in [`silk`], working as hard as
+//! the frame needs: [`effort`]), the sending side
 //! with its loss-driven copies ([`sender`]), the adaptive jitter buffer ([`jitter`]) and
 //! the decoding player ([`player`]).
 
 pub mod codec;
+pub mod effort;
 pub mod jitter;
 pub mod player;
 pub mod sender;

@@ -186,13 +186,16 @@ impl VoiceSender {
 mod tests {
     use super::*;
 
-    /// A 220 Hz voice-like tone; the bitrate check below is measured with this signal
-    /// (a purer or louder one codes in fewer bits at 48 kbit/s).
+    /// A 220 Hz voice-like tone rising and falling four times a second, as syllables do
+    /// (a steady tone is, to SILK's voice detector, background noise after a second); the
+    /// bitrate check below is measured with this signal (a purer or louder one codes in
+    /// fewer bits at 48 kbit/s).
     fn speech(k: usize) -> AudioFrame {
         let mut f = [0i16; FRAME_SAMPLES];
         for (i, s) in f.iter_mut().enumerate() {
             let t = (k * FRAME_SAMPLES + i) as f32 / 48_000.0;
-            *s = (6000.0 * (2.0 * std::f32::consts::PI * 220.0 * t).sin()) as i16;
+            let syllables = 0.6 + 0.4 * (2.0 * std::f32::consts::PI * 4.0 * t).sin();
+            *s = (6000.0 * syllables * (2.0 * std::f32::consts::PI * 220.0 * t).sin()) as i16;
         }
         f
     }
