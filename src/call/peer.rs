@@ -17,7 +17,7 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
@@ -101,8 +101,10 @@ pub async fn build(
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(rtc_err)?;
     let remote_loss = RemoteLoss::new();
-    let registry = register_default_interceptors(Registry::new(), &mut media)
-        .map_err(rtc_err)?
+    // Sender and receiver reports only. The stack's defaults add NACK (retransmission,
+    // which audio never uses) and TWCC (feedback for a bandwidth estimator; the voice
+    // bitrate here is set from loss, not estimated), both run on every packet.
+    let registry = configure_rtcp_reports(Registry::new())
         // Next to the wire, so it reads every report before anything else acts on it.
         .with(
             rtc::interceptor::Slot::Custom(500),
