@@ -174,7 +174,8 @@ fn ssd1306_shows_every_screen_as_the_simulator_does_in_every_rotation() {
                 for x in 0..w as usize {
                     let want = sim
                         .frame()
-                        .get_pixel(Point::new(x as i32, y as i32))
+                        .pixel(Point::new(x as i32, y as i32))
+                        .unwrap()
                         .is_on();
                     // The glass (128x64) turned clockwise by `rotation`.
                     let (gx, gy) = match rotation {
@@ -411,7 +412,7 @@ fn st7789_shows_every_screen_as_the_simulator_does_in_every_rotation() {
             let mut differ = 0;
             for y in 0..240usize {
                 for x in 0..240usize {
-                    let want = sim.frame().get_pixel(Point::new(x as i32, y as i32));
+                    let want = sim.frame().pixel(Point::new(x as i32, y as i32)).unwrap();
                     // The glass turned clockwise by `rotation`.
                     let (gx, gy) = match rotation {
                         90 => (239 - y, x),

@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
-//! `codec`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
+//! `codec`), `-- --display` the sim display's redraw (see `display`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
 //! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the
 //! machine's network).
 
@@ -14,6 +14,7 @@ mod common;
 
 mod analysis;
 mod codec;
+mod display;
 mod impair;
 mod netns;
 mod report;
@@ -31,6 +32,7 @@ struct Args {
     out: PathBuf,
     robustness: bool,
     codec: bool,
+    display: bool,
     /// Complexities the codec sweep measures (all when empty).
     complexities: Vec<i32>,
 }
@@ -43,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/netbench"),
         robustness: true,
         codec: false,
+        display: false,
         complexities: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--no-robustness" => a.robustness = false,
             "--codec" => a.codec = true,
+            "--display" => a.display = true,
             "--complexity" => a.complexities.push(
                 value("--complexity")?
                     .parse()
@@ -94,6 +98,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.display {
+        display::measure(tempfile::tempdir().unwrap().path());
+        return ExitCode::SUCCESS;
+    }
     if args.codec {
         std::fs::create_dir_all(&args.out).unwrap();
         let work = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use embedded_graphics::prelude::*;
 
 pub mod alsa;
 pub mod clock;
+pub mod framebuffer;
 pub mod matrix;
 pub mod rpi;
 pub mod sim;

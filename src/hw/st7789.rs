@@ -5,6 +5,7 @@
 
 use embedded_graphics::pixelcolor::Rgb565;
 use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::Rectangle;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::SpiDevice;
@@ -12,6 +13,7 @@ use mipidsi::interface::SpiInterface;
 use mipidsi::models::ST7789;
 use mipidsi::options::{ColorInversion, Orientation, Rotation};
 
+use crate::hw::framebuffer::FrameBuffer;
 use crate::hw::{Display, HwError};
 
 /// Bytes the SPI interface batches per transfer (one 240-pixel row of RGB565).
@@ -23,8 +25,8 @@ type Driver<S, DC, RST> = mipidsi::Display<SpiInterface<'static, S, DC>, ST7789,
 pub struct St7789Display<S: SpiDevice, DC: OutputPin, RST: OutputPin> {
     driver: Driver<S, DC, RST>,
     size: Size,
-    frame: Vec<Rgb565>,
-    shown: Vec<Rgb565>,
+    frame: FrameBuffer<Rgb565>,
+    shown: FrameBuffer<Rgb565>,
     first: bool,
 }
 
@@ -67,12 +69,11 @@ where
                 path: "SPI".into(),
                 reason: format!("{e:?}"),
             })?;
-        let pixels = (size.width * size.height) as usize;
         let mut display = St7789Display {
             driver,
             size,
-            frame: vec![Rgb565::BLACK; pixels],
-            shown: vec![Rgb565::BLACK; pixels],
+            frame: FrameBuffer::new(size, Rgb565::BLACK),
+            shown: FrameBuffer::new(size, Rgb565::BLACK),
             first: true,
         };
         display.flush()?;
@@ -101,13 +102,15 @@ impl<S: SpiDevice, DC: OutputPin, RST: OutputPin> DrawTarget for St7789Display<S
     where
         P: IntoIterator<Item = Pixel<Rgb565>>,
     {
-        let (w, h) = (self.size.width as i32, self.size.height as i32);
-        for Pixel(p, color) in pixels {
-            if (0..w).contains(&p.x) && (0..h).contains(&p.y) {
-                self.frame[(p.y * w + p.x) as usize] = color;
-            }
-        }
-        Ok(())
+        self.frame.draw_iter(pixels)
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: Rgb565) -> Result<(), Self::Error> {
+        self.frame.fill_solid(area, color)
+    }
+
+    fn clear(&mut self, color: Rgb565) -> Result<(), Self::Error> {
+        self.frame.clear(color)
     }
 }
 
@@ -119,14 +122,13 @@ where
 {
     fn flush(&mut self) -> Result<(), HwError> {
         let w = self.size.width as usize;
-        let changed =
-            |y: &usize| self.first || self.frame[y * w..][..w] != self.shown[y * w..][..w];
-        let rows = self.size.height as usize;
+        let changed = |y: &u32| self.first || self.frame.row(*y) != self.shown.row(*y);
+        let rows = self.size.height;
         let (Some(top), Some(bottom)) = ((0..rows).find(changed), (0..rows).rev().find(changed))
         else {
             return Ok(());
         };
-        let window = &self.frame[top * w..(bottom + 1) * w];
+        let window = &self.frame.pixels()[top as usize * w..(bottom as usize + 1) * w];
         self.driver
             .set_pixels(
                 0,
@@ -139,7 +141,7 @@ where
                 what: "ST7789 display",
                 reason: format!("{e:?}"),
             })?;
-        self.shown.copy_from_slice(&self.frame);
+        self.shown.clone_from(&self.frame);
         self.first = false;
         Ok(())
     }

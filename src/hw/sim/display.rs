@@ -5,10 +5,11 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use embedded_graphics::prelude::*;
-use embedded_graphics_simulator::SimulatorDisplay;
+use embedded_graphics::primitives::Rectangle;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 
+use crate::hw::framebuffer::FrameBuffer;
 use crate::hw::{Display, HwError, ScreenColor};
 
 /// Widest terminal rendering, in character cells.
@@ -16,7 +17,7 @@ const TERMINAL_MAX_COLUMNS: u32 = 120;
 
 /// A frame buffer that shows itself as a PNG file and in the terminal.
 pub struct SimDisplay<C: ScreenColor> {
-    frame: SimulatorDisplay<C>,
+    frame: FrameBuffer<C>,
     png: Option<PathBuf>,
     terminal: bool,
     flushes: u64,
@@ -27,7 +28,7 @@ impl<C: ScreenColor> SimDisplay<C> {
     /// terminal when `terminal` is true and stdout is a TTY.
     pub fn new(size: Size, png: Option<PathBuf>, terminal: bool) -> Self {
         SimDisplay {
-            frame: SimulatorDisplay::with_default_color(size, C::BG),
+            frame: FrameBuffer::new(size, C::BG),
             png,
             terminal: terminal && std::io::stdout().is_terminal(),
             flushes: 0,
@@ -35,7 +36,7 @@ impl<C: ScreenColor> SimDisplay<C> {
     }
 
     /// The frame buffer as drawn so far.
-    pub fn frame(&self) -> &SimulatorDisplay<C> {
+    pub fn frame(&self) -> &FrameBuffer<C> {
         &self.frame
     }
 
@@ -51,40 +52,52 @@ impl<C: ScreenColor> SimDisplay<C> {
             what: "display PNG",
             reason: format!("{}: {reason}", path.display()),
         };
-        let (width, height, rgb) = self.rgb_pixels(scale.max(1));
         let name = path
             .file_name()
             .ok_or_else(|| err("not a file name".into()))?;
+        let (width, height, rgb) = self.rgb_pixels(scale.max(1));
+        // Fast compression: a third of the default's CPU; a screen still packs into a few
+        // kB, written in one call.
+        let mut png = Vec::new();
+        PngEncoder::new_with_quality(&mut png, CompressionType::Fast, FilterType::Adaptive)
+            .write_image(&rgb, width, height, ExtendedColorType::Rgb8)
+            .map_err(|e| err(e.to_string()))?;
         let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-        let file = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-        // Fast compression: a third of the default's CPU for a slightly larger file.
-        PngEncoder::new_with_quality(
-            std::io::BufWriter::new(file),
-            CompressionType::Fast,
-            FilterType::Adaptive,
-        )
-        .write_image(&rgb, width, height, ExtendedColorType::Rgb8)
-        .map_err(|e| err(e.to_string()))?;
+        std::fs::write(&tmp, &png).map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
     }
 
-    /// The frame as 8-bit RGB rows, each pixel `scale` × `scale`. Done here rather than
-    /// through the simulator's output image, which costs as much as the PNG encoding.
+    /// The frame as 8-bit RGB rows, each pixel `scale` × `scale`. A screen has a handful
+    /// of colours, so each run of one colour is converted once.
     fn rgb_pixels(&self, scale: u32) -> (u32, u32, Vec<u8>) {
         let size = self.frame.size();
         let (width, height) = (size.width * scale, size.height * scale);
-        let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
-        let mut row = Vec::with_capacity(width as usize * 3);
-        for y in 0..size.height as i32 {
-            row.clear();
-            for x in 0..size.width as i32 {
-                let c = self.frame.get_pixel(Point::new(x, y)).to_rgb888();
-                for _ in 0..scale {
-                    row.extend_from_slice(&[c.r(), c.g(), c.b()]);
+        let row_bytes = width as usize * 3;
+        let mut rgb = vec![0u8; row_bytes * height as usize];
+        let mut last: Option<(C, [u8; 3])> = None;
+        for (y, rows) in rgb.chunks_exact_mut(row_bytes * scale as usize).enumerate() {
+            let (first, copies) = rows.split_at_mut(row_bytes);
+            for (&c, out) in self
+                .frame
+                .row(y as u32)
+                .iter()
+                .zip(first.chunks_exact_mut(3 * scale as usize))
+            {
+                let bytes = match last {
+                    Some((seen, bytes)) if seen == c => bytes,
+                    _ => {
+                        let p = c.to_rgb888();
+                        let bytes = [p.r(), p.g(), p.b()];
+                        last = Some((c, bytes));
+                        bytes
+                    }
+                };
+                for px in out.chunks_exact_mut(3) {
+                    px.copy_from_slice(&bytes);
                 }
             }
-            for _ in 0..scale {
-                rgb.extend_from_slice(&row);
+            for copy in copies.chunks_exact_mut(row_bytes) {
+                copy.copy_from_slice(first);
             }
         }
         (width, height, rgb)
@@ -94,11 +107,10 @@ impl<C: ScreenColor> SimDisplay<C> {
         let size = self.frame.size();
         let step = size.width.div_ceil(TERMINAL_MAX_COLUMNS).max(1) as i32;
         let pixel = |x: i32, y: i32| {
-            if y >= size.height as i32 {
-                C::BG.to_rgb888()
-            } else {
-                self.frame.get_pixel(Point::new(x, y)).to_rgb888()
-            }
+            self.frame
+                .pixel(Point::new(x, y))
+                .unwrap_or(C::BG)
+                .to_rgb888()
         };
         let mut out = String::from("\x1b[H");
         let mut y = 0;
@@ -141,6 +153,10 @@ impl<C: ScreenColor> DrawTarget for SimDisplay<C> {
         I: IntoIterator<Item = Pixel<C>>,
     {
         self.frame.draw_iter(pixels)
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: C) -> Result<(), Self::Error> {
+        self.frame.fill_solid(area, color)
     }
 
     fn clear(&mut self, color: C) -> Result<(), Self::Error> {
