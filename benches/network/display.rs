@@ -5,34 +5,13 @@
 use embedded_graphics::pixelcolor::Rgb565;
 use embedded_graphics::prelude::*;
 use intercom::app::{draw, Screen};
-use intercom::hw::framebuffer::FrameBuffer;
+use intercom::hw::framebuffer::{FrameBuffer, PixelByPixel};
 use intercom::hw::sim::SimDisplay;
 use intercom::hw::Display;
 
 use crate::codec::thread_cpu_secs;
 
 const REDRAWS: u64 = 300;
-
-/// A frame buffer drawn pixel by pixel (embedded-graphics' default paths), as the displays
-/// were before they filled rows: the comparison.
-struct PixelByPixel(FrameBuffer<Rgb565>);
-
-impl OriginDimensions for PixelByPixel {
-    fn size(&self) -> Size {
-        self.0.size()
-    }
-}
-
-impl DrawTarget for PixelByPixel {
-    type Color = Rgb565;
-    type Error = core::convert::Infallible;
-    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb565>>>(
-        &mut self,
-        p: I,
-    ) -> Result<(), Self::Error> {
-        self.0.draw_iter(p)
-    }
-}
 
 /// Prints CPU µs per redraw, without and with the PNG flush.
 pub fn measure(dir: &std::path::Path) {
@@ -50,10 +29,11 @@ pub fn measure(dir: &std::path::Path) {
         }
         (thread_cpu_secs() - t0) / REDRAWS as f64 * 1e6
     };
-    let mut slow = PixelByPixel(FrameBuffer::new(Size::new(240, 240), Rgb565::BLACK));
+    // As the displays drew before they filled rows.
+    let mut frame = FrameBuffer::new(Size::new(240, 240), Rgb565::BLACK);
     let t0 = thread_cpu_secs();
     for k in 0..REDRAWS {
-        draw(&mut slow, &screen(k)).unwrap();
+        draw(&mut PixelByPixel(&mut frame), &screen(k)).unwrap();
     }
     let pixel_by_pixel = (thread_cpu_secs() - t0) / REDRAWS as f64 * 1e6;
     let drawn = per_redraw(&mut memory);

@@ -88,6 +88,28 @@ impl<C: PixelColor> DrawTarget for FrameBuffer<C> {
     }
 }
 
+/// A frame buffer drawn through embedded-graphics' default paths, one pixel at a time:
+/// what the fast fills are tested and measured against.
+pub struct PixelByPixel<'a, C: PixelColor>(pub &'a mut FrameBuffer<C>);
+
+impl<C: PixelColor> OriginDimensions for PixelByPixel<'_, C> {
+    fn size(&self) -> Size {
+        self.0.size()
+    }
+}
+
+impl<C: PixelColor> DrawTarget for PixelByPixel<'_, C> {
+    type Color = C;
+    type Error = core::convert::Infallible;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<C>>,
+    {
+        self.0.draw_iter(pixels)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,26 +117,6 @@ mod tests {
     use embedded_graphics::pixelcolor::Rgb565;
     use embedded_graphics::primitives::PrimitiveStyle;
     use embedded_graphics::text::Text;
-
-    /// Draws the same things through the default (pixel by pixel) paths, for comparison.
-    struct PixelByPixel(FrameBuffer<Rgb565>);
-
-    impl OriginDimensions for PixelByPixel {
-        fn size(&self) -> Size {
-            self.0.size()
-        }
-    }
-
-    impl DrawTarget for PixelByPixel {
-        type Color = Rgb565;
-        type Error = core::convert::Infallible;
-        fn draw_iter<I: IntoIterator<Item = Pixel<Rgb565>>>(
-            &mut self,
-            p: I,
-        ) -> Result<(), Self::Error> {
-            self.0.draw_iter(p)
-        }
-    }
 
     fn scene<D: DrawTarget<Color = Rgb565>>(d: &mut D) -> Result<(), D::Error> {
         d.clear(Rgb565::BLUE)?;
@@ -142,10 +144,10 @@ mod tests {
     fn fast_fills_draw_exactly_what_pixel_by_pixel_drawing_does() {
         let size = Size::new(120, 64);
         let mut fast = FrameBuffer::new(size, Rgb565::BLACK);
-        let mut slow = PixelByPixel(FrameBuffer::new(size, Rgb565::BLACK));
+        let mut slow = FrameBuffer::new(size, Rgb565::BLACK);
         scene(&mut fast).unwrap();
-        scene(&mut slow).unwrap();
-        assert_eq!(fast, slow.0);
+        scene(&mut PixelByPixel(&mut slow)).unwrap();
+        assert_eq!(fast, slow);
         assert_eq!(fast.pixel(Point::new(0, 0)), Some(Rgb565::RED));
         assert_eq!(fast.pixel(Point::new(119, 0)), Some(Rgb565::BLUE));
         assert_eq!(
