@@ -9,7 +9,8 @@
 //! (checked before coding it, so a word's first frame is coded in full) or the detector
 //! hears voice in [`VOICE_AGAIN_FRAMES`] frames in a row. (On steady noise it calls an odd
 //! frame voice now and then: on white noise at −50 dBFS, one in ten.) Every frame is still
-//! coded and sent, at the same bitrate: nothing on the wire tells the two settings apart.
+//! coded and sent at the same bitrate setting, so the packet rate stays constant; the only
+//! frames coded with less effort are ones whose variable-bitrate size already shows quiet.
 
 /// The complexity quiet frames are coded at.
 pub const QUIET_COMPLEXITY: i32 = 1;
