@@ -31,10 +31,9 @@ const QUIET_SMOOTHING: f64 = 0.1;
 #[derive(Debug, Clone)]
 pub struct EncoderEffort {
     full: i32,
-    /// Frames in a row called quiet, while coding in full.
+    /// Frames in a row called quiet; easing off from [`QUIET_AFTER_FRAMES`] on (voice
+    /// frames then leave it alone until [`VOICE_AGAIN_FRAMES`] of them end the quiet).
     quiet_run: u32,
-    /// Coding quiet frames at [`QUIET_COMPLEXITY`].
-    easing: bool,
     /// Frames in a row called voice, while easing.
     voice_run: u32,
     /// Mean square of recent quiet frames.
@@ -47,7 +46,6 @@ impl EncoderEffort {
         EncoderEffort {
             full,
             quiet_run: 0,
-            easing: false,
             voice_run: 0,
             quiet_energy: None,
         }
@@ -55,13 +53,13 @@ impl EncoderEffort {
 
     /// The complexity to code the next frame at; `energy` is its mean square.
     pub fn complexity(&mut self, energy: f64) -> i32 {
-        if self.easing {
+        if self.easing() {
             let quiet = self.quiet_energy.unwrap_or(0.0);
             if energy > SILENT_ENERGY && energy > ONSET_RATIO * quiet {
                 self.stop_easing();
             }
         }
-        if self.easing {
+        if self.easing() {
             QUIET_COMPLEXITY.min(self.full)
         } else {
             self.full
@@ -78,10 +76,7 @@ impl EncoderEffort {
             });
             self.voice_run = 0;
             self.quiet_run = self.quiet_run.saturating_add(1);
-            if self.quiet_run >= QUIET_AFTER_FRAMES {
-                self.easing = true;
-            }
-        } else if self.easing {
+        } else if self.easing() {
             self.voice_run += 1;
             if self.voice_run >= VOICE_AGAIN_FRAMES {
                 self.stop_easing();
@@ -91,8 +86,12 @@ impl EncoderEffort {
         }
     }
 
+    /// Coding quiet frames at [`QUIET_COMPLEXITY`].
+    fn easing(&self) -> bool {
+        self.quiet_run >= QUIET_AFTER_FRAMES
+    }
+
     fn stop_easing(&mut self) {
-        self.easing = false;
         self.quiet_run = 0;
         self.voice_run = 0;
     }
