@@ -386,7 +386,6 @@ impl<I: AudioIn> Live<I> {
                             chat_channel = Some(dc);
                             if chat_open {
                                 self.flush_outbox(chat_channel.as_ref()).await;
-                                self.pace_if_up(audio_reported, chat_open);
                             }
                         }
                     }
@@ -399,7 +398,6 @@ impl<I: AudioIn> Live<I> {
                     Some(DataChannelEvent::OnOpen) => {
                         chat_open = true;
                         self.flush_outbox(chat_channel.as_ref()).await;
-                        self.pace_if_up(audio_reported, chat_open);
                     }
                     Some(DataChannelEvent::OnMessage(m)) => self.on_chat(&m.data, chat_channel.as_ref()).await,
                     Some(DataChannelEvent::OnClose) | None => chat_channel = None,
@@ -423,8 +421,8 @@ impl<I: AudioIn> Live<I> {
                     audio_reported = true;
                     if res.is_ok() {
                         let _ = self.events.send(CallEvent::AudioFlowing).await;
+                        self.pace();
                     }
-                    self.pace_if_up(audio_reported, chat_open);
                 }
                 _ = &mut media_deadline, if !media_up => {
                     tracing::warn!("no media path within {} s", MEDIA_TIMEOUT.as_secs());
@@ -443,11 +441,14 @@ impl<I: AudioIn> Live<I> {
         }
     }
 
-    /// Once audio plays and the chat channel is open, every handshake is done: from then
-    /// on the sockets are read on the audio tick ([`pacing`]).
-    fn pace_if_up(&self, audio_flowing: bool, chat_open: bool) {
-        if audio_flowing && chat_open && !self.pacing.is_paced() {
-            tracing::debug!("call up: sockets read on the audio tick");
+    /// Once audio plays, ICE and DTLS are done: from then on the sockets are read on the
+    /// audio tick ([`pacing`]). The chat channel's SCTP handshake may still be under way;
+    /// each of its round trips waits up to a tick more, which on a lossy link (where it
+    /// can take seconds, its retransmission timer starting at 1 s) is nothing, while
+    /// reading on arrival until it ends cost a box up to half again its CPU for as long.
+    fn pace(&self) {
+        if !self.pacing.is_paced() {
+            tracing::debug!("audio flowing: sockets read on the audio tick");
             self.pacing.set_paced(true);
         }
     }

@@ -3,13 +3,13 @@
 //! In a call a box wakes every 20 ms for its audio tick. Left alone, the WebRTC stack would
 //! wake it a second time for every packet the other box sends, because the two boxes' clocks
 //! have unrelated phases; under jitter every packet and every delayed copy wakes it on its
-//! own. A wake-up costs far more CPU than reading one more datagram, so once a call is up
-//! (its first audio has played and the chat channel is open) its sockets leave the event
-//! loop's epoll set and are read at each audio tick instead, just before the tick takes its
-//! frame. No packet waits longer to be heard: the playout happens at the tick either way.
-//! Texts and RTCP wait up to one tick (20 ms). While the call is being set up (ICE, DTLS,
-//! SCTP handshakes, where every round trip counts) and after it ends, the sockets are read
-//! the moment a packet arrives.
+//! own. A wake-up costs far more CPU than reading one more datagram, so once a call's first
+//! audio has played its sockets leave the event loop's epoll set and are read at each audio
+//! tick instead, just before the tick takes its frame. No packet waits longer to be heard:
+//! the playout happens at the tick either way. Texts and RTCP wait up to one tick (20 ms),
+//! and so does each round trip of the chat channel's SCTP handshake if it is still under
+//! way. While the call is being set up (ICE and DTLS, where every round trip counts) and
+//! after it ends, the sockets are read the moment a packet arrives.
 //!
 //! [`PacedRuntime`] is the `webrtc` crate's tokio runtime with [`PacedSocket`]s for UDP;
 //! [`ReceivePacing`] is the switch and the gate the playback side opens every tick.
@@ -225,7 +225,7 @@ impl Runtime for PacedRuntime {
 }
 
 /// A UDP socket that is in the event loop while the call is being set up, and is read on
-/// the audio tick once the call is up. It notes when each RTP packet arrived.
+/// the audio tick once audio plays. It notes when each RTP packet arrived.
 pub struct PacedSocket {
     io: Mutex<Io>,
     batch: UdpSocketState,
