@@ -121,6 +121,9 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    // Before anything secret exists: a crash must not leave a PIN or a key in a core file.
+    let hardened = intercom::service::forbid_core_dumps();
+    intercom::service::raise_file_limit();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -130,6 +133,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Err(e) = hardened {
+        tracing::warn!("could not turn core dumps off: {e}");
+    }
     let result = match cli.command {
         Cmd::Run(args) => run(args),
         Cmd::Demo(args) => demo(args),

@@ -136,3 +136,46 @@ mod tests {
         n.tick(Instant::now());
     }
 }
+
+/// Keeps secrets out of crash files: no core dump (`RLIMIT_CORE` 0) and not dumpable
+/// (`PR_SET_DUMPABLE` 0, which also keeps other processes of the same user from
+/// attaching a debugger or reading its memory through `/proc`). Call first thing, before
+/// any PIN or key exists. The unit's `LimitCORE=0` does the first too, and its system
+/// call filter refuses `setrlimit`, so a refused limit is not an error when the hard
+/// limit is already 0.
+pub fn forbid_core_dumps() -> std::io::Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    nix::sys::prctl::set_dumpable(false).map_err(std::io::Error::from)?;
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        let (_, hard) = getrlimit(Resource::RLIMIT_CORE).map_err(std::io::Error::from)?;
+        if hard != 0 {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one, so a flood of connections meets
+/// the listeners' own caps long before the kernel's `EMFILE`.
+pub fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+
+    #[test]
+    fn core_dumps_are_off() {
+        forbid_core_dumps().unwrap();
+        assert!(!nix::sys::prctl::get_dumpable().unwrap());
+        let (soft, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE).unwrap();
+        assert_eq!((soft, hard), (0, 0));
+    }
+}

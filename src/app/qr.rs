@@ -3,6 +3,7 @@
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 use qrcode::{Color, EcLevel, QrCode};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::hw::ScreenColor;
 use crate::pairing::Invite;
@@ -12,8 +13,9 @@ use crate::pairing::Invite;
 const MIN_QUIET_MODULES: u32 = 2;
 const WANT_QUIET_MODULES: u32 = 4;
 
-/// A QR code ready to draw: its modules and pixels per module.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A QR code ready to draw: its modules and pixels per module. The modules encode the
+/// PIN (when the invitation carries it), so they are wiped on drop.
+#[derive(Debug, Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct FittedQr {
     /// Modules per side.
     pub width: u32,
@@ -25,14 +27,14 @@ pub struct FittedQr {
 
 /// The invitation's URIs from most to least complete: when space is short the device
 /// name goes first, then the Bluetooth address (the protocol allows leaving both out).
-fn variants(invite: &Invite) -> Vec<String> {
-    let mut out = vec![invite.to_uri().to_string()];
+fn variants(invite: &Invite) -> Vec<Zeroizing<String>> {
+    let mut out = vec![invite.to_uri()];
     let mut bare = invite.clone();
     if bare.name.take().is_some() {
-        out.push(bare.to_uri().to_string());
+        out.push(bare.to_uri());
     }
     if bare.bt.take().is_some() {
-        out.push(bare.to_uri().to_string());
+        out.push(bare.to_uri());
     }
     out
 }

@@ -377,9 +377,12 @@ where
                 accent,
                 Alignment::Center,
             )?;
-            let shown: String = (0..PIN_DIGITS)
-                .map(|i| digits.chars().nth(i).unwrap_or('_'))
-                .collect();
+            // The typed digits are a secret: the padded copy is wiped too.
+            let shown: Zeroizing<String> = Zeroizing::new(
+                (0..PIN_DIGITS)
+                    .map(|i| digits.chars().nth(i).unwrap_or('_'))
+                    .collect(),
+            );
             let (dw, dh, gap) = if l.small { (16, 28, 6) } else { (40, 72, 14) };
             let total = PIN_DIGITS as i32 * (dw + gap) - gap;
             let y = l.line_height(l.title) + if l.small { 4 } else { 30 };

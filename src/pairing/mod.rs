@@ -3,6 +3,7 @@
 //! arguments, frames to send come out. Every secret is wiped on drop and hidden from
 //! `Debug`.
 
+pub mod crowd;
 pub mod frame;
 pub mod handshake;
 pub mod invite;
@@ -10,6 +11,7 @@ pub mod keys;
 pub mod pin;
 pub mod room;
 
+pub use crowd::{Crowd, Source};
 pub use frame::{ErrorCode, FrameDecoder, FrameError, Message, MAX_PAYLOAD};
 pub use handshake::{
     ChannelError, GuestHandshake, GuestStep, HostHandshake, HostStep, Inner, JoinError, Role,

@@ -3,11 +3,13 @@
 //! Rules: one guest in the handshake at a time (others get `room-busy`); at most three
 //! evaluated PIN guesses, then the room is burned (`locked`); the handshake must finish
 //! within 10 s; the room expires unused after its expiry time; after a successful join
-//! the room is closed. Time comes in as an argument.
+//! the room is closed. Connections that have not yet sent their SPAKE2 message share
+//! the room fairly by [`Source`] (see [`Crowd`]). Time comes in as an argument.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::crowd::{Crowd, Source};
 use super::frame::{ErrorCode, FrameError, Message};
 use super::handshake::{HostHandshake, HostStep, SecureChannel};
 use super::pin::{Pin, RoomId};
@@ -16,8 +18,10 @@ use super::pin::{Pin, RoomId};
 pub const MAX_ATTEMPTS: u8 = 3;
 /// Time a guest has from connecting to finishing the handshake.
 pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-/// Connections waiting to send their first frame, at most.
+/// Connections waiting to send their SPAKE2 message, at most.
 pub const MAX_PENDING: usize = 32;
+/// Of those, at most this many from one source.
+pub const MAX_PENDING_PER_SOURCE: usize = 4;
 
 /// One connection to the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,6 +105,8 @@ pub struct HostRoom {
     failed: u8,
     status: RoomStatus,
     conns: HashMap<ConnId, Conn>,
+    /// The connections in `conns` other than `active`, by source.
+    waiting: Crowd<ConnId>,
     active: Option<ConnId>,
     next_conn: u64,
 }
@@ -115,6 +121,7 @@ impl HostRoom {
             failed: 0,
             status: RoomStatus::Open,
             conns: HashMap::new(),
+            waiting: Crowd::new(MAX_PENDING, MAX_PENDING_PER_SOURCE),
             active: None,
             next_conn: 0,
         }
@@ -160,10 +167,15 @@ impl HostRoom {
         }
     }
 
-    /// A new connection: its id, or the error frame to send before closing it. When
-    /// [`MAX_PENDING`] connections wait silently, the oldest is dropped to make room, so
-    /// idle connections cannot lock an honest guest out.
-    pub fn connect(&mut self, now: Instant) -> Result<(ConnId, RoomOutput), Message> {
+    /// A new connection from `source`: its id, or the error frame to send before closing
+    /// it. When [`MAX_PENDING`] connections wait (or [`MAX_PENDING_PER_SOURCE`] from
+    /// `source`), the oldest waiting one of the source holding the most is dropped, so a
+    /// flood from one host cannot keep a guest from anywhere else out.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        source: Source,
+    ) -> Result<(ConnId, RoomOutput), Message> {
         if self.status != RoomStatus::Open || now >= self.expires_at {
             return Err(self.closed_error());
         }
@@ -174,15 +186,12 @@ impl HostRoom {
             ));
         }
         let mut out = RoomOutput::default();
-        if self.conns.len() >= MAX_PENDING {
-            if let Some(oldest) = self.conns.keys().min_by_key(|id| id.0).copied() {
-                let msg =
-                    Message::error(ErrorCode::Malformed, "too slow: dropped for another guest");
-                self.drop_conn(oldest, msg, &mut out);
-            }
-        }
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        if let Some(victim) = self.waiting.admit(id, source) {
+            let msg = Message::error(ErrorCode::Malformed, "too slow: dropped for another guest");
+            self.drop_conn(victim, msg, &mut out);
+        }
         self.conns.insert(
             id,
             Conn {
@@ -217,11 +226,12 @@ impl HostRoom {
             HostStep::Send(m) => {
                 if c.handshake.pin_in_play() {
                     self.active = Some(conn);
+                    self.waiting.remove(conn);
                 }
                 out.actions.push((conn, ConnAction::reply(m)));
             }
             HostStep::Joined(confirm, channel) => {
-                self.conns.remove(&conn);
+                self.forget(conn);
                 self.active = None;
                 self.status = RoomStatus::Joined;
                 out.actions.push((conn, ConnAction::reply(confirm)));
@@ -229,7 +239,7 @@ impl HostRoom {
                 self.close_all(&mut out);
             }
             HostStep::Reject { error, attempt } => {
-                self.conns.remove(&conn);
+                self.forget(conn);
                 if attempt {
                     self.fail_attempt(conn, error, &mut out);
                 } else {
@@ -251,7 +261,7 @@ impl HostRoom {
     /// A connection closed.
     pub fn on_disconnect(&mut self, conn: ConnId) -> RoomOutput {
         let mut out = RoomOutput::default();
-        if self.conns.remove(&conn).is_some() && self.active == Some(conn) {
+        if self.forget(conn) && self.active == Some(conn) {
             // Gone after seeing our SPAKE2 message: a guess that was not confirmed.
             self.fail_attempt_silently(&mut out);
             self.active = None;
@@ -284,7 +294,7 @@ impl HostRoom {
     /// Ends a connection's handshake with `error`: a failed attempt when its PIN was in
     /// play, a plain close before that.
     fn end_handshake(&mut self, conn: ConnId, error: Message, out: &mut RoomOutput) {
-        if self.conns.remove(&conn).is_none() {
+        if !self.forget(conn) {
             return;
         }
         if self.active == Some(conn) {
@@ -294,8 +304,14 @@ impl HostRoom {
         }
     }
 
+    /// Removes `conn` from the room's books; true if it was there.
+    fn forget(&mut self, conn: ConnId) -> bool {
+        self.waiting.remove(conn);
+        self.conns.remove(&conn).is_some()
+    }
+
     fn drop_conn(&mut self, conn: ConnId, error: Message, out: &mut RoomOutput) {
-        self.conns.remove(&conn);
+        self.forget(conn);
         if self.active == Some(conn) {
             self.active = None;
         }
@@ -339,6 +355,7 @@ impl HostRoom {
     fn close_all(&mut self, out: &mut RoomOutput) {
         let err = self.closed_error();
         for (id, _) in self.conns.drain() {
+            self.waiting.remove(id);
             out.actions.push((id, ConnAction::close_with(err.clone())));
         }
         self.active = None;
@@ -363,7 +380,7 @@ mod tests {
         now: Instant,
     ) -> (Result<(), JoinError>, Vec<RoomEvent>) {
         let mut events = Vec::new();
-        let conn = match room.connect(now) {
+        let conn = match room.connect(now, Source::Unknown) {
             Ok((c, _)) => c,
             Err(e) => {
                 let mut g = GuestHandshake::start(room.id(), &Pin::parse(pin).unwrap()).0;
@@ -430,10 +447,10 @@ mod tests {
     fn second_guest_is_busy_while_the_first_is_in_the_handshake() {
         let now = Instant::now();
         let mut r = room(now);
-        let a = r.connect(now).unwrap().0;
+        let a = r.connect(now, Source::Unknown).unwrap().0;
         let (_, pake) = GuestHandshake::start(r.id(), &Pin::parse("4821").unwrap());
         r.on_message(a, pake, now);
-        let err = r.connect(now).unwrap_err();
+        let err = r.connect(now, Source::Unknown).unwrap_err();
         assert!(matches!(
             err,
             Message::Error {
@@ -447,37 +464,67 @@ mod tests {
     fn silent_connections_do_not_block_or_count() {
         let now = Instant::now();
         let mut r = room(now);
-        let idle: Vec<_> = (0..5).map(|_| r.connect(now).unwrap().0).collect();
+        let idle: Vec<_> = (0..5)
+            .map(|_| r.connect(now, Source::Unknown).unwrap().0)
+            .collect();
         let (res, _) = attempt(&mut r, "4821", now);
         assert_eq!(res, Ok(()));
         drop(idle);
         let mut r = room(now);
-        let c = r.connect(now).unwrap().0;
+        let c = r.connect(now, Source::Unknown).unwrap().0;
         let out = r.on_tick(now + HANDSHAKE_DEADLINE);
         assert!(out.actions.iter().any(|(id, a)| *id == c && a.close));
         assert!(out.events.is_empty());
         assert_eq!(r.tries_left(), 3);
     }
 
+    fn host(n: u32) -> Source {
+        Source::ip(std::net::Ipv4Addr::from(0x0a00_0000 + n).into())
+    }
+
     #[test]
     fn idle_connections_are_evicted_oldest_first() {
         let now = Instant::now();
         let mut r = room(now);
-        let first = r.connect(now).unwrap().0;
-        for _ in 1..MAX_PENDING {
-            assert!(r.connect(now).unwrap().1.actions.is_empty());
+        let first = r.connect(now, host(0)).unwrap().0;
+        for n in 1..MAX_PENDING as u32 {
+            assert!(r.connect(now, host(n)).unwrap().1.actions.is_empty());
         }
-        let (_, out) = r.connect(now).unwrap();
+        let (_, out) = r.connect(now, host(99)).unwrap();
         assert!(out.actions.iter().any(|(id, a)| *id == first && a.close));
         assert_eq!(r.connections(), MAX_PENDING);
         assert_eq!(attempt(&mut r, "4821", now).0, Ok(()));
     }
 
     #[test]
+    fn a_connection_flood_from_one_host_never_evicts_a_guest_from_another() {
+        let now = Instant::now();
+        let mut r = room(now);
+        let guest = r.connect(now, host(1)).unwrap().0;
+        for _ in 0..5_000 {
+            let (_, out) = r.connect(now, host(66)).unwrap();
+            assert!(out.actions.iter().all(|(id, _)| *id != guest));
+        }
+        assert!(r.connections() <= MAX_PENDING_PER_SOURCE + 1);
+        // The guest, slow as it is, still gets its handshake through.
+        let (mut g, mut frame) = GuestHandshake::start(r.id(), &Pin::parse("4821").unwrap());
+        loop {
+            let out = r.on_message(guest, frame, now);
+            let (_, action) = out.actions.into_iter().find(|(c, _)| *c == guest).unwrap();
+            match g.on_message(action.send.into_iter().next().unwrap()) {
+                Ok(GuestStep::Send(m)) => frame = m,
+                Ok(GuestStep::Joined(_)) => break,
+                Err(e) => panic!("the guest failed: {e:?}"),
+            }
+        }
+        assert_eq!(r.status(), RoomStatus::Joined);
+    }
+
+    #[test]
     fn giving_up_after_our_pake_counts_as_an_attempt() {
         let now = Instant::now();
         let mut r = room(now);
-        let c = r.connect(now).unwrap().0;
+        let c = r.connect(now, Source::Unknown).unwrap().0;
         let (_, pake) = GuestHandshake::start(r.id(), &Pin::parse("9999").unwrap());
         r.on_message(c, pake, now);
         let out = r.on_disconnect(c);
@@ -486,7 +533,7 @@ mod tests {
             [RoomEvent::AttemptFailed { tries_left: 2 }]
         ));
         // Stalling after our pake until the deadline counts too.
-        let c = r.connect(now).unwrap().0;
+        let c = r.connect(now, Source::Unknown).unwrap().0;
         let (_, pake) = GuestHandshake::start(r.id(), &Pin::parse("9999").unwrap());
         r.on_message(c, pake, now);
         let out = r.on_tick(now + HANDSHAKE_DEADLINE);
@@ -500,13 +547,13 @@ mod tests {
     fn room_expires() {
         let now = Instant::now();
         let mut r = room(now);
-        let c = r.connect(now).unwrap().0;
+        let c = r.connect(now, Source::Unknown).unwrap().0;
         assert_eq!(r.next_deadline(), now + HANDSHAKE_DEADLINE);
         let out = r.on_tick(now + EXPIRY);
         assert!(matches!(out.events[..], [RoomEvent::Expired]));
         assert!(out.actions.iter().any(|(id, a)| *id == c && a.close));
         assert_eq!(r.status(), RoomStatus::Expired);
-        assert!(r.connect(now + EXPIRY).is_err());
+        assert!(r.connect(now + EXPIRY, Source::Unknown).is_err());
     }
 
     #[test]
@@ -514,10 +561,10 @@ mod tests {
         let now = Instant::now();
         let mut r = room(now);
         for _ in 0..100 {
-            let c = r.connect(now).unwrap().0;
+            let c = r.connect(now, Source::Unknown).unwrap().0;
             let out = r.on_bad_frame(c, &FrameError::NotObject);
             assert!(out.events.is_empty());
-            let c = r.connect(now).unwrap().0;
+            let c = r.connect(now, Source::Unknown).unwrap().0;
             let out = r.on_message(c, Message::Confirm { mac: vec![0; 32] }, now);
             assert!(out.events.is_empty());
         }

@@ -5,12 +5,15 @@
 //! the other, chunked to the ATT MTU. Each phone (by its address) becomes one byte-stream
 //! connection handed to the room server, which runs the same pairing as over TCP.
 //!
-//! BlueZ sends a notification to every subscribed phone; the room server lets one guest
-//! at a time into the handshake, so a second phone sees only bytes it cannot use.
+//! The byte stream belongs to one phone at a time: the first phone to write is bound to
+//! it until the room server closes that connection (the phone left, took longer than the
+//! handshake deadline, broke the protocol, or the room finished). Writes from any other
+//! phone meanwhile get a GATT error (`NotPermitted`) and never reach the room. BlueZ sends
+//! a characteristic's notification to every subscribed phone, cut to each one's MTU; we
+//! chunk to the bound phone's own MTU, and what another phone overhears is the public
+//! SPAKE2 message or sealed frames it cannot use.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, Notify};
 
 use super::host::Attacher;
+use crate::pairing::Source;
 
 /// The intercom GATT service.
 pub const SERVICE_UUID: Uuid = Uuid::from_u128(0x6b1d0001_8e5c_4a6e_9a3e_2f4c1e0b7a51);
@@ -88,11 +92,10 @@ impl Bluetooth {
     pub async fn serve_room(&self, attacher: Attacher, name: &str) -> Result<BleRoom, BleError> {
         let bridge = Arc::new(Bridge {
             attacher,
-            phones: Mutex::new(HashMap::new()),
+            bound: Mutex::new(None),
             connections: AtomicU64::new(0),
             notifier: Mutex::new(None),
             subscribed: Notify::new(),
-            mtu: AtomicU16::new(MIN_MTU),
         });
         let on_write = bridge.clone();
         let on_subscribe = bridge.clone();
@@ -109,8 +112,7 @@ impl Bluetooth {
                             method: CharacteristicWriteMethod::Fun(Box::new(move |value, req| {
                                 let bridge = on_write.clone();
                                 Box::pin(async move {
-                                    bridge.mtu.store(req.mtu.max(MIN_MTU), Ordering::Relaxed);
-                                    bridge.from_phone(req.device_address, &value).await
+                                    bridge.from_phone(req.device_address, req.mtu, &value).await
                                 })
                             })),
                             ..Default::default()
@@ -169,59 +171,86 @@ impl BleRoom {
         self.advert = None;
     }
 
-    /// Phones with a connection to the room server right now.
+    /// Phones with a connection to the room server right now (0 or 1).
     pub async fn phones(&self) -> usize {
-        self.bridge.phones.lock().await.len()
+        usize::from(self.bridge.bound.lock().await.is_some())
     }
+}
+
+/// The phone the byte stream belongs to.
+struct Binding {
+    phone: Address,
+    /// Which connection of the room server this is.
+    number: u64,
+    /// The phone's ATT MTU, from its own writes.
+    mtu: u16,
+    /// The box's writing end of the phone's connection.
+    to_room: WriteHalf<DuplexStream>,
 }
 
 /// Joins GATT writes and notifications to byte streams for the room server.
 struct Bridge {
     attacher: Attacher,
-    /// The box's writing end of each phone's connection, with the connection's number.
-    phones: Mutex<HashMap<Address, (u64, WriteHalf<DuplexStream>)>>,
+    /// The one phone served now, if any.
+    bound: Mutex<Option<Binding>>,
     /// Connections made so far.
     connections: AtomicU64,
     notifier: Mutex<Option<CharacteristicNotifier>>,
     subscribed: Notify,
-    mtu: AtomicU16,
 }
 
 impl Bridge {
-    /// Bytes a phone wrote: onto its connection, opening one for a new phone.
-    async fn from_phone(self: Arc<Self>, phone: Address, value: &[u8]) -> Result<(), ReqError> {
-        let mut phones = self.phones.lock().await;
-        let (_, stream) = match phones.entry(phone) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
+    /// Bytes a phone wrote: onto its connection, binding the stream to it if no phone
+    /// holds it; refused with a GATT error if another phone does.
+    async fn from_phone(
+        self: Arc<Self>,
+        phone: Address,
+        mtu: u16,
+        value: &[u8],
+    ) -> Result<(), ReqError> {
+        let mut bound = self.bound.lock().await;
+        let binding = match bound.as_mut() {
+            Some(b) if b.phone != phone => {
+                tracing::debug!("a second phone wrote while another is pairing: refused");
+                return Err(ReqError::NotPermitted);
+            }
+            Some(b) => b,
+            None => {
                 let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
                 let (from_room, to_room) = tokio::io::split(ours);
-                self.attacher.attach(Box::new(theirs)).await;
+                self.attacher
+                    .attach(Box::new(theirs), Source::Device(phone.0))
+                    .await;
                 let number = self.connections.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(self.clone().to_phone(phone, number, from_room));
+                tokio::spawn(self.clone().to_phone(number, from_room));
                 tracing::debug!("a phone connected over Bluetooth LE");
-                e.insert((number, to_room))
+                bound.insert(Binding {
+                    phone,
+                    number,
+                    mtu: MIN_MTU,
+                    to_room,
+                })
             }
         };
-        if stream.write_all(value).await.is_err() {
+        binding.mtu = mtu.max(MIN_MTU);
+        if binding.to_room.write_all(value).await.is_err() {
             // The room server closed this connection (bad frame, room finished).
-            phones.remove(&phone);
+            *bound = None;
             return Err(ReqError::Failed);
         }
         Ok(())
     }
 
-    /// Bytes the room server wrote for a phone: out as notifications of MTU size.
-    async fn to_phone(
-        self: Arc<Self>,
-        phone: Address,
-        number: u64,
-        mut from_room: ReadHalf<DuplexStream>,
-    ) {
+    /// Bytes the room server wrote for the bound phone: out as notifications of its MTU.
+    async fn to_phone(self: Arc<Self>, number: u64, mut from_room: ReadHalf<DuplexStream>) {
         let mut buf = vec![0u8; 512];
         loop {
-            let chunk = usize::from(self.mtu.load(Ordering::Relaxed)) - ATT_HEADER;
-            let n = match from_room.read(&mut buf[..chunk.min(512)]).await {
+            let mtu = match self.bound.lock().await.as_ref() {
+                Some(b) if b.number == number => b.mtu,
+                _ => MIN_MTU,
+            };
+            let chunk = (usize::from(mtu) - ATT_HEADER).min(buf.len());
+            let n = match from_room.read(&mut buf[..chunk]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
@@ -229,11 +258,11 @@ impl Bridge {
                 break;
             }
         }
-        let mut phones = self.phones.lock().await;
-        if phones.get(&phone).is_some_and(|(n, _)| *n == number) {
-            phones.remove(&phone);
+        let mut bound = self.bound.lock().await;
+        if bound.as_ref().is_some_and(|b| b.number == number) {
+            *bound = None;
         }
-        tracing::debug!("a Bluetooth LE connection ended");
+        tracing::debug!("a Bluetooth LE connection ended; the service is free again");
     }
 
     /// Sends one notification, waiting for the phone to subscribe first if needed.

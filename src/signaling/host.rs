@@ -9,10 +9,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::session::Session;
-use super::BoxedStream;
+use super::{BoxedStream, QuietLog};
 use crate::pairing::{
     ConnId, FrameDecoder, FrameError, HostRoom, Message, RoomEvent, RoomStatus, SecureChannel,
+    Source,
 };
+
+/// A connection for the room, with where it came from.
+type Incoming = (BoxedStream, Source);
 
 /// News from the room server.
 #[derive(Debug)]
@@ -33,7 +37,7 @@ pub enum HostEvent {
 /// The running room server. Dropping it closes the room and every connection.
 pub struct HostHandle {
     events: mpsc::Receiver<HostEvent>,
-    incoming: mpsc::Sender<BoxedStream>,
+    incoming: mpsc::Sender<Incoming>,
 }
 
 impl HostHandle {
@@ -42,9 +46,9 @@ impl HostHandle {
         self.events.recv().await
     }
 
-    /// Hands the server a connection from any transport (TCP, BLE…).
-    pub async fn attach(&self, stream: BoxedStream) {
-        let _ = self.incoming.send(stream).await;
+    /// Hands the server a connection from any transport (TCP, BLE…) and its source.
+    pub async fn attach(&self, stream: BoxedStream, source: Source) {
+        let _ = self.incoming.send((stream, source)).await;
     }
 
     /// A handle other transports keep to hand connections to this room.
@@ -56,19 +60,21 @@ impl HostHandle {
     pub fn serve_tcp(&self, listener: TcpListener) {
         let incoming = self.incoming.clone();
         tokio::spawn(async move {
+            let mut quiet = QuietLog::default();
             loop {
                 tokio::select! {
                     _ = incoming.closed() => return,
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
+                        Ok((stream, peer)) => {
                             let _ = stream.set_nodelay(true);
-                            if incoming.send(Box::new(stream)).await.is_err() {
+                            let source = Source::ip(peer.ip());
+                            if incoming.send((Box::new(stream), source)).await.is_err() {
                                 return;
                             }
                         }
                         // Out of descriptors or similar: back off instead of spinning.
                         Err(e) => {
-                            tracing::warn!("accept failed: {e}");
+                            quiet.warn(format_args!("pairing port: accept failed: {e}"));
                             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         }
                     },
@@ -80,12 +86,12 @@ impl HostHandle {
 
 /// Hands connections to a room server from another transport's task.
 #[derive(Clone)]
-pub struct Attacher(mpsc::Sender<BoxedStream>);
+pub struct Attacher(mpsc::Sender<Incoming>);
 
 impl Attacher {
-    /// Hands the server a connection; dropped if the room is finished.
-    pub async fn attach(&self, stream: BoxedStream) {
-        let _ = self.0.send(stream).await;
+    /// Hands the server a connection from `source`; dropped if the room is finished.
+    pub async fn attach(&self, stream: BoxedStream, source: Source) {
+        let _ = self.0.send((stream, source)).await;
     }
 
     /// Completes when the room is finished.
@@ -123,7 +129,7 @@ fn now() -> std::time::Instant {
 
 async fn actor(
     mut room: HostRoom,
-    mut incoming: mpsc::Receiver<BoxedStream>,
+    mut incoming: mpsc::Receiver<Incoming>,
     events: mpsc::Sender<HostEvent>,
 ) {
     let (input_tx, mut input_rx) = mpsc::channel::<(ConnId, ConnInput)>(64);
@@ -136,8 +142,8 @@ async fn actor(
         let output = tokio::select! {
             _ = events.closed() => return,
             stream = incoming.recv() => {
-                let Some(mut stream) = stream else { return };
-                match room.connect(now()) {
+                let Some((mut stream, source)) = stream else { return };
+                match room.connect(now(), source) {
                     Ok((id, evicted)) => {
                         let (tx, rx) = mpsc::channel(4);
                         conns.insert(id, tx);

@@ -21,3 +21,35 @@ pub type BoxedStream = Box<dyn ByteStream>;
 pub use guest::{join, join_tcp, GuestError};
 pub use host::{spawn_host, Attacher, HostEvent, HostHandle};
 pub use session::{Session, SessionEnd, SessionEvent};
+
+/// A warning that repeats at most once per [`QuietLog::EVERY`], with a count of what it
+/// held back: a flood must not fill the journal.
+#[derive(Debug, Default)]
+pub(crate) struct QuietLog {
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl QuietLog {
+    /// The shortest time between two warnings.
+    pub(crate) const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Logs `what` at warn level unless one was logged within [`QuietLog::EVERY`].
+    pub(crate) fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            self.held_back += 1;
+            return;
+        }
+        if self.held_back > 0 {
+            tracing::warn!("{what} (and {} more like it)", self.held_back);
+        } else {
+            tracing::warn!("{what}");
+        }
+        self.last = Some(now);
+        self.held_back = 0;
+    }
+}
