@@ -30,6 +30,7 @@ use intercom::signaling::{
     join, spawn_host, GuestError, HostEvent, HostHandle, SessionEnd, SessionEvent,
 };
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const PIN: &str = "4821";
@@ -138,10 +139,16 @@ impl Drop for FakeBluez {
 
 impl FakeBluez {
     fn start(bus: &Bus, mtu: u16) -> FakeBluez {
+        FakeBluez::start_with(bus, mtu, None)
+    }
+
+    /// With a second phone, "intruder", of its own MTU.
+    fn start_with(bus: &Bus, mtu: u16, intruder_mtu: Option<u16>) -> FakeBluez {
         let mut mock = Command::new(PYTHON)
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/bluez_mock.py"))
             .arg(&bus.address)
             .arg(mtu.to_string())
+            .args(intruder_mtu.map(|m| m.to_string()))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -189,10 +196,43 @@ impl FakeBluez {
 
     /// A socket to the mock phone: what is written goes to the box over GATT.
     async fn phone(&self) -> TcpStream {
-        let port = self.wait_for("port")["port"].as_u64().unwrap();
+        self.phone_named("phone").await
+    }
+
+    /// A socket to the mock's phone with this label ("phone" or "intruder").
+    async fn phone_named(&self, label: &str) -> TcpStream {
+        let port = self.wait_until(|v| v["phone"] == label && v.get("port").is_some())["port"]
+            .as_u64()
+            .unwrap();
         TcpStream::connect(("127.0.0.1", port as u16))
             .await
             .unwrap()
+    }
+
+    /// The first event that `matches`, waiting up to 10 s.
+    fn wait_until(&self, matches: impl Fn(&Value) -> bool) -> Value {
+        let t = Instant::now();
+        loop {
+            if let Some(v) = self.events.lock().unwrap().iter().find(|v| matches(v)) {
+                return v.clone();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "not seen from the BlueZ mock: {:?}",
+                self.events.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn events_of(&self, key: &str, label: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v.get(key).is_some() && v["phone"] == label)
+            .cloned()
+            .collect()
     }
 }
 
@@ -222,6 +262,7 @@ async fn pairing_over_bluetooth_le() {
     bus.start();
     a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(&bus).await;
     a_wrong_pin_is_counted_like_over_tcp(&bus).await;
+    a_second_phone_cannot_break_a_pairing(&bus).await;
     a_phone_calls_a_running_box_over_bluetooth(&bus).await;
 }
 
@@ -341,6 +382,52 @@ async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
         Ok(Some(HostEvent::AttemptFailed { tries_left })) => assert_eq!(tries_left, 2),
         other => panic!("{other:?}"),
     }
+    assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
+}
+
+/// A second phone subscribed beside the first overhears the handshake (BlueZ fans each
+/// notification out, cut to its MTU), but its writes during the first phone's pairing are
+/// refused with a GATT error and reach no room: the first phone joins, no guess is spent,
+/// and its notifications are sized to its own MTU, not the intruder's.
+async fn a_second_phone_cannot_break_a_pairing(bus: &Bus) {
+    let bluez = FakeBluez::start_with(bus, 185, Some(23));
+    let bt = Bluetooth::start().await.unwrap();
+    let (id, mut host, ble_room) = open_room(&bt).await;
+    let mut intruder = bluez.phone_named("intruder").await;
+    let phone = bluez.phone().await;
+    let guest =
+        tokio::spawn(async move { join(Box::new(phone), id, &Pin::parse(PIN).unwrap()).await });
+    // Once the phone has written, the intruder writes its own SPAKE2 message.
+    bluez.wait_until(|v| v.get("wrote").is_some() && v["phone"] == "phone");
+    let (_, hostile) = intercom::pairing::GuestHandshake::start(id, &Pin::parse("0000").unwrap());
+    intruder.write_all(&hostile.encode()).await.unwrap();
+    let refused = bluez.wait_until(|v| v.get("write_failed").is_some());
+    assert_eq!(refused["phone"], "intruder", "{refused}");
+    assert_eq!(refused["write_failed"], "org.bluez.Error.NotPermitted");
+    let session = guest.await.unwrap().expect("the first phone still pairs");
+    // Held: dropping the box's session would say bye and free the service.
+    let _host_session = match tokio::time::timeout(Duration::from_secs(5), host.next_event()).await
+    {
+        Ok(Some(HostEvent::Joined(s))) => s,
+        other => panic!("expected the join and nothing else: {other:?}"),
+    };
+    assert_eq!(
+        ble_room.phones().await,
+        1,
+        "{:?}",
+        bluez.events.lock().unwrap()
+    );
+    assert!(bluez.events_of("wrote", "intruder").is_empty());
+    assert!(
+        !bluez.events_of("truncated", "intruder").is_empty(),
+        "the intruder overheard notifications cut to its MTU, as BlueZ sends them"
+    );
+    drop(session);
+    let closed = bluez.wait_until(|v| v.get("client_closed").is_some() && v["phone"] == "phone");
+    assert!(
+        closed["largest_notification"].as_u64().unwrap() > 20,
+        "notifications follow the phone's MTU (185), not the intruder's: {closed}"
+    );
     assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
 }
 

@@ -12,9 +12,14 @@ PropertiesChanged signals carry the value, as bluetoothd emits them to a remote 
 and writes what the client sends to the guest characteristic with WriteValue, chunked
 to the ATT MTU minus 3, with the options bluetoothd passes (device, mtu, link, type).
 
+With INTRUDER_MTU a second phone ("intruder", another device address) does the same
+through a port of its own. As bluetoothd does, the application's StartNotify is called
+once, for the first subscriber, and every notification goes to every subscribed phone,
+cut to that phone's MTU minus 3 (reported as "truncated").
+
 Every event is printed to stdout as one JSON line.
 
-usage: bluez_mock.py BUS_ADDRESS MTU
+usage: bluez_mock.py BUS_ADDRESS MTU [INTRUDER_MTU]
 """
 
 import json
@@ -31,6 +36,7 @@ GUEST_TO_HOST = "6b1d0002-8e5c-4a6e-9a3e-2f4c1e0b7a51"
 HOST_TO_GUEST = "6b1d0003-8e5c-4a6e-9a3e-2f4c1e0b7a51"
 ADAPTER = "/org/bluez/hci0"
 PHONE = ADAPTER + "/dev_5C_F3_70_12_34_56"
+INTRUDER = ADAPTER + "/dev_66_66_66_66_66_66"
 PROPS = "org.freedesktop.DBus.Properties"
 
 
@@ -60,10 +66,10 @@ class Root(dbus.service.Object):
 
 
 class Adapter(dbus.service.Object):
-    def __init__(self, bus, phone):
+    def __init__(self, bus, phones):
         super().__init__(bus, ADAPTER)
         self.bus = bus
-        self.phone = phone
+        self.phones = phones
         self.props = {
             "Address": "DC:A6:32:0B:1E:7F",
             "AddressType": "public",
@@ -106,7 +112,8 @@ class Adapter(dbus.service.Object):
                     chars[str(c["UUID"])] = (str(obj), [str(f) for f in c["Flags"]])
             say(registered_app=str(path), services=services,
                 characteristics={u: f for u, (_, f) in chars.items()})
-            self.phone.app_registered(sender, chars)
+            for phone in self.phones:
+                phone.app_registered(sender, chars)
             reply()
 
         app = self.bus.get_object(sender, path)
@@ -140,9 +147,14 @@ class Adapter(dbus.service.Object):
 class Phone:
     """A phone that connected over LE, relaying a TCP client's bytes."""
 
-    def __init__(self, bus, mtu):
+    # bluetoothd calls the application's StartNotify once, for the first subscriber.
+    notifying = False
+
+    def __init__(self, bus, mtu, label="phone", device=PHONE):
         self.bus = bus
         self.mtu = mtu
+        self.label = label
+        self.device = device
         self.chars = None
         self.sender = None
         self.client = None
@@ -153,7 +165,8 @@ class Phone:
         self.listener.listen(1)
         GLib.io_add_watch(self.listener.fileno(), GLib.IO_IN, self.accept)
         self.largest_notification = 0
-        say(port=self.listener.getsockname()[1])
+        self.truncated = 0
+        say(port=self.listener.getsockname()[1], phone=label)
 
     def app_registered(self, sender, chars):
         self.sender, self.chars = sender, chars
@@ -171,26 +184,34 @@ class Phone:
         notify_path, flags = self.chars[HOST_TO_GUEST]
         self.bus.add_signal_receiver(self.notified, signal_name="PropertiesChanged",
                                      dbus_interface=PROPS, path=notify_path, bus_name=self.sender)
-        char = self.bus.get_object(self.sender, notify_path)
-        char.StartNotify(dbus_interface="org.bluez.GattCharacteristic1",
-                         reply_handler=lambda: say(subscribed=True),
-                         error_handler=lambda e: say(error="StartNotify: " + str(e)))
+        if not Phone.notifying:
+            Phone.notifying = True
+            char = self.bus.get_object(self.sender, notify_path)
+            char.StartNotify(dbus_interface="org.bluez.GattCharacteristic1",
+                             reply_handler=lambda: say(subscribed=True, phone=self.label),
+                             error_handler=lambda e: say(error="StartNotify: " + str(e)))
         self.flush()
 
     def notified(self, interface, changed, invalidated):
         if "Value" not in changed:
             return
         value = bytes(changed["Value"])
-        self.largest_notification = max(self.largest_notification, len(value))
         if len(value) > self.mtu - 3:
-            say(error="a notification of %d bytes does not fit MTU %d" % (len(value), self.mtu))
+            if self.label == "phone":
+                say(error="a notification of %d bytes does not fit MTU %d" % (len(value), self.mtu))
+            # What BlueZ does for a subscriber with a smaller MTU: cut the value.
+            value = value[: self.mtu - 3]
+            self.truncated += 1
+            say(truncated=len(value), phone=self.label)
+        self.largest_notification = max(self.largest_notification, len(value))
         if self.client:
             self.client.sendall(value)
 
     def from_client(self, fd, condition):
         data = self.client.recv(65536) if condition & GLib.IO_IN else b""
         if not data:
-            say(client_closed=True, largest_notification=self.largest_notification)
+            say(client_closed=True, largest_notification=self.largest_notification,
+                phone=self.label)
             self.client.close()
             self.client = None
             return False
@@ -206,7 +227,7 @@ class Phone:
         write_path, _ = self.chars[GUEST_TO_HOST]
         char = self.bus.get_object(self.sender, write_path)
         options = {
-            "device": dbus.ObjectPath(PHONE),
+            "device": dbus.ObjectPath(self.device),
             "mtu": dbus.UInt16(self.mtu),
             "link": "LE",
             "type": "command",
@@ -215,11 +236,12 @@ class Phone:
 
         def done():
             self.writing = False
+            say(wrote=len(chunk), phone=self.label)
             self.flush()
 
         def failed(e):
             self.writing = False
-            say(write_failed=str(e))
+            say(write_failed=e.get_dbus_name(), phone=self.label)
 
         char.WriteValue(dbus.Array(chunk, signature="y"), options,
                         dbus_interface="org.bluez.GattCharacteristic1",
@@ -230,8 +252,10 @@ def main():
     address, mtu = sys.argv[1], int(sys.argv[2])
     DBusGMainLoop(set_as_default=True)
     bus = dbus.bus.BusConnection(address)
-    phone = Phone(bus, mtu)
-    adapter = Adapter(bus, phone)
+    phones = [Phone(bus, mtu)]
+    if len(sys.argv) > 3:
+        phones.append(Phone(bus, int(sys.argv[3]), "intruder", INTRUDER))
+    adapter = Adapter(bus, phones)
     Root(bus, adapter)
     name = dbus.service.BusName("org.bluez", bus)  # noqa: F841 (held for the process)
     say(ready=True)
