@@ -24,6 +24,8 @@ const PIN: &str = "4821";
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const ATTACKER: &str = "127.0.0.9";
 
+mod common;
+
 struct Box {
     host: HostHandle,
     id: RoomId,
@@ -270,4 +272,139 @@ async fn slow_guests_get_in_under_a_connection_flood() {
         took.as_millis()
     );
     assert!(rate > 500.0, "{rate}/s");
+}
+
+/// A host that announces "Front door" on DNS-SD with a room of its own, answers every
+/// handshake (it does not know the PIN) and then claims "wrong PIN, 2 tries left"
+/// forever. Returns how many connections it took.
+async fn fake_room(
+    discovery: &intercom::signaling::discovery::Discovery,
+) -> (
+    intercom::signaling::discovery::Advert,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use intercom::pairing::{ErrorCode, FrameDecoder, HostHandshake, HostStep};
+    let id = RoomId::random();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut hs = HostHandshake::new(id, Pin::parse("0000").unwrap());
+                let mut decoder = FrameDecoder::new();
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    decoder.push(&buf[..n]);
+                    while let Ok(Some(m)) = decoder.next_message() {
+                        let reply = match hs.on_message(m) {
+                            HostStep::Send(m) => m,
+                            _ => Message::error(ErrorCode::BadPin, "wrong PIN, 2 tries left"),
+                        };
+                        let _ = stream.write_all(&reply.encode()).await;
+                    }
+                }
+            });
+        }
+    });
+    let advert = discovery
+        .advertise("Front door", port, &["127.0.0.1".parse().unwrap()], id)
+        .unwrap();
+    (advert, taken)
+}
+
+/// A fake room gets no more than three guesses from a box, whatever it claims, and the
+/// guest shows which room (by tag) it is joining.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_room_gets_three_guesses_at_most() {
+    if !common::in_private_network("a_fake_room_gets_three_guesses_at_most") {
+        return;
+    }
+    use intercom::runtime::{self, RunOptions};
+    let discovery = intercom::signaling::discovery::Discovery::start(&["lo".into()]).unwrap();
+    let (_advert, taken) = fake_room(&discovery).await;
+    let options = RunOptions {
+        config: intercom::config::Config {
+            device_name: "Visitor".into(),
+            tcp_port: 0,
+            lan_interfaces: vec!["lo".into()],
+            ..Default::default()
+        },
+        board: intercom::board::Board::load("sim").unwrap(),
+        keys: Default::default(),
+        display_png: None,
+        terminal: false,
+        audio_in: None,
+        audio_in_clip: None,
+        audio_out: None,
+        audio: None,
+        reports: None,
+    };
+    let (keys, key_rx) = tokio::sync::mpsc::channel(64);
+    let (report_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = RunOptions {
+        reports: Some(report_tx),
+        ..options
+    };
+    let guest = tokio::spawn(runtime::run_with_input(options, Some(key_rx), async {
+        let _ = stop_rx.await;
+    }));
+    // Three tries: each reaches the fake and ends in a notice.
+    type_keys(&keys, "#4821#").await;
+    for attempt in 1..=3 {
+        until(&mut reports, "notice").await;
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), attempt);
+        if attempt < 3 {
+            // Any key: back to PIN entry.
+            type_keys(&keys, "1").await;
+        } else {
+            // No tries left: back to idle; the user starts again.
+            type_keys(&keys, "1").await;
+            until(&mut reports, "idle").await;
+            type_keys(&keys, "#").await;
+        }
+        until(&mut reports, "PIN entry").await;
+        type_keys(&keys, "4821#").await;
+    }
+    // The fourth try is refused by the guest itself: the fake sees no fourth connection.
+    until(&mut reports, "notice").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let _ = stop.send(());
+    guest.await.unwrap().unwrap();
+}
+
+async fn type_keys(keys: &tokio::sync::mpsc::Sender<intercom::hw::Input>, s: &str) {
+    use intercom::hw::{Input, Key, KeyEvent};
+    for c in s.chars() {
+        let key = match c {
+            '#' => Key::Hash,
+            '*' => Key::Star,
+            d => Key::Digit(d.to_digit(10).unwrap() as u8),
+        };
+        keys.send(Input::Key(KeyEvent::press(key))).await.unwrap();
+    }
+}
+
+/// Waits for the box to enter state `want`.
+async fn until(
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<intercom::runtime::Report>,
+    want: &str,
+) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), reports.recv()).await {
+            Ok(Some(intercom::runtime::Report::State(s))) if s == want => return,
+            Ok(Some(_)) => {}
+            other => panic!("the box never reached {want:?}: {other:?}"),
+        }
+    }
 }

@@ -319,7 +319,11 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
         wrong["tries"].as_str().unwrap().contains("2 tries left"),
         "{wrong}"
     );
-    page.wait("in_call");
+    let in_call = page.wait("in_call");
+    assert_eq!(
+        in_call["pin_kept"], false,
+        "after pairing the page keeps the PIN nowhere (object, field, address)"
+    );
     the_box.wait_event(|v| v["event"] == "media_connected", "media connected");
     page.wait("delivered");
     the_box.wait_event(|v| v["event"] == "text_shown", "the page's text");

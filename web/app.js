@@ -112,8 +112,10 @@ async function connect(kind) {
       if (step.send) transport.send(step.send);
       else if (step.joined) {
         joined = true;
+        forgetPin();
         startCall(pairing, transport);
       } else if (step.error) {
+        pairing.free();
         failedPairing(step);
         transport.close();
       }
@@ -160,6 +162,14 @@ function splitAddress(addr) {
   return [host, Number(addr.slice(i + 1))];
 }
 
+/** Once paired, the PIN has done its work: it stays in no field, object or address. */
+function forgetPin() {
+  if (state.invite) delete state.invite.pin;
+  $('pin').value = '';
+  $('invite').value = '';
+  if (location.hash || location.search) history.replaceState(null, '', location.pathname);
+}
+
 function failedPairing(step) {
   state.phase = 'idle';
   $('connect-ws').disabled = $('connect-bt').disabled = false;
@@ -167,11 +177,12 @@ function failedPairing(step) {
   const tries = $('tries');
   if (step.error === 'bad-pin') {
     const left = step.tries_left;
-    tries.textContent = left == null ? 'Wrong PIN.'
-      : left === 0 ? 'Wrong PIN. The room is now locked.'
-      : `Wrong PIN: ${left} ${left === 1 ? 'try' : 'tries'} left.`;
+    // Nothing authenticates a refusal before a key is shared: say what it may mean.
+    tries.textContent = left == null ? 'Could not join: wrong PIN or wrong room.'
+      : left === 0 ? 'Could not join: wrong PIN or wrong room. The room is now locked.'
+      : `Could not join: wrong PIN or wrong room (${left} ${left === 1 ? 'try' : 'tries'} left).`;
     tries.hidden = false;
-    status('Wrong PIN.', true);
+    status('Could not join: wrong PIN or wrong room.', true);
     $('pin').value = '';
   } else if (step.error === 'locked') {
     tries.textContent = 'The room is locked after three wrong PINs. Ask for a new room.';
@@ -184,7 +195,11 @@ function failedPairing(step) {
 
 // ---- the call ----
 
+/** The sealed channel of the call under way; freed (its keys wiped) when the call ends. */
+let paired = null;
+
 async function startCall(pairing, transport) {
+  paired = pairing;
   state.phase = 'calling';
   show('call');
   status('Paired. Calling…');
@@ -258,6 +273,8 @@ function endCall(reason) {
   clearInterval(state.timer);
   state.microphone?.getTracks().forEach((t) => t.stop());
   state.call?.end(reason);
+  paired?.free();
+  paired = null;
   $('call-state').textContent = 'Call ended';
   $('send').hidden = true;
   $('hang-up').hidden = true;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::hw::{Key, KeyEvent};
-use crate::pairing::{Invite, Pin, PIN_DIGITS};
+use crate::pairing::{Invite, Pin, RoomTag, PIN_DIGITS};
 
 /// How long a notice (wrong PIN, call ended…) stays before the box moves on by itself.
 pub const NOTICE_TIME: Duration = Duration::from_secs(4);
@@ -45,14 +45,26 @@ pub struct OpenRoom {
     pub expires_at: Instant,
 }
 
+/// A room found on the network, as the guest shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomChoice {
+    /// The device name it announces (anyone can announce any name).
+    pub name: String,
+    /// Its tag, which the real box shows beside its PIN.
+    pub tag: RoomTag,
+}
+
 /// Why joining a room failed, as the guest learns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinFailure {
-    /// The PIN was wrong; the host may say how many tries remain.
+    /// The confirmation failed: a wrong PIN, or a box that is not the room it claimed
+    /// (nothing tells the two apart before a key is shared).
     WrongPin {
-        /// Tries left before the room locks, when known.
+        /// Tries this box has left for that room, by its own count.
         tries_left: Option<u8>,
     },
+    /// This box already tried that room three times: it will not spend more guesses.
+    RoomSpent,
     /// The room is burned after too many wrong PINs.
     Locked,
     /// No such room (closed or expired).
@@ -98,8 +110,10 @@ pub enum Event {
     RoomLocked,
     /// Our room expired unused.
     RoomExpired,
-    /// Several rooms are on the network: the user picks one by device name.
-    RoomsFound(Vec<String>),
+    /// Several rooms are on the network: the user picks one by device name and tag.
+    RoomsFound(Vec<RoomChoice>),
+    /// The handshake with this room started.
+    Joining(RoomChoice),
     /// Joining failed.
     JoinFailed(JoinFailure),
     /// The sealed channel is up: PIN accepted on both sides.
@@ -151,11 +165,13 @@ impl std::fmt::Debug for Command {
 /// A notice on the screen and where the box goes after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// Guest: the PIN was wrong.
+    /// Guest: the PIN was wrong, or the room was not the one it claimed to be.
     WrongPin {
         /// Tries left, when known.
         tries_left: Option<u8>,
     },
+    /// Guest: three tries at that room are spent.
+    RoomSpent,
     /// Room burned.
     RoomLocked,
     /// Room expired.
@@ -200,13 +216,15 @@ pub enum State {
     },
     /// Several rooms found; the user picks one.
     PickRoom {
-        /// Their device names.
-        rooms: Vec<String>,
+        /// Their device names and tags.
+        rooms: Vec<RoomChoice>,
     },
     /// Handshake under way.
     Connecting {
         /// Since when.
         since: Instant,
+        /// The room, once one was chosen.
+        room: Option<RoomChoice>,
     },
     /// Connected to the other box.
     InCall {
@@ -351,16 +369,27 @@ impl App {
                 Key::Hash => match Pin::parse(&digits) {
                     Some(pin) => {
                         out.push(Command::Join(pin));
-                        State::Connecting { since: now }
+                        State::Connecting {
+                            since: now,
+                            room: None,
+                        }
                     }
                     None => State::PinEntry { digits },
                 },
             },
             (State::Connecting { .. }, Event::RoomsFound(rooms)) => State::PickRoom { rooms },
+            (State::Connecting { since, .. }, Event::Joining(room)) => State::Connecting {
+                since,
+                room: Some(room),
+            },
             (State::PickRoom { rooms }, Event::Key(k)) => match k.key {
                 Key::Digit(d) if d >= 1 && usize::from(d) <= rooms.len() => {
-                    out.push(Command::PickRoom(usize::from(d) - 1));
-                    State::Connecting { since: now }
+                    let index = usize::from(d) - 1;
+                    out.push(Command::PickRoom(index));
+                    State::Connecting {
+                        since: now,
+                        room: rooms.into_iter().nth(index),
+                    }
                 }
                 Key::Star => {
                     out.push(Command::CancelJoin);
@@ -375,6 +404,7 @@ impl App {
             (State::Connecting { .. } | State::PickRoom { .. }, Event::JoinFailed(f)) => {
                 let notice = match f {
                     JoinFailure::WrongPin { tries_left } => Notice::WrongPin { tries_left },
+                    JoinFailure::RoomSpent => Notice::RoomSpent,
                     JoinFailure::Locked => Notice::RoomLocked,
                     JoinFailure::NoRoom => Notice::NoRoom,
                     JoinFailure::Busy => Notice::RoomBusy,
@@ -659,11 +689,21 @@ mod tests {
         let now = Instant::now();
         let mut app = App::new("door");
         type_keys(&mut app, "#4821#", now);
-        app.handle(Event::RoomsFound(vec!["Front".into(), "Back".into()]), now);
+        let back = RoomChoice {
+            name: "Back".into(),
+            tag: crate::pairing::RoomId::random().tag(),
+        };
+        let front = RoomChoice {
+            name: "Front".into(),
+            tag: crate::pairing::RoomId::random().tag(),
+        };
+        app.handle(Event::RoomsFound(vec![front, back.clone()]), now);
         assert_eq!(app.state_name(), "choosing room");
         assert!(type_keys(&mut app, "7", now).is_empty());
         assert_eq!(type_keys(&mut app, "2", now), vec![Command::PickRoom(1)]);
         assert_eq!(app.state_name(), "connecting");
+        // The room being joined stays on screen with its tag.
+        assert!(matches!(app.state(), State::Connecting { room: Some(r), .. } if *r == back));
     }
 
     #[test]

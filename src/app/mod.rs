@@ -6,7 +6,7 @@ pub mod qr;
 pub mod screens;
 
 pub use machine::{
-    canned_reply, App, Command, EndReason, Event, JoinFailure, Notice, OpenRoom, State,
+    canned_reply, App, Command, EndReason, Event, JoinFailure, Notice, OpenRoom, RoomChoice, State,
     CANNED_REPLIES,
 };
 pub use screens::{draw, next_change, screen, Screen};

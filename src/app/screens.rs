@@ -15,7 +15,7 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use zeroize::Zeroizing;
 
 use super::digits::draw_digits;
-use super::machine::{App, EndReason, Notice, State};
+use super::machine::{App, EndReason, Notice, RoomChoice, State};
 use super::qr;
 use crate::hw::ScreenColor;
 use crate::pairing::{Invite, Pin, PIN_DIGITS};
@@ -32,6 +32,8 @@ pub enum Screen {
     Working {
         /// What.
         title: &'static str,
+        /// Which room, when known: its name and tag.
+        detail: String,
         /// Which key cancels.
         hint: &'static str,
     },
@@ -53,7 +55,7 @@ pub enum Screen {
     },
     /// Several rooms to choose from.
     PickRoom {
-        /// Device names, numbered from 1 on screen.
+        /// Device names with their tags, numbered from 1 on screen.
         rooms: Vec<String>,
     },
     /// Talking.
@@ -82,6 +84,7 @@ pub fn screen(app: &App, now: Instant) -> Screen {
         },
         State::OpeningRoom => Screen::Working {
             title: "Opening room",
+            detail: String::new(),
             hint: "",
         },
         State::RoomOpen {
@@ -102,10 +105,11 @@ pub fn screen(app: &App, now: Instant) -> Screen {
             digits: digits.clone(),
         },
         State::PickRoom { rooms } => Screen::PickRoom {
-            rooms: rooms.clone(),
+            rooms: rooms.iter().map(room_label).collect(),
         },
-        State::Connecting { .. } => Screen::Working {
+        State::Connecting { room, .. } => Screen::Working {
             title: "Connecting",
+            detail: room.as_ref().map(room_label).unwrap_or_default(),
             hint: "* cancel",
         },
         State::InCall {
@@ -141,16 +145,29 @@ pub fn next_change(app: &App, now: Instant) -> Option<Instant> {
     }
 }
 
+/// A found room as the guest sees it: its name and, apart, the tag to compare with the
+/// host's screen.
+fn room_label(room: &RoomChoice) -> String {
+    format!("{} [{}]", room.name, room.tag)
+}
+
 fn notice_screen(notice: &Notice) -> Screen {
     let (title, detail, warn) = match notice {
+        // Nothing authenticates a refusal: a box pretending to be the room says the
+        // same. So the words cover both, and the count is this box's own.
         Notice::WrongPin { tries_left } => (
-            "Wrong PIN",
+            "Could not join",
             match tries_left {
-                Some(0) => "The room is now locked.".to_string(),
-                Some(1) => "1 try left.".to_string(),
-                Some(n) => format!("{n} tries left."),
-                None => "Try again.".to_string(),
+                Some(0) => "Wrong PIN or wrong room. No tries left for this room.".to_string(),
+                Some(1) => "Wrong PIN or wrong room. 1 try left.".to_string(),
+                Some(n) => format!("Wrong PIN or wrong room. {n} tries left."),
+                None => "Wrong PIN or wrong room. Try again.".to_string(),
             },
+            true,
+        ),
+        Notice::RoomSpent => (
+            "Could not join",
+            "3 tries used on this room. Ask for a new room.".into(),
             true,
         ),
         Notice::RoomLocked => (
@@ -335,8 +352,23 @@ where
                 Alignment::Left,
             )?;
         }
-        Screen::Working { title, hint } => {
+        Screen::Working {
+            title,
+            detail,
+            hint,
+        } => {
             let y = l.h / 2 - l.line_height(l.title);
+            if !detail.is_empty() {
+                let line = wrap(detail, l.columns(l.body), 1).concat();
+                text(
+                    target,
+                    &line,
+                    Point::new(centre, y - l.line_height(l.body) - 2),
+                    l.body,
+                    fg,
+                    Alignment::Center,
+                )?;
+            }
             text(
                 target,
                 title,
@@ -550,7 +582,7 @@ where
         let left_w = l.w - side as i32;
         text(
             target,
-            "PIN",
+            &format!("PIN [{}]", invite.room.tag()),
             Point::new(0, 0),
             &FONT_6X10,
             fg,
@@ -589,6 +621,16 @@ where
             l.title,
             fg,
             Alignment::Left,
+        )?;
+        // The room's tag, which a joining guest shows: the same letters on both screens
+        // mean the same room.
+        text(
+            target,
+            &format!("[{}]", invite.room.tag()),
+            Point::new(l.w / 2, 4),
+            l.title,
+            fg,
+            Alignment::Center,
         )?;
         text(
             target,
@@ -666,13 +708,14 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
         (
             "pick-room",
             Screen::PickRoom {
-                rooms: vec!["Front door".into(), "Garden gate".into()],
+                rooms: vec!["Front door [KTR]".into(), "Garden gate [MXA]".into()],
             },
         ),
         (
             "connecting",
             Screen::Working {
                 title: "Connecting",
+                detail: "Front door [KTR]".into(),
                 hint: "* cancel",
             },
         ),
@@ -705,6 +748,20 @@ mod tests {
     use crate::app::{Event, JoinFailure, OpenRoom};
     use crate::hw::{Key, KeyEvent};
     use crate::pairing::Invite;
+
+    #[test]
+    fn a_refused_join_does_not_claim_to_know_why() {
+        // Nothing authenticates a refusal: the words cover a fake room too.
+        for tries_left in [None, Some(2), Some(1), Some(0)] {
+            let Screen::Notice { title, detail, .. } =
+                notice_screen(&Notice::WrongPin { tries_left })
+            else {
+                panic!("not a notice");
+            };
+            assert_eq!(title, "Could not join");
+            assert!(detail.starts_with("Wrong PIN or wrong room."), "{detail}");
+        }
+    }
 
     #[test]
     fn wrap_breaks_at_spaces_and_cuts_long_words() {

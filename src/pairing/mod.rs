@@ -18,5 +18,5 @@ pub use handshake::{
     SecureChannel,
 };
 pub use invite::{Invite, InviteError};
-pub use pin::{Pin, RoomId, PIN_DIGITS};
+pub use pin::{Pin, RoomId, RoomTag, PIN_DIGITS};
 pub use room::{ConnId, HostRoom, RoomEvent, RoomStatus, HANDSHAKE_DEADLINE, MAX_ATTEMPTS};

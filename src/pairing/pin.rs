@@ -87,6 +87,43 @@ impl RoomId {
     }
 }
 
+/// Letters of a room tag: no I or O, which read as 1 and 0.
+const TAG_LETTERS: &[u8; 24] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+
+/// Three letters that name a room to people: the host shows them beside the PIN, the
+/// guest shows them before and while it joins, so a guest can see that the room it is
+/// joining is the one on the other box's screen (another host on the LAN may announce
+/// the same device name). Derived from the room id; not a secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct RoomTag([u8; 3]);
+
+impl RoomTag {
+    /// The three letters.
+    pub fn as_str(&self) -> &str {
+        // Built from ASCII letters only.
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+impl fmt::Display for RoomTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RoomId {
+    /// The room's tag: 24³ = 13 824 values from the id's first bytes.
+    pub fn tag(&self) -> RoomTag {
+        let mut n = u32::from_be_bytes([0, self.0[0], self.0[1], self.0[2]]);
+        let mut letters = [0u8; 3];
+        for letter in letters.iter_mut() {
+            *letter = TAG_LETTERS[(n % 24) as usize];
+            n /= 24;
+        }
+        RoomTag(letters)
+    }
+}
+
 impl fmt::Debug for RoomId {
     // Room ids stay out of logs above debug level; Debug shows only a prefix.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,5 +172,19 @@ mod tests {
         assert!(RoomId::parse("0f1e2d3c4b5a697").is_none());
         assert_ne!(RoomId::random(), RoomId::random());
         assert!(!format!("{id:?}").contains("1e2d"));
+    }
+
+    #[test]
+    fn room_tags_are_three_readable_letters_and_spread() {
+        let id = RoomId::parse("0f1e2d3c4b5a6978").unwrap();
+        assert_eq!(id.tag(), id.tag());
+        let tags: std::collections::HashSet<_> = (0..500)
+            .map(|_| RoomId::random().tag().to_string())
+            .collect();
+        assert!(tags.len() > 480, "{}", tags.len());
+        for t in &tags {
+            assert_eq!(t.len(), 3);
+            assert!(t.bytes().all(|b| TAG_LETTERS.contains(&b)), "{t}");
+        }
     }
 }

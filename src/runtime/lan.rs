@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeroize::Zeroize;
 
-use crate::app::{Event, JoinFailure, OpenRoom};
+use crate::app::{Event, JoinFailure, OpenRoom, RoomChoice};
 use crate::config::Config;
-use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId};
+use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId, MAX_ATTEMPTS};
 use crate::signaling::ble::{BleRoom, Bluetooth};
 use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
 use crate::signaling::websocket::serve_websocket;
@@ -23,6 +23,8 @@ use crate::signaling::{join_tcp, spawn_host, GuestError, HostEvent, HostHandle, 
 const BROWSE_TIME: Duration = Duration::from_millis(1500);
 /// PINs of closed rooms remembered so that a new room never reuses one.
 const RECENT_PINS: usize = 64;
+/// Rooms whose failed tries this box remembers (the oldest is forgotten first).
+const REMEMBERED_ROOMS: usize = 64;
 
 /// The network side of the box.
 pub struct Lan {
@@ -42,6 +44,10 @@ pub struct Lan {
     pin_for_pick: Option<Pin>,
     session: Option<Session>,
     recent_pins: VecDeque<[u8; 4]>,
+    /// This box's own count of failed tries per room: a refusal is not authenticated
+    /// (another host may answer for a room id it copied), so the guest keeps its own
+    /// budget and never spends more than [`MAX_ATTEMPTS`] guesses on one room.
+    failed_tries: VecDeque<(RoomId, u8)>,
     results_tx: mpsc::Sender<Outcome>,
     results_rx: mpsc::Receiver<Outcome>,
 }
@@ -91,12 +97,33 @@ enum Outcome {
     Found(Vec<FoundRoom>, Pin),
     /// Joined: the sealed session.
     Joined(Session),
+    /// Joining this room failed.
+    Failed(RoomId, JoinFailure),
 }
 
-async fn join_room(room: FoundRoom, pin: Pin) -> Outcome {
+/// The room as the app shows it.
+fn choice(room: &FoundRoom) -> RoomChoice {
+    RoomChoice {
+        name: room.name.clone(),
+        tag: room.room.tag(),
+    }
+}
+
+/// Runs the handshake with `room`, unless this box has no tries left for it; tells the
+/// app which room it is joining first.
+async fn join_room(
+    room: FoundRoom,
+    pin: Pin,
+    spent: Vec<RoomId>,
+    tx: &mpsc::Sender<Outcome>,
+) -> Outcome {
+    if spent.contains(&room.room) {
+        return Outcome::Failed(room.room, JoinFailure::RoomSpent);
+    }
+    let _ = tx.send(Outcome::Event(Event::Joining(choice(&room)))).await;
     match join_tcp(&room.addrs, room.room, &pin).await {
         Ok(session) => Outcome::Joined(session),
-        Err(e) => Outcome::Event(Event::JoinFailed(join_failure(e))),
+        Err(e) => Outcome::Failed(room.room, join_failure(e)),
     }
 }
 
@@ -123,6 +150,7 @@ impl Lan {
             pin_for_pick: None,
             session: None,
             recent_pins: VecDeque::new(),
+            failed_tries: VecDeque::new(),
             results_tx,
             results_rx,
         }
@@ -273,6 +301,7 @@ impl Lan {
             return;
         };
         let browse = discovery.browse(BROWSE_TIME);
+        let spent = self.spent_rooms();
         self.join_task = Some(tokio::spawn(async move {
             let outcome = match browse.await {
                 Err(e) => {
@@ -281,7 +310,9 @@ impl Lan {
                 Ok(rooms) if rooms.is_empty() => {
                     Outcome::Event(Event::JoinFailed(JoinFailure::NotFound))
                 }
-                Ok(mut rooms) if rooms.len() == 1 => join_room(rooms.remove(0), pin).await,
+                Ok(mut rooms) if rooms.len() == 1 => {
+                    join_room(rooms.remove(0), pin, spent, &tx).await
+                }
                 Ok(rooms) => Outcome::Found(rooms, pin),
             };
             let _ = tx.send(outcome).await;
@@ -295,8 +326,10 @@ impl Lan {
             return;
         };
         let tx = self.results_tx.clone();
+        let spent = self.spent_rooms();
         self.join_task = Some(tokio::spawn(async move {
-            let _ = tx.send(join_room(room, pin).await).await;
+            let outcome = join_room(room, pin, spent, &tx).await;
+            let _ = tx.send(outcome).await;
         }));
     }
 
@@ -348,10 +381,13 @@ impl Lan {
                 Some(outcome) = self.results_rx.recv() => match outcome {
                     Outcome::Event(ev) => return ev,
                     Outcome::Found(rooms, pin) => {
-                        let names = rooms.iter().map(|r| r.name.clone()).collect();
+                        let choices = rooms.iter().map(choice).collect();
                         self.found = rooms;
                         self.pin_for_pick = Some(pin);
-                        return Event::RoomsFound(names);
+                        return Event::RoomsFound(choices);
+                    }
+                    Outcome::Failed(room, failure) => {
+                        return Event::JoinFailed(self.count_failure(room, failure));
                     }
                     Outcome::Joined(session) => {
                         self.session = Some(session);
@@ -359,6 +395,41 @@ impl Lan {
                     }
                 },
             }
+        }
+    }
+}
+
+impl Lan {
+    /// Rooms this box has no tries left for.
+    fn spent_rooms(&self) -> Vec<RoomId> {
+        self.failed_tries
+            .iter()
+            .filter(|(_, n)| *n >= MAX_ATTEMPTS)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Counts a wrong-PIN result against `room` in this box's own budget, and says how
+    /// many tries are left by that count (not by what the other side claimed).
+    fn count_failure(&mut self, room: RoomId, failure: JoinFailure) -> JoinFailure {
+        if !matches!(failure, JoinFailure::WrongPin { .. }) {
+            return failure;
+        }
+        let failed = match self.failed_tries.iter_mut().find(|(id, _)| *id == room) {
+            Some((_, n)) => {
+                *n = n.saturating_add(1);
+                *n
+            }
+            None => {
+                if self.failed_tries.len() >= REMEMBERED_ROOMS {
+                    self.failed_tries.pop_front();
+                }
+                self.failed_tries.push_back((room, 1));
+                1
+            }
+        };
+        JoinFailure::WrongPin {
+            tries_left: Some(MAX_ATTEMPTS.saturating_sub(failed)),
         }
     }
 }

@@ -67,7 +67,13 @@ try {
     await page.fill('#pin', pin);
     await page.click('#connect-ws');
     await page.waitForFunction(() => window.intercom.phase === 'in-call', null, { timeout: 20000 });
-    say({ in_call: true });
+    say({
+      in_call: true,
+      pin_kept: await page.evaluate(() => Boolean(window.intercom.invite.pin)
+        || document.querySelector('#pin').value !== ''
+        || document.querySelector('#invite').value.includes('pin=')
+        || location.href.includes('pin=')),
+    });
     await page.fill('#text', 'Hello from the phone');
     await page.click('#send button');
     await page.waitForFunction(() => window.intercom.texts.some((t) => t.from === 'me' && t.delivered),
