@@ -167,7 +167,12 @@ function forgetPin() {
   if (state.invite) delete state.invite.pin;
   $('pin').value = '';
   $('invite').value = '';
-  if (location.hash || location.search) history.replaceState(null, '', location.pathname);
+  // The address may carry the invitation: keep everything else it says.
+  const q = new URLSearchParams(location.search);
+  q.delete('invite');
+  q.delete('pin');
+  const rest = q.toString();
+  history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : ''));
 }
 
 function failedPairing(step) {

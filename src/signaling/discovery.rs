@@ -11,6 +11,9 @@ use crate::pairing::RoomId;
 
 /// How long browsing goes on after the first room answers.
 pub const SETTLE: Duration = Duration::from_millis(120);
+/// Rooms one browse keeps, at most: a host announcing thousands cannot grow the list
+/// (or the screen) without bound.
+pub const MAX_ROOMS: usize = 32;
 
 /// The DNS-SD service type.
 pub const SERVICE_TYPE: &str = "_intercom._tcp.local.";
@@ -33,6 +36,33 @@ pub struct FoundRoom {
     pub room: RoomId,
     /// Where its signaling port listens.
     pub addrs: Vec<SocketAddr>,
+}
+
+impl FoundRoom {
+    /// The room a DNS-SD announcement describes: its full instance name, its TXT `v` and
+    /// `room`, its addresses and port. `None` unless it is an intercom room of protocol
+    /// v1 with a well-formed room id. Anything on the LAN can announce anything: this
+    /// only reads it, it trusts nothing.
+    pub fn from_announcement(
+        fullname: &str,
+        version: Option<&str>,
+        room: Option<&str>,
+        ips: &[IpAddr],
+        port: u16,
+    ) -> Option<FoundRoom> {
+        if version != Some("1") {
+            return None;
+        }
+        let room = RoomId::parse(room?)?;
+        let mut addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        addrs.sort_by_key(|a| (a.is_ipv6(), *a));
+        addrs.dedup();
+        Some(FoundRoom {
+            name: instance_name(fullname),
+            room,
+            addrs,
+        })
+    }
 }
 
 /// An mDNS responder and browser limited to the configured interfaces.
@@ -157,19 +187,24 @@ impl Discovery {
                 let Ok(ev) = ev else { break };
                 match ev {
                     ServiceEvent::ServiceResolved(svc) => {
-                        let room = svc.get_property_val_str("room").and_then(RoomId::parse);
-                        let version_ok = svc.get_property_val_str("v") == Some("1");
-                        let (Some(room), true) = (room, version_ok) else {
-                            continue;
-                        };
-                        let mut addrs: Vec<SocketAddr> = svc
+                        let ips: Vec<IpAddr> = svc
                             .get_addresses()
                             .iter()
-                            .map(|ip| SocketAddr::new(ip.to_ip_addr(), svc.port))
+                            .map(|ip| ip.to_ip_addr())
                             .collect();
-                        addrs.sort_by_key(|a| (a.is_ipv6(), *a));
-                        let name = instance_name(&svc.fullname);
-                        found.insert(svc.fullname.clone(), FoundRoom { name, room, addrs });
+                        let Some(room) = FoundRoom::from_announcement(
+                            &svc.fullname,
+                            svc.get_property_val_str("v"),
+                            svc.get_property_val_str("room"),
+                            &ips,
+                            svc.port,
+                        ) else {
+                            continue;
+                        };
+                        if found.len() >= MAX_ROOMS && !found.contains_key(&svc.fullname) {
+                            continue;
+                        }
+                        found.insert(svc.fullname.clone(), room);
                         deadline = deadline.min(tokio::time::Instant::now() + SETTLE);
                     }
                     ServiceEvent::ServiceRemoved(_, fullname) => {
@@ -203,6 +238,32 @@ fn instance_name(fullname: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_are_read_not_trusted() {
+        let ip: IpAddr = "192.168.1.20".parse().unwrap();
+        let room = FoundRoom::from_announcement(
+            "Front door._intercom._tcp.local.",
+            Some("1"),
+            Some("0f1e2d3c4b5a6978"),
+            &[ip, ip],
+            7300,
+        )
+        .unwrap();
+        assert_eq!(room.name, "Front door");
+        assert_eq!(room.addrs, vec![SocketAddr::new(ip, 7300)]);
+        for (v, id) in [
+            (Some("2"), Some("0f1e2d3c4b5a6978")),
+            (None, Some("0f1e2d3c4b5a6978")),
+            (Some("1"), None),
+            (Some("1"), Some("0F1E2D3C4B5A6978")),
+            (Some("1"), Some("0f1e2d3c4b5a697")),
+        ] {
+            assert!(
+                FoundRoom::from_announcement("x._intercom._tcp.local.", v, id, &[ip], 1).is_none()
+            );
+        }
+    }
 
     #[test]
     fn instance_names_are_unescaped() {
