@@ -260,7 +260,7 @@ impl Board {
                         "an SSD1306 needs bus = \"i2c\", device and address".into(),
                     ));
                 }
-                let upright = d.rotation % 180 == 0;
+                let upright = d.rotation.is_multiple_of(180);
                 if (d.width, d.height) != if upright { (128, 64) } else { (64, 128) } {
                     return Err(invalid(
                         "display.width/height",
@@ -283,7 +283,7 @@ impl Board {
                         "an ST7789 needs bus = \"spi\", device, dc_pin and reset_pin".into(),
                     ));
                 }
-                let (w, h) = if d.rotation % 180 == 0 {
+                let (w, h) = if d.rotation.is_multiple_of(180) {
                     (d.width, d.height)
                 } else {
                     (d.height, d.width)

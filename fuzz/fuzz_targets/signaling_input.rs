@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use intercom::pairing::{FrameDecoder, HostRoom, Invite, Pin, RoomId};
+use intercom::pairing::{FrameDecoder, HostRoom, Invite, Pin, RoomId, Source};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
         now,
         Duration::from_secs(300),
     );
-    let Ok((conn, _)) = room.connect(now) else { return };
+    let Ok((conn, _)) = room.connect(now, Source::Unknown) else {
+        return;
+    };
     let mut decoder = FrameDecoder::new();
     for chunk in data.chunks(7) {
         decoder.push(chunk);

@@ -2,27 +2,25 @@
 //! sealed channel. Each side takes [`Message`]s and returns messages to send.
 
 use serde::{Deserialize, Serialize};
-use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 use super::frame::{ErrorCode, Message};
 use super::keys::{confirm_mac, transcript, verify_confirm, KeySchedule, SealDirection, SealError};
 use super::pin::{Pin, RoomId};
+use super::spake::{Spake2, MESSAGE_LEN};
 
 /// Protocol version spoken here.
 pub const VERSION: u64 = 1;
 /// Length of a SPAKE2 message (side byte + Ed25519 point).
-pub const PAKE_MSG_LEN: usize = 33;
+pub const PAKE_MSG_LEN: usize = MESSAGE_LEN;
 
 /// The SPAKE2 identity: `"intercom/v1/" || room id`.
 pub fn identity(room: RoomId) -> Vec<u8> {
     format!("intercom/v1/{}", room.to_hex()).into_bytes()
 }
 
-fn start_pake(room: RoomId, pin: &Pin) -> (Spake2<Ed25519Group>, Vec<u8>) {
-    Spake2::<Ed25519Group>::start_symmetric(
-        &Password::new(pin.as_bytes()),
-        &Identity::new(&identity(room)),
-    )
+fn start_pake(room: RoomId, pin: &Pin) -> (Spake2, Vec<u8>) {
+    let (state, msg) = Spake2::start(pin.as_bytes(), &identity(room));
+    (state, msg.to_vec())
 }
 
 /// A message inside the sealed channel.
@@ -156,13 +154,8 @@ pub enum GuestStep {
 }
 
 enum GuestState {
-    AwaitPake {
-        spake: Spake2<Ed25519Group>,
-        my_msg: Vec<u8>,
-    },
-    AwaitConfirm {
-        keys: KeySchedule,
-    },
+    AwaitPake { spake: Spake2, my_msg: Vec<u8> },
+    AwaitConfirm { keys: KeySchedule },
     Finished,
 }
 
@@ -216,13 +209,11 @@ impl GuestHandshake {
                 if msg.len() != PAKE_MSG_LEN {
                     return Err(JoinError::Protocol("bad SPAKE2 message".into()));
                 }
-                let k = zeroize::Zeroizing::new(
-                    spake
-                        .finish(&msg)
-                        .map_err(|_| JoinError::Protocol("bad SPAKE2 message".into()))?,
-                );
+                let k = spake
+                    .finish(&msg)
+                    .map_err(|_| JoinError::Protocol("bad SPAKE2 message".into()))?;
                 let t = transcript(self.room, &msg, &my_msg);
-                let keys = KeySchedule::derive(&k, &t);
+                let keys = KeySchedule::derive(&k[..], &t);
                 let mac = confirm_mac(&keys.confirm_guest).to_vec();
                 self.state = GuestState::AwaitConfirm { keys };
                 Ok(GuestStep::Send(Message::Confirm { mac }))
@@ -314,10 +305,9 @@ impl HostHandshake {
                 let Ok(k) = spake.finish(&msg) else {
                     return malformed("bad SPAKE2 message", false);
                 };
-                let k = zeroize::Zeroizing::new(k);
                 let t = transcript(self.room, &my_msg, &msg);
                 self.state = HostState::AwaitConfirm {
-                    keys: KeySchedule::derive(&k, &t),
+                    keys: KeySchedule::derive(&k[..], &t),
                 };
                 HostStep::Send(Message::Pake {
                     v: VERSION,

@@ -10,6 +10,7 @@ pub mod invite;
 pub mod keys;
 pub mod pin;
 pub mod room;
+pub mod spake;
 
 pub use crowd::{Crowd, Source};
 pub use frame::{ErrorCode, FrameDecoder, FrameError, Message, MAX_PAYLOAD};

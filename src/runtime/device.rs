@@ -18,6 +18,9 @@ use crate::service::Notifier;
 /// The longest the loop sleeps when nothing on screen moves with time: a safety net, the
 /// loop wakes when the screen is due to change ([`app::next_change`]) and for the watchdog.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// How long the display may refuse frames before the box stops (the loop wakes at least
+/// every [`MAX_SLEEP`], so a refused frame is retried within a second).
+const DISPLAY_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// The running box.
 pub struct Device<D, I, O> {
@@ -32,6 +35,8 @@ pub struct Device<D, I, O> {
     board: String,
     shown: Option<Screen>,
     frames: u64,
+    /// Since when the display has refused frames, if it does now.
+    display_failing_since: Option<std::time::Instant>,
     notifier: Notifier,
 }
 
@@ -54,6 +59,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             board: options.board.name.clone(),
             shown: None,
             frames: 0,
+            display_failing_since: None,
             notifier: Notifier::from_env(),
         }
     }
@@ -273,9 +279,25 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             if let Err(e) = app::draw(&mut self.display, &screen) {
                 tracing::warn!("drawing failed: {e:?}");
             }
-            self.display.flush()?;
-            self.frames += 1;
-            self.shown = Some(screen);
+            // A display that refuses a frame (a bus glitch, a full disk or no file
+            // descriptor for the sim's PNG) is retried at the next redraw; only one that
+            // keeps failing for DISPLAY_GIVE_UP stops the box (systemd restarts it).
+            match self.display.flush() {
+                Ok(()) => {
+                    self.display_failing_since = None;
+                    self.frames += 1;
+                    self.shown = Some(screen);
+                }
+                Err(e) => {
+                    let since = *self.display_failing_since.get_or_insert(now);
+                    if now.duration_since(since) >= DISPLAY_GIVE_UP {
+                        return Err(e.into());
+                    }
+                    if since == now {
+                        tracing::warn!("the display refused a frame, retrying: {e}");
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -20,7 +20,9 @@ SRC_URI = "${INTERCOM_GIT_URI}"
 SRCREV = "${INTERCOM_SRCREV}"
 INTERCOM_SRCREV ??= "0000000000000000000000000000000000000000"
 
-S = "${WORKDIR}/git"
+# The board profile the image's config names (built into the binary; also installed
+# under ${datadir}/intercom/boards for reference). Set it to the board the MACHINE is.
+INTERCOM_BOARD ??= "rpi4-ssd1306"
 
 require intercom-crates.inc
 
@@ -40,7 +42,9 @@ do_install:append() {
     install -d ${D}${datadir}/dbus-1/system.d
     install -m 0644 ${S}/systemd/intercom-dbus.conf ${D}${datadir}/dbus-1/system.d/intercom.conf
     install -d ${D}${sysconfdir}/intercom
-    install -m 0644 ${S}/systemd/intercom.toml ${D}${sysconfdir}/intercom/intercom.toml
+    sed -e 's/^board = .*/board = "${INTERCOM_BOARD}"/' ${S}/systemd/intercom.toml \
+        > ${D}${sysconfdir}/intercom/intercom.toml
+    chmod 0644 ${D}${sysconfdir}/intercom/intercom.toml
     install -d ${D}${datadir}/intercom/boards
     install -m 0644 ${S}/board/*.toml ${D}${datadir}/intercom/boards/
 }
