@@ -282,3 +282,74 @@ fn under_systemd_it_reports_ready_status_and_feeds_the_watchdog() {
     assert!(stopping);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// A box killed with SIGABRT while its room is open (PIN and keys in memory) leaves no
+/// core file, even when started with core dumps allowed: it turns them off itself.
+#[test]
+fn a_crash_with_an_open_room_leaves_no_core_file() {
+    if !common::in_private_network("a_crash_with_an_open_room_leaves_no_core_file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cores = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("core"))
+            .count()
+    };
+    // Control: does this machine write core files for a plain process at all?
+    let control_dir = dir.path().join("control");
+    std::fs::create_dir(&control_dir).unwrap();
+    let control = Command::new("bash")
+        .args(["-c", "ulimit -c unlimited 2>/dev/null; exec sleep 30"])
+        .current_dir(&control_dir)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    kill(Pid::from_raw(control.id() as i32), Signal::SIGABRT).unwrap();
+    let _ = control.wait_with_output();
+    let cores_written_here = cores(&control_dir) > 0;
+
+    let box_dir = dir.path().join("box");
+    std::fs::create_dir(&box_dir).unwrap();
+    let png = box_dir.join("screen.png");
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -c unlimited 2>/dev/null; exec {} run --board sim --no-terminal --keys '*' --display-png {}",
+            env!("CARGO_BIN_EXE_intercom"),
+            png.display()
+        ))
+        .current_dir(&box_dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the room's QR code", || common::qr_in(&png).is_some());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let core_line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert!(
+        core_line.split_whitespace().nth(4) == Some("0"),
+        "the box's core limit: {core_line}"
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGABRT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(Signal::SIGABRT as i32)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(cores(&box_dir), 0, "the box left a core file");
+    println!(
+        "core files: a plain process {} one here; the box left none",
+        if cores_written_here {
+            "left"
+        } else {
+            "did not leave (core_pattern elsewhere)"
+        }
+    );
+}
