@@ -13,7 +13,6 @@
 //! chunk to the bound phone's own MTU, and what another phone overhears is the public
 //! SPAKE2 message or sealed frames it cannot use.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +39,8 @@ pub const HOST_TO_GUEST_UUID: Uuid = Uuid::from_u128(0x6b1d0003_8e5c_4a6e_9a3e_2
 const MIN_MTU: u16 = 23;
 /// Bytes of ATT header in a notification.
 const ATT_HEADER: usize = 3;
+/// The largest attribute value ATT allows (and so the largest notification).
+pub const MAX_NOTIFICATION: usize = 512;
 /// Room in each direction of a connection's pipe: more than one largest frame.
 const PIPE_BYTES: usize = 80 * 1024;
 /// How long bytes for a phone wait for it to subscribe to notifications.
@@ -92,8 +93,10 @@ impl Bluetooth {
     pub async fn serve_room(&self, attacher: Attacher, name: &str) -> Result<BleRoom, BleError> {
         let bridge = Arc::new(Bridge {
             attacher,
-            bound: Mutex::new(None),
-            connections: AtomicU64::new(0),
+            state: Mutex::new(BridgeState {
+                binder: PhoneBinder::default(),
+                to_room: None,
+            }),
             notifier: Mutex::new(None),
             subscribed: Notify::new(),
         });
@@ -173,28 +176,96 @@ impl BleRoom {
 
     /// Phones with a connection to the room server right now (0 or 1).
     pub async fn phones(&self) -> usize {
-        usize::from(self.bridge.bound.lock().await.is_some())
+        usize::from(self.bridge.state.lock().await.binder.bound().is_some())
     }
 }
 
-/// The phone the byte stream belongs to.
-struct Binding {
-    phone: Address,
-    /// Which connection of the room server this is.
+/// The bridge's rule without BlueZ: which phone the byte stream belongs to, and how
+/// large its notifications are. The first phone to write is bound until the room server
+/// closes that connection; meanwhile any other phone is refused.
+#[derive(Debug, Default)]
+pub struct PhoneBinder {
+    bound: Option<Bound>,
+    next: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    phone: [u8; 6],
     number: u64,
-    /// The phone's ATT MTU, from its own writes.
     mtu: u16,
-    /// The box's writing end of the phone's connection.
-    to_room: WriteHalf<DuplexStream>,
+}
+
+/// Where a phone's write goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteTo {
+    /// A new connection, with this number: the phone is bound now.
+    New(u64),
+    /// The bound phone's connection, with this number.
+    Existing(u64),
+    /// Another phone holds the stream: a GATT error.
+    Refused,
+}
+
+impl PhoneBinder {
+    /// A write of `phone` with its ATT `mtu`.
+    pub fn write(&mut self, phone: [u8; 6], mtu: u16) -> WriteTo {
+        match &mut self.bound {
+            Some(b) if b.phone != phone => WriteTo::Refused,
+            Some(b) => {
+                b.mtu = mtu.max(MIN_MTU);
+                WriteTo::Existing(b.number)
+            }
+            None => {
+                let number = self.next;
+                self.next += 1;
+                self.bound = Some(Bound {
+                    phone,
+                    number,
+                    mtu: mtu.max(MIN_MTU),
+                });
+                WriteTo::New(number)
+            }
+        }
+    }
+
+    /// The room server closed connection `number`: the stream is free if it was the
+    /// bound one. True if it was.
+    pub fn release(&mut self, number: u64) -> bool {
+        if self.bound.is_some_and(|b| b.number == number) {
+            self.bound = None;
+            return true;
+        }
+        false
+    }
+
+    /// The phone bound now, if any.
+    pub fn bound(&self) -> Option<[u8; 6]> {
+        self.bound.map(|b| b.phone)
+    }
+
+    /// Bytes of value in each notification for connection `number`: its phone's MTU less
+    /// the ATT header, at most [`MAX_NOTIFICATION`]; the smallest MTU's once it is gone.
+    pub fn notification_size(&self, number: u64) -> usize {
+        let mtu = match self.bound {
+            Some(b) if b.number == number => b.mtu,
+            _ => MIN_MTU,
+        };
+        (usize::from(mtu) - ATT_HEADER).min(MAX_NOTIFICATION)
+    }
+}
+
+/// What the bridge holds: the rule, and the bound phone's writing end to the room.
+struct BridgeState {
+    binder: PhoneBinder,
+    to_room: Option<WriteHalf<DuplexStream>>,
 }
 
 /// Joins GATT writes and notifications to byte streams for the room server.
 struct Bridge {
     attacher: Attacher,
-    /// The one phone served now, if any.
-    bound: Mutex<Option<Binding>>,
-    /// Connections made so far.
-    connections: AtomicU64,
+    /// Which phone is served, and its stream to the room.
+    state: Mutex<BridgeState>,
     notifier: Mutex<Option<CharacteristicNotifier>>,
     subscribed: Notify,
 }
@@ -208,34 +279,33 @@ impl Bridge {
         mtu: u16,
         value: &[u8],
     ) -> Result<(), ReqError> {
-        let mut bound = self.bound.lock().await;
-        let binding = match bound.as_mut() {
-            Some(b) if b.phone != phone => {
+        let mut state = self.state.lock().await;
+        let number = match state.binder.write(phone.0, mtu) {
+            WriteTo::Refused => {
                 tracing::debug!("a second phone wrote while another is pairing: refused");
                 return Err(ReqError::NotPermitted);
             }
-            Some(b) => b,
-            None => {
+            WriteTo::Existing(number) => number,
+            WriteTo::New(number) => {
                 let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
                 let (from_room, to_room) = tokio::io::split(ours);
                 self.attacher
                     .attach(Box::new(theirs), Source::Device(phone.0))
                     .await;
-                let number = self.connections.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(self.clone().to_phone(number, from_room));
                 tracing::debug!("a phone connected over Bluetooth LE");
-                bound.insert(Binding {
-                    phone,
-                    number,
-                    mtu: MIN_MTU,
-                    to_room,
-                })
+                state.to_room = Some(to_room);
+                number
             }
         };
-        binding.mtu = mtu.max(MIN_MTU);
-        if binding.to_room.write_all(value).await.is_err() {
+        let written = match state.to_room.as_mut() {
+            Some(to_room) => to_room.write_all(value).await.is_ok(),
+            None => false,
+        };
+        if !written {
             // The room server closed this connection (bad frame, room finished).
-            *bound = None;
+            state.binder.release(number);
+            state.to_room = None;
             return Err(ReqError::Failed);
         }
         Ok(())
@@ -243,13 +313,9 @@ impl Bridge {
 
     /// Bytes the room server wrote for the bound phone: out as notifications of its MTU.
     async fn to_phone(self: Arc<Self>, number: u64, mut from_room: ReadHalf<DuplexStream>) {
-        let mut buf = vec![0u8; 512];
+        let mut buf = vec![0u8; MAX_NOTIFICATION];
         loop {
-            let mtu = match self.bound.lock().await.as_ref() {
-                Some(b) if b.number == number => b.mtu,
-                _ => MIN_MTU,
-            };
-            let chunk = (usize::from(mtu) - ATT_HEADER).min(buf.len());
+            let chunk = self.state.lock().await.binder.notification_size(number);
             let n = match from_room.read(&mut buf[..chunk]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -258,9 +324,9 @@ impl Bridge {
                 break;
             }
         }
-        let mut bound = self.bound.lock().await;
-        if bound.as_ref().is_some_and(|b| b.number == number) {
-            *bound = None;
+        let mut state = self.state.lock().await;
+        if state.binder.release(number) {
+            state.to_room = None;
         }
         tracing::debug!("a Bluetooth LE connection ended; the service is free again");
     }
@@ -281,5 +347,37 @@ impl Bridge {
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHONE: [u8; 6] = [0x5c, 0xf3, 0x70, 0x12, 0x34, 0x56];
+    const OTHER: [u8; 6] = [0x66; 6];
+
+    #[test]
+    fn one_phone_at_a_time_until_its_connection_closes() {
+        let mut b = PhoneBinder::default();
+        assert_eq!(b.write(PHONE, 185), WriteTo::New(0));
+        assert_eq!(b.write(OTHER, 23), WriteTo::Refused);
+        assert_eq!(b.write(PHONE, 185), WriteTo::Existing(0));
+        // Notifications follow the bound phone's MTU, never the refused one's.
+        assert_eq!(b.notification_size(0), 182);
+        assert!(!b.release(7));
+        assert_eq!(b.bound(), Some(PHONE));
+        assert!(b.release(0));
+        assert_eq!(b.notification_size(0), 20);
+        assert_eq!(b.write(OTHER, 23), WriteTo::New(1));
+    }
+
+    #[test]
+    fn notification_sizes_stay_within_att() {
+        let mut b = PhoneBinder::default();
+        assert_eq!(b.write(PHONE, 0), WriteTo::New(0));
+        assert_eq!(b.notification_size(0), 20);
+        b.write(PHONE, u16::MAX);
+        assert_eq!(b.notification_size(0), MAX_NOTIFICATION);
     }
 }
