@@ -24,7 +24,7 @@ use intercom::config::Config;
 use intercom::hw::sim::{SimKeypadOptions, WavIn, WavOut};
 use intercom::hw::{Input, Key, KeyEvent};
 use intercom::pairing::{HostRoom, Inner, Invite, JoinError, Pin, RoomId};
-use intercom::runtime::{self, Report, RunOptions};
+use intercom::runtime::{Report, RunOptions};
 use intercom::signaling::ble::{BleRoom, Bluetooth};
 use intercom::signaling::{
     join, spawn_host, GuestError, HostEvent, HostHandle, SessionEnd, SessionEvent,
@@ -164,24 +164,7 @@ impl FakeBluez {
 
     /// The first event with this key, waiting up to 10 s.
     fn wait_for(&self, key: &str) -> Value {
-        let t = Instant::now();
-        loop {
-            if let Some(v) = self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|v| v.get(key).is_some())
-            {
-                return v.clone();
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "no {key:?} from the BlueZ mock: {:?}",
-                self.events.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_until(|v| v.get(key).is_some())
     }
 
     fn errors(&self) -> Vec<Value> {
@@ -463,16 +446,12 @@ async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
         audio: None,
         reports: None,
     };
-    let (keys, key_rx) = tokio::sync::mpsc::channel(8);
-    let (report_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let options = RunOptions {
-        reports: Some(report_tx),
-        ..options
-    };
-    let the_box = tokio::spawn(runtime::run_with_input(options, Some(key_rx), async {
-        let _ = stop_rx.await;
-    }));
+    let common::InProcessBox {
+        keys,
+        mut reports,
+        stop,
+        handle: the_box,
+    } = common::InProcessBox::start(options);
     keys.send(Input::Key(KeyEvent::press(Key::Star)))
         .await
         .unwrap();

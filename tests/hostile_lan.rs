@@ -328,7 +328,7 @@ async fn a_fake_room_gets_three_guesses_at_most() {
     if !common::in_private_network("a_fake_room_gets_three_guesses_at_most") {
         return;
     }
-    use intercom::runtime::{self, RunOptions};
+    use intercom::runtime::RunOptions;
     let discovery = intercom::signaling::discovery::Discovery::start(&["lo".into()]).unwrap();
     let (_advert, taken) = fake_room(&discovery).await;
     let options = RunOptions {
@@ -348,16 +348,12 @@ async fn a_fake_room_gets_three_guesses_at_most() {
         audio: None,
         reports: None,
     };
-    let (keys, key_rx) = tokio::sync::mpsc::channel(64);
-    let (report_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let options = RunOptions {
-        reports: Some(report_tx),
-        ..options
-    };
-    let guest = tokio::spawn(runtime::run_with_input(options, Some(key_rx), async {
-        let _ = stop_rx.await;
-    }));
+    let common::InProcessBox {
+        keys,
+        mut reports,
+        stop,
+        handle: guest,
+    } = common::InProcessBox::start(options);
     // Three tries: each reaches the fake and ends in a notice.
     type_keys(&keys, "#4821#").await;
     for attempt in 1..=3 {

@@ -258,3 +258,43 @@ pub fn qr_in(png: &std::path::Path) -> Option<String> {
     let grids = prepared.detect_grids();
     grids.first()?.decode().ok().map(|(_, s)| s)
 }
+
+/// A whole box running in this process (`runtime::run_with_input`): keys go in, reports
+/// come out, and `stop` ends it cleanly.
+pub struct InProcessBox {
+    /// Key presses (and text lines) for the box.
+    pub keys: tokio::sync::mpsc::Sender<intercom::hw::Input>,
+    /// What the box did.
+    pub reports: tokio::sync::mpsc::UnboundedReceiver<intercom::runtime::Report>,
+    /// Send (or drop) to stop the box.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// The box's task: its summary once stopped.
+    pub handle:
+        tokio::task::JoinHandle<Result<intercom::runtime::RunSummary, intercom::runtime::RunError>>,
+}
+
+impl InProcessBox {
+    /// Starts a box with `options`; its `reports` are replaced by the returned channel.
+    pub fn start(options: intercom::runtime::RunOptions) -> InProcessBox {
+        let (keys, key_rx) = tokio::sync::mpsc::channel(64);
+        let (report_tx, reports) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = intercom::runtime::RunOptions {
+            reports: Some(report_tx),
+            ..options
+        };
+        let handle = tokio::spawn(intercom::runtime::run_with_input(
+            options,
+            Some(key_rx),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        InProcessBox {
+            keys,
+            reports,
+            stop,
+            handle,
+        }
+    }
+}
