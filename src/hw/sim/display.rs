@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{ExtendedColorType, ImageEncoder};
 
 use crate::hw::framebuffer::FrameBuffer;
 use crate::hw::{Display, HwError, ScreenColor};
@@ -59,8 +57,17 @@ impl<C: ScreenColor> SimDisplay<C> {
         // Fast compression: a third of the default's CPU; a screen still packs into a few
         // kB, written in one call.
         let mut png = Vec::new();
-        PngEncoder::new_with_quality(&mut png, CompressionType::Fast, FilterType::Adaptive)
-            .write_image(&rgb, width, height, ExtendedColorType::Rgb8)
+        let mut encoder = png::Encoder::new(&mut png, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.set_compression(png::Compression::Fast);
+        encoder.set_filter(png::Filter::Adaptive);
+        encoder
+            .write_header()
+            .and_then(|mut w| {
+                w.write_image_data(&rgb)?;
+                w.finish()
+            })
             .map_err(|e| err(e.to_string()))?;
         let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
         std::fs::write(&tmp, &png).map_err(|e| err(e.to_string()))?;
