@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use intercom::board::Board;
 use intercom::call::{self, CallEvent, NetworkSetup};
 use intercom::config::Config;
-use intercom::hw::sim::{SimKeypadOptions, WavIn, WavOut};
+use intercom::hw::sim::{WavIn, WavOut};
 use intercom::hw::{Input, Key, KeyEvent};
 use intercom::pairing::{HostRoom, Inner, Invite, JoinError, Pin, RoomId};
 use intercom::runtime::{Report, RunOptions};
@@ -430,21 +430,16 @@ async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
         .port();
     let png = dir.join("screen.png");
     let options = RunOptions {
-        config: Config {
-            device_name: "Meeting room".into(),
-            tcp_port: port,
-            lan_interfaces: vec!["lo".into()],
-            ..Config::default()
-        },
-        board,
-        keys: SimKeypadOptions::default(),
         display_png: Some(png.clone()),
-        terminal: false,
-        audio_in: None,
-        audio_in_clip: None,
-        audio_out: None,
-        audio: None,
-        reports: None,
+        ..common::sim_options(
+            Config {
+                device_name: "Meeting room".into(),
+                tcp_port: port,
+                lan_interfaces: vec!["lo".into()],
+                ..Config::default()
+            },
+            board,
+        )
     };
     let common::InProcessBox {
         keys,

@@ -328,26 +328,17 @@ async fn a_fake_room_gets_three_guesses_at_most() {
     if !common::in_private_network("a_fake_room_gets_three_guesses_at_most") {
         return;
     }
-    use intercom::runtime::RunOptions;
     let discovery = intercom::signaling::discovery::Discovery::start(&["lo".into()]).unwrap();
     let (_advert, taken) = fake_room(&discovery).await;
-    let options = RunOptions {
-        config: intercom::config::Config {
+    let options = common::sim_options(
+        intercom::config::Config {
             device_name: "Visitor".into(),
             tcp_port: 0,
             lan_interfaces: vec!["lo".into()],
             ..Default::default()
         },
-        board: intercom::board::Board::load("sim").unwrap(),
-        keys: Default::default(),
-        display_png: None,
-        terminal: false,
-        audio_in: None,
-        audio_in_clip: None,
-        audio_out: None,
-        audio: None,
-        reports: None,
-    };
+        intercom::board::Board::load("sim").unwrap(),
+    );
     let common::InProcessBox {
         keys,
         mut reports,

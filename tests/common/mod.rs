@@ -273,6 +273,26 @@ pub struct InProcessBox {
         tokio::task::JoinHandle<Result<intercom::runtime::RunSummary, intercom::runtime::RunError>>,
 }
 
+/// Options for a box on `board` with `config`: no display file, no terminal, silent
+/// audio, no keys at start.
+pub fn sim_options(
+    config: intercom::config::Config,
+    board: intercom::board::Board,
+) -> intercom::runtime::RunOptions {
+    intercom::runtime::RunOptions {
+        config,
+        board,
+        keys: Default::default(),
+        display_png: None,
+        terminal: false,
+        audio_in: None,
+        audio_in_clip: None,
+        audio_out: None,
+        audio: None,
+        reports: None,
+    }
+}
+
 impl InProcessBox {
     /// Starts a box with `options`; its `reports` are replaced by the returned channel.
     pub fn start(options: intercom::runtime::RunOptions) -> InProcessBox {
