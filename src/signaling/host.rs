@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::session::Session;
-use super::{BoxedStream, QuietLog};
+use super::{accept_next, BoxedStream, QuietLog};
 use crate::pairing::{
     ConnId, FrameDecoder, FrameError, HostRoom, Message, RoomEvent, RoomStatus, SecureChannel,
     Source,
@@ -64,20 +64,11 @@ impl HostHandle {
             loop {
                 tokio::select! {
                     _ = incoming.closed() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            let _ = stream.set_nodelay(true);
-                            let source = Source::ip(peer.ip());
-                            if incoming.send((Box::new(stream), source)).await.is_err() {
-                                return;
-                            }
+                    (stream, source) = accept_next(&listener, &mut quiet, "pairing port") => {
+                        if incoming.send((Box::new(stream), source)).await.is_err() {
+                            return;
                         }
-                        // Out of descriptors or similar: back off instead of spinning.
-                        Err(e) => {
-                            quiet.warn(format_args!("pairing port: accept failed: {e}"));
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                    },
+                    }
                 }
             }
         });

@@ -22,6 +22,28 @@ pub use guest::{join, join_tcp, GuestError};
 pub use host::{spawn_host, Attacher, HostEvent, HostHandle};
 pub use session::{Session, SessionEnd, SessionEvent};
 
+/// The next connection on a pairing port, ready for the room: no Nagle delay, and its
+/// [`Source`](crate::pairing::Source). An accept error (out of descriptors, say) is
+/// logged through `quiet` and retried after a short pause instead of spinning.
+pub(crate) async fn accept_next(
+    listener: &tokio::net::TcpListener,
+    quiet: &mut QuietLog,
+    port_name: &str,
+) -> (tokio::net::TcpStream, crate::pairing::Source) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, crate::pairing::Source::ip(peer.ip()));
+            }
+            Err(e) => {
+                quiet.warn(format_args!("{port_name}: accept failed: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// A warning that repeats at most once per [`QuietLog::EVERY`], with a count of what it
 /// held back: a flood must not fill the journal.
 #[derive(Debug, Default)]

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::host::Attacher;
-use super::QuietLog;
+use super::{accept_next, QuietLog};
 use crate::pairing::{Crowd, FrameDecoder, Source, MAX_PAYLOAD};
 
 /// Bytes of each connection's pipe to the room server: more than one largest frame.
@@ -91,22 +91,13 @@ pub fn serve_websocket(attacher: Attacher, listener: TcpListener) {
         loop {
             tokio::select! {
                 _ = attacher.closed() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let source = Source::ip(peer.ip());
-                        let Ok(mut locked) = gate.lock() else { return };
-                        let (id, displaced) = locked.admit(source);
-                        drop(locked);
-                        let admitted = Admitted { gate: gate.clone(), id };
-                        tokio::spawn(bridge(stream, source, attacher.clone(), admitted, displaced));
-                    }
-                    // Out of descriptors or similar: back off instead of spinning.
-                    Err(e) => {
-                        quiet.warn(format_args!("WebSocket port: accept failed: {e}"));
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                (stream, source) = accept_next(&listener, &mut quiet, "WebSocket port") => {
+                    let Ok(mut locked) = gate.lock() else { return };
+                    let (id, displaced) = locked.admit(source);
+                    drop(locked);
+                    let admitted = Admitted { gate: gate.clone(), id };
+                    tokio::spawn(bridge(stream, source, attacher.clone(), admitted, displaced));
+                }
             }
         }
     });
