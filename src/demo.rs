@@ -90,7 +90,7 @@ impl BoxUnderTest {
             })
             .await;
             if let Err(e) = &r {
-                tracing::error!("box {name}: {e}");
+                tracing::error!(error = e as &dyn std::error::Error, "box {name}");
             }
             r
         });

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::board::{AudioDriver, DisplayDriver, KeypadDriver};
 use crate::hw::alsa::Latency;
 use crate::runtime::backends::{self, alsa_devices, audio_driver};
-use crate::runtime::RunOptions;
+use crate::runtime::{error_chain, RunOptions};
 
 /// One device and how it fared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
                 Some(e) => Err(e),
                 None => crate::hw::rpi::open_ssd1306(d)
                     .map(|_| "initialised".into())
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| error_chain(&e)),
             },
             optional: false,
         },
@@ -74,7 +74,7 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
                 Some(e) => Err(e),
                 None => crate::hw::rpi::open_st7789(d)
                     .map(|_| "initialised".into())
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| error_chain(&e)),
             },
             optional: false,
         },
@@ -101,7 +101,7 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
                 Some(e) => Err(e),
                 None => crate::hw::rpi::open_keypad(k)
                     .map(|_| "scanning".into())
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| error_chain(&e)),
             },
             optional: false,
         },
@@ -114,7 +114,7 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
     } else {
         let (mic, speaker) = match backends::open_audio(options) {
             Ok(_) => (Ok(String::new()), Ok(String::new())),
-            Err(e) => (Err(e.to_string()), Err(e.to_string())),
+            Err(e) => (Err(error_chain(&e)), Err(error_chain(&e))),
         };
         let name = |p: &Option<std::path::PathBuf>, none: &str| {
             p.as_ref()
@@ -142,7 +142,10 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
         .await
         {
             Ok(Ok(bt)) => Ok(format!("adapter {}", bt.address())),
-            Ok(Err(e)) => Err(format!("{e}; phones can still pair over the LAN")),
+            Ok(Err(e)) => Err(format!(
+                "{}; phones can still pair over the LAN",
+                error_chain(&e)
+            )),
             Err(_) => Err("bluetoothd did not answer in 5 s".into()),
         };
         checks.push(Check {
@@ -186,7 +189,7 @@ fn alsa_check(what: &'static str, device: &str, capture: bool, latency: Latency)
         device: format!("ALSA {device}"),
         result: crate::hw::alsa::open_pcm(device, dir, latency)
             .map(|_| "48 kHz mono S16".into())
-            .map_err(|e| e.to_string()),
+            .map_err(|e| error_chain(&e)),
         optional: false,
     }
 }

@@ -29,7 +29,12 @@ pub mod config;
 pub mod demo;
 pub mod doctor;
 pub mod hw;
-pub mod pairing;
 pub mod runtime;
 pub mod service;
-pub mod signaling;
+
+/// What a call carries, without WebRTC (crate `intercom-media`).
+pub use intercom_media as media;
+/// The security core (crate `intercom-pairing`).
+pub use intercom_pairing as pairing;
+/// Pairing with real IO (crate `intercom-signaling`).
+pub use intercom_signaling as signaling;

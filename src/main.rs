@@ -99,7 +99,8 @@ struct RunArgs {
     /// Simulator: write every display frame to this PNG (replaced atomically).
     #[arg(long, value_name = "PATH")]
     display_png: Option<PathBuf>,
-    /// Simulator: do not draw the screen in the terminal.
+    /// Simulator: do not draw the screen in the terminal (otherwise it is drawn scaled to
+    /// the window, which needs at least 40 x 12 characters, and redrawn on resize).
     #[arg(long)]
     no_terminal: bool,
     /// Simulator: microphone input, a 48 kHz 16-bit WAV file played in real time
@@ -114,8 +115,9 @@ struct RunArgs {
     #[arg(long, value_enum, conflicts_with_all = ["audio_in", "audio_out"])]
     audio: Option<AudioArg>,
     /// Write what the box does as JSON lines (a file, a FIFO or /dev/stdout), each
-    /// stamped with CLOCK_MONOTONIC ns: states, media up, audio flowing, texts shown by
-    /// id, call statistics. No PIN and no text content are written.
+    /// stamped with CLOCK_MONOTONIC ns: ready, states, media up, audio flowing, texts
+    /// shown by id, why a call ended, call statistics. No PIN and no text content are
+    /// written.
     #[arg(long, value_name = "PATH")]
     events: Option<PathBuf>,
 }

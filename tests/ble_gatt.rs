@@ -23,11 +23,11 @@ use intercom::call::{self, CallEvent, NetworkSetup};
 use intercom::config::Config;
 use intercom::hw::sim::{WavIn, WavOut};
 use intercom::hw::{Input, Key, KeyEvent};
-use intercom::pairing::{HostRoom, Inner, Invite, JoinError, Pin, RoomId};
+use intercom::pairing::{HostRoom, Invite, JoinError, Pin, RoomId};
 use intercom::runtime::{Report, RunOptions};
 use intercom::signaling::ble::{BleRoom, Bluetooth};
 use intercom::signaling::{
-    join, spawn_host, GuestError, HostEvent, HostHandle, SessionEnd, SessionEvent,
+    join, spawn_host, GuestError, HostEvent, HostHandle, Inner, SessionEnd, SessionEvent,
 };
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -237,7 +237,10 @@ async fn pairing_over_bluetooth_le() {
         return;
     };
     // No bluetoothd (no bus yet): one clear error.
-    let err = Bluetooth::start().await.err().unwrap().to_string();
+    let err = format!(
+        "{:#}",
+        anyhow::Error::from(Bluetooth::start().await.err().unwrap())
+    );
     assert!(
         err.contains("Bluetooth") && err.contains("bluetoothd"),
         "{err}"
@@ -476,10 +479,11 @@ async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
         addrs: vec!["127.0.0.1:0".parse().unwrap()],
         stun_servers: Vec::new(),
     };
-    let mut call = call::start(session, net, WavIn::silent(), WavOut::discard());
+    let audio = intercom::audio::Devices::new(WavIn::silent(), WavOut::discard());
+    let mut call = call::start(session, net, audio);
     let connected = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(ev) = call.next_event().await {
-            if ev == CallEvent::MediaConnected {
+            if matches!(ev, CallEvent::MediaConnected) {
                 return true;
             }
         }

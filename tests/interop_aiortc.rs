@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::audio::{compare, read_wav};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use intercom_test_support::{BoxOptions, SimBox};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/aiortc_guest.py");
 
@@ -34,40 +33,15 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.wav");
     std::fs::write(&clip, intercom::demo::SPEECH_CLIP).unwrap();
-    let cfg = dir.path().join("box.toml");
-    std::fs::write(&cfg, "device_name = \"Door\"\nlan_interfaces = [\"v0\"]\n").unwrap();
-    let (png, heard, recorded) = (
-        dir.path().join("screen.png"),
-        dir.path().join("heard.wav"),
-        dir.path().join("aiortc-heard.wav"),
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_intercom"))
-        .args(["run", "--board", "sim", "--no-terminal", "--keys", "*"])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--display-png")
-        .arg(&png)
-        .arg("--audio-in")
-        .arg(&clip)
-        .arg("--audio-out")
-        .arg(&heard)
-        .env("INTERCOM_LOG", "intercom=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = common::collect_lines(move || Ok(stderr), Some);
-    let log = || lines.lock().unwrap().join("\n");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let invite = loop {
-        if let Some(uri) = common::qr_in(&png) {
-            break intercom::pairing::Invite::parse(&uri).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no room: {}", log());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut options = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "door");
+    options.config = "device_name = \"Door\"\nlan_interfaces = [\"v0\"]\n".into();
+    options.audio_in = Some(clip.clone());
+    options.record = true;
+    let door = SimBox::start(dir.path(), options);
+    let recorded = dir.path().join("aiortc-heard.wav");
+    door.keys("*");
+    door.wait_state("room open", 0, Duration::from_secs(20));
+    let invite = door.invite();
     let addr = invite
         .tcp
         .iter()
@@ -88,7 +62,7 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
         out.status.success(),
         "aiortc peer failed: {}\nbox log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        log()
+        door.log()
     );
     println!(
         "aiortc session took {:.1} s",
@@ -100,13 +74,10 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
         "the box did not acknowledge the text"
     );
     // aiortc's bye ends the call on the box.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !log().contains("in call -> notice") {
-        assert!(Instant::now() < deadline, "call did not end: {}", log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let ended = door.expect_event("call_ended", 0, Duration::from_secs(15));
+    assert_eq!(ended["reason"], "remote");
+    let heard = door.heard().to_path_buf();
+    door.stop();
 
     let source = read_wav(&clip);
     for (what, path) in [

@@ -5,8 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use intercom::pairing::{HostRoom, Inner, Pin, RoomId};
-use intercom::signaling::{join_tcp, spawn_host, HostEvent, SessionEvent};
+use intercom::pairing::{HostRoom, Pin, RoomId};
+use intercom::signaling::{join_tcp, spawn_host, HostEvent, Inner, SessionEvent};
 use tokio::net::TcpListener;
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/python_peer.py");

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use intercom::pairing::{
-    ErrorCode, FrameDecoder, GuestHandshake, GuestStep, HostRoom, Inner, JoinError, Message, Pin,
-    RoomId, MAX_PAYLOAD,
+    ErrorCode, FrameDecoder, GuestHandshake, GuestStep, HostRoom, JoinError, Message, Pin, RoomId,
+    MAX_PAYLOAD,
 };
 use intercom::signaling::{
-    join, join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session, SessionEnd,
+    join, join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Inner, Session, SessionEnd,
     SessionEvent,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,11 +82,9 @@ async fn wrong_pins_report_tries_left_then_the_room_is_locked() {
     let wrong = Pin::parse("0000").unwrap();
     for left in [2u8, 1, 0] {
         let err = join_tcp(&[addr], id, &wrong).await.unwrap_err();
-        assert_eq!(
-            err,
-            GuestError::Join(JoinError::BadPin {
-                tries_left: Some(left)
-            })
+        assert!(
+            matches!(err, GuestError::Join(JoinError::BadPin { tries_left: Some(l) }) if l == left),
+            "{err:?}"
         );
     }
     let mut seen = Vec::new();
@@ -186,9 +184,12 @@ async fn replayed_reordered_or_tampered_sealed_frames_end_the_session() {
         let frames: Vec<Message> = (0..2)
             .map(|i| {
                 channel
-                    .seal(&Inner::Offer {
-                        sdp: format!("sdp {i}"),
-                    })
+                    .seal(
+                        &Inner::Offer {
+                            sdp: format!("sdp {i}"),
+                        }
+                        .encode(),
+                    )
                     .unwrap()
             })
             .collect();
@@ -242,11 +243,15 @@ async fn a_man_in_the_middle_with_its_own_spake2_fails_on_both_sides() {
         )
     });
     let guest = join_tcp(&[mitm_addr], id, &Pin::parse(PIN).unwrap()).await;
-    assert_eq!(
-        guest.unwrap_err(),
-        GuestError::Join(JoinError::BadPin {
-            tries_left: Some(2)
-        })
+    let err = guest.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GuestError::Join(JoinError::BadPin {
+                tries_left: Some(2)
+            })
+        ),
+        "{err:?}"
     );
     let (mitm_joined_host, mitm_joined_guest) = mitm.await.unwrap();
     assert!(!mitm_joined_host && !mitm_joined_guest);
@@ -363,5 +368,5 @@ async fn a_guest_that_never_answers_times_out() {
         &Pin::parse(PIN).unwrap(),
     )
     .await;
-    assert_eq!(res.unwrap_err(), GuestError::Timeout);
+    assert!(matches!(res.unwrap_err(), GuestError::Timeout));
 }

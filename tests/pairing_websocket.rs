@@ -5,11 +5,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use intercom::pairing::{
-    GuestHandshake, GuestStep, HostRoom, Inner, Message, Pin, RoomId, SecureChannel,
-};
+use intercom::pairing::{GuestHandshake, GuestStep, HostRoom, Message, Pin, RoomId, SecureChannel};
 use intercom::signaling::websocket::serve_websocket;
-use intercom::signaling::{spawn_host, HostEvent, HostHandle, SessionEvent};
+use intercom::signaling::{spawn_host, HostEvent, HostHandle, Inner, SessionEvent};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::{client_async, WebSocketStream};
@@ -84,7 +82,9 @@ async fn a_browser_pairs_over_a_websocket_and_sdp_flows_sealed() {
         "v=0\r\n{}",
         "a=candidate:1 1 udp 1 10.0.0.1 5000 typ host\r\n".repeat(70)
     );
-    let sealed = channel.seal(&Inner::Offer { sdp: offer.clone() }).unwrap();
+    let sealed = channel
+        .seal(&Inner::Offer { sdp: offer.clone() }.encode())
+        .unwrap();
     ws.send(Ws::text(String::from_utf8(sealed.to_json()).unwrap()))
         .await
         .unwrap();
@@ -99,9 +99,12 @@ async fn a_browser_pairs_over_a_websocket_and_sdp_flows_sealed() {
         .await
         .unwrap();
     let payload = next_text(&mut ws).await.unwrap();
-    let inner = channel
-        .open(&Message::parse(payload.as_bytes()).unwrap())
-        .unwrap();
+    let inner = Inner::decode(
+        &channel
+            .open(&Message::parse(payload.as_bytes()).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         inner,
         Inner::Answer {

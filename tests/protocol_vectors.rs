@@ -79,7 +79,7 @@ fn sealed_frame_matches_and_opens() {
     let mut opener = SealDirection::new(keys.seal_guest_to_host.clone());
     assert_eq!(opener.open(&frame).unwrap(), inner.as_bytes());
     // And the inner JSON is what our channel would produce for this offer.
-    let ours = serde_json::to_string(&intercom::pairing::Inner::Offer {
+    let ours = serde_json::to_string(&intercom::signaling::Inner::Offer {
         sdp: "v=0\r\n".into(),
     })
     .unwrap();

@@ -20,6 +20,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use intercom_test_support::{BoxOptions, SimBox};
 use serde_json::Value;
 
 const TEST: &str = "a_phone_pairs_and_calls_the_box_from_the_web_page";
@@ -104,98 +105,32 @@ fn serve(dir: PathBuf) -> u16 {
     port
 }
 
-/// A box run through the CLI, with a keys FIFO and an events file.
-struct BoxProcess {
-    child: Child,
-    fifo: PathBuf,
-    png: PathBuf,
-    events: Arc<Mutex<Vec<Value>>>,
+/// The box, as `intercom run` with the speech clip as its microphone.
+fn start_box(dir: &Path) -> SimBox {
+    let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "box");
+    o.config = "device_name = \"Front door\"\ntcp_port = 7300\n".into();
+    o.audio_in = Some(root().join("assets/speech.wav"));
+    o.record = true;
+    SimBox::start(dir, o)
 }
 
-impl BoxProcess {
-    fn start(dir: &Path) -> BoxProcess {
-        let fifo = dir.join("keys");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let events = dir.join("events");
-        nix::unistd::mkfifo(&events, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let config = dir.join("intercom.toml");
-        std::fs::write(&config, "device_name = \"Front door\"\ntcp_port = 7300\n").unwrap();
-        let png = dir.join("screen.png");
-        let child = Command::new(env!("CARGO_BIN_EXE_intercom"))
-            .args(["run", "--board", "sim", "--no-terminal"])
-            .arg("--config")
-            .arg(&config)
-            .arg("--keys-fifo")
-            .arg(&fifo)
-            .arg("--display-png")
-            .arg(&png)
-            .arg("--audio-in")
-            .arg(root().join("assets/speech.wav"))
-            .arg("--audio-out")
-            .arg(dir.join("box-heard.wav"))
-            .arg("--events")
-            .arg(&events)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let events = common::collect_lines(
-            move || std::fs::File::open(&events),
-            |l| serde_json::from_str(&l).ok(),
-        );
-        BoxProcess {
-            child,
-            fifo,
-            png,
-            events,
-        }
-    }
-
-    fn keys(&self, line: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.fifo)
-            .unwrap();
-        writeln!(f, "{line}").unwrap();
-    }
-
-    fn wait_event(&self, what: impl Fn(&Value) -> bool, label: &str) {
-        let t = Instant::now();
-        while !self.events.lock().unwrap().iter().any(&what) {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "the box never reported {label}: {:?}",
-                self.events.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Opens a room and returns its invitation, read off the screen.
-    fn open_room(&self, before: Option<&str>) -> String {
-        self.keys("*");
-        let t = Instant::now();
-        loop {
-            if let Some(uri) = common::qr_in(&self.png) {
-                if Some(uri.as_str()) != before {
-                    return uri;
-                }
+/// Opens a room and returns its invitation, read off the screen (another than `before`).
+fn open_room(the_box: &SimBox, before: Option<&str>) -> String {
+    let m = the_box.mark();
+    the_box.keys("*");
+    the_box.wait_state("room open", m, Duration::from_secs(20));
+    let t = Instant::now();
+    loop {
+        if let Some(uri) = common::qr_in(the_box.png()) {
+            if Some(uri.as_str()) != before {
+                return uri;
             }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "no QR code on the box's screen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for BoxProcess {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no QR code on the box's screen"
         );
-        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -300,11 +235,11 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let the_box = BoxProcess::start(dir.path());
+    let the_box = start_box(dir.path());
     let http = serve(root().join("web"));
 
     // A call, after one wrong PIN.
-    let uri = the_box.open_room(None);
+    let uri = open_room(&the_box, None);
     let wrong = wrong_pin_for(&uri);
     let url = format!("http://127.0.0.1:{http}/?record#{uri}");
     let mut page = Driver::start("call", &url, dir.path(), &wrong);
@@ -324,9 +259,9 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
         in_call["pin_kept"], false,
         "after pairing the page keeps the PIN nowhere (object, field, address)"
     );
-    the_box.wait_event(|v| v["event"] == "media_connected", "media connected");
+    the_box.expect_event("media_connected", 0, Duration::from_secs(30));
     page.wait("delivered");
-    the_box.wait_event(|v| v["event"] == "text_shown", "the page's text");
+    the_box.expect_event("text_shown", 0, Duration::from_secs(30));
     the_box.keys("text Come in, the door is open");
     let text = page.wait("box_text");
     assert_eq!(text["box_text"], "Come in, the door is open");
@@ -336,7 +271,7 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     page.wait("screenshot");
     page.command("hang-up");
     page.wait("hung_up");
-    the_box.wait_event(|v| v["event"] == "call_finished", "the end of the call");
+    the_box.expect_event("call_finished", 0, Duration::from_secs(30));
     let _ = page.child.wait();
 
     // The page heard the box's microphone (the clip)...
@@ -357,7 +292,7 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
 
     // Three wrong PINs lock a new room.
     std::thread::sleep(Duration::from_secs(4)); // the "call ended" notice
-    let uri2 = the_box.open_room(Some(&uri));
+    let uri2 = open_room(&the_box, Some(&uri));
     let wrong = wrong_pin_for(&uri2);
     let page = Driver::start(
         "lock",
@@ -383,11 +318,12 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
 
     // ...and the box heard the page's fake microphone (the same clip): its speaker's WAV
     // is complete once the box has stopped.
-    drop(the_box);
+    let heard_path = the_box.heard().to_path_buf();
+    the_box.stop();
     // Chromium's fake microphone plays the clip in a loop from when the page asks for
     // the microphone, so the box hears it from some point on: the box's speech (up to
     // 6 s) must match a stretch of the looped clip.
-    let heard = read_wav(&dir.path().join("box-heard.wav"));
+    let heard = read_wav(&heard_path);
     let loud = |v: &f64| v.abs() > 655.0;
     let first = heard.iter().position(loud).expect("the box heard nothing");
     let at_box = &heard[first..(first + 6 * 48_000).min(heard.len())];

@@ -12,12 +12,11 @@ use intercom::hw::FRAME_SAMPLES;
 use nix::time::{clock_gettime, ClockId};
 use rand::{Rng, SeedableRng};
 
-use crate::analysis::{pesq_wb, retime};
-use crate::common::audio::{align, read_wav};
+use intercom_test_support::audio::{align, pesq_wb, read_wav, retime};
 
 /// One encoder setting, measured.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct CodecResult {
+pub(crate) struct CodecResult {
     pub complexity: i32,
     pub pesq_clean: f64,
     pub pesq_loss15: f64,
@@ -38,7 +37,7 @@ const PASSES: usize = 3;
 const LOSS: f64 = 0.15;
 
 /// This thread's CPU time so far, seconds.
-pub fn thread_cpu_secs() -> f64 {
+pub(crate) fn thread_cpu_secs() -> f64 {
     let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
     t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9
 }
@@ -120,7 +119,7 @@ fn decode(packets: &[Vec<u8>], lost: &[bool]) -> (Vec<f64>, f64) {
 
 /// Measures each of `complexities` (every one from 0 to 10 when empty) on the WAV file
 /// `clip` (48 kHz mono).
-pub fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecResult> {
+pub(crate) fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecResult> {
     let reference = read_wav(clip);
     let pcm: Vec<i16> = reference.iter().map(|&s| s as i16).collect();
     let frames = frames(&pcm);
@@ -164,7 +163,7 @@ pub fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecResult> 
 }
 
 /// The sweep as a markdown table.
-pub fn markdown(results: &[CodecResult]) -> String {
+pub(crate) fn markdown(results: &[CodecResult]) -> String {
     let mut s = String::from(
         "| complexity | PESQ-WB clean | PESQ-WB 15 % loss | encode µs/frame | with FEC | quiet | decode µs/frame | bytes/packet |\n\
          |---|---|---|---|---|---|---|---|\n",

@@ -14,7 +14,7 @@ use crate::codec::thread_cpu_secs;
 const REDRAWS: u64 = 300;
 
 /// Prints CPU µs per redraw, without and with the PNG flush.
-pub fn measure(dir: &std::path::Path) {
+pub(crate) fn measure(dir: &std::path::Path) {
     let screen = |k: u64| Screen::InCall {
         elapsed_secs: k,
         last_text: Some(format!("text bench message {k}")),

@@ -9,18 +9,14 @@
 //! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the
 //! machine's network).
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
-mod analysis;
 mod codec;
 mod display;
-mod impair;
-mod netns;
 mod report;
 mod robustness;
 mod scenarios;
-mod sim_box;
+
+use intercom_test_support::netns::{self, Side};
+use intercom_test_support::{impair, BoxOptions, SimBox};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,8 +110,8 @@ fn main() -> ExitCode {
         println!("written to {}", args.out.join("codec.json").display());
         return ExitCode::SUCCESS;
     }
-    if !common::inside_private_network() {
-        return common::rerun_in_private_network();
+    if !netns::inside_private_network() {
+        return netns::rerun_in_private_network();
     }
     if let Err(e) = check_tools() {
         eprintln!("network bench: {e}");
@@ -225,4 +221,19 @@ fn check_tools() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A box on `side` of the link, speaking `audio_in` (if any) and recording what it hears
+/// to `<side>-heard.wav` in `dir`.
+fn start_box(side: &Side, dir: &std::path::Path, audio_in: Option<&std::path::Path>) -> SimBox {
+    let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), side.name);
+    o.config = format!(
+        "device_name = \"bench-{}\"\nlan_interfaces = [\"{}\"]\nroom_expiry_secs = 120\n",
+        side.name, side.iface
+    );
+    o.audio_in = audio_in.map(Into::into);
+    o.record = true;
+    o.wrapper = side.wrapper();
+    o.log_filter = std::env::var("NETBENCH_LOG").unwrap_or("intercom=info".into());
+    SimBox::start(dir, o)
 }

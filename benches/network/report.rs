@@ -6,12 +6,12 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::analysis::median;
 use crate::codec::thread_cpu_secs;
 use crate::scenarios::{all, CallResult};
+use intercom_test_support::audio::median;
 
 /// One scenario's medians.
-pub struct Row {
+pub(crate) struct Row {
     pub scenario: String,
     pub runs: usize,
     pub pesq: f64,
@@ -29,12 +29,12 @@ pub struct Row {
     pub concealed: f64,
 }
 
-pub struct Table {
+pub(crate) struct Table {
     pub rows: Vec<Row>,
 }
 
 impl Table {
-    pub fn new(results: &[CallResult]) -> Table {
+    pub(crate) fn new(results: &[CallResult]) -> Table {
         let rows = all()
             .into_iter()
             .filter_map(|s| {
@@ -71,12 +71,12 @@ impl Table {
     }
 
     /// Every text of every run arrived, in order.
-    pub fn texts_all_delivered(&self) -> bool {
+    pub(crate) fn texts_all_delivered(&self) -> bool {
         self.rows.iter().all(|r| r.texts_ok)
     }
 
     /// The table, with ✓/✗ against each target the issue sets.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mark = |ok: bool| if ok { "✓" } else { "✗" };
         let mut s = String::from(
             "| scenario | runs | PESQ-WB | mouth-to-ear ms | texts in order | text p50/p99 ms \
@@ -119,7 +119,7 @@ impl Table {
     }
 
     /// results.csv (every run), results.json (runs, medians, faults, machine), table.md.
-    pub fn write(&self, dir: &Path, results: &[CallResult], robustness: Option<Value>) {
+    pub(crate) fn write(&self, dir: &Path, results: &[CallResult], robustness: Option<Value>) {
         let mut csv = String::from(
             "scenario,run,pesq_wb,mouth_to_ear_ms,texts_sent,texts_delivered_in_order,\
              text_p50_ms,text_p99_ms,connect_ms,cpu_pct_a,cpu_pct_b,wakes_per_s_a,\

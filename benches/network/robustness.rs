@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::common::audio::read_wav;
-use crate::impair::Impairment;
-use crate::netns::Link;
 use crate::scenarios::{now_ns, type_pin};
-use crate::sim_box::SimBox;
+use intercom_test_support::audio::read_wav;
+use intercom_test_support::impair::Impairment;
+use intercom_test_support::netns::Link;
+use intercom_test_support::SimBox;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -36,7 +36,7 @@ fn connect(a: &SimBox, b: &SimBox) {
 
 /// How the call came through a 5 s total cut.
 #[derive(Debug, Serialize)]
-pub struct LinkCut {
+pub(crate) struct LinkCut {
     /// The call stayed up and carried voice and text again after the cut.
     pub recovered: bool,
     /// Otherwise: both boxes ended the call, this long after the cut began (s).
@@ -51,10 +51,10 @@ pub struct LinkCut {
 
 /// Cuts the link both ways for 5 s, half a second into B's speech (which starts 3 s into
 /// its clip and lasts about 9 s, so it goes on after the cut).
-pub fn link_cut(clip: &Path, dir: &Path) -> LinkCut {
+pub(crate) fn link_cut(clip: &Path, dir: &Path) -> LinkCut {
     let link = Link::new(&Impairment::default(), 1);
-    let a = SimBox::start(&link.a, dir, None);
-    let b = SimBox::start(&link.b, dir, Some(clip));
+    let a = crate::start_box(&link.a, dir, None);
+    let b = crate::start_box(&link.b, dir, Some(clip));
     connect(&a, &b);
     std::thread::sleep(Duration::from_millis(3_500));
     let (ma, mb) = (a.mark(), b.mark());
@@ -116,10 +116,10 @@ pub fn link_cut(clip: &Path, dir: &Path) -> LinkCut {
 
 /// How a call fared whose media could never flow: ICE connects, DTLS is dropped.
 #[derive(Debug, Serialize)]
-pub struct NoMediaPath {
+pub(crate) struct NoMediaPath {
     /// Seconds from "in call" to the end notice on A and on B.
     pub ended_after_s: [Option<f64>; 2],
-    /// Why each box says the call ended (from its log).
+    /// Why each box says the call ended (its `call_ended` event).
     pub reasons: [Option<String>; 2],
     pub ok: bool,
 }
@@ -127,12 +127,12 @@ pub struct NoMediaPath {
 /// Pairs A and B with DTLS between them dropped: both boxes reach the call and ICE comes
 /// up, but no media can flow. Both must end the call within 20 s, and one at least must
 /// say there is no audio path (the other may hear its bye first).
-pub fn no_media_path(dir: &Path) -> NoMediaPath {
+pub(crate) fn no_media_path(dir: &Path) -> NoMediaPath {
     let link = Link::new(&Impairment::default(), 3);
     link.a.block_dtls(true);
     link.b.block_dtls(true);
-    let a = SimBox::start(&link.a, dir, None);
-    let b = SimBox::start(&link.b, dir, None);
+    let a = crate::start_box(&link.a, dir, None);
+    let b = crate::start_box(&link.b, dir, None);
     let (ma, mb) = pair(&a, &b);
     let in_call: Vec<f64> = [(&a, ma), (&b, mb)]
         .iter()
@@ -142,14 +142,12 @@ pub fn no_media_path(dir: &Path) -> NoMediaPath {
         x.wait_state_opt("notice", m, T)
             .map(|v| (v["t_ns"].as_f64().unwrap() - t0) / 1e9)
     });
-    let reasons = [&a, &b].map(|x| {
-        let log = x.log();
-        let line = log.lines().find(|l| l.contains("call ended: "))?;
-        Some(line.split("call ended: ").nth(1)?.to_string())
+    let reasons = [(&a, ma), (&b, mb)].map(|(x, m)| {
+        let ended = x.wait_event("call_ended", m, Duration::from_secs(1))?;
+        Some(ended["reason"].as_str()?.to_string())
     });
-    let no_path = format!("{:?}", intercom::call::NO_MEDIA_PATH);
     let ok = reasons.iter().all(Option::is_some)
-        && reasons.iter().flatten().any(|r| r.contains(&no_path))
+        && reasons.iter().flatten().any(|r| r == "no_media_path")
         && ended_after_s.iter().all(|e| e.is_some_and(|s| s <= 20.0));
     a.stop();
     b.stop();
@@ -162,7 +160,7 @@ pub fn no_media_path(dir: &Path) -> NoMediaPath {
 
 /// Resource use over many calls between the same two boxes.
 #[derive(Debug, Serialize)]
-pub struct ManyCalls {
+pub(crate) struct ManyCalls {
     pub calls: u32,
     pub fds_after_first: [usize; 2],
     pub fds_after_last: [usize; 2],
@@ -173,10 +171,10 @@ pub struct ManyCalls {
 
 /// `calls` short calls in a row; file descriptors must come back to where they were and
 /// memory must not keep growing once warm.
-pub fn many_calls(calls: u32, dir: &Path) -> ManyCalls {
+pub(crate) fn many_calls(calls: u32, dir: &Path) -> ManyCalls {
     let link = Link::new(&Impairment::default(), 2);
-    let a = SimBox::start(&link.a, dir, None);
-    let b = SimBox::start(&link.b, dir, None);
+    let a = crate::start_box(&link.a, dir, None);
+    let b = crate::start_box(&link.b, dir, None);
     let warmup = (calls / 10).max(1);
     let mut r = ManyCalls {
         calls,

@@ -6,14 +6,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::analysis::{median, percentile, pesq_wb, retime};
-use crate::common::audio::{align, read_wav};
-use crate::impair::Impairment;
-use crate::netns::Link;
-use crate::sim_box::SimBox;
+use intercom_test_support::audio::{align, median, percentile, pesq_wb, read_wav, retime};
+use intercom_test_support::impair::Impairment;
+use intercom_test_support::netns::Link;
+use intercom_test_support::SimBox;
 
 /// A named network condition, applied to both directions.
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub name: &'static str,
     pub impairment: Impairment,
     /// PESQ-WB the issue asks for, if any.
@@ -21,7 +20,7 @@ pub struct Scenario {
 }
 
 /// The issue's scenarios.
-pub fn all() -> Vec<Scenario> {
+pub(crate) fn all() -> Vec<Scenario> {
     let s = |name, impairment, pesq_target| Scenario {
         name,
         impairment,
@@ -69,7 +68,7 @@ pub fn all() -> Vec<Scenario> {
 
 /// What one call measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct CallResult {
+pub(crate) struct CallResult {
     pub scenario: String,
     pub run: u32,
     pub pesq_wb: f64,
@@ -102,7 +101,7 @@ const TEXT_EVERY: Duration = Duration::from_millis(300);
 /// One call from B to A through `scenario`: B speaks `clip` and texts; A records.
 ///
 /// Both boxes' logs go to `logs/` under `out`.
-pub fn measured_call(
+pub(crate) fn measured_call(
     scenario: &Scenario,
     run: u32,
     clip: &Path,
@@ -110,8 +109,8 @@ pub fn measured_call(
     out: &Path,
 ) -> CallResult {
     let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
-    let a = SimBox::start(&link.a, dir, None);
-    let b = SimBox::start(&link.b, dir, Some(clip));
+    let a = crate::start_box(&link.a, dir, None);
+    let b = crate::start_box(&link.b, dir, Some(clip));
     let t = Duration::from_secs(20);
 
     let (ma, mb) = (a.mark(), b.mark());
@@ -235,7 +234,7 @@ pub fn measured_call(
 /// start, a digit every 200 ms (the confirming `#` is the caller's). Box A's room is
 /// answerable on mDNS only once its name is probed and announced, about 1–1.5 s after it
 /// opens; a `#` before that costs one mDNS re-query, about a second more to connect.
-pub fn type_pin(b: &SimBox, pin: &str) {
+pub(crate) fn type_pin(b: &SimBox, pin: &str) {
     std::thread::sleep(Duration::from_secs(2));
     b.keys("#");
     for d in pin.chars() {
@@ -246,6 +245,6 @@ pub fn type_pin(b: &SimBox, pin: &str) {
 }
 
 /// CLOCK_MONOTONIC now, ns: the clock the boxes stamp their events with.
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     intercom::runtime::events::monotonic_ns()
 }

@@ -4,7 +4,7 @@
 //! notifications always fit the bound phone's MTU and ATT's limit.
 #![no_main]
 
-use intercom::signaling::ble::{PhoneBinder, WriteTo, MAX_NOTIFICATION};
+use intercom_signaling::binding::{PhoneBinder, WriteTo, MAX_NOTIFICATION};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! parser must refuse or accept, the chat state must never panic or grow without bound.
 #![no_main]
 
-use intercom::call::chat::{clip, Chat, ChatMessage};
+use intercom_media::chat::{clip, Chat, ChatMessage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use intercom::signaling::discovery::FoundRoom;
+use intercom_signaling::discovery::FoundRoom;
 use libfuzzer_sys::fuzz_target;
 
 /// The one invariant of mdns-sd's own harness that 0.21.7 breaks on packets its daemon

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use intercom::pairing::{FrameDecoder, HostRoom, Invite, Pin, RoomId, Source};
+use intercom_pairing::{FrameDecoder, HostRoom, Invite, Pin, RoomId, Source};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

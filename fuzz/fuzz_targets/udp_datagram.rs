@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use intercom::call::flight_repeat::FlightRepeater;
-use intercom::call::stamps::{rtp_id, ReceiveStamps};
+use intercom_media::flight_repeat::FlightRepeater;
+use intercom_media::stamps::{rtp_id, ReceiveStamps};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use intercom::audio::{JitterBuffer, Player};
+use intercom_media::{JitterBuffer, Player};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

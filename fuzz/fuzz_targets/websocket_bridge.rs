@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use intercom::pairing::{HostRoom, Pin, RoomId};
-use intercom::signaling::spawn_host;
-use intercom::signaling::websocket::serve_websocket;
+use intercom_pairing::{HostRoom, Pin, RoomId};
+use intercom_signaling::spawn_host;
+use intercom_signaling::websocket::serve_websocket;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -19,7 +19,7 @@ const SEGMENTS: [u8; 10] = [
 
 /// Draws one digit (`'0'`–`'9'`; `'_'` draws the bottom bar only, as a blank slot) in a
 /// `size` box at `top_left`.
-pub fn draw_digit<D: DrawTarget>(
+pub(super) fn draw_digit<D: DrawTarget>(
     target: &mut D,
     digit: char,
     top_left: Point,
@@ -61,7 +61,7 @@ pub fn draw_digit<D: DrawTarget>(
 }
 
 /// Draws a row of digits, `gap` pixels apart; returns the width used.
-pub fn draw_digits<D: DrawTarget>(
+pub(super) fn draw_digits<D: DrawTarget>(
     target: &mut D,
     text: &str,
     top_left: Point,

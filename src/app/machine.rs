@@ -74,7 +74,32 @@ pub enum JoinFailure {
     /// No room was found on the network.
     NotFound,
     /// The host could not be reached or broke off.
-    Unreachable(String),
+    Unreachable(Unreachable),
+}
+
+/// Why the other box could not be reached (the causes go to the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// This box cannot look for rooms (mDNS did not start).
+    NoDiscovery,
+    /// No connection to the other box, or it broke off.
+    NoAnswer,
+    /// The handshake took too long.
+    TimedOut,
+    /// The other box speaks another protocol version.
+    OtherVersion,
+    /// The other box broke the protocol.
+    BrokeProtocol,
+}
+
+/// Something failed that the user must know about (the causes go to the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The room's TCP port could not be listened on.
+    CannotListen {
+        /// The port.
+        port: u16,
+    },
 }
 
 /// Why a call ended.
@@ -86,8 +111,24 @@ pub enum EndReason {
     Remote,
     /// The connection was lost.
     PeerLost,
-    /// A protocol or internal error.
-    Error(String),
+    /// ICE and DTLS never came up: no audio path between the boxes.
+    NoMediaPath,
+    /// A protocol or internal error (its causes are in the log).
+    Failed,
+}
+
+impl EndReason {
+    /// A short machine-readable name (`local`, `remote`, `peer_lost`, `no_media_path`,
+    /// `failed`), for the `--events` stream.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EndReason::Local => "local",
+            EndReason::Remote => "remote",
+            EndReason::PeerLost => "peer_lost",
+            EndReason::NoMediaPath => "no_media_path",
+            EndReason::Failed => "failed",
+        }
+    }
 }
 
 /// Something that happened: a key, the clock, or the network layers.
@@ -123,7 +164,7 @@ pub enum Event {
     /// The call is over.
     CallEnded(EndReason),
     /// Something failed that the user must know about.
-    Fault(String),
+    Fault(Fault),
 }
 
 /// What the runner must do.
@@ -183,7 +224,7 @@ pub enum Notice {
     /// No room on the network.
     NoRoomFound,
     /// Could not reach the host.
-    Unreachable(String),
+    Unreachable(Unreachable),
     /// The call ended.
     CallEnded {
         /// Why.
@@ -192,7 +233,7 @@ pub enum Notice {
         duration: Duration,
     },
     /// Something broke.
-    Fault(String),
+    Fault(Fault),
 }
 
 /// The state of the box.
@@ -301,7 +342,7 @@ impl App {
     fn step(&mut self, state: State, event: Event, now: Instant, out: &mut Vec<Command>) -> State {
         // Events that mean the same in every state.
         match &event {
-            Event::Fault(msg) => return Self::notice(Notice::Fault(msg.clone()), now),
+            Event::Fault(fault) => return Self::notice(Notice::Fault(*fault), now),
             Event::CallEnded(reason) => {
                 let duration = match &state {
                     State::InCall { since, .. } => now.saturating_duration_since(*since),
@@ -409,7 +450,7 @@ impl App {
                     JoinFailure::NoRoom => Notice::NoRoom,
                     JoinFailure::Busy => Notice::RoomBusy,
                     JoinFailure::NotFound => Notice::NoRoomFound,
-                    JoinFailure::Unreachable(msg) => Notice::Unreachable(msg),
+                    JoinFailure::Unreachable(why) => Notice::Unreachable(why),
                 };
                 Self::notice(notice, now)
             }

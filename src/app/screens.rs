@@ -15,7 +15,7 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use zeroize::Zeroizing;
 
 use super::digits::draw_digits;
-use super::machine::{App, EndReason, Notice, RoomChoice, State};
+use super::machine::{App, EndReason, Fault, Notice, RoomChoice, State, Unreachable};
 use super::qr;
 use crate::hw::ScreenColor;
 use crate::pairing::{Invite, Pin, PIN_DIGITS};
@@ -191,22 +191,38 @@ fn notice_screen(notice: &Notice) -> Screen {
             "Ask the other box to press * first.".into(),
             true,
         ),
-        Notice::Unreachable(msg) => ("Cannot connect", msg.clone(), true),
+        Notice::Unreachable(why) => (
+            "Cannot connect",
+            match why {
+                Unreachable::NoDiscovery => "This box cannot look for rooms on the network.",
+                Unreachable::NoAnswer => "The other box cannot be reached.",
+                Unreachable::TimedOut => "The other box did not answer in time.",
+                Unreachable::OtherVersion => "The other box runs another version.",
+                Unreachable::BrokeProtocol => "The other box did not follow the protocol.",
+            }
+            .into(),
+            true,
+        ),
         Notice::CallEnded { reason, duration } => {
             let secs = duration.as_secs();
             let why = match reason {
                 EndReason::Local => "You hung up.".to_string(),
                 EndReason::Remote => "The other side hung up.".to_string(),
                 EndReason::PeerLost => "The connection was lost.".to_string(),
-                EndReason::Error(e) => e.clone(),
+                EndReason::NoMediaPath => "No audio path to the other box.".to_string(),
+                EndReason::Failed => "The call failed.".to_string(),
             };
             (
                 "Call ended",
                 format!("{}:{:02}  {why}", secs / 60, secs % 60),
-                matches!(reason, EndReason::PeerLost | EndReason::Error(_)),
+                !matches!(reason, EndReason::Local | EndReason::Remote),
             )
         }
-        Notice::Fault(msg) => ("Error", msg.clone(), true),
+        Notice::Fault(Fault::CannotListen { port }) => (
+            "Error",
+            format!("Cannot open a room: TCP port {port} is not free."),
+            true,
+        ),
     };
     Screen::Notice {
         title,

@@ -4,21 +4,18 @@
 //! signaling session (the guest offers, the host answers), sends the microphone as Opus,
 //! plays the other side through the jitter buffer, and carries texts on the `chat`
 //! channel. Once audio flows its sockets are read on the audio tick (`pacing`), and the
-//! jitter buffer gets each packet's kernel arrival time ([`stamps`]). The same sockets
+//! jitter buffer gets each packet's kernel arrival time (`intercom_media::stamps`). The same sockets
 //! send a lost DTLS handshake flight again when the peer repeats its own
-//! ([`flight_repeat`]). The encoder is tuned once a second from the loss the other side
+//! (`intercom_media::flight_repeat`). The encoder is tuned once a second from the loss the other side
 //! reports for our audio (`remote_loss`) and the loss of what we receive.
 //! It ends on `bye`, on ICE failure or consent loss, or on [`CallHandle::hang_up`];
 //! then the peer connection (and with it every media key) is closed and the devices are
 //! handed back.
 
-pub mod chat;
-pub mod flight_repeat;
 mod media;
 mod pacing;
 mod peer;
 mod remote_loss;
-pub mod stamps;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,18 +25,16 @@ use tokio::task::JoinHandle;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
-use crate::app::EndReason;
 use crate::audio::jitter::Arrivals;
-use crate::audio::JitterBuffer;
-use crate::hw::{AudioIn, AudioOut};
-use crate::pairing::{Inner, Role};
-use crate::signaling::{Session, SessionEnd, SessionEvent};
-use chat::{Chat, ChatMessage};
-pub use media::PlaybackStats;
+pub use crate::audio::PlaybackStats;
+use crate::audio::{JitterBuffer, Voice};
+use crate::pairing::Role;
+use crate::signaling::{Inner, Session, SessionEnd, SessionEvent};
+use intercom_media::chat::{Chat, ChatMessage};
+use intercom_media::stamps::ReceiveStamps;
 use pacing::ReceivePacing;
 pub use peer::NetworkSetup;
 use peer::{Peer, PeerEvent};
-use stamps::ReceiveStamps;
 
 /// How long the SDP exchange may take.
 const SDP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,18 +44,48 @@ const TUNE_EVERY: Duration = Duration::from_secs(1);
 /// On a LAN it takes well under a second, a few seconds at 15 % loss; a call that has
 /// no path by then ends and says so instead of showing "in call" with nothing in it.
 pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(15);
-/// What the screen says when [`MEDIA_TIMEOUT`] passes.
-pub const NO_MEDIA_PATH: &str = "No audio path to the other box.";
-
-/// The call could not be set up.
-#[derive(Debug, Clone, thiserror::Error)]
+/// The call could not be set up or carried on.
+#[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The WebRTC stack failed.
-    #[error("WebRTC: {0}")]
-    WebRtc(String),
-    /// The other side did not follow the protocol.
-    #[error("signaling: {0}")]
-    Signaling(String),
+    #[error("WebRTC failed")]
+    WebRtc(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Setting up the connection went wrong without an error of the stack's.
+    #[error("call setup: {0}")]
+    Setup(&'static str),
+    /// The sealed session ended before the SDP exchange was done.
+    #[error("the signaling session ended ({0:?})")]
+    SessionEnded(SessionEnd),
+    /// The sealed session broke its protocol.
+    #[error("signaling")]
+    Signaling(#[source] std::sync::Arc<crate::signaling::SessionFault>),
+    /// No SDP came within [`SDP_TIMEOUT`].
+    #[error("no SDP within 10 s")]
+    SdpTimeout,
+    /// The other side sent something else than the SDP the protocol asks for.
+    #[error("the other side sent {0:?} instead of its SDP")]
+    Unexpected(Inner),
+}
+
+/// Why a call ended, in the call's own terms; the runtime says what the screen shows.
+#[derive(Debug, Clone)]
+pub enum CallEnd {
+    /// We hung up.
+    Local,
+    /// The other side said `bye`.
+    Remote,
+    /// The other side went away (connection or consent lost).
+    PeerLost,
+    /// ICE and DTLS did not come up within [`MEDIA_TIMEOUT`].
+    NoMediaPath,
+    /// The call failed.
+    Failed(std::sync::Arc<CallError>),
+}
+
+impl From<CallError> for CallEnd {
+    fn from(e: CallError) -> CallEnd {
+        CallEnd::Failed(std::sync::Arc::new(e))
+    }
 }
 
 /// What the runtime asks of a call.
@@ -75,7 +100,7 @@ pub enum CallCommand {
 }
 
 /// What a call reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum CallEvent {
     /// Media is flowing (ICE and DTLS up).
     MediaConnected,
@@ -94,7 +119,7 @@ pub enum CallEvent {
         total: u64,
     },
     /// The call is over.
-    Ended(EndReason),
+    Ended(CallEnd),
 }
 
 /// What a finished call measured.
@@ -115,13 +140,13 @@ pub struct CallStats {
 }
 
 /// A running call.
-pub struct CallHandle<I, O> {
+pub struct CallHandle<V> {
     commands: mpsc::Sender<CallCommand>,
     events: mpsc::Receiver<CallEvent>,
-    task: JoinHandle<(I, O, CallStats)>,
+    task: JoinHandle<(V, CallStats)>,
 }
 
-impl<I, O> CallHandle<I, O> {
+impl<V> CallHandle<V> {
     /// Sends a text (queued until the channel is open).
     pub async fn send_text(&self, text: String) {
         let _ = self.commands.send(CallCommand::SendText(text)).await;
@@ -142,23 +167,18 @@ impl<I, O> CallHandle<I, O> {
         self.events.recv().await
     }
 
-    /// Waits for the call task; returns the devices and the statistics.
-    pub async fn finish(self) -> Option<(I, O, CallStats)> {
+    /// Waits for the call task; returns the audio and the statistics.
+    pub async fn finish(self) -> Option<(V, CallStats)> {
         drop(self.commands);
         self.task.await.ok()
     }
 }
 
-/// Starts the call over a freshly paired `session`.
-pub fn start<I: AudioIn, O: AudioOut>(
-    session: Session,
-    net: NetworkSetup,
-    mic: I,
-    speaker: O,
-) -> CallHandle<I, O> {
+/// Starts the call over a freshly paired `session`, lending it `voice` until it ends.
+pub fn start<V: Voice>(session: Session, net: NetworkSetup, voice: V) -> CallHandle<V> {
     let (commands_tx, commands) = mpsc::channel(32);
     let (events, events_rx) = mpsc::channel(32);
-    let task = tokio::spawn(run(session, net, mic, speaker, commands, events));
+    let task = tokio::spawn(run(session, net, voice, commands, events));
     CallHandle {
         commands: commands_tx,
         events: events_rx,
@@ -166,12 +186,12 @@ pub fn start<I: AudioIn, O: AudioOut>(
     }
 }
 
-struct Live<I> {
+struct Live<V> {
     session: Option<Session>,
     events: mpsc::Sender<CallEvent>,
     commands: mpsc::Receiver<CallCommand>,
-    mic: Option<I>,
-    capture: Option<JoinHandle<(I, Option<Instant>)>>,
+    voice: V,
+    capturing: bool,
     stop: watch::Receiver<bool>,
     loss: watch::Sender<f32>,
     jitter: Arc<Mutex<JitterBuffer>>,
@@ -187,34 +207,32 @@ struct Live<I> {
     stamps: Arc<ReceiveStamps>,
 }
 
-async fn run<I: AudioIn, O: AudioOut>(
+async fn run<V: Voice>(
     session: Session,
     net: NetworkSetup,
-    mic: I,
-    speaker: O,
+    mut voice: V,
     commands: mpsc::Receiver<CallCommand>,
     events: mpsc::Sender<CallEvent>,
-) -> (I, O, CallStats) {
+) -> (V, CallStats) {
     let (stop_tx, stop) = watch::channel(false);
     let (loss, _) = watch::channel(0.0f32);
     let jitter = Arc::new(Mutex::new(JitterBuffer::new()));
     let playback_stats = Arc::new(Mutex::new(PlaybackStats::default()));
     let (first_audio_tx, first_audio) = tokio::sync::oneshot::channel();
     let pacing = ReceivePacing::new();
-    let playback = tokio::spawn(media::playback(
-        speaker,
+    voice.play(
         Arc::clone(&jitter),
-        Arc::clone(&pacing),
+        Arc::clone(&pacing) as Arc<dyn crate::audio::BeforeTick>,
         Arc::clone(&playback_stats),
         first_audio_tx,
         stop.clone(),
-    ));
+    );
     let mut live = Live {
         session: Some(session),
         events,
         commands,
-        mic: Some(mic),
-        capture: None,
+        voice,
+        capturing: false,
         stop,
         loss,
         jitter,
@@ -232,7 +250,7 @@ async fn run<I: AudioIn, O: AudioOut>(
             live.drive(peer.as_mut().expect("connected peer"), first_audio)
                 .await
         }
-        Err(e) => EndReason::Error(e.to_string()),
+        Err(e) => e.into(),
     };
     tracing::info!("call ended: {reason:?}");
     // The audio clock stops with the call: the sockets go back to being read on arrival.
@@ -241,47 +259,38 @@ async fn run<I: AudioIn, O: AudioOut>(
     if let Some(p) = &peer {
         let _ = p.pc.close().await;
     }
-    if reason != EndReason::Remote {
+    if !matches!(reason, CallEnd::Remote) {
         if let Some(s) = live.session.take() {
             s.hang_up().await;
         }
     }
     let _ = live.events.send(CallEvent::Ended(reason)).await;
-    let mic = match live.capture.take() {
-        Some(task) => task.await.ok().map(|(mic, started)| {
-            live.stats.capture_started = started;
-            mic
-        }),
-        None => live.mic.take(),
-    };
-    let speaker = playback.await;
+    live.stats.capture_started = live.voice.finish().await;
     live.stats.playback = *playback_stats.lock().unwrap_or_else(|e| e.into_inner());
     live.stats.texts_delivered = live.chat.delivered();
-    // Without its devices back the box could not take another call: those tasks only
-    // end by returning them, so a join error here means a bug, and is reported loudly.
-    let (Some(mic), Ok(speaker)) = (mic, speaker) else {
-        panic!("an audio task failed and lost its device");
-    };
-    (mic, speaker, live.stats)
+    (live.voice, live.stats)
 }
 
-impl<I: AudioIn> Live<I> {
+impl<V: Voice> Live<V> {
     fn session(&mut self) -> Result<&mut Session, CallError> {
         self.session
             .as_mut()
-            .ok_or_else(|| CallError::Signaling("session gone".into()))
+            .ok_or(CallError::SessionEnded(SessionEnd::Lost))
     }
 
     async fn expect_sdp(&mut self, want_offer: bool) -> Result<String, CallError> {
         let session = self.session()?;
         let got = tokio::time::timeout(SDP_TIMEOUT, session.recv())
             .await
-            .map_err(|_| CallError::Signaling("no SDP within 10 s".into()))?;
+            .map_err(|_| CallError::SdpTimeout)?;
         match (got, want_offer) {
             (SessionEvent::Received(Inner::Offer { sdp }), true) => Ok(sdp),
             (SessionEvent::Received(Inner::Answer { sdp }), false) => Ok(sdp),
-            (SessionEvent::Ended(end), _) => Err(CallError::Signaling(format!("{end:?}"))),
-            (other, _) => Err(CallError::Signaling(format!("unexpected {other:?}"))),
+            (SessionEvent::Ended(SessionEnd::Protocol(fault)), _) => {
+                Err(CallError::Signaling(fault))
+            }
+            (SessionEvent::Ended(end), _) => Err(CallError::SessionEnded(end)),
+            (SessionEvent::Received(other), _) => Err(CallError::Unexpected(other)),
         }
     }
 
@@ -302,7 +311,7 @@ impl<I: AudioIn> Live<I> {
                 self.session()?
                     .send(Inner::Offer { sdp: offer })
                     .await
-                    .map_err(|e| CallError::Signaling(format!("{e:?}")))?;
+                    .map_err(CallError::SessionEnded)?;
                 let answer = self.expect_sdp(false).await?;
                 peer.accept_answer(answer).await?;
                 early.push(PeerEvent::DataChannel(chat));
@@ -313,7 +322,7 @@ impl<I: AudioIn> Live<I> {
                 self.session()?
                     .send(Inner::Answer { sdp: answer })
                     .await
-                    .map_err(|e| CallError::Signaling(format!("{e:?}")))?;
+                    .map_err(CallError::SessionEnded)?;
             }
         }
         // Events that came while the SDP was in flight go back in the queue's front.
@@ -336,7 +345,7 @@ impl<I: AudioIn> Live<I> {
         &mut self,
         peer: &mut Peer,
         mut first_audio: tokio::sync::oneshot::Receiver<()>,
-    ) -> EndReason {
+    ) -> CallEnd {
         let mut audio_reported = false;
         let mut chat_channel: Option<Arc<dyn DataChannel>> = None;
         let mut chat_open = false;
@@ -360,21 +369,21 @@ impl<I: AudioIn> Live<I> {
             };
             tokio::select! {
                 ev = session_event => match ev {
-                    SessionEvent::Ended(SessionEnd::Bye) => return EndReason::Remote,
-                    SessionEvent::Ended(SessionEnd::Lost) => return EndReason::PeerLost,
-                    SessionEvent::Ended(SessionEnd::Protocol(e)) => return EndReason::Error(e),
+                    SessionEvent::Ended(SessionEnd::Bye) => return CallEnd::Remote,
+                    SessionEvent::Ended(SessionEnd::Lost) => return CallEnd::PeerLost,
+                    SessionEvent::Ended(SessionEnd::Protocol(e)) => return CallError::Signaling(e).into(),
                     SessionEvent::Received(other) => tracing::debug!(?other, "ignored in call"),
                 },
                 ev = peer.events.recv() => match ev {
-                    None => return EndReason::PeerLost,
+                    None => return CallEnd::PeerLost,
                     Some(PeerEvent::State(RTCPeerConnectionState::Connected)) => {
                         media_up = true;
                         if let Err(e) = self.start_capture(peer).await {
-                            return EndReason::Error(e.to_string());
+                            return e.into();
                         }
                     }
                     Some(PeerEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) => {
-                        return EndReason::PeerLost;
+                        return CallEnd::PeerLost;
                     }
                     Some(PeerEvent::State(s)) => tracing::debug!("peer connection {s}"),
                     Some(PeerEvent::DataChannel(dc)) => {
@@ -404,7 +413,7 @@ impl<I: AudioIn> Live<I> {
                     Some(_) => {}
                 },
                 cmd = self.commands.recv() => match cmd {
-                    None | Some(CallCommand::HangUp) => return EndReason::Local,
+                    None | Some(CallCommand::HangUp) => return CallEnd::Local,
                     Some(CallCommand::SendText(text)) => {
                         self.outbox.push(text);
                         if chat_open {
@@ -426,7 +435,7 @@ impl<I: AudioIn> Live<I> {
                 }
                 _ = &mut media_deadline, if !media_up => {
                     tracing::warn!("no media path within {} s", MEDIA_TIMEOUT.as_secs());
-                    return EndReason::Error(NO_MEDIA_PATH.into());
+                    return CallEnd::NoMediaPath;
                 }
                 _ = tune.tick() => {
                     // The other side's RTCP reports say how our packets fare; the loss of
@@ -464,18 +473,17 @@ impl<I: AudioIn> Live<I> {
     }
 
     async fn start_capture(&mut self, peer: &Peer) -> Result<(), CallError> {
-        let Some(mic) = self.mic.take() else {
+        if self.capturing {
             return Ok(());
+        }
+        let out = media::TrackOut {
+            track: Arc::clone(&peer.track),
+            ssrc: peer.ssrc,
+            payload_type: peer.payload_type().await?,
         };
-        let pt = peer.payload_type().await?;
-        self.capture = Some(tokio::spawn(media::capture(
-            mic,
-            Arc::clone(&peer.track),
-            peer.ssrc,
-            pt,
-            self.loss.subscribe(),
-            self.stop.clone(),
-        )));
+        self.voice
+            .capture(Arc::new(out), self.loss.subscribe(), self.stop.clone());
+        self.capturing = true;
         self.stats.media_connected = Some(Instant::now());
         let _ = self.events.send(CallEvent::MediaConnected).await;
         Ok(())

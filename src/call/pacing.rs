@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use super::flight_repeat::FlightRepeater;
-use super::stamps::{arrival_time, ReceiveStamps};
+use intercom_media::flight_repeat::FlightRepeater;
+use intercom_media::stamps::{arrival_time, ReceiveStamps};
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
     TokioRuntime, Transmit, UdpSockRef, UdpSocketState,
@@ -36,7 +36,7 @@ const MAX_SETTLE_YIELDS: usize = 4;
 /// The switch between reading on arrival and reading on the audio tick, shared by a call's
 /// sockets and its playback.
 #[derive(Debug, Default)]
-pub struct ReceivePacing {
+pub(super) struct ReceivePacing {
     state: Mutex<GateState>,
     next_socket: AtomicU64,
 }
@@ -59,7 +59,7 @@ struct Waiter {
 
 impl ReceivePacing {
     /// A gate in the "read on arrival" position.
-    pub fn new() -> Arc<ReceivePacing> {
+    pub(super) fn new() -> Arc<ReceivePacing> {
         Arc::new(ReceivePacing::default())
     }
 
@@ -69,7 +69,7 @@ impl ReceivePacing {
 
     /// Reads on the audio tick (`true`) or on arrival (`false`). Switching back wakes every
     /// socket so it rejoins the event loop at once.
-    pub fn set_paced(&self, paced: bool) {
+    pub(super) fn set_paced(&self, paced: bool) {
         let wake = {
             let mut st = self.lock();
             if st.paced == paced {
@@ -87,12 +87,12 @@ impl ReceivePacing {
     }
 
     /// Whether the sockets are read on the tick.
-    pub fn is_paced(&self) -> bool {
+    pub(super) fn is_paced(&self) -> bool {
         self.lock().paced
     }
 
     /// The tick: wakes every socket waiting for it.
-    pub fn open(&self) {
+    pub(super) fn open(&self) {
         let wake = {
             let mut st = self.lock();
             if !st.paced {
@@ -112,7 +112,7 @@ impl ReceivePacing {
     /// After [`open`](Self::open): yields until every woken socket has read its queue dry
     /// (and the tasks it fed have run), so the tick plays what arrived before it. False
     /// when a socket was still unread after [`MAX_SETTLE_YIELDS`] (the stack was busy).
-    pub async fn settle(&self) -> bool {
+    pub(super) async fn settle(&self) -> bool {
         if !self.is_paced() {
             return true;
         }
@@ -145,7 +145,7 @@ impl ReceivePacing {
 
 /// The `webrtc` crate's tokio runtime, except that UDP sockets are [`PacedSocket`]s.
 #[derive(Debug)]
-pub struct PacedRuntime {
+pub(super) struct PacedRuntime {
     tokio: TokioRuntime,
     pacing: Arc<ReceivePacing>,
     stamps: Arc<ReceiveStamps>,
@@ -153,7 +153,7 @@ pub struct PacedRuntime {
 
 impl PacedRuntime {
     /// A runtime whose sockets follow `pacing` and note RTP arrivals in `stamps`.
-    pub fn new(pacing: Arc<ReceivePacing>, stamps: Arc<ReceiveStamps>) -> PacedRuntime {
+    pub(super) fn new(pacing: Arc<ReceivePacing>, stamps: Arc<ReceiveStamps>) -> PacedRuntime {
         PacedRuntime {
             tokio: TokioRuntime,
             pacing,
@@ -226,7 +226,7 @@ impl Runtime for PacedRuntime {
 
 /// A UDP socket that is in the event loop while the call is being set up, and is read on
 /// the audio tick once audio plays. It notes when each RTP packet arrived.
-pub struct PacedSocket {
+pub(super) struct PacedSocket {
     io: Mutex<Io>,
     batch: UdpSocketState,
     pacing: Arc<ReceivePacing>,
@@ -263,7 +263,7 @@ fn gone() -> io::Error {
 
 impl PacedSocket {
     /// Wraps a bound socket; GSO/GRO are set up as the stack's own sockets have them.
-    pub fn new(
+    pub(super) fn new(
         socket: std::net::UdpSocket,
         pacing: Arc<ReceivePacing>,
         stamps: Arc<ReceiveStamps>,

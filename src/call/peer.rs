@@ -24,11 +24,11 @@ use webrtc::peer_connection::{
 
 use super::pacing::{PacedRuntime, ReceivePacing};
 use super::remote_loss::{RemoteLoss, ReportReader};
-use super::stamps::ReceiveStamps;
 use super::CallError;
+use intercom_media::stamps::ReceiveStamps;
 
 /// What the peer connection reports.
-pub enum PeerEvent {
+pub(super) enum PeerEvent {
     /// ICE gathering finished: the local description is complete.
     GatheringComplete,
     /// Connection state changed.
@@ -74,7 +74,7 @@ pub struct NetworkSetup {
 }
 
 /// A peer connection with its audio sender.
-pub struct Peer {
+pub(super) struct Peer {
     /// The connection.
     pub pc: Arc<dyn PeerConnection>,
     /// Events from it.
@@ -87,13 +87,13 @@ pub struct Peer {
     remote_loss: Arc<RemoteLoss>,
 }
 
-fn rtc_err(e: impl std::fmt::Display) -> CallError {
-    CallError::WebRtc(e.to_string())
+fn rtc_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> CallError {
+    CallError::WebRtc(Box::new(e))
 }
 
 /// Builds a peer connection with a fresh DTLS certificate and our Opus track; its sockets
 /// follow `pacing` and note RTP arrivals in `stamps`.
-pub async fn build(
+pub(super) async fn build(
     net: &NetworkSetup,
     pacing: Arc<ReceivePacing>,
     stamps: Arc<ReceiveStamps>,
@@ -196,22 +196,22 @@ impl Peer {
                     other => early.push(other),
                 }
             }
-            Err(CallError::WebRtc(
-                "peer connection closed while gathering".into(),
+            Err(CallError::Setup(
+                "the peer connection closed while gathering",
             ))
         };
         tokio::time::timeout(Duration::from_secs(5), wait)
             .await
-            .map_err(|_| CallError::WebRtc("ICE gathering took over 5 s".into()))??;
+            .map_err(|_| CallError::Setup("ICE gathering took over 5 s"))??;
         self.pc
             .local_description()
             .await
             .map(|d| d.sdp)
-            .ok_or_else(|| CallError::WebRtc("no local description".into()))
+            .ok_or(CallError::Setup("no local description"))
     }
 
     /// Guest: the `chat` channel, then the complete offer.
-    pub async fn offer(
+    pub(super) async fn offer(
         &mut self,
         early: &mut Vec<PeerEvent>,
     ) -> Result<(Arc<dyn DataChannel>, String), CallError> {
@@ -229,7 +229,7 @@ impl Peer {
     }
 
     /// Guest: the host's answer.
-    pub async fn accept_answer(&self, sdp: String) -> Result<(), CallError> {
+    pub(super) async fn accept_answer(&self, sdp: String) -> Result<(), CallError> {
         let answer = RTCSessionDescription::answer(sdp).map_err(rtc_err)?;
         self.pc
             .set_remote_description(answer)
@@ -238,7 +238,7 @@ impl Peer {
     }
 
     /// Host: the guest's offer in, the complete answer out.
-    pub async fn answer(
+    pub(super) async fn answer(
         &mut self,
         offer_sdp: String,
         early: &mut Vec<PeerEvent>,
@@ -257,19 +257,19 @@ impl Peer {
     }
 
     /// The negotiated Opus payload type.
-    pub async fn payload_type(&self) -> Result<u8, CallError> {
+    pub(super) async fn payload_type(&self) -> Result<u8, CallError> {
         for sender in self.pc.get_senders().await {
             let params = sender.get_parameters().await.map_err(rtc_err)?;
             if let Some(codec) = params.rtp_parameters.codecs.first() {
                 return Ok(codec.payload_type);
             }
         }
-        Err(CallError::WebRtc("no negotiated audio codec".into()))
+        Err(CallError::Setup("no negotiated audio codec"))
     }
 
     /// The worst loss (0.0–1.0) the other side reported for our audio since the last
     /// call (RTCP reception reports); `None` when no report came.
-    pub fn remote_loss(&self) -> Option<f32> {
+    pub(super) fn remote_loss(&self) -> Option<f32> {
         self.remote_loss.take()
     }
 }

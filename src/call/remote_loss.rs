@@ -23,7 +23,7 @@ const NONE: u32 = u32::MAX;
 
 /// The worst fraction lost the other side reported since it was last taken.
 #[derive(Debug)]
-pub struct RemoteLoss {
+pub(super) struct RemoteLoss {
     /// RTCP's fraction lost (0–255, in 256ths), or [`NONE`].
     worst: AtomicU32,
 }
@@ -38,12 +38,12 @@ impl Default for RemoteLoss {
 
 impl RemoteLoss {
     /// A shared, empty record.
-    pub fn new() -> Arc<RemoteLoss> {
+    pub(super) fn new() -> Arc<RemoteLoss> {
         Arc::new(RemoteLoss::default())
     }
 
     /// The worst loss (0.0–1.0) reported since the last call; `None` when no report came.
-    pub fn take(&self) -> Option<f32> {
+    pub(super) fn take(&self) -> Option<f32> {
         match self.worst.swap(NONE, Ordering::Relaxed) {
             NONE => None,
             fraction => Some(fraction as f32 / 256.0),
@@ -61,7 +61,7 @@ impl RemoteLoss {
 }
 
 /// An interceptor that notes what the other side reports about our streams.
-pub struct ReportReader {
+pub(super) struct ReportReader {
     loss: Arc<RemoteLoss>,
     /// The SSRCs we send.
     ours: Vec<u32>,
@@ -71,7 +71,7 @@ pub struct ReportReader {
 
 impl ReportReader {
     /// A reader that records into `loss`.
-    pub fn new(loss: Arc<RemoteLoss>) -> ReportReader {
+    pub(super) fn new(loss: Arc<RemoteLoss>) -> ReportReader {
         ReportReader {
             loss,
             ours: Vec::new(),

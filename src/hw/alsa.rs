@@ -83,7 +83,7 @@ pub fn open_pcm(name: &str, dir: Direction, latency: Latency) -> Result<PCM, HwE
         HwError::Open {
             what,
             path: name.to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     };
     let pcm = PCM::new(name, dir, false).map_err(fail)?;
@@ -103,7 +103,7 @@ pub fn open_pcm(name: &str, dir: Direction, latency: Latency) -> Result<PCM, HwE
             return Err(HwError::Open {
                 what,
                 path: name.to_string(),
-                reason: format!("it runs at {rate} Hz, not 48000 (use plughw:, not hw:)"),
+                source: format!("it runs at {rate} Hz, not 48000 (use plughw:, not hw:)").into(),
             });
         }
     }
@@ -153,7 +153,7 @@ impl AlsaIn {
             .map_err(|e| HwError::Open {
                 what: "audio input",
                 path: "thread".into(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         Ok(AlsaIn {
             rx,
@@ -187,7 +187,7 @@ impl AudioIn for AlsaIn {
         loop {
             let (captured, frame) = self.rx.recv().await.ok_or(HwError::Io {
                 what: "audio input",
-                reason: "the capture thread stopped".into(),
+                source: "the capture thread stopped".into(),
             })?;
             if captured.elapsed() <= STALE || self.rx.is_empty() {
                 return Ok(frame);
@@ -300,7 +300,7 @@ impl AlsaOut {
             .map_err(|e| HwError::Open {
                 what: "audio output",
                 path: "thread".into(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         Ok(AlsaOut {
             tx: Some(tx),
@@ -320,7 +320,7 @@ impl AudioOut for AlsaOut {
         let Some(tx) = &self.tx else {
             return Err(HwError::Io {
                 what: "audio output",
-                reason: "already finished".into(),
+                source: "already finished".into(),
             });
         };
         match tx.try_send(*frame) {
@@ -332,7 +332,7 @@ impl AudioOut for AlsaOut {
             }
             Err(std_mpsc::TrySendError::Disconnected(_)) => Err(HwError::Io {
                 what: "audio output",
-                reason: "the playback thread stopped".into(),
+                source: "the playback thread stopped".into(),
             }),
         }
     }

@@ -261,7 +261,7 @@ impl MatrixKeypad {
             .map_err(|e| HwError::Open {
                 what: "keypad",
                 path: "scan thread".into(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         Ok(MatrixKeypad {
             rx,
@@ -287,7 +287,7 @@ impl Keypad for MatrixKeypad {
             Some(Ok(event)) => Ok(Some(Input::Key(event))),
             Some(Err(e)) => Err(HwError::Io {
                 what: "keypad",
-                reason: e.to_string(),
+                source: e.into(),
             }),
             None => Ok(None),
         }

@@ -19,35 +19,35 @@ pub mod st7789;
 
 pub use clock::FrameClock;
 
-/// Samples per second of every audio frame.
-pub const SAMPLE_RATE: u32 = 48_000;
-/// Samples in one 20 ms mono frame at [`SAMPLE_RATE`].
-pub const FRAME_SAMPLES: usize = 960;
-/// One 20 ms frame of 48 kHz mono signed 16-bit audio.
-pub type AudioFrame = [i16; FRAME_SAMPLES];
-/// How long one frame plays: [`FRAME_SAMPLES`] at [`SAMPLE_RATE`].
-pub const FRAME_TIME: std::time::Duration = std::time::Duration::from_millis(20);
+// The audio format is the one vocabulary hardware shares with the layers above; it is
+// defined once, in the media crate's leaf module `format`, which depends on nothing.
+pub use intercom_media::format::{AudioFrame, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
+
+/// The cause of a hardware failure: the driver's own error, kept whole.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// A failure of a hardware backend, with what the user can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum HwError {
     /// The device could not be opened (missing, busy, no permission).
-    #[error("cannot open {what} ({path}): {reason}")]
+    #[error("cannot open {what} ({path})")]
     Open {
         /// Which device, in words ("keypad FIFO", "audio input").
         what: &'static str,
         /// Its path or name.
         path: String,
-        /// Why it failed.
-        reason: String,
+        /// Why it failed: the driver's error, or what the box found wrong.
+        #[source]
+        source: Cause,
     },
     /// The device failed while in use.
-    #[error("{what} failed: {reason}")]
+    #[error("{what} failed")]
     Io {
         /// Which device.
         what: &'static str,
         /// Why it failed.
-        reason: String,
+        #[source]
+        source: Cause,
     },
 }
 

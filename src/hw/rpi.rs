@@ -27,7 +27,7 @@ fn gpio(what: &'static str) -> Result<Gpio, HwError> {
     Gpio::new().map_err(|e| HwError::Open {
         what,
         path: "GPIO".into(),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -35,7 +35,7 @@ fn pin(gpio: &Gpio, number: u8, what: &'static str) -> Result<rppal::gpio::Pin, 
     gpio.get(number).map_err(|e| HwError::Open {
         what,
         path: format!("GPIO {number}"),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -93,7 +93,7 @@ pub fn open_keypad(profile: &KeypadProfile) -> Result<MatrixKeypad, HwError> {
         MatrixScanner::new(rows, columns, layout, timing).map_err(|reason| HwError::Open {
             what: "keypad",
             path: "GPIO".into(),
-            reason,
+            source: reason.into(),
         })?;
     MatrixKeypad::start(scanner)
 }
@@ -105,7 +105,7 @@ pub fn open_ssd1306(profile: &DisplayProfile) -> Result<PiSsd1306, HwError> {
     let i2c = I2c::with_bus(bus).map_err(|e| HwError::Open {
         what: "display I2C bus",
         path: device.into(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     Ssd1306Display::open(i2c, profile.address.unwrap_or(0x3c), profile.rotation)
 }
@@ -129,7 +129,7 @@ pub fn open_st7789(profile: &DisplayProfile) -> Result<PiSt7789, HwError> {
     let spi = Spi::new(bus, select, hz, SpiMode::Mode0).map_err(|e| HwError::Open {
         what: "display SPI bus",
         path: device.into(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let gpio = gpio("display")?;
     let dc = pin(&gpio, profile.dc_pin.unwrap_or(25), "display D/C")?.into_output_low();
@@ -139,7 +139,7 @@ pub fn open_st7789(profile: &DisplayProfile) -> Result<PiSt7789, HwError> {
             return Err(HwError::Open {
                 what: "display reset",
                 path: "board profile".into(),
-                reason: "an ST7789 needs reset_pin".into(),
+                source: "an ST7789 needs reset_pin".into(),
             })
         }
     };

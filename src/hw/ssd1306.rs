@@ -39,7 +39,7 @@ impl<I: I2c + Send + 'static> Ssd1306Display<I> {
         driver.init().map_err(|e| HwError::Open {
             what: "SSD1306 display",
             path: format!("I2C address {address:#04x}"),
-            reason: format!("{e:?} (is it wired, powered and at this address?)"),
+            source: format!("{e:?} (is it wired, powered and at this address?)").into(),
         })?;
         driver.clear_buffer();
         let mut display = Ssd1306Display { driver };
@@ -79,7 +79,7 @@ impl<I: I2c + Send + 'static> Display for Ssd1306Display<I> {
     fn flush(&mut self) -> Result<(), HwError> {
         self.driver.flush().map_err(|e| HwError::Io {
             what: "SSD1306 display",
-            reason: format!("{e:?}"),
+            source: format!("{e:?}").into(),
         })
     }
 }

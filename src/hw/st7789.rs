@@ -67,7 +67,7 @@ where
             .map_err(|e| HwError::Open {
                 what: "ST7789 display",
                 path: "SPI".into(),
-                reason: format!("{e:?}"),
+                source: format!("{e:?}").into(),
             })?;
         let mut display = St7789Display {
             driver,
@@ -139,7 +139,7 @@ where
             )
             .map_err(|e| HwError::Io {
                 what: "ST7789 display",
-                reason: format!("{e:?}"),
+                source: format!("{e:?}").into(),
             })?;
         self.shown.clone_from(&self.frame);
         self.first = false;

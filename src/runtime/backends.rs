@@ -25,7 +25,7 @@ pub enum BackendError {
         path: String,
     },
     /// A device exists but does not work.
-    #[error("board {board}: {source}")]
+    #[error("board {board}")]
     Device {
         /// Board name.
         board: String,
@@ -158,7 +158,7 @@ pub fn open_keys(
                     }
                     Ok(None) => return,
                     Err(e) => {
-                        tracing::error!("{e}");
+                        tracing::error!(error = &e as &dyn std::error::Error, "keypad");
                         return;
                     }
                 }

@@ -11,7 +11,8 @@ use tokio::time::{sleep_until, Instant};
 use super::lan::{local_addresses, Lan};
 use super::{Report, RunError, RunOptions, RunSummary};
 use crate::app::{self, App, Command, EndReason, Event, Screen, State};
-use crate::call::{self, CallEvent, CallHandle, NetworkSetup};
+use crate::audio::Devices;
+use crate::call::{self, CallEnd, CallEvent, CallHandle, NetworkSetup};
 use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad};
 use crate::service::Notifier;
 
@@ -23,13 +24,13 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const DISPLAY_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// The running box.
-pub struct Device<D, I, O> {
+pub(super) struct Device<D, I, O> {
     app: App,
     lan: Lan,
     display: D,
-    mic: Option<I>,
-    speaker: Option<O>,
-    call: Option<CallHandle<I, O>>,
+    /// The microphone and speaker, lent to the call while one runs.
+    audio: Option<Devices<I, O>>,
+    call: Option<CallHandle<Devices<I, O>>>,
     net: NetworkSetup,
     reports: Option<mpsc::UnboundedSender<Report>>,
     board: String,
@@ -42,14 +43,13 @@ pub struct Device<D, I, O> {
 
 impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
     /// A box with these devices, idle.
-    pub fn new(options: &RunOptions, display: D, mic: I, speaker: O) -> Self {
+    pub(super) fn new(options: &RunOptions, display: D, mic: I, speaker: O) -> Self {
         let ips = local_addresses(&options.config.lan_interfaces);
         Device {
             app: App::new(&options.config.device_name),
             lan: Lan::new(&options.config, options.board.bluetooth),
             display,
-            mic: Some(mic),
-            speaker: Some(speaker),
+            audio: Some(Devices::new(mic, speaker)),
             call: None,
             net: NetworkSetup {
                 addrs: ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
@@ -71,7 +71,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
     }
 
     /// Runs until `shutdown` completes; then ends any call and wipes everything.
-    pub async fn run<K: Keypad>(
+    pub(super) async fn run<K: Keypad>(
         mut self,
         mut keypad: K,
         shutdown: impl Future<Output = ()> + Send,
@@ -83,6 +83,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         tracing::info!(board = %self.board, "box ready: {}", self.app.state_name());
         self.redraw()?;
         self.notifier.ready(self.app.state_name());
+        self.report(Report::Ready(self.app.state_name()));
         loop {
             let due = self.next_wake();
             if wake.deadline() != due {
@@ -122,7 +123,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             self.finish_call(call).await;
         }
         self.lan.close();
-        if let Some(speaker) = self.speaker.as_mut() {
+        if let Some((_, mut speaker)) = self.audio.take().and_then(Devices::into_parts) {
             speaker.finish()?;
         }
         tracing::info!("box stopped; keys wiped");
@@ -197,15 +198,11 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
     }
 
     fn start_call(&mut self) {
-        let (Some(session), Some(mic), Some(speaker)) = (
-            self.lan.take_session(),
-            self.mic.take(),
-            self.speaker.take(),
-        ) else {
+        let (Some(session), Some(audio)) = (self.lan.take_session(), self.audio.take()) else {
             tracing::warn!("connected, but no session or audio devices for a call");
             return;
         };
-        self.call = Some(call::start(session, self.net.clone(), mic, speaker));
+        self.call = Some(call::start(session, self.net.clone(), audio));
     }
 
     async fn on_call_event(&mut self, ev: Option<CallEvent>) -> Option<Event> {
@@ -239,22 +236,28 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             Some(CallEvent::Ended(reason)) => {
                 let call = self.call.take()?;
                 self.finish_call(call).await;
+                let reason = end_reason(reason);
+                self.report(Report::CallEnded(reason.clone()));
                 Some(Event::CallEnded(reason))
             }
             None => {
                 let call = self.call.take()?;
                 self.finish_call(call).await;
-                Some(Event::CallEnded(EndReason::Error(
-                    "the call stopped".into(),
-                )))
+                tracing::warn!("the call task stopped without saying why");
+                self.report(Report::CallEnded(EndReason::Failed));
+                Some(Event::CallEnded(EndReason::Failed))
             }
         }
     }
 
-    async fn finish_call(&mut self, call: CallHandle<I, O>) {
-        if let Some((mic, speaker, stats)) = call.finish().await {
-            self.mic = Some(mic);
-            self.speaker = Some(speaker);
+    async fn finish_call(&mut self, call: CallHandle<Devices<I, O>>) {
+        if let Some((audio, stats)) = call.finish().await {
+            // Without its devices back the box could not take another call: the audio
+            // loops only end by returning them, so losing one is a bug, said loudly.
+            let Some((mic, speaker)) = audio.into_parts() else {
+                panic!("an audio task failed and lost its device");
+            };
+            self.audio = Some(Devices::new(mic, speaker));
             tracing::info!(
                 played = stats.playback.jitter.played,
                 recovered = stats.playback.jitter.recovered,
@@ -294,11 +297,28 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                         return Err(e.into());
                     }
                     if since == now {
-                        tracing::warn!("the display refused a frame, retrying: {e}");
+                        tracing::warn!(
+                            error = &e as &dyn std::error::Error,
+                            "the display refused a frame, retrying"
+                        );
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// What the app shows for how the call ended; a failure's causes go to the log.
+fn end_reason(end: CallEnd) -> EndReason {
+    match end {
+        CallEnd::Local => EndReason::Local,
+        CallEnd::Remote => EndReason::Remote,
+        CallEnd::PeerLost => EndReason::PeerLost,
+        CallEnd::NoMediaPath => EndReason::NoMediaPath,
+        CallEnd::Failed(e) => {
+            tracing::warn!("call failed: {}", super::error_chain(&*e));
+            EndReason::Failed
+        }
     }
 }

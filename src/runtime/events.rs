@@ -31,7 +31,9 @@ fn instant_ns(t: Instant) -> u64 {
 /// One report as a JSON line, stamped `t_ns`.
 pub fn to_json(report: &Report, t_ns: u64) -> Value {
     let mut v = match report {
+        Report::Ready(s) => json!({"event": "ready", "state": s}),
         Report::State(s) => json!({"event": "state", "state": s}),
+        Report::CallEnded(reason) => json!({"event": "call_ended", "reason": reason.name()}),
         Report::RoomOpened(_) => json!({"event": "room_opened"}),
         Report::MediaConnected => json!({"event": "media_connected"}),
         Report::AudioFlowing => json!({"event": "audio_flowing"}),

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeroize::Zeroize;
 
-use crate::app::{Event, JoinFailure, OpenRoom, RoomChoice};
+use crate::app::{Event, Fault, JoinFailure, OpenRoom, RoomChoice, Unreachable};
 use crate::config::Config;
 use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId, MAX_ATTEMPTS};
 use crate::signaling::ble::{BleRoom, Bluetooth};
@@ -27,7 +27,7 @@ const RECENT_PINS: usize = 64;
 const REMEMBERED_ROOMS: usize = 64;
 
 /// The network side of the box.
-pub struct Lan {
+pub(super) struct Lan {
     device_name: String,
     port: u16,
     qr_includes_pin: bool,
@@ -129,7 +129,7 @@ async fn join_room(
 
 impl Lan {
     /// Nothing open, nothing joined.
-    pub fn new(config: &Config, board_has_bluetooth: bool) -> Lan {
+    pub(super) fn new(config: &Config, board_has_bluetooth: bool) -> Lan {
         let (results_tx, results_rx) = mpsc::channel(8);
         Lan {
             device_name: config.device_name.clone(),
@@ -160,7 +160,9 @@ impl Lan {
         if self.discovery.is_none() {
             match Discovery::start(&self.interfaces) {
                 Ok(d) => self.discovery = Some(d),
-                Err(e) => tracing::warn!("{e}"),
+                Err(e) => {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "LAN discovery is off")
+                }
             }
         }
         self.discovery.as_ref()
@@ -182,14 +184,20 @@ impl Lan {
     }
 
     /// Opens a new room: new id, new PIN, listening and announced on the LAN.
-    pub async fn open(&mut self, now: Instant) -> Event {
+    pub(super) async fn open(&mut self, now: Instant) -> Event {
         self.close();
-        let listener = match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port)))
-            .await
-        {
-            Ok(l) => l,
-            Err(e) => return Event::Fault(format!("cannot listen on TCP port {}: {e}", self.port)),
-        };
+        let listener =
+            match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.port))).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        port = self.port,
+                        "cannot listen"
+                    );
+                    return Event::Fault(Fault::CannotListen { port: self.port });
+                }
+            };
         let id = RoomId::random();
         let pin = self.fresh_pin();
         let handle = spawn_host(HostRoom::open(id, pin.clone(), now, self.expiry));
@@ -198,7 +206,10 @@ impl Lan {
         let ws_port = self.port.wrapping_add(1);
         match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, ws_port))).await {
             Ok(l) => serve_websocket(handle.attacher(), l),
-            Err(e) => tracing::warn!("no WebSocket for browsers on port {ws_port}: {e}"),
+            Err(e) => tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "no WebSocket for browsers on port {ws_port}"
+            ),
         }
         let ips = local_addresses(&self.interfaces);
         let (name, port) = (self.device_name.clone(), self.port);
@@ -207,7 +218,10 @@ impl Lan {
             .and_then(|d| match d.advertise(&name, port, &ips, id) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    tracing::warn!("{e}");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "the room is not announced on the LAN"
+                    );
                     None
                 }
             });
@@ -250,7 +264,10 @@ impl Lan {
             self.bluetooth = match tokio::time::timeout(BLUETOOTH_START, Bluetooth::start()).await {
                 Ok(Ok(bt)) => BluetoothState::Ready(bt),
                 Ok(Err(e)) => {
-                    tracing::warn!("{e}; rooms are open on the LAN only");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "rooms are open on the LAN only"
+                    );
                     BluetoothState::Unavailable(Instant::now())
                 }
                 Err(_) => {
@@ -266,7 +283,10 @@ impl Lan {
             Ok(room) => Some(room),
             Err(e) => {
                 // bluetoothd may have restarted: connect afresh for a later room.
-                tracing::warn!("{e}; this room is open on the LAN only");
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "this room is open on the LAN only"
+                );
                 self.bluetooth = BluetoothState::Unavailable(Instant::now());
                 None
             }
@@ -274,7 +294,7 @@ impl Lan {
     }
 
     /// Closes our room, if open.
-    pub fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         self.joined_over_ble = None;
         if self.host.take().is_some() {
             tracing::info!("room closed");
@@ -283,20 +303,20 @@ impl Lan {
 
     /// Starts browsing before the PIN is complete, so that by the time it is, the rooms
     /// on the LAN are already known (mDNS answers take a few hundred ms to gather).
-    pub fn look_ahead(&mut self) {
+    pub(super) fn look_ahead(&mut self) {
         if let Some(d) = self.discovery() {
             d.look_ahead();
         }
     }
 
     /// Looks for rooms and joins the only one, or asks which.
-    pub fn join(&mut self, pin: Pin) {
+    pub(super) fn join(&mut self, pin: Pin) {
         // Not `cancel_join`: that would also stop the look-ahead this join carries on.
         self.abort_join();
         let tx = self.results_tx.clone();
         let Some(discovery) = self.discovery() else {
             let _ = tx.try_send(Outcome::Event(Event::JoinFailed(JoinFailure::Unreachable(
-                "LAN discovery is not available".into(),
+                Unreachable::NoDiscovery,
             ))));
             return;
         };
@@ -305,7 +325,10 @@ impl Lan {
         self.join_task = Some(tokio::spawn(async move {
             let outcome = match browse.await {
                 Err(e) => {
-                    Outcome::Event(Event::JoinFailed(JoinFailure::Unreachable(e.to_string())))
+                    tracing::warn!(error = &e as &dyn std::error::Error, "looking for rooms");
+                    Outcome::Event(Event::JoinFailed(JoinFailure::Unreachable(
+                        Unreachable::NoDiscovery,
+                    )))
                 }
                 Ok(rooms) if rooms.is_empty() => {
                     Outcome::Event(Event::JoinFailed(JoinFailure::NotFound))
@@ -320,7 +343,7 @@ impl Lan {
     }
 
     /// Joins the room at `index` of the last list.
-    pub fn pick(&mut self, index: usize) {
+    pub(super) fn pick(&mut self, index: usize) {
         let (Some(room), Some(pin)) = (self.found.get(index).cloned(), self.pin_for_pick.take())
         else {
             return;
@@ -334,7 +357,7 @@ impl Lan {
     }
 
     /// Gives up joining.
-    pub fn cancel_join(&mut self) {
+    pub(super) fn cancel_join(&mut self) {
         self.abort_join();
         if let Some(d) = &self.discovery {
             d.stop_looking();
@@ -350,12 +373,12 @@ impl Lan {
     }
 
     /// The sealed session of the pairing that just succeeded, for the call.
-    pub fn take_session(&mut self) -> Option<Session> {
+    pub(super) fn take_session(&mut self) -> Option<Session> {
         self.session.take()
     }
 
     /// The next network event.
-    pub async fn next_event(&mut self) -> Event {
+    pub(super) async fn next_event(&mut self) -> Event {
         loop {
             let host_event = async {
                 match self.host.as_mut() {
@@ -434,19 +457,28 @@ impl Lan {
     }
 }
 
+/// What the app shows for a failed join; what went wrong on the wire goes to the log.
 fn join_failure(e: GuestError) -> JoinFailure {
-    match e {
-        GuestError::Join(JoinError::BadPin { tries_left }) => JoinFailure::WrongPin { tries_left },
-        GuestError::Join(JoinError::Locked) => JoinFailure::Locked,
-        GuestError::Join(JoinError::NoRoom) => JoinFailure::NoRoom,
-        GuestError::Join(JoinError::Busy) => JoinFailure::Busy,
-        GuestError::Join(e @ (JoinError::Version | JoinError::Protocol(_))) => {
-            JoinFailure::Unreachable(e.to_string())
+    let why = match &e {
+        GuestError::Join(JoinError::BadPin { tries_left }) => {
+            return JoinFailure::WrongPin {
+                tries_left: *tries_left,
+            }
         }
-        e @ (GuestError::Unreachable(_) | GuestError::Timeout) => {
-            JoinFailure::Unreachable(e.to_string())
+        GuestError::Join(JoinError::Locked) => return JoinFailure::Locked,
+        GuestError::Join(JoinError::NoRoom) => return JoinFailure::NoRoom,
+        GuestError::Join(JoinError::Busy) => return JoinFailure::Busy,
+        GuestError::Join(JoinError::Version) => Unreachable::OtherVersion,
+        GuestError::Join(JoinError::Protocol(_) | JoinError::Frame(_)) => {
+            Unreachable::BrokeProtocol
         }
-    }
+        GuestError::Timeout => Unreachable::TimedOut,
+        GuestError::Unreachable(_) | GuestError::Closed | GuestError::NoAddress => {
+            Unreachable::NoAnswer
+        }
+    };
+    tracing::info!(error = &e as &dyn std::error::Error, "could not join");
+    JoinFailure::Unreachable(why)
 }
 
 /// The box's IPv4 addresses on `interfaces` (all but loopback when empty; loopback

@@ -53,6 +53,8 @@ pub struct RunOptions {
 /// What the box did, for an observer in the same process (the demo).
 #[derive(Debug, Clone)]
 pub enum Report {
+    /// The box is up, in this state, its keys and display open.
+    Ready(&'static str),
     /// The app moved to this state.
     State(&'static str),
     /// Our room opened with this PIN (what the display shows).
@@ -70,6 +72,8 @@ pub enum Report {
     },
     /// The other side acknowledged our texts, this many so far.
     TextsDelivered(u64),
+    /// A call ended, for this reason (its statistics follow in `CallFinished`).
+    CallEnded(crate::app::EndReason),
     /// A call ended, with its statistics.
     CallFinished(CallStats),
 }
@@ -145,4 +149,16 @@ pub async fn run_with_input(
                 .await
         }
     }
+}
+
+/// An error and each of its causes, `: `-separated, for a log line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -29,7 +29,7 @@ impl WavIn {
         let file = std::fs::File::open(path).map_err(|e| HwError::Open {
             what: "audio input WAV",
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         Self::read(std::io::BufReader::new(file), &path.display().to_string())
     }
@@ -43,7 +43,7 @@ impl WavIn {
         let err = |reason: String| HwError::Open {
             what: "audio input WAV",
             path: name.to_string(),
-            reason,
+            source: reason.into(),
         };
         let reader = hound::WavReader::new(source).map_err(|e| err(e.to_string()))?;
         let spec = reader.spec();
@@ -133,7 +133,7 @@ impl WavOut {
         let writer = hound::WavWriter::create(path, spec).map_err(|e| HwError::Open {
             what: "audio output WAV",
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         Ok(WavOut {
             writer: Some(writer),
@@ -159,7 +159,7 @@ impl AudioOut for WavOut {
         }
         w.flush().map_err(|e| HwError::Io {
             what: "audio output WAV",
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 
@@ -167,7 +167,7 @@ impl AudioOut for WavOut {
         match self.writer.take() {
             Some(w) => w.finalize().map_err(|e| HwError::Io {
                 what: "audio output WAV",
-                reason: e.to_string(),
+                source: e.into(),
             }),
             None => Ok(()),
         }
@@ -177,7 +177,7 @@ impl AudioOut for WavOut {
 impl Drop for WavOut {
     fn drop(&mut self) {
         if let Err(e) = self.finish() {
-            tracing::warn!("{e}");
+            tracing::warn!(error = &e as &dyn std::error::Error, "speaker WAV");
         }
     }
 }
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(&mic.take_frame()[..3], &[200, -100, 0]);
         let slow = dir.path().join("slow.wav");
         write_wav(&slow, 22_050, 1, &[0; 10]);
-        let err = WavIn::open(&slow).err().unwrap().to_string();
+        let err = crate::runtime::error_chain(&WavIn::open(&slow).err().unwrap());
         assert!(err.contains("22050 Hz") && err.contains("sox"), "{err}");
     }
 

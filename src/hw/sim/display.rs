@@ -18,6 +18,7 @@ pub struct SimDisplay<C: ScreenColor> {
     frame: FrameBuffer<C>,
     png: Option<PathBuf>,
     terminal: bool,
+    view: Option<TerminalView>,
     flushes: u64,
 }
 
@@ -25,10 +26,12 @@ impl<C: ScreenColor> SimDisplay<C> {
     /// A display of `size` pixels; `png` receives every flushed frame. It draws in the
     /// terminal when `terminal` is true and stdout is a TTY.
     pub fn new(size: Size, png: Option<PathBuf>, terminal: bool) -> Self {
+        let terminal = terminal && std::io::stdout().is_terminal();
         SimDisplay {
             frame: FrameBuffer::new(size, C::BG),
             png,
-            terminal: terminal && std::io::stdout().is_terminal(),
+            terminal,
+            view: terminal.then(TerminalView::start),
             flushes: 0,
         }
     }
@@ -48,7 +51,7 @@ impl<C: ScreenColor> SimDisplay<C> {
     pub fn save_png(&self, path: &Path, scale: u32) -> Result<(), HwError> {
         let err = |reason: String| HwError::Io {
             what: "display PNG",
-            reason: format!("{}: {reason}", path.display()),
+            source: format!("{}: {reason}", path.display()).into(),
         };
         let name = path
             .file_name()
@@ -112,37 +115,132 @@ impl<C: ScreenColor> SimDisplay<C> {
 
     fn draw_terminal(&self) {
         let size = self.frame.size();
-        let step = size.width.div_ceil(TERMINAL_MAX_COLUMNS).max(1) as i32;
-        let pixel = |x: i32, y: i32| {
-            self.frame
-                .pixel(Point::new(x, y))
-                .unwrap_or(C::BG)
-                .to_rgb888()
-        };
-        let mut out = String::from("\x1b[H");
-        let mut y = 0;
-        while y < size.height as i32 {
-            let mut x = 0;
-            while x < size.width as i32 {
-                let (top, bottom) = (pixel(x, y), pixel(x, y + step));
-                out.push_str(&format!(
-                    "\x1b[38;2;{};{};{}m\x1b[48;2;{};{};{}m\u{2580}",
-                    top.r(),
-                    top.g(),
-                    top.b(),
-                    bottom.r(),
-                    bottom.g(),
-                    bottom.b()
-                ));
-                x += step;
+        let mut pixels = Vec::with_capacity((size.width * size.height) as usize);
+        for y in 0..size.height as i32 {
+            for x in 0..size.width as i32 {
+                let c = self.frame.pixel(Point::new(x, y)).unwrap_or(C::BG);
+                let c = c.to_rgb888();
+                pixels.push([c.r(), c.g(), c.b()]);
             }
-            out.push_str("\x1b[0m\r\n");
-            y += 2 * step;
         }
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(out.as_bytes());
-        let _ = stdout.flush();
+        if let Some(view) = &self.view {
+            view.show(Snapshot { size, pixels });
+        }
     }
+}
+
+/// One flushed frame, as RGB, kept so that a resized window can be drawn again.
+struct Snapshot {
+    size: Size,
+    pixels: Vec<[u8; 3]>,
+}
+
+/// The frame in the terminal: drawn to fit the window, and drawn again when the window
+/// changes size (a watcher thread looks four times a second).
+struct TerminalView {
+    last: std::sync::Arc<std::sync::Mutex<Option<Drawn>>>,
+}
+
+/// The last frame, and the window size it was drawn for.
+type Drawn = (Snapshot, Option<(u16, u16)>);
+
+impl TerminalView {
+    fn start() -> TerminalView {
+        let last = std::sync::Arc::new(std::sync::Mutex::new(
+            None::<(Snapshot, Option<(u16, u16)>)>,
+        ));
+        let watched = std::sync::Arc::downgrade(&last);
+        std::thread::spawn(move || {
+            while let Some(last) = watched.upgrade() {
+                let now = terminal_size();
+                if let Some((frame, drawn_for)) =
+                    last.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                {
+                    if *drawn_for != now {
+                        *drawn_for = now;
+                        write_terminal(&format!("\x1b[2J{}", render(frame, now)));
+                    }
+                }
+                drop(last);
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        });
+        TerminalView { last }
+    }
+
+    fn show(&self, frame: Snapshot) {
+        let size = terminal_size();
+        write_terminal(&render(&frame, size));
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((frame, size));
+    }
+}
+
+fn write_terminal(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// The window's size in character cells (columns, rows), if stdout is a terminal.
+fn terminal_size() -> Option<(u16, u16)> {
+    nix::ioctl_read_bad!(window_size, nix::libc::TIOCGWINSZ, nix::libc::winsize);
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ on stdout writes one `winsize`, which `ws` is; a descriptor that
+    // is not a terminal only makes the call fail.
+    let ok = unsafe { window_size(nix::libc::STDOUT_FILENO, &mut ws) }.is_ok();
+    (ok && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
+}
+
+/// The smallest window in which the screen is still legible, in cells.
+const TERMINAL_MIN: (u16, u16) = (40, 12);
+
+/// The frame drawn with half-block characters (two pixel rows per cell), scaled down to
+/// fit `window` (columns, rows; one row kept for the cursor). Without a size, at most
+/// [`TERMINAL_MAX_COLUMNS`] wide. A window too small to read says how large it must be.
+fn render(frame: &Snapshot, window: Option<(u16, u16)>) -> String {
+    let (cols, rows) = window.unwrap_or((TERMINAL_MAX_COLUMNS as u16, u16::MAX));
+    if cols < TERMINAL_MIN.0 || rows < TERMINAL_MIN.1 {
+        return format!(
+            "\x1b[H\x1b[2JThe screen needs a window of at least {} x {} characters.\r\n",
+            TERMINAL_MIN.0, TERMINAL_MIN.1
+        );
+    }
+    let size = frame.size;
+    let cols = u32::from(cols).min(TERMINAL_MAX_COLUMNS);
+    let rows = u32::from(rows) - 1;
+    let step = size
+        .width
+        .div_ceil(cols)
+        .max(size.height.div_ceil(2 * rows))
+        .max(1);
+    let pixel = |x: u32, y: u32| {
+        if x < size.width && y < size.height {
+            frame.pixels[(y * size.width + x) as usize]
+        } else {
+            frame.pixels[0]
+        }
+    };
+    let mut out = String::from("\x1b[H");
+    let mut y = 0;
+    while y < size.height {
+        let mut x = 0;
+        while x < size.width {
+            let (top, bottom) = (pixel(x, y), pixel(x, y + step));
+            out.push_str(&format!(
+                "\x1b[38;2;{};{};{}m\x1b[48;2;{};{};{}m\u{2580}",
+                top[0], top[1], top[2], bottom[0], bottom[1], bottom[2]
+            ));
+            x += step;
+        }
+        out.push_str("\x1b[0m\x1b[K\r\n");
+        y += 2 * step;
+    }
+    out
 }
 
 impl<C: ScreenColor> OriginDimensions for SimDisplay<C> {
@@ -251,7 +349,47 @@ mod tests {
             Some("/nonexistent/dir/screen.png".into()),
             false,
         );
-        let err = display.flush().unwrap_err().to_string();
+        let err = crate::runtime::error_chain(&display.flush().unwrap_err());
         assert!(err.contains("/nonexistent/dir/screen.png"), "{err}");
+    }
+
+    /// Cells of each drawn line (one half-block per cell) and the number of lines.
+    fn cells(text: &str) -> (usize, usize) {
+        let lines: Vec<&str> = text
+            .split("\r\n")
+            .filter(|l| l.contains('\u{2580}'))
+            .collect();
+        let widest = lines
+            .iter()
+            .map(|l| l.matches('\u{2580}').count())
+            .max()
+            .unwrap_or(0);
+        (widest, lines.len())
+    }
+
+    #[test]
+    fn the_terminal_drawing_fits_the_window() {
+        // The ST7789's 240 x 240 and the SSD1306's 128 x 64.
+        for (w, h) in [(240, 240), (128, 64)] {
+            let frame = Snapshot {
+                size: Size::new(w, h),
+                pixels: vec![[10, 20, 30]; (w * h) as usize],
+            };
+            for (cols, rows) in [(80u16, 24u16), (100, 40), (40, 12), (300, 100)] {
+                let (width, lines) = cells(&render(&frame, Some((cols, rows))));
+                assert!(
+                    width <= usize::from(cols).min(120),
+                    "{w}x{h} in {cols}x{rows}: {width} wide"
+                );
+                assert!(
+                    lines < usize::from(rows),
+                    "{w}x{h} in {cols}x{rows}: {lines} lines"
+                );
+                assert!(width >= usize::from(cols.min(120)) / 3 || lines >= usize::from(rows) / 3);
+            }
+            let small = render(&frame, Some((30, 10)));
+            assert!(small.contains("at least 40 x 12"), "{small}");
+            assert_eq!(cells(&small), (0, 0));
+        }
     }
 }

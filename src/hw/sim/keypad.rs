@@ -82,7 +82,7 @@ impl SimKeypad {
             let steps = parse_key_script(script).map_err(|reason| HwError::Open {
                 what: "key script",
                 path: "--keys".into(),
-                reason,
+                source: reason.into(),
             })?;
             tokio::spawn(play_script(steps, tx.clone()));
         }
@@ -134,7 +134,7 @@ fn open_fifo(path: &PathBuf) -> Result<tokio::net::unix::pipe::Receiver, HwError
     let err = |reason: String| HwError::Open {
         what: "keypad FIFO",
         path: path.display().to_string(),
-        reason,
+        source: reason.into(),
     };
     let meta = std::fs::metadata(path).map_err(|e| err(format!("{e} (create it with mkfifo)")))?;
     if !std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
@@ -317,8 +317,8 @@ mod tests {
             ..Default::default()
         })
         .err()
-        .unwrap()
-        .to_string();
+        .unwrap();
+        let err = crate::runtime::error_chain(&err);
         assert!(
             err.contains("/nonexistent/keys") && err.contains("mkfifo"),
             "{err}"

@@ -1,12 +1,10 @@
 //! The pairing core for the browser: the guest's side of the handshake, the sealed
 //! channel and the QR invitation parser, exported with wasm-bindgen. The code is the
-//! box's own `src/pairing`, included unchanged.
+//! box's own security core, the `intercom-pairing` crate, as an ordinary dependency.
+//! The sealed channel carries opaque bytes; the inner messages in them (offer, answer,
+//! bye: PROTOCOL.md) are this page's signaling, written and checked here.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../../../src/pairing/mod.rs"]
-mod pairing;
-
-use pairing::{GuestHandshake, GuestStep, Inner, Invite, JoinError, Message, Pin, RoomId, SecureChannel};
+use intercom_pairing::{GuestHandshake, GuestStep, Invite, JoinError, Message, Pin, RoomId, SecureChannel};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
@@ -51,7 +49,7 @@ impl Pairing {
             return json!({"error": "protocol", "message": "the handshake is over"}).to_string();
         };
         let step = Message::parse(payload.as_bytes())
-            .map_err(|e| JoinError::Protocol(e.to_string()))
+            .map_err(JoinError::Frame)
             .and_then(|m| handshake.on_message(m));
         match step {
             Ok(GuestStep::Send(m)) => json!({"send": text(&m)}).to_string(),
@@ -68,7 +66,7 @@ impl Pairing {
                     JoinError::NoRoom => ("no-room", None),
                     JoinError::Busy => ("room-busy", None),
                     JoinError::Version => ("version", None),
-                    JoinError::Protocol(_) => ("protocol", None),
+                    JoinError::Protocol(_) | JoinError::Frame(_) => ("protocol", None),
                 };
                 json!({"error": code, "message": e.to_string(), "tries_left": tries_left}).to_string()
             }
@@ -78,16 +76,16 @@ impl Pairing {
     /// Seals the SDP offer; returns the frame payload.
     #[wasm_bindgen(js_name = sealOffer)]
     pub fn seal_offer(&mut self, sdp: &str) -> Result<String, JsError> {
-        self.seal(&Inner::Offer { sdp: sdp.into() })
+        self.seal(json!({"t": "offer", "sdp": sdp}).to_string().as_bytes())
     }
 
     /// Seals `bye`; returns the frame payload.
     #[wasm_bindgen(js_name = sealBye)]
     pub fn seal_bye(&mut self) -> Result<String, JsError> {
-        self.seal(&Inner::Bye)
+        self.seal(json!({"t": "bye"}).to_string().as_bytes())
     }
 
-    fn seal(&mut self, inner: &Inner) -> Result<String, JsError> {
+    fn seal(&mut self, inner: &[u8]) -> Result<String, JsError> {
         let channel = self.channel.as_mut().ok_or_else(|| JsError::new("not paired yet"))?;
         let frame = channel.seal(inner).map_err(|e| JsError::new(&e.to_string()))?;
         Ok(text(&frame))
@@ -98,13 +96,21 @@ impl Pairing {
     pub fn open(&mut self, payload: &str) -> Result<String, JsError> {
         let channel = self.channel.as_mut().ok_or_else(|| JsError::new("not paired yet"))?;
         let frame = Message::parse(payload.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
-        let inner = channel.open(&frame).map_err(|e| JsError::new(&e.to_string()))?;
-        Ok(match inner {
-            Inner::Answer { sdp } => json!({"t": "answer", "sdp": sdp}),
-            Inner::Offer { sdp } => json!({"t": "offer", "sdp": sdp}),
-            Inner::Bye => json!({"t": "bye"}),
+        let payload = channel.open(&frame).map_err(|e| JsError::new(&e.to_string()))?;
+        let inner: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&payload)
+            .map_err(|_| JsError::new("sealed message is not a valid inner message"))?;
+        // The protocol's three messages, read as the box reads them: an offer or answer
+        // is its SDP and nothing else; a bye is a bye.
+        let sdp = inner.get("sdp").and_then(|v| v.as_str());
+        let valid = match inner.get("t").and_then(|v| v.as_str()) {
+            Some("answer" | "offer") => sdp.is_some() && inner.len() == 2,
+            Some("bye") => true,
+            _ => false,
+        };
+        if !valid {
+            return Err(JsError::new("sealed message is not a valid inner message"));
         }
-        .to_string())
+        Ok(serde_json::Value::Object(inner).to_string())
     }
 }
 

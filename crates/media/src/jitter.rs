@@ -1,0 +1,1024 @@
+//! The adaptive jitter buffer: RTP packets in (any order, any time), one decision per
+//! 20 ms playout tick out. Pure: arrival and playout times are arguments.
+//!
+//! - Packets are ordered by extended sequence number; duplicates and packets whose slot
+//!   has already played are dropped (counted).
+//! - The target delay follows the measured jitter: the 95th percentile of each packet's
+//!   transit time above the fastest one in the last few seconds, plus one frame; up at
+//!   once, down a frame at a time after a calm spell. A packet that comes after its slot
+//!   raises it at once by as much as that packet needed (so the delayed copies of lost
+//!   packets, see [`crate::sender`], are caught from then on); the raise wears off
+//!   while the network stays calm. While packets are being lost, one more frame is held,
+//!   so a lost packet's successor is here in time to rebuild it.
+//! - A missing packet whose successor is here is rebuilt from the successor's in-band FEC;
+//!   one with later packets but not its successor is concealed (Opus PLC). Loss never
+//!   stretches the delay.
+//! - With nothing queued at all (a late packet, or a burst lost in flight) the tick is
+//!   concealed and the buffer waits: if the packet then comes, the delay has grown by
+//!   what the network needed; if later ones come instead, the slots already concealed
+//!   are skipped, so a burst costs no delay either.
+//! - Growing the delay costs a concealed tick: at once when packets are being missed, in
+//!   a quiet frame (within 2 s) when only the jitter estimate grew.
+//! - When the queue's lowest level over a second is above the target, quiet frames
+//!   (small packets) are dropped to catch up, speech ones only when far behind.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::codec::voice_activity;
+use crate::format::{FRAME_TIME, SAMPLE_RATE};
+
+/// One frame's playout time.
+pub const FRAME: Duration = FRAME_TIME;
+/// Longest delay the buffer will hold.
+pub const MAX_TARGET_FRAMES: usize = 15;
+/// How far back the jitter estimate looks.
+const WINDOW: Duration = Duration::from_secs(4);
+/// Packets held at most (2 s): more means the sender is far ahead; the oldest go.
+const MAX_PACKETS: usize = 100;
+/// Concealed frames in a row before the buffer stops and waits to refill.
+const MAX_CONCEALED_RUN: u32 = 10;
+/// How long a late packet's delay lasts before it wears off a frame at a time.
+const LATE_MEMORY: Duration = Duration::from_secs(6);
+/// How long a lower jitter estimate must last before the target eases by a frame.
+const JITTER_EASE: Duration = Duration::from_secs(3);
+/// Two late packets within this time make a buffer one frame short grow at once.
+const LATE_AGAIN: Duration = Duration::from_secs(2);
+/// How long a buffer one frame short waits for a quiet frame to stretch.
+const SHORT_PATIENCE: Duration = Duration::from_secs(2);
+/// At most one catch-up drop per this time.
+const CATCH_UP_EVERY: Duration = Duration::from_millis(200);
+/// How long a loss keeps the extra frame for FEC.
+const LOSS_MEMORY: Duration = Duration::from_secs(10);
+/// The period over which the lowest queue level is taken for catching up.
+const FLOOR_PERIOD: Duration = Duration::from_secs(1);
+/// Surplus frames at which speech frames are dropped too, not just quiet ones.
+const URGENT_SURPLUS: usize = 4;
+
+/// What to play for this 20 ms tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Nothing to play yet (start-up or refilling): silence.
+    Idle,
+    /// Decode this packet.
+    Packet(Vec<u8>),
+    /// The packet was lost but its successor is here: decode the successor's FEC.
+    Recover {
+        /// The successor packet.
+        next: Vec<u8>,
+    },
+    /// Lost with nothing to rebuild from: conceal.
+    Conceal,
+}
+
+/// Counters for the call's statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Packets accepted.
+    pub received: u64,
+    /// Packets played as received.
+    pub played: u64,
+    /// Frames rebuilt from FEC.
+    pub recovered: u64,
+    /// Frames concealed.
+    pub concealed: u64,
+    /// Packets that came after their slot.
+    pub late: u64,
+    /// Packets received twice.
+    pub duplicates: u64,
+    /// Frames dropped to catch up.
+    pub dropped: u64,
+    /// Ticks with nothing at all queued while playing.
+    pub underruns: u64,
+    /// Ticks concealed on purpose to grow the delay to its target.
+    pub stretched: u64,
+}
+
+/// What arrived of the incoming stream, for measuring its loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    /// Packets the sender numbered so far.
+    pub sent: u64,
+    /// Of those, how many arrived (late ones included).
+    pub arrived: u64,
+}
+
+impl Arrivals {
+    /// The share of packets lost between `earlier` and `self`. When the sender sends
+    /// each packet twice this is what both copies lost: SRTP's replay check drops a
+    /// second copy before anyone can count it.
+    pub fn loss_since(&self, earlier: &Arrivals) -> f32 {
+        let sent = self.sent.saturating_sub(earlier.sent);
+        let arrived = self.arrived.saturating_sub(earlier.arrived);
+        if sent == 0 {
+            return 0.0;
+        }
+        sent.saturating_sub(arrived) as f32 / sent as f32
+    }
+}
+
+/// Extends a wrapping RTP counter (16-bit sequence, 32-bit timestamp) to 64 bits.
+struct Unwrap {
+    bits: u32,
+    last: Option<u64>,
+}
+
+impl Unwrap {
+    fn new(bits: u32) -> Unwrap {
+        Unwrap { bits, last: None }
+    }
+
+    fn ext(&mut self, value: u64) -> u64 {
+        let modulus = 1u64 << self.bits;
+        let ext = match self.last {
+            // Start one cycle up, so that a reordered earlier value stays positive.
+            None => value + modulus,
+            Some(last) => {
+                let forward = value.wrapping_sub(last) & (modulus - 1);
+                if forward < modulus / 2 {
+                    last + forward
+                } else {
+                    last.saturating_sub(modulus - forward)
+                }
+            }
+        };
+        if self.last.is_none_or(|l| ext > l) {
+            self.last = Some(ext);
+        }
+        ext
+    }
+}
+
+/// A packet waiting for its slot.
+struct Queued {
+    payload: Vec<u8>,
+    arrival: Instant,
+    /// How much slower than the fastest recent packet it came, ms.
+    excess_ms: f64,
+}
+
+/// The jitter buffer for one incoming audio stream.
+pub struct JitterBuffer {
+    /// Packets by extended sequence number.
+    packets: BTreeMap<u64, Queued>,
+    seq: Unwrap,
+    first_seq: Option<u64>,
+    ts: Unwrap,
+    next: Option<u64>,
+    epoch: Option<Instant>,
+    transits: VecDeque<(Instant, f64)>,
+    jitter_frames: usize,
+    /// When `jitter_frames` last rose or was lowered by one.
+    jitter_at: Option<Instant>,
+    /// The lowest number of frames queued ahead in the current catch-up period.
+    queue_floor: Option<usize>,
+    floor_since: Option<Instant>,
+    /// Frames more than the target the last period's floor had: frames to drop.
+    surplus: usize,
+    /// Frames of delay the latest late packets needed, and when the last came.
+    late_frames: usize,
+    late_at: Option<Instant>,
+    /// When the latest late packet came, and the one before it (`late_at` is also moved
+    /// by the wear-off, so it cannot tell).
+    last_late: Option<Instant>,
+    previous_late: Option<Instant>,
+    /// Ticks concealed while waiting with nothing queued.
+    waited: u64,
+    /// Recent slots played without their packet (concealed or rebuilt).
+    missed: VecDeque<u64>,
+    lost_at: Option<Instant>,
+    concealed_run: u32,
+    last_drop: Option<Instant>,
+    last_stretch: Option<Instant>,
+    /// The target at the last tick, to log its changes.
+    logged_target: usize,
+    /// Since when the buffer has held less than its target.
+    short_since: Option<Instant>,
+    stats: JitterStats,
+}
+
+impl Default for JitterBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JitterBuffer {
+    /// An empty buffer.
+    pub fn new() -> JitterBuffer {
+        JitterBuffer {
+            packets: BTreeMap::new(),
+            seq: Unwrap::new(16),
+            first_seq: None,
+            ts: Unwrap::new(32),
+            next: None,
+            epoch: None,
+            transits: VecDeque::new(),
+            jitter_frames: 0,
+            jitter_at: None,
+            queue_floor: None,
+            floor_since: None,
+            surplus: 0,
+            late_frames: 0,
+            late_at: None,
+            last_late: None,
+            previous_late: None,
+            waited: 0,
+            missed: VecDeque::new(),
+            lost_at: None,
+            concealed_run: 0,
+            last_drop: None,
+            last_stretch: None,
+            logged_target: 0,
+            short_since: None,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Frames the buffer aims to hold.
+    pub fn target_frames(&self) -> usize {
+        let fec = usize::from(self.lost_at.is_some());
+        (1 + fec + self.jitter_frames.max(self.late_frames)).min(MAX_TARGET_FRAMES)
+    }
+
+    /// The delay the buffer aims for.
+    pub fn target_delay(&self) -> Duration {
+        FRAME * self.target_frames() as u32
+    }
+
+    /// Packets the sender numbered so far (by sequence number span) and how many of
+    /// them arrived (late ones included), for measuring the incoming loss.
+    pub fn arrivals(&self) -> Arrivals {
+        let sent = match (self.first_seq, self.seq.last) {
+            (Some(first), Some(last)) => last + 1 - first,
+            _ => 0,
+        };
+        Arrivals {
+            sent,
+            arrived: self.stats.received + self.stats.late,
+        }
+    }
+
+    /// Packets queued.
+    pub fn queued(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// A packet arrived.
+    pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
+        let ext = self.seq.ext(u64::from(seq));
+        let first = self.first_seq.get_or_insert(ext);
+        *first = (*first).min(ext);
+        let ts = self.ts.ext(u64::from(timestamp));
+        if self.next.is_some_and(|n| ext < n) {
+            if let Some(i) = self.missed.iter().position(|slot| *slot == ext) {
+                // Its slot was filled in without it: it came too late.
+                self.missed.remove(i);
+                self.stats.late += 1;
+                // Late packets count for the jitter estimate: they are why the delay
+                // must grow.
+                let excess = self.observe(ts, arrival);
+                self.raise_delay(arrival, excess);
+            } else {
+                // A second copy of a packet that played (a sender resending, or the
+                // network duplicating): nothing to learn.
+                self.stats.duplicates += 1;
+            }
+            return;
+        }
+        if self.packets.contains_key(&ext) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        // Only a packet's first arrival says anything about the network's delay.
+        let excess = self.observe(ts, arrival);
+        if self.waited > 0 && self.next == Some(ext) {
+            // The packet waited for came after all: it was late, not lost.
+            self.raise_delay(arrival, excess);
+        }
+        self.stats.received += 1;
+        self.packets.insert(
+            ext,
+            Queued {
+                payload,
+                arrival,
+                excess_ms: excess,
+            },
+        );
+        while self.packets.len() > MAX_PACKETS {
+            self.packets.pop_first();
+            self.stats.dropped += 1;
+        }
+    }
+
+    fn note_missed(&mut self, slot: u64) {
+        self.missed.push_back(slot);
+        if self.missed.len() > MAX_PACKETS {
+            self.missed.pop_front();
+        }
+    }
+
+    /// A packet came too late, `excess` ms slower than the fastest recent packet: hold
+    /// enough for such a packet (at once, not a frame at a time) for a while. The need
+    /// is absolute, so the late copies of a burst raise it once, not once each.
+    fn raise_delay(&mut self, now: Instant, excess_ms: f64) {
+        let frames = (excess_ms / FRAME.as_secs_f64() / 1000.0).ceil().max(1.0) as usize;
+        let frames = frames.min(MAX_TARGET_FRAMES);
+        self.late_frames = self.late_frames.max(frames);
+        self.late_at = Some(now);
+        self.previous_late = self.last_late.replace(now);
+    }
+
+    /// Records a packet's transit; returns how much slower (ms) it was than the fastest
+    /// in the window.
+    fn observe(&mut self, ts: u64, arrival: Instant) -> f64 {
+        let epoch = *self.epoch.get_or_insert(arrival);
+        let arrival_ms = arrival.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
+        let media_ms = ts as f64 * 1000.0 / f64::from(SAMPLE_RATE);
+        self.transits.push_back((arrival, arrival_ms - media_ms));
+        while self
+            .transits
+            .front()
+            .is_some_and(|(t, _)| arrival.saturating_duration_since(*t) > WINDOW)
+        {
+            self.transits.pop_front();
+        }
+        let fastest = self
+            .transits
+            .iter()
+            .map(|(_, d)| *d)
+            .fold(f64::INFINITY, f64::min);
+        let mut excess: Vec<f64> = self.transits.iter().map(|(_, d)| d - fastest).collect();
+        // The 95th percentile: a selection, not a sort, as it runs for every packet.
+        let rank = (excess.len() * 95 / 100).min(excess.len() - 1);
+        let (_, &mut p95, _) = excess.select_nth_unstable_by(rank, |a, b| a.total_cmp(b));
+        let frames = (p95 / FRAME.as_secs_f64() / 1000.0).ceil() as usize;
+        // Up at once; down a frame at a time, only after it has been lower a while, so
+        // the target does not follow every swing of the estimate (each change of the
+        // target costs a stretched or dropped frame).
+        if frames >= self.jitter_frames {
+            self.jitter_frames = frames;
+            self.jitter_at = Some(arrival);
+        } else if self
+            .jitter_at
+            .is_none_or(|t| arrival.saturating_duration_since(t) > JITTER_EASE)
+        {
+            self.jitter_frames -= 1;
+            self.jitter_at = Some(arrival);
+        }
+        arrival_ms - media_ms - fastest
+    }
+
+    /// The decision for the playout tick at `now`.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        let target = self.target_frames();
+        if target != self.logged_target {
+            tracing::debug!(
+                from_ms = self.logged_target * 20,
+                to_ms = target * 20,
+                jitter_frames = self.jitter_frames,
+                late_frames = self.late_frames,
+                fec = self.lost_at.is_some(),
+                "jitter buffer target"
+            );
+            self.logged_target = target;
+        }
+        if self
+            .late_at
+            .is_some_and(|t| now.saturating_duration_since(t) > LATE_MEMORY)
+        {
+            self.late_frames = self.late_frames.saturating_sub(1);
+            self.late_at = (self.late_frames > 0).then_some(now);
+        }
+        let Some(next) = self.next else {
+            // Starting (or refilling): wait until the target is queued, then start with
+            // the newest `target` packets; older ones would only add delay.
+            if self.packets.len() < self.target_frames() {
+                return Playout::Idle;
+            }
+            while self.packets.len() > self.target_frames() {
+                self.packets.pop_first();
+                self.stats.dropped += 1;
+            }
+            self.next = self.packets.keys().next().copied();
+            return self.pop(now);
+        };
+        if self
+            .lost_at
+            .is_some_and(|t| now.saturating_duration_since(t) > LOSS_MEMORY)
+        {
+            self.lost_at = None;
+        }
+        self.catch_up(now);
+        let mut next = self.next.unwrap_or(next);
+        if self.waited > 0 && !self.packets.is_empty() && !self.packets.contains_key(&next) {
+            // Later packets came, not the one waited for: the ticks already concealed
+            // stand for the missing slots.
+            while self.waited > 0 && !self.packets.contains_key(&next) {
+                self.note_missed(next);
+                next += 1;
+                self.waited -= 1;
+            }
+            self.next = Some(next);
+            self.lost_at = Some(now);
+        }
+        if self.should_stretch(next, now) {
+            self.short_since = None;
+            // Less queued than the target: one concealed tick grows the delay a frame.
+            self.last_stretch = Some(now);
+            self.stats.stretched += 1;
+            return Playout::Conceal;
+        }
+        if let Some(Queued { payload: p, .. }) = self.packets.remove(&next) {
+            self.next = Some(next + 1);
+            self.concealed_run = 0;
+            self.waited = 0;
+            self.stats.played += 1;
+            return Playout::Packet(p);
+        }
+        self.concealed_run += 1;
+        if self.packets.is_empty() {
+            // Nothing queued: late or lost, nobody knows yet. Conceal and wait.
+            self.stats.underruns += 1;
+            if self.concealed_run > MAX_CONCEALED_RUN {
+                // The stream stopped: go quiet and refill before playing again.
+                self.next = None;
+                self.concealed_run = 0;
+                self.waited = 0;
+                return Playout::Idle;
+            }
+            self.waited += 1;
+            self.stats.concealed += 1;
+            return Playout::Conceal;
+        }
+        // Later packets are here, so this one is lost.
+        self.waited = 0;
+        self.lost_at = Some(now);
+        self.note_missed(next);
+        self.next = Some(next + 1);
+        if let Some(Queued { payload: p, .. }) = self.packets.get(&(next + 1)) {
+            self.concealed_run = 0;
+            self.stats.recovered += 1;
+            return Playout::Recover { next: p.clone() };
+        }
+        self.stats.concealed += 1;
+        Playout::Conceal
+    }
+
+    /// Frames queued from the one due to the newest (lost ones included).
+    fn queued_span(&self, next: u64) -> usize {
+        self.packets
+            .keys()
+            .next_back()
+            .map_or(0, |last| (last + 1).saturating_sub(next) as usize)
+    }
+
+    /// True when the due packet is a quiet one: the SILK encoder marked it as no voice
+    /// activity, or (other Opus modes) it is at most half the size of those queued, as
+    /// quiet frames code small.
+    fn is_quiet(&self, next: u64) -> bool {
+        let Some(payload) = self.packets.get(&next).map(|q| &q.payload) else {
+            return false;
+        };
+        if let Some(active) = voice_activity(payload) {
+            return !active;
+        }
+        let len = payload.len();
+        let mean = self
+            .packets
+            .values()
+            .map(|q| q.payload.len())
+            .sum::<usize>()
+            / self.packets.len();
+        len * 2 <= mean
+    }
+
+    /// True when the packet due now has waited less than the target asks: the buffer
+    /// holds less than its target (counted in time, so a lost newest packet does not
+    /// look like a short buffer, and in frames queued, so one slow packet does not
+    /// either). A concealed tick in the middle of a word is heard, so a buffer one frame
+    /// short waits for a quiet frame (up to [`SHORT_PATIENCE`]); one further behind,
+    /// without room for the FEC frame, or missing packets again and again stretches at
+    /// once.
+    fn should_stretch(&mut self, next: u64, now: Instant) -> bool {
+        let Some(q) = self.packets.get(&next) else {
+            return false;
+        };
+        let target = self.target_frames();
+        let wanted = FRAME * (target as u32 - 1);
+        // What the fastest packet would wait at this delay: a slow packet due now has
+        // waited less, but that is the network's swing, not a short buffer.
+        let waited = now.saturating_duration_since(q.arrival)
+            + Duration::from_secs_f64(q.excess_ms.max(0.0) / 1000.0);
+        let short =
+            wanted > FRAME / 2 && waited + FRAME / 2 < wanted && self.queued_span(next) < target;
+        if !short {
+            self.short_since = None;
+            return false;
+        }
+        let since = *self.short_since.get_or_insert(now);
+        // More than a frame short, whatever asked for the delay. One frame short waits
+        // for a quiet frame, even when late packets asked for it: the estimate of how long
+        // a packet waited swings by several ms, and a concealed tick in a word costs more
+        // than the rare packet that comes late (docs/decisions/jitter-buffer.md).
+        // A buffer without room for even the FEC frame grows at once: the next lost
+        // packet's rebuild depends on it. So does one that packets keep missing.
+        let fec = FRAME * u32::from(self.lost_at.is_some());
+        let repeated = self
+            .previous_late
+            .is_some_and(|t| now.saturating_duration_since(t) < LATE_AGAIN);
+        let far_behind = waited + FRAME * 3 / 2 < wanted || waited + FRAME / 2 < fec || repeated;
+        let quiet = self.is_quiet(next);
+        let patience = now.saturating_duration_since(since) >= SHORT_PATIENCE;
+        let go = (quiet || far_behind || patience)
+            && self
+                .last_stretch
+                .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY);
+        if go {
+            tracing::debug!(
+                slot = next,
+                target,
+                waited_ms = waited.as_millis() as u64,
+                wanted_ms = wanted.as_millis() as u64,
+                quiet,
+                far_behind,
+                patience,
+                "stretch"
+            );
+        }
+        go
+    }
+
+    /// Drops frames when more is queued than the target needs. The surplus is judged
+    /// on the lowest level of the last second, not the current one: under jitter the
+    /// level swings, and dropping at its peaks would only make the next trough short.
+    fn catch_up(&mut self, now: Instant) {
+        let Some(next) = self.next else { return };
+        let span = self.queued_span(next);
+        let floor = self.queue_floor.map_or(span, |f| f.min(span));
+        self.queue_floor = Some(floor);
+        let since = *self.floor_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= FLOOR_PERIOD {
+            self.surplus = floor.saturating_sub(self.target_frames());
+            self.queue_floor = None;
+            self.floor_since = Some(now);
+        }
+        let due = self
+            .last_drop
+            .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY);
+        if self.surplus == 0 || !due || !self.packets.contains_key(&next) {
+            return;
+        }
+        // Quiet frames go first; speech only when far behind.
+        if self.is_quiet(next) || self.surplus >= URGENT_SURPLUS {
+            self.packets.remove(&next);
+            self.next = Some(next + 1);
+            self.surplus -= 1;
+            self.queue_floor = self.queue_floor.map(|f| f.saturating_sub(1));
+            self.stats.dropped += 1;
+            tracing::trace!(slot = next, target = self.target_frames(), "catch-up drop");
+            self.last_drop = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TS_STEP: u32 = 960;
+
+    /// Feeds packets `(seq, arrival offset)` and plays one tick every 20 ms from
+    /// `start_ms`; returns the playout decisions by tick.
+    struct Sim {
+        jb: JitterBuffer,
+        t0: Instant,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim {
+                jb: JitterBuffer::new(),
+                t0: Instant::now(),
+            }
+        }
+        fn at(&self, ms: f64) -> Instant {
+            self.t0 + Duration::from_secs_f64(ms / 1000.0)
+        }
+        /// Plays ticks every 20 ms from `tick` up to `until` (ms), noting the ticks that
+        /// stretched.
+        fn tick_until(&mut self, tick: &mut f64, until: f64, stretched_at: &mut Vec<u16>) {
+            while *tick < until {
+                let before = self.jb.stats().stretched;
+                self.pop(*tick);
+                if self.jb.stats().stretched > before {
+                    stretched_at.push((*tick / 20.0) as u16);
+                }
+                *tick += 20.0;
+            }
+        }
+        fn push(&mut self, seq: u16, arrival_ms: f64) {
+            let at = self.at(arrival_ms);
+            self.jb.push(
+                seq,
+                u32::from(seq).wrapping_mul(TS_STEP),
+                vec![seq as u8],
+                at,
+            );
+        }
+        fn pop(&mut self, ms: f64) -> Playout {
+            let at = self.at(ms);
+            self.jb.pop(at)
+        }
+    }
+
+    fn seq_of(p: &Playout) -> Option<u8> {
+        match p {
+            Playout::Packet(v) => Some(v[0]),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn clean_stream_plays_every_packet_in_order_with_one_frame_of_delay() {
+        let mut s = Sim::new();
+        let mut played = Vec::new();
+        for i in 0..200u16 {
+            s.push(i, f64::from(i) * 20.0);
+            played.push(s.pop(f64::from(i) * 20.0 + 1.0));
+        }
+        let seqs: Vec<u8> = played.iter().filter_map(seq_of).collect();
+        assert_eq!(seqs.len(), 200);
+        assert!(seqs.iter().enumerate().all(|(i, &s)| s == i as u8));
+        assert_eq!(s.jb.target_frames(), 1);
+        assert_eq!(s.jb.stats().concealed, 0);
+    }
+
+    #[test]
+    fn reordered_packets_within_the_delay_all_play_in_order() {
+        let mut s = Sim::new();
+        // Swap every pair: 1 arrives before 0, 3 before 2, ...
+        let mut order = Vec::new();
+        for i in (0..100u16).step_by(2) {
+            order.push((i + 1, f64::from(i) * 20.0 + 5.0));
+            order.push((i, f64::from(i) * 20.0 + 25.0));
+        }
+        let mut played = Vec::new();
+        let mut tick = 0.0;
+        for (seq, at) in order {
+            while tick < at {
+                played.push(s.pop(tick));
+                tick += 20.0;
+            }
+            s.push(seq, at);
+        }
+        for _ in 0..10 {
+            played.push(s.pop(tick));
+            tick += 20.0;
+        }
+        let seqs: Vec<u8> = played.iter().filter_map(seq_of).collect();
+        // The first swaps come before the delay has grown: those packets are rebuilt
+        // from their successor and their late original is dropped. Then all play.
+        let st = s.jb.stats();
+        assert!(seqs.len() >= 90, "{} played: {played:?}", seqs.len());
+        assert!(st.recovered <= 6, "{st:?}");
+        assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
+        assert!(seqs[seqs.len() - 40..].windows(2).all(|w| w[1] == w[0] + 1));
+        assert!(s.jb.target_frames() >= 2);
+    }
+
+    #[test]
+    fn a_lost_packet_is_rebuilt_from_the_next_packets_fec() {
+        let mut s = Sim::new();
+        let mut out = Vec::new();
+        for i in 0..60u16 {
+            if i != 20 && i != 40 {
+                s.push(i, f64::from(i) * 20.0);
+            }
+            out.push(s.pop(f64::from(i) * 20.0 + 1.0));
+        }
+        // The first loss finds nothing queued: its tick is concealed, and the buffer
+        // grows by a frame for the losses to come, so the second one is rebuilt.
+        assert!(!out.contains(&Playout::Recover { next: vec![21] }));
+        assert!(out.contains(&Playout::Recover { next: vec![41] }));
+        let st = s.jb.stats();
+        assert_eq!(
+            (st.recovered, st.concealed, st.stretched),
+            (1, 1, 1),
+            "{st:?}"
+        );
+        assert_eq!(s.jb.target_frames(), 2);
+        // Everything that arrived plays (the last one or two are still queued).
+        assert!(
+            st.played + st.dropped + s.jb.queued() as u64 == 58,
+            "{st:?}"
+        );
+        assert!(st.dropped <= 1, "{st:?}");
+    }
+
+    #[test]
+    fn a_burst_is_concealed_then_the_last_lost_frame_is_rebuilt() {
+        let mut s = Sim::new();
+        let mut out = Vec::new();
+        for i in 0..60u16 {
+            if !(20..23).contains(&i) {
+                s.push(i, f64::from(i) * 20.0);
+            }
+            out.push(s.pop(f64::from(i) * 20.0 + 1.0));
+        }
+        let st = s.jb.stats();
+        // Three concealed ticks stand for the three lost packets: no delay is added.
+        assert_eq!(st.concealed, 3, "{st:?}");
+        assert_eq!(st.played + st.dropped + s.jb.queued() as u64, 57, "{st:?}");
+        // The delay the burst added is caught up within the test's remaining second.
+        assert!(s.jb.queued() <= s.jb.target_frames() + 1, "{st:?}");
+        // After the burst, playback goes on with every packet that came.
+        assert!(out.iter().filter_map(seq_of).any(|s| s == 30));
+    }
+
+    #[test]
+    fn arrivals_count_what_was_sent_and_what_came() {
+        let mut s = Sim::new();
+        for i in 0..100u16 {
+            if i % 10 != 3 {
+                s.push(i, f64::from(i) * 20.0);
+            }
+            s.pop(f64::from(i) * 20.0 + 1.0);
+        }
+        let a = s.jb.arrivals();
+        assert_eq!((a.sent, a.arrived), (100, 90));
+        assert!((a.loss_since(&Arrivals::default()) - 0.10).abs() < 1e-6);
+    }
+
+    #[test]
+    fn delayed_copies_of_lost_packets_raise_the_delay_to_catch_them() {
+        // Originals 20 % lost in pairs; each packet's copy comes 60 ms after it.
+        let mut s = Sim::new();
+        let lost = |i: u16| i % 10 == 4 || i % 10 == 5;
+        let mut out = Vec::new();
+        for i in 0..300u16 {
+            let t = f64::from(i) * 20.0;
+            if !lost(i) {
+                s.push(i, t);
+            }
+            if i >= 3 {
+                s.push(i - 3, t + 1.0);
+            }
+            out.push(s.pop(t + 5.0));
+        }
+        let st = s.jb.stats();
+        let odd: Vec<(usize, &Playout)> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !matches!(p, Playout::Packet(_)))
+            .collect();
+        // The first copies come late and raise the target by their lateness at once…
+        assert!(s.jb.target_frames() >= 4, "{}", s.jb.target_frames());
+        // …after which every lost original is replaced by its copy in time.
+        assert!(odd.iter().all(|(i, _)| *i < 100), "{odd:?}");
+        assert!(st.late <= 8, "{st:?}");
+    }
+
+    #[test]
+    fn late_and_duplicate_packets_are_dropped_and_counted() {
+        let mut s = Sim::new();
+        for i in 0..10u16 {
+            if i != 5 {
+                s.push(i, f64::from(i) * 20.0);
+            }
+            s.pop(f64::from(i) * 20.0 + 1.0);
+        }
+        let before = s.jb.target_frames();
+        s.push(3, 200.0); // played long ago: a copy
+        s.push(9, 200.0); // played too
+        s.push(10, 200.0);
+        s.push(10, 201.0); // queued twice
+        let st = s.jb.stats();
+        assert_eq!((st.late, st.duplicates), (0, 3));
+        // Slot 5 was played without its packet: when it comes now, it is late, and the
+        // delay grows.
+        s.push(5, 202.0);
+        assert_eq!(s.jb.stats().late, 1);
+        assert!(s.jb.target_frames() > before);
+    }
+
+    #[test]
+    fn the_target_delay_follows_jitter_up_and_back_down() {
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        // 30 ms ± 10 ms of jitter for 4 s.
+        for i in 0..200u16 {
+            let jitter = [0.0, 15.0, 35.0, 5.0, 25.0, 40.0, 10.0, 20.0][usize::from(i) % 8];
+            s.push(i, f64::from(i) * 20.0 + jitter);
+            while tick < f64::from(i) * 20.0 + jitter {
+                s.pop(tick);
+                tick += 20.0;
+            }
+        }
+        let jittery = s.jb.target_frames();
+        assert!((2..=4).contains(&jittery), "{jittery}");
+        // Then a calm network: the target eases back a frame every few seconds.
+        for i in 200..1200u16 {
+            s.push(i, f64::from(i) * 20.0 + 50.0);
+            while tick < f64::from(i) * 20.0 + 50.0 {
+                s.pop(tick);
+                tick += 20.0;
+            }
+        }
+        assert!(
+            s.jb.target_frames() < jittery,
+            "{} vs {jittery}",
+            s.jb.target_frames()
+        );
+        assert!(s.jb.stats().late <= 5, "{:?}", s.jb.stats());
+    }
+
+    /// Normal(mean, sd) delays from a fixed seed (Box–Muller on a small LCG).
+    fn normal_delays(n: usize, mean: f64, sd: f64) -> Vec<f64> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut uniform = move || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let z = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+                (mean + sd * z).max(0.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steady_jitter_settles_without_stretching_or_dropping_speech() {
+        // 30 ms ± 10 ms (normal, so packets reorder) and 5 % loss for 30 s.
+        let delays = normal_delays(1500, 30.0, 10.0);
+        let mut arrivals: Vec<(u16, f64)> = (0..1500u16)
+            .filter(|i| i % 20 != 7)
+            .map(|i| (i, f64::from(i) * 20.0 + delays[usize::from(i)]))
+            .collect();
+        arrivals.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        let mut settled = None;
+        for (seq, at) in arrivals {
+            while tick < at {
+                s.pop(tick);
+                tick += 20.0;
+                if tick >= 5_000.0 && settled.is_none() {
+                    settled = Some(s.jb.stats());
+                }
+            }
+            s.push(seq, at);
+        }
+        let (early, st) = (settled.unwrap(), s.jb.stats());
+        // After the first 5 s the delay holds: at most a couple of changes in 25 s, and
+        // nothing concealed but the lost packets' slots (most of them rebuilt).
+        let changes = (st.stretched + st.dropped) - (early.stretched + early.dropped);
+        assert!(changes <= 2, "{changes} changes: {early:?} → {st:?}");
+        assert!(st.late - early.late <= 2, "{st:?}");
+        assert!(
+            (2..=5).contains(&s.jb.target_frames()),
+            "{}",
+            s.jb.target_frames()
+        );
+    }
+
+    #[test]
+    fn a_grown_jitter_estimate_is_met_in_a_pause_not_mid_word() {
+        // An early loss makes the buffer hold a frame for FEC. From 2 s on, one packet
+        // in ten comes 15 ms late: within that frame, so nothing is late, but the jitter
+        // estimate grows by a frame (at about 4 s, when the window holds enough of
+        // them). Someone is talking (big packets), with a pause (small ones) from 4.4 s
+        // to 4.9 s: the buffer grows there, not mid-word.
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        let mut stretched_at = Vec::new();
+        for i in 0..300u16 {
+            let jitter = if i >= 100 && i % 10 == 3 { 15.0 } else { 0.0 };
+            let quiet = (220..245).contains(&i);
+            let at = f64::from(i) * 20.0 + jitter;
+            s.tick_until(&mut tick, at, &mut stretched_at);
+            if i != 5 {
+                let payload = vec![i as u8; if quiet { 10 } else { 100 }];
+                let at = s.at(at);
+                s.jb.push(i, u32::from(i) * TS_STEP, payload, at);
+            }
+        }
+        let st = s.jb.stats();
+        assert_eq!((st.late, st.underruns), (0, 1), "{st:?}");
+        let grown: Vec<u16> = stretched_at.into_iter().filter(|&t| t > 50).collect();
+        assert!(
+            !grown.is_empty() && grown.iter().all(|t| (220..246).contains(t)),
+            "stretches at ticks {grown:?}: {st:?}"
+        );
+    }
+
+    #[test]
+    fn one_late_packet_grows_the_delay_in_a_pause_marked_by_silk() {
+        // An early loss holds a frame for FEC. At 2 s one packet comes 35 ms late: the
+        // ticks concealed while waiting for it grow the delay by one frame, and the one
+        // more it asked for waits for the pause from 3 s, which only SILK's voice activity
+        // flag shows (its packets are as big as the speech ones).
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        let mut stretched_at = Vec::new();
+        for i in 0..250u16 {
+            let at = f64::from(i) * 20.0 + if i == 100 { 35.0 } else { 0.0 };
+            s.tick_until(&mut tick, at, &mut stretched_at);
+            if i != 5 {
+                let vad = if (150..175).contains(&i) { 0x00 } else { 0x80 };
+                let mut payload = vec![0x08, vad];
+                payload.resize(100, i as u8);
+                let at = s.at(at);
+                s.jb.push(i, u32::from(i) * TS_STEP, payload, at);
+            }
+        }
+        let st = s.jb.stats();
+        assert_eq!(st.underruns, 2, "{st:?}");
+        let grown: Vec<u16> = stretched_at.into_iter().filter(|&t| t > 50).collect();
+        assert!(
+            grown.len() == 1 && (150..176).contains(&grown[0]),
+            "stretches at ticks {grown:?}: {st:?}"
+        );
+    }
+
+    #[test]
+    fn a_fast_sender_clock_does_not_grow_the_delay() {
+        let mut s = Sim::new();
+        // The sender's 20 ms are our 19.6 ms: 2 % drift.
+        let mut tick = 0.0;
+        for i in 0..1500u16 {
+            let at = f64::from(i) * 19.6;
+            s.push(i, at);
+            while tick <= at {
+                s.pop(tick);
+                tick += 20.0;
+            }
+        }
+        assert!(
+            s.jb.queued() <= s.jb.target_frames() + 3,
+            "queued {}",
+            s.jb.queued()
+        );
+        assert!(s.jb.stats().dropped > 0);
+    }
+
+    #[test]
+    fn a_slow_sender_clock_causes_concealment_not_a_stall() {
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        let mut idle = 0;
+        for i in 0..1000u16 {
+            let at = f64::from(i) * 20.4;
+            s.push(i, at);
+            while tick <= at {
+                if s.pop(tick) == Playout::Idle {
+                    idle += 1;
+                }
+                tick += 20.0;
+            }
+        }
+        let st = s.jb.stats();
+        assert!(st.played > 950, "{st:?}");
+        assert!(idle < 20, "idle {idle}");
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut s = Sim::new();
+        let mut seqs = Vec::new();
+        for k in 0..40u16 {
+            let seq = 65_520u16.wrapping_add(k);
+            let at = s.at(f64::from(k) * 20.0);
+            s.jb.push(seq, u32::from(k) * TS_STEP, vec![seq as u8], at);
+            if let Playout::Packet(v) = s.pop(f64::from(k) * 20.0 + 1.0) {
+                seqs.push(v[0]);
+            }
+        }
+        assert_eq!(seqs.len(), 40);
+        assert_eq!(s.jb.stats().late, 0);
+    }
+
+    #[test]
+    fn a_stopped_stream_goes_quiet_then_restarts() {
+        let mut s = Sim::new();
+        for i in 0..20u16 {
+            s.push(i, f64::from(i) * 20.0);
+            s.pop(f64::from(i) * 20.0 + 1.0);
+        }
+        let quiet: Vec<Playout> = (20..40).map(|k| s.pop(f64::from(k) * 20.0 + 1.0)).collect();
+        assert!(quiet.ends_with(&[Playout::Idle, Playout::Idle]));
+        // The sender comes back 1 s later with new packets.
+        for i in 70..80u16 {
+            s.push(i, f64::from(i) * 20.0);
+        }
+        let resumed: Vec<Playout> = (80..90).map(|k| s.pop(f64::from(k) * 20.0)).collect();
+        // It restarts with the newest packets (the older ones would only add delay).
+        assert!(resumed.iter().any(|p| seq_of(p) == Some(79)), "{resumed:?}");
+    }
+}

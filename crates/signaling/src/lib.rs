@@ -1,0 +1,87 @@
+//! The signaling channel with real IO: byte-stream transports (TCP, Bluetooth LE,
+//! WebSocket), the host's room server, the guest's join, the sealed session that follows
+//! and what its messages mean ([`inner`]), and LAN discovery. All protocol decisions are
+//! made by the sans-IO pairing core (`intercom-pairing`).
+//!
+//! Bluetooth (BlueZ over D-Bus) is the `bluetooth` feature, on by default; without it
+//! the pure rule of the Bluetooth bridge ([`binding`]) is still here.
+
+pub mod binding;
+#[cfg(feature = "bluetooth")]
+pub mod ble;
+pub mod discovery;
+pub mod guest;
+pub mod host;
+pub mod inner;
+pub mod session;
+pub mod websocket;
+
+use intercom_pairing as pairing;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Any reliable ordered byte stream that carries frames (TCP, a BLE bridge, a test pipe).
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// A boxed byte stream.
+pub type BoxedStream = Box<dyn ByteStream>;
+
+pub use guest::{join, join_tcp, GuestError};
+pub use host::{spawn_host, Attacher, HostEvent, HostHandle};
+pub use inner::Inner;
+pub use session::{Session, SessionEnd, SessionEvent, SessionFault};
+
+/// The next connection on a pairing port, ready for the room: no Nagle delay, and its
+/// [`Source`](crate::pairing::Source). An accept error (out of descriptors, say) is
+/// logged through `quiet` and retried after a short pause instead of spinning.
+pub(crate) async fn accept_next(
+    listener: &tokio::net::TcpListener,
+    quiet: &mut QuietLog,
+    port_name: &str,
+) -> (tokio::net::TcpStream, crate::pairing::Source) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, crate::pairing::Source::ip(peer.ip()));
+            }
+            Err(e) => {
+                quiet.warn(format_args!("{port_name}: accept failed: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A warning that repeats at most once per [`QuietLog::EVERY`], with a count of what it
+/// held back: a flood must not fill the journal.
+#[derive(Debug, Default)]
+pub(crate) struct QuietLog {
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl QuietLog {
+    /// The shortest time between two warnings.
+    pub(crate) const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Logs `what` at warn level unless one was logged within [`QuietLog::EVERY`].
+    pub(crate) fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            self.held_back += 1;
+            return;
+        }
+        if self.held_back > 0 {
+            tracing::warn!("{what} (and {} more like it)", self.held_back);
+        } else {
+            tracing::warn!("{what}");
+        }
+        self.last = Some(now);
+        self.held_back = 0;
+    }
+}

@@ -1,0 +1,282 @@
+//! Comparing received audio with what was sent: reading WAVs, alignment, correlation,
+//! and (through the Python `pesq` package) PESQ-WB, with the retiming that scores what a
+//! listener heard rather than a jitter buffer's shifts in pauses.
+
+use std::path::Path;
+
+/// A 48 kHz 16-bit WAV as mono samples (stereo is mixed down).
+pub fn read_wav(path: &Path) -> Vec<f64> {
+    let mut r = hound::WavReader::open(path).unwrap();
+    assert_eq!(r.spec().sample_rate, 48_000);
+    let channels = usize::from(r.spec().channels);
+    let raw: Vec<f64> = r.samples::<i16>().map(|s| f64::from(s.unwrap())).collect();
+    raw.chunks(channels)
+        .map(|c| c.iter().sum::<f64>() / channels as f64)
+        .collect()
+}
+
+/// Mean absolute value over 10 ms blocks: a speech envelope for coarse alignment.
+pub fn envelope(x: &[f64]) -> Vec<f64> {
+    x.chunks(480)
+        .map(|c| c.iter().map(|v| v.abs()).sum::<f64>() / c.len() as f64)
+        .collect()
+}
+
+/// Normalized correlation of the common length of `a` and `b` (0 when either is silent).
+pub fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// Lag of `received` behind `source` with the best waveform correlation, and that value.
+pub fn align(source: &[f64], received: &[f64]) -> (usize, f64) {
+    // Three stages keep this fast in debug builds: 10 ms envelopes, then the
+    // waveform at 6 kHz (every 8th sample), then every sample near the best lag.
+    let (es, er) = (envelope(source), envelope(received));
+    let coarse = (0..er.len().saturating_sub(es.len() / 2))
+        .max_by(|&i, &j| correlation(&es, &er[i..]).total_cmp(&correlation(&es, &er[j..])))
+        .unwrap_or(0);
+    let best = |lags: std::ops::Range<usize>, step: usize| {
+        let src: Vec<f64> = source.iter().step_by(step).copied().collect();
+        lags.filter(|lag| lag % step == 0 || step == 1)
+            .filter(|&lag| lag < received.len())
+            .map(|lag| {
+                let rx: Vec<f64> = received[lag..].iter().step_by(step).copied().collect();
+                (lag, correlation(&src, &rx))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, 0.0))
+    };
+    let centre = coarse * 480;
+    let (mid, _) = best(centre.saturating_sub(960)..centre + 960, 8);
+    best(mid.saturating_sub(8)..mid + 8, 1)
+}
+
+/// How closely received speech matches its source.
+#[derive(Debug)]
+pub struct VoiceMatch {
+    /// Lag of the best global alignment, in samples.
+    pub lag: usize,
+    /// Waveform correlation at that one lag.
+    pub global: f64,
+    /// Median over the source's speech windows of each window's best correlation
+    /// within ±30 ms of the global lag: robust to the small shifts a jitter buffer
+    /// makes when it stretches or drops a frame mid-clip.
+    pub windowed: f64,
+    /// Speech duration received / sent.
+    pub duration_ratio: f64,
+}
+
+/// Aligns `received` with `source` and measures the match.
+pub fn compare(source: &[f64], received: &[f64]) -> VoiceMatch {
+    let (lag, global) = align(source, received);
+    let window = 9_600; // 200 ms
+    let slack = 1_440; // 30 ms
+    let loud = 0.05 * source.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    let mut scores: Vec<f64> = source
+        .chunks_exact(window)
+        .enumerate()
+        .filter(|(_, w)| w.iter().map(|v| v.abs()).sum::<f64>() / w.len() as f64 > loud / 4.0)
+        .map(|(i, w)| {
+            let at = lag + i * window;
+            let score = |d: usize| {
+                let start = (at + d).saturating_sub(slack);
+                received
+                    .get(start..start + window)
+                    .map_or(0.0, |r| correlation(w, r))
+            };
+            // Every 4th lag, then every lag around the best.
+            let coarse = (0..=2 * slack)
+                .step_by(4)
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                .unwrap_or(slack);
+            (coarse.saturating_sub(3)..=coarse + 3)
+                .map(score)
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    scores.sort_by(f64::total_cmp);
+    let windowed = scores.get(scores.len() / 2).copied().unwrap_or(0.0);
+    let end = (lag + source.len()).min(received.len());
+    let duration_ratio =
+        speech_span(&received[lag.min(end)..end]) as f64 / speech_span(source) as f64;
+    VoiceMatch {
+        lag,
+        global,
+        windowed,
+        duration_ratio,
+    }
+}
+
+/// First and last sample louder than 2 % of full scale.
+pub fn speech_span(x: &[f64]) -> usize {
+    let loud = |v: &f64| v.abs() > 655.0;
+    let first = x.iter().position(loud).unwrap_or(0);
+    let last = x.iter().rposition(loud).unwrap_or(0);
+    last.saturating_sub(first)
+}
+
+/// 48 kHz → 16 kHz: a windowed-sinc low-pass (cut-off 7.6 kHz), then every third sample.
+pub fn to_16k(x: &[f64]) -> Vec<f64> {
+    const TAPS: usize = 121;
+    let fc = 7_600.0 / 48_000.0;
+    let mid = (TAPS / 2) as f64;
+    let h: Vec<f64> = (0..TAPS)
+        .map(|i| {
+            let n = i as f64 - mid;
+            let sinc = if n == 0.0 {
+                2.0 * fc
+            } else {
+                (std::f64::consts::TAU * fc * n).sin() / (std::f64::consts::PI * n)
+            };
+            let w = 0.42 - 0.5 * (std::f64::consts::TAU * i as f64 / (TAPS - 1) as f64).cos()
+                + 0.08 * (2.0 * std::f64::consts::TAU * i as f64 / (TAPS - 1) as f64).cos();
+            sinc * w
+        })
+        .collect();
+    (0..x.len() / 3)
+        .map(|k| {
+            let c = 3 * k;
+            h.iter()
+                .enumerate()
+                .map(|(i, hi)| {
+                    let j = c as isize + i as isize - mid as isize;
+                    if j >= 0 && (j as usize) < x.len() {
+                        hi * x[j as usize]
+                    } else {
+                        0.0
+                    }
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// PESQ-WB of `degraded` against `reference` (both 48 kHz, already aligned).
+pub fn pesq_wb(reference: &[f64], degraded: &[f64], dir: &Path) -> Result<f64, String> {
+    let write = |name: &str, x: &[f64]| {
+        let bytes: Vec<u8> = to_16k(x)
+            .iter()
+            .flat_map(|v| (v.round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+            .collect();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let (r, d) = (
+        write("ref16k.raw", reference),
+        write("deg16k.raw", degraded),
+    );
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, numpy as np\nfrom pesq import pesq\n\
+             r = np.fromfile(sys.argv[1], dtype=np.int16).astype(np.float32)\n\
+             d = np.fromfile(sys.argv[2], dtype=np.int16).astype(np.float32)\n\
+             print(pesq(16000, r, d, 'wb'))",
+        ])
+        .arg(&r)
+        .arg(&d)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pesq failed (pip install pesq numpy): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| format!("pesq output: {e}"))
+}
+
+/// The `p`-th percentile (0–100) by nearest rank; `NaN` when empty.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+/// Median; `NaN` when empty.
+pub fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+/// `received` re-timed onto the sender's timeline: the source is cut into utterance
+/// pieces at its pauses (20 ms or more of near silence), and each piece is matched with
+/// the stretch of `received` within ±100 ms of the global `lag` that fits it best. A
+/// jitter buffer that stretches or drops a frame in a pause shifts everything after it by
+/// 20 ms; PESQ would score that shift, not what was heard. One that does it in the middle
+/// of a word is scored as heard: that piece stays misaligned on one side of it.
+/// Concealment stays in.
+pub fn retime(source: &[f64], received: &[f64], lag: usize) -> Vec<f64> {
+    const SLACK: usize = 4_800;
+    let mut out = Vec::with_capacity(source.len());
+    let mut last = SLACK;
+    for (start, end) in utterances(source) {
+        let w = &source[start..end];
+        let at = lag + start;
+        let piece = |begin: usize| -> Vec<f64> {
+            let mut p: Vec<f64> = received
+                .get(begin.min(received.len())..(begin + w.len()).min(received.len()))
+                .unwrap_or(&[])
+                .to_vec();
+            p.resize(w.len(), 0.0);
+            p
+        };
+        let score = |d: usize| correlation(w, &piece((at + d).saturating_sub(SLACK)));
+        let coarse = (0..=2 * SLACK)
+            .step_by(8)
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+            .unwrap_or(SLACK);
+        let best = (coarse.saturating_sub(7)..=coarse + 7)
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+            .unwrap_or(coarse);
+        // Silence correlates with nothing: keep the lag of the piece before.
+        if score(best) > 0.3 {
+            last = best;
+        }
+        out.extend(piece((at + last).saturating_sub(SLACK)));
+    }
+    out
+}
+
+/// The source cut at its pauses: `(start, end)` sample ranges covering all of it, each
+/// boundary in the middle of a run of at least two 10 ms blocks below -50 dBFS.
+pub fn utterances(source: &[f64]) -> Vec<(usize, usize)> {
+    const BLOCK: usize = 480;
+    const QUIET_RMS: f64 = 100.0;
+    let quiet: Vec<bool> = source
+        .chunks(BLOCK)
+        .map(|b| (b.iter().map(|x| x * x).sum::<f64>() / b.len() as f64).sqrt() < QUIET_RMS)
+        .collect();
+    let mut cuts = vec![0];
+    let mut i = 0;
+    while i < quiet.len() {
+        if !quiet[i] {
+            i += 1;
+            continue;
+        }
+        let run = quiet[i..].iter().take_while(|q| **q).count();
+        if run >= 2 {
+            cuts.push(((i + run / 2) * BLOCK).min(source.len()));
+        }
+        i += run;
+    }
+    cuts.push(source.len());
+    cuts.dedup();
+    cuts.windows(2).map(|c| (c[0], c[1])).collect()
+}

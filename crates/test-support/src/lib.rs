@@ -1,0 +1,12 @@
+//! What the intercom's tests and benchmarks share: the one driver of a simulated box as
+//! a process ([`sim_box`]), network namespaces and links ([`netns`], [`impair`]), and
+//! the comparison of received audio with its source ([`audio`]). It drives the firmware
+//! only through its CLI, so it does not link the firmware.
+
+pub mod audio;
+pub mod files;
+pub mod impair;
+pub mod netns;
+pub mod sim_box;
+
+pub use sim_box::{BoxOptions, SimBox};
