@@ -5,9 +5,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::board::{AudioDriver, DisplayDriver, KeypadDriver};
+use crate::errors::chain as error_chain;
 use crate::hw::alsa::Latency;
 use crate::runtime::backends::{self, alsa_devices, audio_driver};
-use crate::runtime::{error_chain, RunOptions};
+use crate::runtime::RunOptions;
 
 /// One device and how it fared.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,7 @@ pub mod call;
 pub mod config;
 pub mod demo;
 pub mod doctor;
+pub mod errors;
 pub mod hw;
 pub mod runtime;
 pub mod service;

@@ -317,7 +317,7 @@ fn end_reason(end: CallEnd) -> EndReason {
         CallEnd::PeerLost => EndReason::PeerLost,
         CallEnd::NoMediaPath => EndReason::NoMediaPath,
         CallEnd::Failed(e) => {
-            tracing::warn!("call failed: {}", super::error_chain(&*e));
+            tracing::warn!("call failed: {}", crate::errors::chain(&*e));
             EndReason::Failed
         }
     }

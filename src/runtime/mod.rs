@@ -150,15 +150,3 @@ pub async fn run_with_input(
         }
     }
 }
-
-/// An error and each of its causes, `: `-separated, for a log line.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}

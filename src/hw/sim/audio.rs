@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(&mic.take_frame()[..3], &[200, -100, 0]);
         let slow = dir.path().join("slow.wav");
         write_wav(&slow, 22_050, 1, &[0; 10]);
-        let err = crate::runtime::error_chain(&WavIn::open(&slow).err().unwrap());
+        let err = crate::errors::chain(&WavIn::open(&slow).err().unwrap());
         assert!(err.contains("22050 Hz") && err.contains("sox"), "{err}");
     }
 

@@ -349,7 +349,7 @@ mod tests {
             Some("/nonexistent/dir/screen.png".into()),
             false,
         );
-        let err = crate::runtime::error_chain(&display.flush().unwrap_err());
+        let err = crate::errors::chain(&display.flush().unwrap_err());
         assert!(err.contains("/nonexistent/dir/screen.png"), "{err}");
     }
 

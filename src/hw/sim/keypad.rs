@@ -318,7 +318,7 @@ mod tests {
         })
         .err()
         .unwrap();
-        let err = crate::runtime::error_chain(&err);
+        let err = crate::errors::chain(&err);
         assert!(
             err.contains("/nonexistent/keys") && err.contains("mkfifo"),
             "{err}"

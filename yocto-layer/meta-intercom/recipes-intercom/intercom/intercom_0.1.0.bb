@@ -28,6 +28,10 @@ require intercom-crates.inc
 
 inherit cargo cargo-update-recipe-crates systemd useradd
 
+# The workspace's firmware package only: its other members (the security core, media,
+# signaling) are built as its dependencies, and the test support is not for the box.
+CARGO_BUILD_FLAGS:append = " --package intercom"
+
 SYSTEMD_SERVICE:${PN} = "intercom.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
