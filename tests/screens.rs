@@ -16,6 +16,7 @@ fn invite(name: &str, pin: bool) -> Invite {
         name: Some(name.into()),
         tcp: vec!["192.168.178.42:7300".parse().unwrap()],
         bt: None,
+        online: None,
         pin: pin.then(|| Pin::parse("4821").unwrap()),
     }
 }

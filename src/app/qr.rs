@@ -108,6 +108,7 @@ mod tests {
             name: Some(name.into()),
             tcp: vec!["192.168.100.200:7300".parse().unwrap()],
             bt: None,
+            online: None,
             pin: Pin::parse("4821"),
         }
     }

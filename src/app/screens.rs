@@ -697,6 +697,7 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
         name: Some("Front door".into()),
         tcp: vec![std::net::SocketAddr::from(([192, 168, 178, 42], 7300))],
         bt: None,
+        online: None,
         pin: Some(pin.clone()),
     };
     vec![

@@ -244,6 +244,7 @@ impl Lan {
                 .map(|ip| SocketAddr::new(ip, self.port))
                 .collect(),
             bt,
+            online: None,
             pin: self.qr_includes_pin.then(|| pin.clone()),
         };
         Event::RoomOpened(OpenRoom {

@@ -11,13 +11,35 @@ pub const VERSION: u64 = 1;
 /// Length of a SPAKE2 message (side byte + Ed25519 point).
 pub const PAKE_MSG_LEN: usize = MESSAGE_LEN;
 
-/// The SPAKE2 identity: `"intercom/v1/" || room id`.
+/// The SPAKE2 identity on the LAN transports: `"intercom/v1/" || room id`.
 pub fn identity(room: RoomId) -> Vec<u8> {
-    format!("intercom/v1/{}", room.to_hex()).into_bytes()
+    identity_in(room, &Binding::Lan)
 }
 
-fn start_pake(room: RoomId, pin: &Pin) -> (Spake2, Vec<u8>) {
-    let (state, msg) = Spake2::start(pin.as_bytes(), &identity(room));
+/// The SPAKE2 identity of a handshake run over `binding`: the LAN transports' identity,
+/// and for a rendezvous mailbox `"/mailbox/" || mailbox id` after it, so a transcript from
+/// one mailbox is useless in any other (and on the LAN).
+pub fn identity_in(room: RoomId, binding: &Binding) -> Vec<u8> {
+    match binding {
+        Binding::Lan => format!("intercom/v1/{}", room.to_hex()).into_bytes(),
+        Binding::Mailbox(mailbox) => {
+            format!("intercom/v1/{}/mailbox/{mailbox}", room.to_hex()).into_bytes()
+        }
+    }
+}
+
+/// Where a handshake runs, as far as its keys are concerned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// TCP, WebSocket or Bluetooth LE on the spot: PROTOCOL v1 byte for byte.
+    #[default]
+    Lan,
+    /// A rendezvous server's mailbox, by its id (not a secret: the server chose it).
+    Mailbox(String),
+}
+
+fn start_pake(room: RoomId, pin: &Pin, binding: &Binding) -> (Spake2, Vec<u8>) {
+    let (state, msg) = Spake2::start(pin.as_bytes(), &identity_in(room, binding));
     (state, msg.to_vec())
 }
 
@@ -135,7 +157,12 @@ pub struct GuestHandshake {
 impl GuestHandshake {
     /// Starts SPAKE2 and returns the first message to send.
     pub fn start(room: RoomId, pin: &Pin) -> (GuestHandshake, Message) {
-        let (spake, my_msg) = start_pake(room, pin);
+        Self::start_in(room, pin, &Binding::Lan)
+    }
+
+    /// Starts SPAKE2 over `binding` and returns the first message to send.
+    pub fn start_in(room: RoomId, pin: &Pin, binding: &Binding) -> (GuestHandshake, Message) {
+        let (spake, my_msg) = start_pake(room, pin, binding);
         let first = Message::Pake {
             v: VERSION,
             room: room.to_hex(),
@@ -226,15 +253,22 @@ enum HostState {
 pub struct HostHandshake {
     room: RoomId,
     pin: Pin,
+    binding: Binding,
     state: HostState,
 }
 
 impl HostHandshake {
     /// Waits for a guest's `pake`.
     pub fn new(room: RoomId, pin: Pin) -> HostHandshake {
+        Self::new_in(room, pin, Binding::Lan)
+    }
+
+    /// Waits for a guest's `pake` over `binding`.
+    pub fn new_in(room: RoomId, pin: Pin, binding: Binding) -> HostHandshake {
         HostHandshake {
             room,
             pin,
+            binding,
             state: HostState::AwaitPake,
         }
     }
@@ -268,7 +302,7 @@ impl HostHandshake {
                 if msg.len() != PAKE_MSG_LEN {
                     return malformed("bad SPAKE2 message", false);
                 }
-                let (spake, my_msg) = start_pake(self.room, &self.pin);
+                let (spake, my_msg) = start_pake(self.room, &self.pin, &self.binding);
                 let Ok(k) = spake.finish(&msg) else {
                     return malformed("bad SPAKE2 message", false);
                 };
@@ -393,5 +427,37 @@ mod tests {
         assert_eq!(tries_left_in(Some("wrong PIN, 1 try left")), Some(1));
         assert_eq!(tries_left_in(Some("wrong PIN")), None);
         assert_eq!(tries_left_in(None), None);
+    }
+
+    /// One handshake with the host and the guest each over its own binding: whether the
+    /// host accepts the guest's confirmation.
+    fn joins_over(host_binding: Binding, guest_binding: Binding) -> bool {
+        let room = RoomId::random();
+        let pin = Pin::parse("4821").unwrap();
+        let mut host = HostHandshake::new_in(room, pin.clone(), host_binding);
+        let (mut guest, first) = GuestHandshake::start_in(room, &pin, &guest_binding);
+        let HostStep::Send(host_pake) = host.on_message(first) else {
+            panic!("host did not answer pake")
+        };
+        let Ok(GuestStep::Send(confirm)) = guest.on_message(host_pake) else {
+            panic!("guest did not confirm")
+        };
+        matches!(host.on_message(confirm), HostStep::Joined(..))
+    }
+
+    #[test]
+    fn the_mailbox_is_bound_into_the_keys() {
+        let mailbox = |m: &str| Binding::Mailbox(m.into());
+        assert!(joins_over(Binding::Lan, Binding::Lan));
+        assert!(joins_over(mailbox("mb1"), mailbox("mb1")));
+        // The right PIN in another mailbox, or relayed to the LAN, fails confirmation.
+        assert!(!joins_over(mailbox("mb1"), mailbox("mb2")));
+        assert!(!joins_over(Binding::Lan, mailbox("mb1")));
+        let room = RoomId::parse("0f1e2d3c4b5a6978").unwrap();
+        assert_eq!(identity(room), b"intercom/v1/0f1e2d3c4b5a6978");
+        assert_eq!(
+            identity_in(room, &mailbox("qhz4wdbcvsrq2")),
+            b"intercom/v1/0f1e2d3c4b5a6978/mailbox/qhz4wdbcvsrq2"
+        );
     }
 }

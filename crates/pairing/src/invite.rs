@@ -1,4 +1,5 @@
-//! The room invitation carried by the QR code: `intercom:?v=1&room=…&tcp=…[&pin=…]`.
+//! The room invitation carried by the QR code:
+//! `intercom:?v=1&room=…&tcp=…[&bt=…][&n=…&rv=…][&pin=…]`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,8 +19,25 @@ pub struct Invite {
     pub tcp: Vec<SocketAddr>,
     /// The host's Bluetooth address, if given.
     pub bt: Option<String>,
+    /// The rendezvous nameplate of the room's online code (`n=`), with the server it is
+    /// on (`rv=`): both or neither.
+    pub online: Option<Online>,
     /// The PIN, unless the owner keeps it off the QR code.
     pub pin: Option<Pin>,
+}
+
+/// Where a room waits online: a nameplate on a rendezvous server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Online {
+    /// The nameplate: 1–6 digits, the code's part before the PIN.
+    pub nameplate: String,
+    /// The rendezvous server's WebSocket URL (`ws://` or `wss://`).
+    pub rendezvous: String,
+}
+
+/// True for a nameplate a keypad can type: 1–6 digits.
+pub fn valid_nameplate(text: &str) -> bool {
+    (1..=6).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl fmt::Debug for Invite {
@@ -28,6 +46,7 @@ impl fmt::Debug for Invite {
             .field("room", &self.room)
             .field("name", &self.name)
             .field("tcp", &self.tcp.len())
+            .field("online", &self.online)
             .field("pin", &self.pin.as_ref().map(|_| "****"))
             .finish()
     }
@@ -62,6 +81,12 @@ impl Invite {
             uri.push_str("&bt=");
             uri.push_str(bt);
         }
+        if let Some(online) = &self.online {
+            uri.push_str("&n=");
+            uri.push_str(&online.nameplate);
+            uri.push_str("&rv=");
+            uri.push_str(&percent_encode(&online.rendezvous));
+        }
         if let Some(pin) = &self.pin {
             uri.push_str("&pin=");
             uri.push_str(pin.as_str());
@@ -78,9 +103,11 @@ impl Invite {
             name: None,
             tcp: Vec::new(),
             bt: None,
+            online: None,
             pin: None,
         };
         let mut room = None;
+        let (mut nameplate, mut rendezvous) = (None, None);
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
@@ -93,6 +120,15 @@ impl Invite {
                     .tcp
                     .push(value.parse().map_err(|_| InviteError::Field("tcp"))?),
                 "bt" => invite.bt = Some(value.to_string()),
+                "n" if valid_nameplate(value) => nameplate = Some(value.to_string()),
+                "n" => return Err(InviteError::Field("n")),
+                "rv" => {
+                    let url = percent_decode(value).ok_or(InviteError::Field("rv"))?;
+                    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                        return Err(InviteError::Field("rv"));
+                    }
+                    rendezvous = Some(url);
+                }
                 "pin" => invite.pin = Some(Pin::parse(value).ok_or(InviteError::Field("pin"))?),
                 _ => {}
             }
@@ -101,6 +137,15 @@ impl Invite {
             return Err(InviteError::Version);
         }
         invite.room = room.ok_or(InviteError::Field("room"))?;
+        invite.online = match (nameplate, rendezvous) {
+            (Some(nameplate), Some(rendezvous)) => Some(Online {
+                nameplate,
+                rendezvous,
+            }),
+            (None, None) => None,
+            (None, Some(_)) => return Err(InviteError::Field("n")),
+            (Some(_), None) => return Err(InviteError::Field("rv")),
+        };
         Ok(invite)
     }
 }
@@ -148,7 +193,38 @@ mod tests {
                 "[fe80::1]:7300".parse().unwrap(),
             ],
             bt: None,
+            online: None,
             pin: Pin::parse("4821"),
+        }
+    }
+
+    #[test]
+    fn an_online_code_travels_as_nameplate_and_rendezvous() {
+        let mut invite = sample();
+        invite.online = Some(Online {
+            nameplate: "17".into(),
+            rendezvous: "wss://rv.example.org:4000/v1".into(),
+        });
+        let uri = invite.to_uri();
+        assert!(
+            uri.ends_with("&n=17&rv=wss%3A%2F%2Frv.example.org%3A4000%2Fv1&pin=4821"),
+            "{}",
+            uri.as_str()
+        );
+        assert_eq!(Invite::parse(&uri).unwrap(), invite);
+        let base = "intercom:?v=1&room=0f1e2d3c4b5a6978";
+        for (bad, field) in [
+            ("&n=17", "rv"),
+            ("&rv=ws%3A%2F%2Fx", "n"),
+            ("&n=1234567&rv=ws%3A%2F%2Fx", "n"),
+            ("&n=1a&rv=ws%3A%2F%2Fx", "n"),
+            ("&n=17&rv=http%3A%2F%2Fx", "rv"),
+        ] {
+            assert_eq!(
+                Invite::parse(&format!("{base}{bad}")),
+                Err(InviteError::Field(field)),
+                "{bad}"
+            );
         }
     }
 

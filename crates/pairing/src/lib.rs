@@ -18,9 +18,9 @@ pub mod spake;
 pub use crowd::{Crowd, Source};
 pub use frame::{ErrorCode, FrameDecoder, FrameError, Message, MAX_PAYLOAD};
 pub use handshake::{
-    ChannelError, GuestHandshake, GuestStep, HostHandshake, HostStep, JoinError, Role,
+    Binding, ChannelError, GuestHandshake, GuestStep, HostHandshake, HostStep, JoinError, Role,
     SecureChannel,
 };
-pub use invite::{Invite, InviteError};
+pub use invite::{valid_nameplate, Invite, InviteError, Online};
 pub use pin::{Pin, RoomId, RoomTag, PIN_DIGITS};
 pub use room::{ConnId, HostRoom, RoomEvent, RoomStatus, HANDSHAKE_DEADLINE, MAX_ATTEMPTS};

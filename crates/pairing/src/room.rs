@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::crowd::{Crowd, Source};
 use super::frame::{ErrorCode, FrameError, Message};
-use super::handshake::{HostHandshake, HostStep, SecureChannel};
+use super::handshake::{Binding, HostHandshake, HostStep, SecureChannel};
 use super::pin::{Pin, RoomId};
 
 /// Wrong PINs a room takes before it is burned.
@@ -176,6 +176,17 @@ impl HostRoom {
         now: Instant,
         source: Source,
     ) -> Result<(ConnId, RoomOutput), Message> {
+        self.connect_in(now, source, Binding::Lan)
+    }
+
+    /// [`HostRoom::connect`] for a connection whose handshake runs over `binding` (a
+    /// rendezvous mailbox): the same room, the same tries.
+    pub fn connect_in(
+        &mut self,
+        now: Instant,
+        source: Source,
+        binding: Binding,
+    ) -> Result<(ConnId, RoomOutput), Message> {
         if self.status != RoomStatus::Open || now >= self.expires_at {
             return Err(self.closed_error());
         }
@@ -196,7 +207,7 @@ impl HostRoom {
             id,
             Conn {
                 deadline: now + HANDSHAKE_DEADLINE,
-                handshake: HostHandshake::new(self.id, self.pin.clone()),
+                handshake: HostHandshake::new_in(self.id, self.pin.clone(), binding),
             },
         );
         Ok((id, out))

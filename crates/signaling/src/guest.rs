@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::pairing::{
-    FrameDecoder, GuestHandshake, GuestStep, JoinError, Pin, RoomId, HANDSHAKE_DEADLINE,
+    Binding, FrameDecoder, GuestHandshake, GuestStep, JoinError, Pin, RoomId, HANDSHAKE_DEADLINE,
 };
 use crate::session::Session;
 use crate::BoxedStream;
@@ -60,9 +60,20 @@ fn unreachable(e: std::io::Error) -> GuestError {
 }
 
 /// Runs the handshake over an open stream.
-pub async fn join(mut stream: BoxedStream, room: RoomId, pin: &Pin) -> Result<Session, GuestError> {
+pub async fn join(stream: BoxedStream, room: RoomId, pin: &Pin) -> Result<Session, GuestError> {
+    join_in(stream, room, pin, &Binding::Lan).await
+}
+
+/// Runs the handshake over an open stream whose keys are bound to `binding` (a rendezvous
+/// mailbox).
+pub async fn join_in(
+    mut stream: BoxedStream,
+    room: RoomId,
+    pin: &Pin,
+    binding: &Binding,
+) -> Result<Session, GuestError> {
     let handshake = async {
-        let (mut hs, first) = GuestHandshake::start(room, pin);
+        let (mut hs, first) = GuestHandshake::start_in(room, pin, binding);
         stream
             .write_all(&first.encode())
             .await

@@ -9,14 +9,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::pairing::{
-    ConnId, FrameDecoder, FrameError, HostRoom, Message, RoomEvent, RoomStatus, SecureChannel,
-    Source,
+    Binding, ConnId, FrameDecoder, FrameError, HostRoom, Message, RoomEvent, RoomStatus,
+    SecureChannel, Source,
 };
 use crate::session::Session;
 use crate::{accept_next, BoxedStream, QuietLog};
 
 /// A connection for the room, with where it came from.
-type Incoming = (BoxedStream, Source);
+type Incoming = (BoxedStream, Source, Binding);
 
 /// News from the room server.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl HostHandle {
 
     /// Hands the server a connection from any transport (TCP, BLE…) and its source.
     pub async fn attach(&self, stream: BoxedStream, source: Source) {
-        let _ = self.incoming.send((stream, source)).await;
+        let _ = self.incoming.send((stream, source, Binding::Lan)).await;
     }
 
     /// A handle other transports keep to hand connections to this room.
@@ -65,7 +65,7 @@ impl HostHandle {
                 tokio::select! {
                     _ = incoming.closed() => return,
                     (stream, source) = accept_next(&listener, &mut quiet, "pairing port") => {
-                        if incoming.send((Box::new(stream), source)).await.is_err() {
+                        if incoming.send((Box::new(stream), source, Binding::Lan)).await.is_err() {
                             return;
                         }
                     }
@@ -82,7 +82,13 @@ pub struct Attacher(mpsc::Sender<Incoming>);
 impl Attacher {
     /// Hands the server a connection from `source`; dropped if the room is finished.
     pub async fn attach(&self, stream: BoxedStream, source: Source) {
-        let _ = self.0.send((stream, source)).await;
+        let _ = self.0.send((stream, source, Binding::Lan)).await;
+    }
+
+    /// Hands the server a connection whose handshake runs over `binding` (a rendezvous
+    /// mailbox): the same room, the same tries.
+    pub async fn attach_in(&self, stream: BoxedStream, source: Source, binding: Binding) {
+        let _ = self.0.send((stream, source, binding)).await;
     }
 
     /// Completes when the room is finished.
@@ -133,8 +139,8 @@ async fn actor(
         let output = tokio::select! {
             _ = events.closed() => return,
             stream = incoming.recv() => {
-                let Some((mut stream, source)) = stream else { return };
-                match room.connect(now(), source) {
+                let Some((mut stream, source, binding)) = stream else { return };
+                match room.connect_in(now(), source, binding) {
                     Ok((id, evicted)) => {
                         let (tx, rx) = mpsc::channel(4);
                         conns.insert(id, tx);

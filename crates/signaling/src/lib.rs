@@ -13,6 +13,8 @@ pub mod discovery;
 pub mod guest;
 pub mod host;
 pub mod inner;
+#[cfg(feature = "rendezvous")]
+pub mod rendezvous;
 pub mod session;
 pub mod websocket;
 
@@ -27,7 +29,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
 /// A boxed byte stream.
 pub type BoxedStream = Box<dyn ByteStream>;
 
-pub use guest::{join, join_tcp, GuestError};
+pub use guest::{join, join_in, join_tcp, GuestError};
 pub use host::{spawn_host, Attacher, HostEvent, HostHandle};
 pub use inner::Inner;
 pub use session::{Session, SessionEnd, SessionEvent, SessionFault};

@@ -1,0 +1,653 @@
+//! The online mode's rendezvous: a magic-wormhole mailbox server, spoken by our own small
+//! client (JSON over WebSocket: `bind`, `allocate`, `claim`, `open`, `add`, `release`,
+//! `close`, `ping`), so any stock server works.
+//!
+//! The host allocates a nameplate (the code's digits before the PIN), claims it and opens
+//! its mailbox; the guest claims the same nameplate and opens the same mailbox. Each frame
+//! of the pairing protocol then travels as one mailbox message: its payload (the same
+//! JSON a WebSocket message carries) hex-encoded in `body`, under the phase `"0"`, `"1"`,
+//! … of its sender. The server merges both sides' messages, echoes our own back and may
+//! reorder or repeat them, so [`Inbox`] keeps the other side's in phase order, once each,
+//! and drops our echoes. The server sees the SPAKE2 messages and sealed frames, never the
+//! PIN, an SDP, a candidate or a text. The mailbox is bound into the handshake's keys
+//! ([`Binding::Mailbox`]), so a transcript from one mailbox is useless in another.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::pairing::{Binding, FrameDecoder, RoomId, MAX_PAYLOAD};
+use crate::BoxedStream;
+
+/// Our application id on the server: nameplates and mailboxes are scoped to it.
+pub const APP_ID: &str = "intercom.invalid/pairing/v1";
+/// How long the server may take to answer a command.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest server message read: a frame payload, hex-encoded, plus the envelope.
+const MAX_SERVER_MESSAGE: usize = 2 * MAX_PAYLOAD + 4096;
+/// Bytes of the pipe between the mailbox and the room server or guest.
+const PIPE_BYTES: usize = 2 * (MAX_PAYLOAD + 4);
+/// Most frames held out of order from the other side.
+const MAX_HELD: usize = 64;
+
+/// The rendezvous could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RendezvousError {
+    /// The URL is not `ws://…` or `wss://…`.
+    #[error("the rendezvous URL must start with ws:// or wss://")]
+    Url,
+    /// The CA file for `wss://` could not be read.
+    #[error("cannot read the rendezvous CA file {path}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server could not be reached (DNS, TCP, TLS or the WebSocket upgrade).
+    #[error("cannot reach the rendezvous server")]
+    Connect(#[source] tokio_tungstenite::tungstenite::Error),
+    /// The server did not answer in time.
+    #[error("the rendezvous server did not answer in time")]
+    Timeout,
+    /// The connection to the server ended.
+    #[error("the rendezvous server closed the connection")]
+    Closed,
+    /// The server refused: the code is in use by two others (`crowded`), unknown, …
+    #[error("the rendezvous server refused: {0}")]
+    Refused(String),
+    /// The server sent something that is not its protocol.
+    #[error("the rendezvous server broke its protocol")]
+    Protocol,
+}
+
+/// What the other side sent, in order, and what else the server said that matters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The next frame payload from the other side.
+    Frame(Vec<u8>),
+    /// The other side is in the mailbox (its first message arrived).
+    PeerArrived,
+    /// The host's room id (phase `room`), which the guest's handshake names.
+    Room(RoomId),
+}
+
+/// The phase of the host's one message that is not a frame: its room id.
+pub const ROOM_PHASE: &str = "room";
+
+/// The sans-IO half of a mailbox: our side, and the other side's messages put back in
+/// phase order, each once, our own echoes dropped.
+#[derive(Debug)]
+pub struct Inbox {
+    side: String,
+    peer: Option<String>,
+    next: u64,
+    held: BTreeMap<u64, Vec<u8>>,
+    sent: u64,
+    room_seen: bool,
+}
+
+impl Inbox {
+    /// A fresh side (random, 10 hex digits).
+    pub fn new() -> Inbox {
+        let side: [u8; 5] = rand::random();
+        Inbox::with_side(side.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// An inbox for `side` (tests and vectors).
+    pub fn with_side(side: String) -> Inbox {
+        Inbox {
+            side,
+            peer: None,
+            next: 0,
+            held: BTreeMap::new(),
+            sent: 0,
+            room_seen: false,
+        }
+    }
+
+    /// Our side.
+    pub fn side(&self) -> &str {
+        &self.side
+    }
+
+    /// The `add` command for our next frame payload.
+    pub fn add(&mut self, payload: &[u8]) -> Value {
+        let phase = self.sent;
+        self.sent += 1;
+        json!({"type": "add", "phase": phase.to_string(), "body": hex(payload)})
+    }
+
+    /// A `message` from the server: what it delivers, in order. Our echoes, repeats,
+    /// a third side's messages and phases that are not ours are dropped; too many held
+    /// out of order is a protocol error.
+    pub fn on_message(&mut self, msg: &Value) -> Result<Vec<Delivery>, RendezvousError> {
+        let (Some(side), Some(phase), Some(body)) = (
+            msg["side"].as_str(),
+            msg["phase"].as_str(),
+            msg["body"].as_str(),
+        ) else {
+            return Err(RendezvousError::Protocol);
+        };
+        if side == self.side {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        match &self.peer {
+            Some(peer) if peer != side => return Ok(Vec::new()),
+            Some(_) => {}
+            None => {
+                self.peer = Some(side.to_string());
+                out.push(Delivery::PeerArrived);
+            }
+        }
+        if phase == ROOM_PHASE && !self.room_seen {
+            self.room_seen = true;
+            let room = unhex(body).map(|b| hex(&b)).and_then(|h| RoomId::parse(&h));
+            out.push(Delivery::Room(room.ok_or(RendezvousError::Protocol)?));
+            return Ok(out);
+        }
+        let Some(phase) = phase.parse::<u64>().ok().filter(|p| p.to_string() == phase) else {
+            return Ok(out);
+        };
+        if phase < self.next || self.held.contains_key(&phase) {
+            return Ok(out);
+        }
+        let body = unhex(body).ok_or(RendezvousError::Protocol)?;
+        if self.held.len() >= MAX_HELD {
+            return Err(RendezvousError::Protocol);
+        }
+        self.held.insert(phase, body);
+        while let Some(body) = self.held.remove(&self.next) {
+            out.push(Delivery::Frame(body));
+            self.next += 1;
+        }
+        Ok(out)
+    }
+}
+
+impl Default for Inbox {
+    fn default() -> Inbox {
+        Inbox::new()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Which certificates a `wss://` rendezvous may present.
+#[derive(Debug, Clone, Default)]
+pub enum Trust {
+    /// The system's roots.
+    #[default]
+    System,
+    /// Only those in this PEM file (a self-hosted server's own CA).
+    CaFile(std::path::PathBuf),
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A connection to a rendezvous server, bound to our application id.
+pub struct Rendezvous {
+    ws: Ws,
+    inbox: Inbox,
+}
+
+impl std::fmt::Debug for Rendezvous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rendezvous")
+    }
+}
+
+fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, RendezvousError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match trust {
+        Trust::System => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+        Trust::CaFile(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let ca_err = |source| RendezvousError::Ca {
+                path: path.display().to_string(),
+                source,
+            };
+            let pem = std::fs::read(path).map_err(ca_err)?;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| ca_err(std::io::Error::other(e.to_string())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ca_err(std::io::Error::other(e)))?;
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| RendezvousError::Protocol)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl Rendezvous {
+    /// Connects to `url`, binds our application id and a fresh side, and waits for the
+    /// server's welcome.
+    pub async fn connect(url: &str, trust: &Trust) -> Result<Rendezvous, RendezvousError> {
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(RendezvousError::Url);
+        }
+        let connector = if url.starts_with("wss://") {
+            Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls_config(
+                trust,
+            )?)))
+        } else {
+            None
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_SERVER_MESSAGE))
+            .max_frame_size(Some(MAX_SERVER_MESSAGE));
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector);
+        let (ws, _) = tokio::time::timeout(ANSWER_TIMEOUT, connect)
+            .await
+            .map_err(|_| RendezvousError::Timeout)?
+            .map_err(RendezvousError::Connect)?;
+        let mut rv = Rendezvous {
+            ws,
+            inbox: Inbox::new(),
+        };
+        let welcome = rv.expect("welcome").await?;
+        if let Some(error) = welcome["welcome"]["error"].as_str() {
+            return Err(RendezvousError::Refused(error.to_string()));
+        }
+        let side = rv.inbox.side().to_string();
+        rv.send(json!({"type": "bind", "appid": APP_ID, "side": side}))
+            .await?;
+        Ok(rv)
+    }
+
+    async fn send(&mut self, msg: Value) -> Result<(), RendezvousError> {
+        self.ws
+            .send(WsMessage::text(msg.to_string()))
+            .await
+            .map_err(|_| RendezvousError::Closed)
+    }
+
+    /// The next server message of type `want`; an `error` is a refusal.
+    async fn expect(&mut self, want: &str) -> Result<Value, RendezvousError> {
+        let wait = async {
+            loop {
+                let msg = match self.ws.next().await {
+                    Some(Ok(WsMessage::Text(t))) => t.as_bytes().to_vec(),
+                    Some(Ok(WsMessage::Binary(b))) => b.to_vec(),
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
+                        return Err(RendezvousError::Closed)
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                let v: Value =
+                    serde_json::from_slice(&msg).map_err(|_| RendezvousError::Protocol)?;
+                match v["type"].as_str() {
+                    Some(t) if t == want => return Ok(v),
+                    Some("error") => {
+                        let why = v["error"].as_str().unwrap_or("an error");
+                        return Err(RendezvousError::Refused(why.to_string()));
+                    }
+                    _ => continue,
+                }
+            }
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, wait)
+            .await
+            .map_err(|_| RendezvousError::Timeout)?
+    }
+
+    /// Asks for a fresh nameplate and claims it: the nameplate and its mailbox.
+    pub async fn allocate(&mut self) -> Result<(String, String), RendezvousError> {
+        self.send(json!({"type": "allocate"})).await?;
+        let allocated = self.expect("allocated").await?;
+        let nameplate = allocated["nameplate"]
+            .as_str()
+            .ok_or(RendezvousError::Protocol)?
+            .to_string();
+        let mailbox = self.claim(&nameplate).await?;
+        Ok((nameplate, mailbox))
+    }
+
+    /// Claims `nameplate`: its mailbox. A nameplate two others hold is `crowded`.
+    pub async fn claim(&mut self, nameplate: &str) -> Result<String, RendezvousError> {
+        self.send(json!({"type": "claim", "nameplate": nameplate}))
+            .await?;
+        let claimed = self.expect("claimed").await?;
+        Ok(claimed["mailbox"]
+            .as_str()
+            .ok_or(RendezvousError::Protocol)?
+            .to_string())
+    }
+
+    /// The host: opens `mailbox`, announces `room` in it, and turns this connection into
+    /// the pairing's byte stream (see [`Rendezvous::guest_open`]). The nameplate is
+    /// released as soon as the other side is in, so the server can hand it out again.
+    pub async fn host_open(
+        mut self,
+        nameplate: String,
+        mailbox: String,
+        room: RoomId,
+    ) -> Result<(BoxedStream, Binding, MailboxHandle), RendezvousError> {
+        self.send(json!({"type": "open", "mailbox": mailbox}))
+            .await?;
+        self.send(json!({"type": "add", "phase": ROOM_PHASE, "body": room.to_hex()}))
+            .await?;
+        Ok(self.into_stream(mailbox, Some(nameplate)))
+    }
+
+    /// The guest: opens `mailbox`, releases the nameplate (both sides are in), and waits
+    /// for the host's room id. Then this connection is the pairing's byte stream: frames
+    /// written to it go out as mailbox messages, the host's come out of it in order.
+    /// Returns the stream, the room, the handshake binding, and a handle that closes the
+    /// mailbox.
+    pub async fn guest_open(
+        mut self,
+        nameplate: String,
+        mailbox: String,
+    ) -> Result<(BoxedStream, RoomId, Binding, MailboxHandle), RendezvousError> {
+        self.send(json!({"type": "open", "mailbox": mailbox}))
+            .await?;
+        self.send(json!({"type": "release", "nameplate": nameplate}))
+            .await?;
+        let room = loop {
+            let msg = self.expect("message").await?;
+            let found = self
+                .inbox
+                .on_message(&msg)?
+                .into_iter()
+                .find_map(|d| match d {
+                    Delivery::Room(room) => Some(room),
+                    _ => None,
+                });
+            if let Some(room) = found {
+                break room;
+            }
+        };
+        let (stream, binding, handle) = self.into_stream(mailbox, None);
+        Ok((stream, room, binding, handle))
+    }
+
+    fn into_stream(
+        self,
+        mailbox: String,
+        release: Option<String>,
+    ) -> (BoxedStream, Binding, MailboxHandle) {
+        let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+        let (close_tx, close_rx) = oneshot::channel();
+        let (peer_tx, peer_rx) = mpsc::channel(1);
+        let binding = Binding::Mailbox(mailbox.clone());
+        tokio::spawn(self.bridge(ours, mailbox, release, close_rx, peer_tx));
+        (
+            Box::new(theirs),
+            binding,
+            MailboxHandle {
+                close: Some(close_tx),
+                peer: peer_rx,
+            },
+        )
+    }
+
+    async fn bridge(
+        self,
+        pipe: tokio::io::DuplexStream,
+        mailbox: String,
+        mut release: Option<String>,
+        close: oneshot::Receiver<&'static str>,
+        peer: mpsc::Sender<()>,
+    ) {
+        let Rendezvous { ws, mut inbox } = self;
+        let (mut ws_out, mut ws_in) = ws.split();
+        let (mut from_pair, mut to_pair) = tokio::io::split(pipe);
+        let (out_tx, mut out_rx) = mpsc::channel::<Value>(16);
+        // Everything for the server goes through one writer.
+        let writer = async move {
+            while let Some(msg) = out_rx.recv().await {
+                let last = msg["type"] == "close";
+                if ws_out.send(WsMessage::text(msg.to_string())).await.is_err() {
+                    return;
+                }
+                if last {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        let _ = ws_out.close().await;
+                    })
+                    .await;
+                    return;
+                }
+            }
+        };
+        let outbox = out_tx.clone();
+        let inbound = async move {
+            while let Some(msg) = ws_in.next().await {
+                let data = match msg {
+                    Ok(WsMessage::Text(t)) => t.as_bytes().to_vec(),
+                    Ok(WsMessage::Binary(b)) => b.to_vec(),
+                    Ok(WsMessage::Close(_)) | Err(_) => break,
+                    Ok(_) => continue,
+                };
+                let Ok(v) = serde_json::from_slice::<Value>(&data) else {
+                    break;
+                };
+                if v["type"] != "message" {
+                    continue;
+                }
+                let Ok(deliveries) = inbox.on_message(&v) else {
+                    break;
+                };
+                for d in deliveries {
+                    match d {
+                        Delivery::Room(_) => {}
+                        Delivery::PeerArrived => {
+                            // Both sides are in: the number is free again.
+                            if let Some(nameplate) = release.take() {
+                                let _ = outbox
+                                    .send(json!({"type": "release", "nameplate": nameplate}))
+                                    .await;
+                            }
+                            let _ = peer.try_send(());
+                        }
+                        Delivery::Frame(payload) => {
+                            let mut frame = Vec::with_capacity(4 + payload.len());
+                            frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                            frame.extend_from_slice(&payload);
+                            if to_pair.write_all(&frame).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = to_pair.shutdown().await;
+        };
+        let mut adder = Inbox::with_side(String::new());
+        let outbound = async {
+            let mut decoder = FrameDecoder::new();
+            let mut buf = vec![0u8; 8192];
+            'read: loop {
+                let n = match from_pair.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                decoder.push(&buf[..n]);
+                loop {
+                    match decoder.next_payload() {
+                        Ok(Some(payload)) => {
+                            if out_tx.send(adder.add(&payload)).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => break 'read,
+                    }
+                }
+            }
+        };
+        let closing = async {
+            // Closed on purpose (the call is up, or over) or because the pairing ended.
+            let mood = close.await.unwrap_or("happy");
+            let _ = out_tx
+                .send(json!({"type": "close", "mailbox": mailbox, "mood": mood}))
+                .await;
+        };
+        tokio::select! {
+            _ = writer => {}
+            _ = async {
+                tokio::select! {
+                    _ = inbound => {}
+                    _ = outbound => {}
+                    _ = closing => {}
+                }
+                // Let the writer send what is queued (the close) before the socket goes.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            } => {}
+        }
+    }
+}
+
+/// Closes a mailbox: the server then learns nothing more of the pair (not when, or
+/// whether, the call ends). Dropping it closes the mailbox too.
+#[derive(Debug)]
+pub struct MailboxHandle {
+    close: Option<oneshot::Sender<&'static str>>,
+    peer: mpsc::Receiver<()>,
+}
+
+impl MailboxHandle {
+    /// Closes the mailbox with a mood (`happy`, `lonely`, `scary`, `errory`).
+    pub fn close(&mut self, mood: &'static str) {
+        if let Some(tx) = self.close.take() {
+            let _ = tx.send(mood);
+        }
+    }
+
+    /// Waits until the other side is in the mailbox.
+    pub async fn peer_arrived(&mut self) {
+        let _ = self.peer.recv().await;
+    }
+}
+
+impl Drop for MailboxHandle {
+    fn drop(&mut self) {
+        self.close("happy");
+    }
+}
+
+/// A code typed on the keypad: `<nameplate><PIN>`, the PIN always the last four digits.
+/// Exactly four digits is a LAN room; more is an online code.
+pub fn split_code(digits: &str) -> Option<(&str, &str)> {
+    if digits.len() <= 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (nameplate, pin) = digits.split_at(digits.len() - 4);
+    crate::pairing::valid_nameplate(nameplate).then_some((nameplate, pin))
+}
+
+/// The rendezvous trust for a config: a CA file if given, else the system's roots.
+pub fn trust(ca: Option<&Path>) -> Trust {
+    ca.map_or(Trust::System, |p| Trust::CaFile(p.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(side: &str, phase: &str, body: &[u8]) -> Value {
+        json!({"type": "message", "side": side, "phase": phase, "body": hex(body), "id": "x"})
+    }
+
+    #[test]
+    fn the_other_sides_frames_come_in_order_once_and_our_echoes_never() {
+        let mut inbox = Inbox::with_side("aaaa".into());
+        let add = inbox.add(b"first");
+        assert_eq!(add["phase"], "0");
+        assert_eq!(add["body"], "6669727374");
+        // Our echo, then the peer's phase 1 before 0, then 0, then a repeat of 1.
+        assert!(inbox
+            .on_message(&msg("aaaa", "0", b"first"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            inbox.on_message(&msg("bbbb", "1", b"two")).unwrap(),
+            vec![Delivery::PeerArrived]
+        );
+        assert_eq!(
+            inbox.on_message(&msg("bbbb", "0", b"one")).unwrap(),
+            vec![
+                Delivery::Frame(b"one".to_vec()),
+                Delivery::Frame(b"two".to_vec())
+            ]
+        );
+        assert!(inbox
+            .on_message(&msg("bbbb", "1", b"two"))
+            .unwrap()
+            .is_empty());
+        // A third side and phases that are not ours are ignored.
+        assert!(inbox
+            .on_message(&msg("cccc", "2", b"x"))
+            .unwrap()
+            .is_empty());
+        assert!(inbox
+            .on_message(&msg("bbbb", "pake", b"x"))
+            .unwrap()
+            .is_empty());
+        assert!(inbox
+            .on_message(&msg("bbbb", "02", b"x"))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            inbox.on_message(&msg("bbbb", "2", b"three")).unwrap(),
+            vec![Delivery::Frame(b"three".to_vec())]
+        );
+    }
+
+    #[test]
+    fn bad_server_messages_are_errors_and_holding_is_bounded() {
+        let mut inbox = Inbox::with_side("aaaa".into());
+        assert!(inbox.on_message(&json!({"type": "message"})).is_err());
+        assert!(inbox.on_message(&msg("bbbb", "0", b"")).is_ok());
+        let odd = json!({"type": "message", "side": "bbbb", "phase": "1", "body": "abc"});
+        assert!(inbox.on_message(&odd).is_err());
+        for p in 2..2 + MAX_HELD as u64 {
+            assert!(inbox.on_message(&msg("bbbb", &p.to_string(), b"x")).is_ok());
+        }
+        let p = (2 + MAX_HELD).to_string();
+        assert!(inbox.on_message(&msg("bbbb", &p, b"x")).is_err());
+    }
+
+    #[test]
+    fn a_code_is_a_nameplate_and_the_last_four_digits() {
+        assert_eq!(split_code("174821"), Some(("17", "4821")));
+        assert_eq!(split_code("4821"), None);
+        assert_eq!(split_code("1234567890"), Some(("123456", "7890")));
+        assert_eq!(split_code("12345678901"), None);
+        assert_eq!(split_code("17a821"), None);
+    }
+}
