@@ -29,20 +29,22 @@ pub enum BoardError {
         known: String,
     },
     /// The file could not be read.
-    #[error("board profile {path}: {reason}")]
+    #[error("cannot read the board profile {path}")]
     Read {
         /// The profile's path.
         path: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// The profile is not valid TOML or has unknown keys or wrong types.
-    #[error("board profile {source_name}: {reason}")]
+    #[error("board profile {source_name}")]
     Parse {
         /// The profile's name or path.
         source_name: String,
-        /// The parser's message, naming the key.
-        reason: String,
+        /// The parser's error, naming the key.
+        #[source]
+        source: toml::de::Error,
     },
     /// A value is out of range or inconsistent.
     #[error("board profile {source_name}: key `{key}`: {reason}")]
@@ -200,9 +202,9 @@ impl Board {
         }
         let path = Path::new(name_or_path);
         if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
-            let text = std::fs::read_to_string(path).map_err(|e| BoardError::Read {
+            let text = std::fs::read_to_string(path).map_err(|source| BoardError::Read {
                 path: name_or_path.into(),
-                reason: e.to_string(),
+                source,
             })?;
             return Board::parse(&text, name_or_path);
         }
@@ -218,9 +220,9 @@ impl Board {
 
     /// Parses and validates a profile; `source_name` names it in errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Board, BoardError> {
-        let board: Board = toml::from_str(text).map_err(|e| BoardError::Parse {
+        let board: Board = toml::from_str(text).map_err(|source| BoardError::Parse {
             source_name: source_name.into(),
-            reason: e.to_string(),
+            source,
         })?;
         board.validate(source_name)?;
         Ok(board)
@@ -399,21 +401,21 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let text = BUILT_IN[1].1.replace("rotation = 0", "rotation = 45");
-        let err = Board::parse(&text, "x.toml").unwrap_err().to_string();
+        let err = crate::errors::chain(&Board::parse(&text, "x.toml").unwrap_err());
         assert!(
             err.contains("display.rotation") && err.contains("x.toml"),
             "{err}"
         );
         let text = BUILT_IN[1].1.replace("rotation = 0", "rotation = 90");
-        let err = Board::parse(&text, "x.toml").unwrap_err().to_string();
+        let err = crate::errors::chain(&Board::parse(&text, "x.toml").unwrap_err());
         assert!(err.contains("64x128"), "{err}");
         let text = BUILT_IN[1].1.replace("rotation = 0", "spin = 0");
-        let err = Board::parse(&text, "x.toml").unwrap_err().to_string();
+        let err = crate::errors::chain(&Board::parse(&text, "x.toml").unwrap_err());
         assert!(err.contains("spin") && err.contains("x.toml"), "{err}");
         let text = BUILT_IN[1]
             .1
             .replace("columns = [12, 16, 17]", "columns = [12, 16, 5]");
-        let err = Board::parse(&text, "x.toml").unwrap_err().to_string();
+        let err = crate::errors::chain(&Board::parse(&text, "x.toml").unwrap_err());
         assert!(err.contains("GPIO 5 is used twice"), "{err}");
     }
 

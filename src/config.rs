@@ -18,20 +18,22 @@ pub const DEFAULT_TCP_PORT: u16 = 7300;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("config file {path}: {reason}")]
+    #[error("cannot read the config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
-    /// Not TOML, an unknown key or a wrong type (the message names the key).
-    #[error("config file {path}: {reason}")]
+    /// Not TOML, an unknown key or a wrong type (the parser's message names the key).
+    #[error("config file {path}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message.
-        reason: String,
+        /// The parser's error.
+        #[source]
+        source: toml::de::Error,
     },
     /// A value out of range.
     #[error("config file {path}: key `{key}`: {reason}")]
@@ -67,6 +69,12 @@ pub struct Config {
     /// Whether phones may pair over Bluetooth LE while a room is open (on boards that
     /// have Bluetooth).
     pub bluetooth: bool,
+    /// The online mode's rendezvous, a magic-wormhole mailbox server (`ws://…/v1` or
+    /// `wss://…/v1`); none by default: LAN and Bluetooth only.
+    pub rendezvous_url: Option<String>,
+    /// A PEM file of the CA a `wss://` rendezvous's certificate must chain to (a
+    /// self-hosted server); without it, the system's roots.
+    pub rendezvous_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -80,6 +88,8 @@ impl Default for Config {
             qr_includes_pin: true,
             lan_interfaces: Vec::new(),
             bluetooth: true,
+            rendezvous_url: None,
+            rendezvous_ca: None,
         }
     }
 }
@@ -96,18 +106,15 @@ impl Config {
             Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Config::default())
             }
-            Err(e) => Err(ConfigError::Read {
-                path,
-                reason: e.to_string(),
-            }),
+            Err(source) => Err(ConfigError::Read { path, source }),
         }
     }
 
     /// Parses and validates configuration text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.into(),
-            reason: e.to_string(),
+            source,
         })?;
         config.validate(path)?;
         Ok(config)
@@ -150,6 +157,17 @@ impl Config {
                 format!("{bad:?} is not a network interface name"),
             ));
         }
+        if let Some(url) = &self.rendezvous_url {
+            let rest = url
+                .strip_prefix("wss://")
+                .or_else(|| url.strip_prefix("ws://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return Err(invalid(
+                    "rendezvous_url",
+                    format!("{url:?} is not a ws:// or wss:// URL (e.g. \"wss://rendezvous.example.org:4000/v1\")"),
+                ));
+            }
+        }
         for server in &self.stun_servers {
             let rest = server
                 .strip_prefix("stun:")
@@ -173,7 +191,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(text, Path::new("/etc/intercom/test.toml")).map_err(|e| e.to_string())
+        Config::parse(text, Path::new("/etc/intercom/test.toml"))
+            .map_err(|e| crate::errors::chain(&e))
     }
 
     #[test]
@@ -214,6 +233,10 @@ mod tests {
             ("room_expiry_secs = 5", "room_expiry_secs"),
             ("device_name = \"\"", "device_name"),
             ("stun_servers = [\"example.org\"]", "stun_servers"),
+            (
+                "rendezvous_url = \"http://rv.example.org/v1\"",
+                "rendezvous_url",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(

@@ -157,6 +157,21 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
         });
     }
 
+    if let Some(url) = &options.config.rendezvous_url {
+        use crate::signaling::rendezvous::{trust, Rendezvous};
+        let trust = trust(options.config.rendezvous_ca.as_deref());
+        let result = match Rendezvous::connect(url, &trust).await {
+            Ok(_) => Ok("reached, bound".into()),
+            Err(e) => Err(format!("{}; rooms stay open on the LAN", error_chain(&e))),
+        };
+        checks.push(Check {
+            what: "rendezvous",
+            device: url.clone(),
+            result,
+            optional: true,
+        });
+    }
+
     let ips = crate::runtime::local_addresses(&options.config.lan_interfaces);
     checks.push(Check {
         what: "network",

@@ -3,11 +3,11 @@
 use embedded_graphics::pixelcolor::{BinaryColor, Rgb565};
 use embedded_graphics::prelude::*;
 use intercom::app::screens::gallery;
-use intercom::app::{draw, Screen};
+use intercom::app::{draw, OnlineCode, Screen};
 use intercom::board::{Board, ColorDepth, BUILT_IN};
 use intercom::hw::sim::SimDisplay;
 use intercom::hw::{Display, ScreenColor};
-use intercom::pairing::{Invite, Pin, RoomId};
+use intercom::pairing::{Invite, Online, Pin, RoomId};
 use std::path::{Path, PathBuf};
 
 fn invite(name: &str, pin: bool) -> Invite {
@@ -22,11 +22,16 @@ fn invite(name: &str, pin: bool) -> Invite {
 }
 
 fn room_screen(invite: Invite) -> Screen {
+    let online = match &invite.online {
+        Some(o) => OnlineCode::Nameplate(o.nameplate.clone()),
+        None => OnlineCode::Off,
+    };
     Screen::RoomOpen {
         pin: Pin::parse("4821").unwrap(),
         invite,
         remaining_secs: 287,
         failed_attempts: 0,
+        online,
     }
 }
 
@@ -67,9 +72,16 @@ fn decode_qr(w: u32, h: u32, luma: &[u8]) -> Vec<String> {
 fn room_qr_decodes_from_the_pixels_of_every_board() {
     for (name, _) in BUILT_IN {
         let board = Board::load(name).unwrap();
-        for with_pin in [true, false] {
-            let invite = invite("Front door", with_pin);
-            let png = out_dir().join(format!("room-{name}-{with_pin}.png"));
+        for (with_pin, online) in [(true, false), (false, false), (true, true)] {
+            let mut invite = invite("Front door", with_pin);
+            if online {
+                // An online code: nameplate and rendezvous ride beside today's fields.
+                invite.online = Some(Online {
+                    nameplate: "17".into(),
+                    rendezvous: "wss://rendezvous.example.org:4000/v1".into(),
+                });
+            }
+            let png = out_dir().join(format!("room-{name}-{with_pin}-{online}.png"));
             let (w, h, luma) = render_to_png(&board, &room_screen(invite.clone()), &png);
             assert_eq!(
                 (w, h),
@@ -87,6 +99,7 @@ fn room_qr_decodes_from_the_pixels_of_every_board() {
             assert_eq!(back.room, invite.room, "{name}");
             assert_eq!(back.tcp, invite.tcp, "{name}");
             assert_eq!(back.pin, invite.pin, "{name}");
+            assert_eq!(back.online, invite.online, "{name}");
             // The name may be left out on small screens, but never garbled.
             if let Some(n) = back.name {
                 assert_eq!(n, "Front door");

@@ -29,6 +29,7 @@ pub(super) fn draw_digit<D: DrawTarget>(
     let bits = match digit {
         '0'..='9' => SEGMENTS[digit as usize - '0' as usize],
         '_' => 0b000_1000,
+        '-' => 0b100_0000,
         _ => 0,
     };
     let (w, h) = (size.width as i32, size.height as i32);

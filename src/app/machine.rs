@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::hw::{Key, KeyEvent};
-use crate::pairing::{Invite, Pin, RoomTag, PIN_DIGITS};
+use crate::pairing::{Invite, Online, Pin, RoomTag, PIN_DIGITS};
 
 /// How long a notice (wrong PIN, call ended…) stays before the box moves on by itself.
 pub const NOTICE_TIME: Duration = Duration::from_secs(4);
@@ -43,7 +43,35 @@ pub struct OpenRoom {
     pub invite: Invite,
     /// When the room closes if nobody joins.
     pub expires_at: Instant,
+    /// The room's online code, with a rendezvous configured.
+    pub online: OnlineCode,
 }
+
+/// News of our room's online code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnlineUpdate {
+    /// The rendezvous gave the room this nameplate.
+    Code(Online),
+    /// The rendezvous cannot be reached.
+    Unavailable,
+}
+
+/// Where a room stands online.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OnlineCode {
+    /// No rendezvous configured: LAN and Bluetooth only.
+    #[default]
+    Off,
+    /// Asking the rendezvous for a nameplate.
+    Waiting,
+    /// The code is `<nameplate>-<PIN>`.
+    Nameplate(String),
+    /// The rendezvous cannot be reached: the room is open on the LAN only.
+    Unavailable,
+}
+
+/// Most digits a code takes on the keypad: a nameplate of up to six and the PIN.
+pub const MAX_CODE_DIGITS: usize = 6 + PIN_DIGITS;
 
 /// A room found on the network, as the guest shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +118,12 @@ pub enum Unreachable {
     OtherVersion,
     /// The other box broke the protocol.
     BrokeProtocol,
+    /// The rendezvous server cannot be reached.
+    NoRendezvous,
+    /// Nobody waits at that code (mistyped, expired or already used).
+    NoRoomAtCode,
+    /// Two others already hold that code.
+    CodeInUse,
 }
 
 /// Something failed that the user must know about (the causes go to the log).
@@ -142,6 +176,8 @@ pub enum Event {
     Tick,
     /// Our room is open.
     RoomOpened(OpenRoom),
+    /// Our room's online code came (or the rendezvous could not be reached).
+    OnlineCode(OnlineUpdate),
     /// A guest typed a wrong PIN into our room.
     RoomAttemptFailed {
         /// Tries left before the room locks.
@@ -178,6 +214,13 @@ pub enum Command {
     LookForRooms,
     /// Join a room with this PIN.
     Join(Pin),
+    /// Join the room waiting online at this nameplate, with this PIN.
+    JoinOnline {
+        /// The code's digits before the PIN.
+        nameplate: String,
+        /// The PIN.
+        pin: Pin,
+    },
     /// Join the room at this index of [`Event::RoomsFound`].
     PickRoom(usize),
     /// Give up joining.
@@ -195,6 +238,7 @@ impl std::fmt::Debug for Command {
             Command::CloseRoom => f.write_str("CloseRoom"),
             Command::LookForRooms => f.write_str("LookForRooms"),
             Command::Join(_) => f.write_str("Join(****)"),
+            Command::JoinOnline { nameplate, .. } => write!(f, "JoinOnline({nameplate}-****)"),
             Command::PickRoom(i) => write!(f, "PickRoom({i})"),
             Command::CancelJoin => f.write_str("CancelJoin"),
             Command::SendText(_) => f.write_str("SendText(…)"),
@@ -289,14 +333,22 @@ pub enum State {
 pub struct App {
     state: State,
     device_name: String,
+    online: bool,
 }
 
 impl App {
-    /// A box named `device_name`, idle.
+    /// A box named `device_name`, idle, on the LAN only.
     pub fn new(device_name: &str) -> App {
+        App::with_online(device_name, false)
+    }
+
+    /// A box named `device_name`, idle; with `online`, a code typed with a nameplate
+    /// before the PIN joins a room through the rendezvous.
+    pub fn with_online(device_name: &str, online: bool) -> App {
         App {
             state: State::Idle,
             device_name: device_name.to_string(),
+            online,
         }
     }
 
@@ -330,6 +382,31 @@ impl App {
         let state = std::mem::replace(&mut self.state, State::Idle);
         self.state = self.step(state, event, now, &mut out);
         out
+    }
+
+    /// Most digits PIN entry takes: a PIN, or with the online mode a whole code.
+    fn max_digits(&self) -> usize {
+        if self.online {
+            MAX_CODE_DIGITS
+        } else {
+            PIN_DIGITS
+        }
+    }
+
+    /// What `#` after `digits` does: four digits join a room on the LAN; with the online
+    /// mode, more join the room at that nameplate (the PIN is always the last four).
+    fn code(&self, digits: &str) -> Option<Command> {
+        if digits.len() == PIN_DIGITS {
+            return Pin::parse(digits).map(Command::Join);
+        }
+        if !self.online || digits.len() <= PIN_DIGITS {
+            return None;
+        }
+        let (nameplate, pin) = digits.split_at(digits.len() - PIN_DIGITS);
+        Some(Command::JoinOnline {
+            nameplate: nameplate.to_string(),
+            pin: Pin::parse(pin)?,
+        })
     }
 
     fn notice(notice: Notice, now: Instant) -> State {
@@ -394,10 +471,30 @@ impl App {
                     failed_attempts: 3u8.saturating_sub(tries_left),
                 }
             }
+            (
+                State::RoomOpen {
+                    mut room,
+                    failed_attempts,
+                },
+                Event::OnlineCode(code),
+            ) => {
+                room.invite.online = match &code {
+                    OnlineUpdate::Code(online) => Some(online.clone()),
+                    OnlineUpdate::Unavailable => None,
+                };
+                room.online = match code {
+                    OnlineUpdate::Code(online) => OnlineCode::Nameplate(online.nameplate),
+                    OnlineUpdate::Unavailable => OnlineCode::Unavailable,
+                };
+                State::RoomOpen {
+                    room,
+                    failed_attempts,
+                }
+            }
             (State::RoomOpen { .. }, Event::RoomLocked) => Self::notice(Notice::RoomLocked, now),
             (State::RoomOpen { .. }, Event::RoomExpired) => Self::notice(Notice::RoomExpired, now),
             (State::PinEntry { mut digits }, Event::Key(k)) => match k.key {
-                Key::Digit(d) if digits.len() < PIN_DIGITS => {
+                Key::Digit(d) if digits.len() < self.max_digits() => {
                     digits.push(char::from(b'0' + d));
                     State::PinEntry { digits }
                 }
@@ -407,9 +504,9 @@ impl App {
                     digits.pop();
                     State::PinEntry { digits }
                 }
-                Key::Hash => match Pin::parse(&digits) {
-                    Some(pin) => {
-                        out.push(Command::Join(pin));
+                Key::Hash => match self.code(&digits) {
+                    Some(command) => {
+                        out.push(command);
                         State::Connecting {
                             since: now,
                             room: None,
@@ -537,7 +634,59 @@ mod tests {
             pin: Pin::parse("4821").unwrap(),
             invite: Invite::parse("intercom:?v=1&room=0f1e2d3c4b5a6978").unwrap(),
             expires_at: now + Duration::from_secs(300),
+            online: OnlineCode::Off,
         }
+    }
+
+    #[test]
+    fn an_online_code_is_typed_as_nameplate_then_pin() {
+        let t0 = Instant::now();
+        // Without the online mode a PIN is all the keypad takes.
+        let mut lan = App::new("door");
+        type_keys(&mut lan, "#174821", t0);
+        let State::PinEntry { digits } = lan.state() else {
+            panic!()
+        };
+        assert_eq!(digits.as_str(), "1748");
+        let mut app = App::with_online("door", true);
+        let cmds = type_keys(&mut app, "#174821#", t0);
+        assert_eq!(
+            cmds,
+            vec![
+                Command::LookForRooms,
+                Command::JoinOnline {
+                    nameplate: "17".into(),
+                    pin: Pin::parse("4821").unwrap()
+                }
+            ]
+        );
+        // Four digits are still a LAN room.
+        let mut app = App::with_online("door", true);
+        let cmds = type_keys(&mut app, "#4821#", t0);
+        assert_eq!(
+            cmds.last(),
+            Some(&Command::Join(Pin::parse("4821").unwrap()))
+        );
+        // The room shows its code once the rendezvous gave a nameplate.
+        let mut host = App::with_online("door", true);
+        host.handle(key('*'), t0);
+        host.handle(Event::RoomOpened(room(t0)), t0);
+        let online = Online {
+            nameplate: "17".into(),
+            rendezvous: "ws://rv.example.org/v1".into(),
+        };
+        host.handle(Event::OnlineCode(OnlineUpdate::Code(online.clone())), t0);
+        let State::RoomOpen { room, .. } = host.state() else {
+            panic!()
+        };
+        assert_eq!(room.online, OnlineCode::Nameplate("17".into()));
+        assert_eq!(room.invite.online, Some(online));
+        host.handle(Event::OnlineCode(OnlineUpdate::Unavailable), t0);
+        let State::RoomOpen { room, .. } = host.state() else {
+            panic!()
+        };
+        assert_eq!(room.online, OnlineCode::Unavailable);
+        assert_eq!(room.invite.online, None);
     }
 
     #[test]

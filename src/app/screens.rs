@@ -15,7 +15,7 @@ use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 use zeroize::Zeroizing;
 
 use super::digits::draw_digits;
-use super::machine::{App, EndReason, Fault, Notice, RoomChoice, State, Unreachable};
+use super::machine::{App, EndReason, Fault, Notice, OnlineCode, RoomChoice, State, Unreachable};
 use super::qr;
 use crate::hw::ScreenColor;
 use crate::pairing::{Invite, Pin, PIN_DIGITS};
@@ -47,6 +47,8 @@ pub enum Screen {
         remaining_secs: u64,
         /// Wrong PINs so far.
         failed_attempts: u8,
+        /// Where the room stands online.
+        online: OnlineCode,
     },
     /// PIN being typed.
     PinEntry {
@@ -100,6 +102,7 @@ pub fn screen(app: &App, now: Instant) -> Screen {
                 .as_millis()
                 .div_ceil(1000) as u64,
             failed_attempts: *failed_attempts,
+            online: room.online.clone(),
         },
         State::PinEntry { digits } => Screen::PinEntry {
             digits: digits.clone(),
@@ -199,6 +202,9 @@ fn notice_screen(notice: &Notice) -> Screen {
                 Unreachable::TimedOut => "The other box did not answer in time.",
                 Unreachable::OtherVersion => "The other box runs another version.",
                 Unreachable::BrokeProtocol => "The other box did not follow the protocol.",
+                Unreachable::NoRendezvous => "The rendezvous server cannot be reached.",
+                Unreachable::NoRoomAtCode => "Nobody is waiting at that code.",
+                Unreachable::CodeInUse => "That code is already in use.",
             }
             .into(),
             true,
@@ -415,7 +421,16 @@ where
             invite,
             remaining_secs,
             failed_attempts,
-        } => draw_room(target, &l, pin, invite, *remaining_secs, *failed_attempts)?,
+            online,
+        } => draw_room(
+            target,
+            &l,
+            pin,
+            invite,
+            *remaining_secs,
+            *failed_attempts,
+            online,
+        )?,
         Screen::PinEntry { digits } => {
             text(
                 target,
@@ -425,14 +440,22 @@ where
                 accent,
                 Alignment::Center,
             )?;
-            // The typed digits are a secret: the padded copy is wiped too.
-            let shown: Zeroizing<String> = Zeroizing::new(
+            // The typed digits are a secret: the padded copy is wiped too. More than a
+            // PIN's digits are an online code: the nameplate, a dash, the PIN.
+            let shown: Zeroizing<String> = Zeroizing::new(if digits.len() > PIN_DIGITS {
+                let (nameplate, pin) = digits.split_at(digits.len() - PIN_DIGITS);
+                format!("{nameplate}-{pin}")
+            } else {
                 (0..PIN_DIGITS)
                     .map(|i| digits.chars().nth(i).unwrap_or('_'))
-                    .collect(),
-            );
+                    .collect()
+            });
+            let n = shown.chars().count() as i32;
             let (dw, dh, gap) = if l.small { (16, 28, 6) } else { (40, 72, 14) };
-            let total = PIN_DIGITS as i32 * (dw + gap) - gap;
+            // Shrunk to fit a long code across the screen.
+            let dw = dw.min((l.w - 4 - (n - 1) * gap / 2) / n);
+            let gap = if n > PIN_DIGITS as i32 { gap / 2 } else { gap };
+            let total = n * (dw + gap) - gap;
             let y = l.line_height(l.title) + if l.small { 4 } else { 30 };
             draw_digits(
                 target,
@@ -573,6 +596,7 @@ fn draw_room<D>(
     invite: &Invite,
     remaining_secs: u64,
     failed_attempts: u8,
+    online: &OnlineCode,
 ) -> Result<(), D::Error>
 where
     D: DrawTarget + OriginDimensions,
@@ -585,9 +609,17 @@ where
             format!("{left} {} left", if left == 1 { "try" } else { "tries" }),
             warn,
         )
+    } else if *online == OnlineCode::Unavailable {
+        ("LAN only: no rendezvous".to_string(), warn)
     } else {
         ("# close".to_string(), fg)
     };
+    // With an online code the box shows the whole code, the PIN its last four digits.
+    let code: Zeroizing<String> = Zeroizing::new(match online {
+        OnlineCode::Nameplate(n) => format!("{n}-{}", pin.as_str()),
+        _ => pin.as_str().to_string(),
+    });
+    let n = code.chars().count() as i32;
     if l.small {
         // PIN and countdown on the left half, QR code on the right.
         let side = l.h as u32;
@@ -604,12 +636,13 @@ where
             fg,
             Alignment::Left,
         )?;
+        let dw = 13.min((left_w - 2 - (n - 1) * 2) / n);
         draw_digits(
             target,
-            pin.as_str(),
+            &code,
             Point::new(0, 12),
-            Size::new(13, 24),
-            3,
+            Size::new(dw as u32, 24),
+            if n > 4 { 2 } else { 3 },
             accent,
         )?;
         text(
@@ -657,11 +690,13 @@ where
             Alignment::Right,
         )?;
         let (dw, dh, gap) = (l.w / 8, l.h / 5, l.w / 24);
-        let total = 4 * dw + 3 * gap;
+        let gap = if n > 4 { gap / 2 } else { gap };
+        let dw = dw.min((l.w - 8 - (n - 1) * gap) / n);
+        let total = n * dw + (n - 1) * gap;
         let y = 30;
         draw_digits(
             target,
-            pin.as_str(),
+            &code,
             Point::new(l.w / 2 - total / 2, y),
             Size::new(dw as u32, dh as u32),
             gap as u32,
@@ -700,6 +735,7 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
         online: None,
         pin: Some(pin.clone()),
     };
+    let online_invite = invite.clone();
     vec![
         (
             "idle",
@@ -714,12 +750,35 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
                 invite,
                 remaining_secs: 287,
                 failed_attempts: 0,
+                online: OnlineCode::Off,
             },
         ),
         (
             "pin-entry",
             Screen::PinEntry {
                 digits: Zeroizing::new("48".into()),
+            },
+        ),
+        (
+            "room-online",
+            Screen::RoomOpen {
+                pin: Pin::parse("4821").expect("valid literal"),
+                invite: Invite {
+                    online: Some(crate::pairing::Online {
+                        nameplate: "17".into(),
+                        rendezvous: "wss://rendezvous.example.org:4000/v1".into(),
+                    }),
+                    ..online_invite
+                },
+                remaining_secs: 287,
+                failed_attempts: 0,
+                online: OnlineCode::Nameplate("17".into()),
+            },
+        ),
+        (
+            "code-entry",
+            Screen::PinEntry {
+                digits: Zeroizing::new("174821".into()),
             },
         ),
         (
@@ -830,6 +889,7 @@ mod tests {
                 pin: Pin::parse("4821").unwrap(),
                 invite: Invite::parse("intercom:?v=1&room=0f1e2d3c4b5a6978").unwrap(),
                 expires_at,
+                online: OnlineCode::Off,
             }),
             t0,
         );

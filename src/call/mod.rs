@@ -36,6 +36,9 @@ use pacing::ReceivePacing;
 pub use peer::NetworkSetup;
 use peer::{Peer, PeerEvent};
 
+/// How long a hang-up waits for its `bye` on the chat channel to go out when there is no
+/// signaling session left to carry one.
+const BYE_GRACE: Duration = Duration::from_millis(300);
 /// How long the SDP exchange may take.
 const SDP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the encoder is re-tuned from the receiver's loss reports.
@@ -190,6 +193,8 @@ struct Live<V> {
     session: Option<Session>,
     events: mpsc::Sender<CallEvent>,
     commands: mpsc::Receiver<CallCommand>,
+    /// The session runs over a rendezvous mailbox, which closes once media is up.
+    session_may_close: bool,
     voice: V,
     capturing: bool,
     stop: watch::Receiver<bool>,
@@ -227,10 +232,12 @@ async fn run<V: Voice>(
         first_audio_tx,
         stop.clone(),
     );
+    let session_may_close = matches!(session.binding(), crate::pairing::Binding::Mailbox(_));
     let mut live = Live {
         session: Some(session),
         events,
         commands,
+        session_may_close,
         voice,
         capturing: false,
         stop,
@@ -370,6 +377,12 @@ impl<V: Voice> Live<V> {
             tokio::select! {
                 ev = session_event => match ev {
                     SessionEvent::Ended(SessionEnd::Bye) => return CallEnd::Remote,
+                    // A rendezvous mailbox closes once media is up (the server must not
+                    // learn how long the call lasts): the call goes on over its own path.
+                    SessionEvent::Ended(SessionEnd::Lost) if media_up && self.session_may_close => {
+                        tracing::debug!("the signaling mailbox closed; the call goes on");
+                        self.session = None;
+                    }
                     SessionEvent::Ended(SessionEnd::Lost) => return CallEnd::PeerLost,
                     SessionEvent::Ended(SessionEnd::Protocol(e)) => return CallError::Signaling(e).into(),
                     SessionEvent::Received(other) => tracing::debug!(?other, "ignored in call"),
@@ -408,12 +421,29 @@ impl<V: Voice> Live<V> {
                         chat_open = true;
                         self.flush_outbox(chat_channel.as_ref()).await;
                     }
-                    Some(DataChannelEvent::OnMessage(m)) => self.on_chat(&m.data, chat_channel.as_ref()).await,
+                    Some(DataChannelEvent::OnMessage(m)) => {
+                        if self.on_chat(&m.data, chat_channel.as_ref()).await {
+                            return CallEnd::Remote;
+                        }
+                    }
                     Some(DataChannelEvent::OnClose) | None => chat_channel = None,
                     Some(_) => {}
                 },
                 cmd = self.commands.recv() => match cmd {
-                    None | Some(CallCommand::HangUp) => return CallEnd::Local,
+                    None | Some(CallCommand::HangUp) => {
+                        // Said on the call's own channel too: the signaling session may
+                        // be gone (an online pairing's mailbox closes once media is up).
+                        if let Some(dc) = &chat_channel {
+                            let _ = dc.send_text(&ChatMessage::Bye.to_json()).await;
+                            if self.session.is_none() {
+                                // Nothing else will say it: give SCTP time to send it
+                                // before the connection closes (a lost one still ends
+                                // the other side's call, by consent, within 8 s).
+                                tokio::time::sleep(BYE_GRACE).await;
+                            }
+                        }
+                        return CallEnd::Local;
+                    }
                     Some(CallCommand::SendText(text)) => {
                         self.outbox.push(text);
                         if chat_open {
@@ -499,14 +529,18 @@ impl<V: Voice> Live<V> {
         }
     }
 
-    async fn on_chat(&mut self, data: &[u8], dc: Option<&Arc<dyn DataChannel>>) {
+    /// A chat message; true when it was the other side's goodbye.
+    async fn on_chat(&mut self, data: &[u8], dc: Option<&Arc<dyn DataChannel>>) -> bool {
         let msg = match ChatMessage::parse(data) {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!("chat: {e}");
-                return;
+                return false;
             }
         };
+        if matches!(msg, ChatMessage::Bye) {
+            return true;
+        }
         let is_ack = matches!(msg, ChatMessage::Ack { .. });
         let before = self.chat.delivered();
         match self.chat.incoming(msg.clone()) {
@@ -527,5 +561,6 @@ impl<V: Voice> Live<V> {
                 }
             }
         }
+        false
     }
 }

@@ -10,7 +10,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::lan::{local_addresses, Lan};
 use super::{Report, RunError, RunOptions, RunSummary};
-use crate::app::{self, App, Command, EndReason, Event, Screen, State};
+use crate::app::{self, App, Command, EndReason, Event, OnlineUpdate, Screen, State};
 use crate::audio::Devices;
 use crate::call::{self, CallEnd, CallEvent, CallHandle, NetworkSetup};
 use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad};
@@ -46,7 +46,10 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
     pub(super) fn new(options: &RunOptions, display: D, mic: I, speaker: O) -> Self {
         let ips = local_addresses(&options.config.lan_interfaces);
         Device {
-            app: App::new(&options.config.device_name),
+            app: App::with_online(
+                &options.config.device_name,
+                options.config.rendezvous_url.is_some(),
+            ),
             lan: Lan::new(&options.config, options.board.bluetooth),
             display,
             audio: Some(Devices::new(mic, speaker)),
@@ -149,6 +152,12 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
     }
 
     async fn handle(&mut self, event: Event) {
+        if let Event::OnlineCode(update) = &event {
+            self.report(Report::Online(match update {
+                OnlineUpdate::Code(online) => Some(online.nameplate.clone()),
+                OnlineUpdate::Unavailable => None,
+            }));
+        }
         let before = self.app.state_name();
         let connected = matches!(event, Event::Connected);
         let mut next = Some(event);
@@ -182,6 +191,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             Command::CloseRoom => self.lan.close(),
             Command::LookForRooms => self.lan.look_ahead(),
             Command::Join(pin) => self.lan.join(pin),
+            Command::JoinOnline { nameplate, pin } => self.lan.join_online(nameplate, pin),
             Command::PickRoom(i) => self.lan.pick(i),
             Command::CancelJoin => self.lan.cancel_join(),
             Command::SendText(text) => match &self.call {
@@ -209,6 +219,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         match ev {
             Some(CallEvent::MediaConnected) => {
                 tracing::info!("media connected");
+                self.lan.media_up();
                 self.report(Report::MediaConnected);
                 None
             }

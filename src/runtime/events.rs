@@ -35,6 +35,8 @@ pub fn to_json(report: &Report, t_ns: u64) -> Value {
         Report::State(s) => json!({"event": "state", "state": s}),
         Report::CallEnded(reason) => json!({"event": "call_ended", "reason": reason.name()}),
         Report::RoomOpened(_) => json!({"event": "room_opened"}),
+        Report::Online(Some(nameplate)) => json!({"event": "online", "nameplate": nameplate}),
+        Report::Online(None) => json!({"event": "online", "unavailable": true}),
         Report::MediaConnected => json!({"event": "media_connected"}),
         Report::AudioFlowing => json!({"event": "audio_flowing"}),
         Report::TextShown { id, text } => {

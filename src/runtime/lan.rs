@@ -1,6 +1,6 @@
-//! Rooms on the LAN: opening our own (host) and joining another box's (guest), and the
-//! sealed session that follows. Turns app commands into signaling work and signaling
-//! results back into app events.
+//! Rooms on the LAN, and online through the rendezvous when one is configured: opening
+//! our own (host) and joining another box's (guest), and the sealed session that follows.
+//! Turns app commands into signaling work and signaling results back into app events.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,11 +11,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeroize::Zeroize;
 
-use crate::app::{Event, Fault, JoinFailure, OpenRoom, RoomChoice, Unreachable};
+use super::online::{self, RendezvousConfig};
+use crate::app::{Event, Fault, JoinFailure, OnlineCode, OpenRoom, RoomChoice, Unreachable};
 use crate::config::Config;
+use crate::pairing::Binding;
 use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId, MAX_ATTEMPTS};
 use crate::signaling::ble::{BleRoom, Bluetooth};
 use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
+use crate::signaling::rendezvous::{self, MailboxHandle};
 use crate::signaling::websocket::serve_websocket;
 use crate::signaling::{join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session};
 
@@ -50,6 +53,12 @@ pub(super) struct Lan {
     failed_tries: VecDeque<(RoomId, u8)>,
     results_tx: mpsc::Sender<Outcome>,
     results_rx: mpsc::Receiver<Outcome>,
+    /// The online mode's rendezvous, when configured.
+    rendezvous: Option<RendezvousConfig>,
+    /// Offering our room at a nameplate.
+    online_task: Option<JoinHandle<()>>,
+    /// Our room's mailbox, or the one a call's session runs over until media is up.
+    mailbox: Option<MailboxHandle>,
 }
 
 impl Drop for Lan {
@@ -60,11 +69,15 @@ impl Drop for Lan {
         if let Some(t) = self.join_task.take() {
             t.abort();
         }
+        if let Some(t) = self.online_task.take() {
+            t.abort();
+        }
     }
 }
 
 /// Our open room: its server and how it is announced.
 struct HostedRoom {
+    id: RoomId,
     server: HostHandle,
     _advert: Option<Advert>,
     ble: Option<BleRoom>,
@@ -90,7 +103,7 @@ const BLUETOOTH_RETRY: Duration = Duration::from_secs(60);
 const BLUETOOTH_START: Duration = Duration::from_secs(3);
 
 /// What a background join reports.
-enum Outcome {
+pub(super) enum Outcome {
     /// Pass this to the app.
     Event(Event),
     /// Several rooms: the user picks one, then the PIN goes to that one.
@@ -99,6 +112,10 @@ enum Outcome {
     Joined(Session),
     /// Joining this room failed.
     Failed(RoomId, JoinFailure),
+    /// Our room's mailbox is open at the rendezvous.
+    Mailbox(MailboxHandle),
+    /// Joined through the rendezvous: the session, and the mailbox it runs over.
+    JoinedOnline(Session, MailboxHandle),
 }
 
 /// The room as the app shows it.
@@ -153,6 +170,12 @@ impl Lan {
             failed_tries: VecDeque::new(),
             results_tx,
             results_rx,
+            rendezvous: config.rendezvous_url.as_ref().map(|url| RendezvousConfig {
+                url: url.clone(),
+                trust: rendezvous::trust(config.rendezvous_ca.as_deref()),
+            }),
+            online_task: None,
+            mailbox: None,
         }
     }
 
@@ -225,12 +248,19 @@ impl Lan {
                     None
                 }
             });
+        let online = if self.rendezvous.is_some() {
+            self.offer_online(id, &handle);
+            OnlineCode::Waiting
+        } else {
+            OnlineCode::Off
+        };
         let ble = self.serve_over_bluetooth(&handle).await;
         let bt = match &self.bluetooth {
             BluetoothState::Ready(b) if ble.is_some() => Some(b.address()),
             _ => None,
         };
         self.host = Some(HostedRoom {
+            id,
             server: handle,
             _advert: advert,
             ble,
@@ -251,6 +281,7 @@ impl Lan {
             pin,
             invite,
             expires_at: now + self.expiry,
+            online,
         })
     }
 
@@ -297,6 +328,7 @@ impl Lan {
     /// Closes our room, if open.
     pub(super) fn close(&mut self) {
         self.joined_over_ble = None;
+        self.close_online("lonely");
         if self.host.take().is_some() {
             tracing::info!("room closed");
         }
@@ -389,10 +421,21 @@ impl Lan {
             };
             tokio::select! {
                 ev = host_event => match ev {
-                    Some(HostEvent::AttemptFailed { tries_left }) => return Event::RoomAttemptFailed { tries_left },
+                    Some(HostEvent::AttemptFailed { tries_left }) => {
+                        // A wrong PIN ends the online code (its mailbox knows the guess);
+                        // the room offers a fresh one, the tries left span them all.
+                        self.retire_code();
+                        return Event::RoomAttemptFailed { tries_left };
+                    }
                     Some(HostEvent::Locked) => { self.host = None; return Event::RoomLocked }
                     Some(HostEvent::Expired) => { self.host = None; return Event::RoomExpired }
                     Some(HostEvent::Joined(session)) => {
+                        if let Some(t) = self.online_task.take() {
+                            t.abort();
+                        }
+                        if !matches!(session.binding(), Binding::Mailbox(_)) {
+                            self.close_online("lonely");
+                        }
                         if let Some(mut ble) = self.host.take().and_then(|r| r.ble) {
                             ble.stop_advertising();
                             self.joined_over_ble = Some(ble);
@@ -417,6 +460,16 @@ impl Lan {
                         self.session = Some(session);
                         return Event::Connected;
                     }
+                    Outcome::JoinedOnline(session, mailbox) => {
+                        self.session = Some(session);
+                        self.mailbox = Some(mailbox);
+                        return Event::Connected;
+                    }
+                    Outcome::Mailbox(mailbox) => {
+                        if self.host.is_some() {
+                            self.mailbox = Some(mailbox);
+                        }
+                    }
                 },
             }
         }
@@ -424,6 +477,68 @@ impl Lan {
 }
 
 impl Lan {
+    /// Offers room `id` at a fresh nameplate of the rendezvous, in the background.
+    fn offer_online(&mut self, id: RoomId, server: &HostHandle) {
+        let Some(rv) = self.rendezvous.clone() else {
+            return;
+        };
+        if let Some(t) = self.online_task.take() {
+            t.abort();
+        }
+        let task = online::offer(rv, id, server.attacher(), self.results_tx.clone());
+        self.online_task = Some(tokio::spawn(task));
+    }
+
+    /// Ends the online code of our room after a wrong PIN and offers a fresh one.
+    fn retire_code(&mut self) {
+        if self.rendezvous.is_none() {
+            return;
+        }
+        self.close_online("scary");
+        let Some(room) = &self.host else { return };
+        let (id, server) = (room.id, &room.server);
+        let Some(rv) = self.rendezvous.clone() else {
+            return;
+        };
+        let task = online::offer(rv, id, server.attacher(), self.results_tx.clone());
+        self.online_task = Some(tokio::spawn(task));
+    }
+
+    /// Stops offering the room online and closes its mailbox.
+    fn close_online(&mut self, mood: &'static str) {
+        if let Some(t) = self.online_task.take() {
+            t.abort();
+        }
+        if let Some(mut mailbox) = self.mailbox.take() {
+            mailbox.close(mood);
+        }
+    }
+
+    /// The call's media is up: the mailbox its pairing ran through (if any) closes, so
+    /// the rendezvous learns nothing of how long the call lasts.
+    pub(super) fn media_up(&mut self) {
+        if let Some(mut mailbox) = self.mailbox.take() {
+            mailbox.close("happy");
+        }
+    }
+
+    /// Joins the room waiting online at `nameplate`.
+    pub(super) fn join_online(&mut self, nameplate: String, pin: Pin) {
+        self.abort_join();
+        let tx = self.results_tx.clone();
+        let Some(rv) = self.rendezvous.clone() else {
+            let _ = tx.try_send(Outcome::Event(Event::JoinFailed(JoinFailure::Unreachable(
+                Unreachable::NoRendezvous,
+            ))));
+            return;
+        };
+        let spent = self.spent_rooms();
+        self.join_task = Some(tokio::spawn(async move {
+            let outcome = online::join(rv, nameplate, pin, spent, tx.clone()).await;
+            let _ = tx.send(outcome).await;
+        }));
+    }
+
     /// Rooms this box has no tries left for.
     fn spent_rooms(&self) -> Vec<RoomId> {
         self.failed_tries
@@ -459,7 +574,7 @@ impl Lan {
 }
 
 /// What the app shows for a failed join; what went wrong on the wire goes to the log.
-fn join_failure(e: GuestError) -> JoinFailure {
+pub(super) fn join_failure(e: GuestError) -> JoinFailure {
     let why = match &e {
         GuestError::Join(JoinError::BadPin { tries_left }) => {
             return JoinFailure::WrongPin {

@@ -8,6 +8,7 @@ pub mod backends;
 mod device;
 pub mod events;
 mod lan;
+mod online;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub enum Report {
     State(&'static str),
     /// Our room opened with this PIN (what the display shows).
     RoomOpened(Pin),
+    /// Our room's online code: its nameplate, or `None` when the rendezvous cannot be
+    /// reached (the room is open on the LAN only).
+    Online(Option<String>),
     /// Media is flowing.
     MediaConnected,
     /// The first received audio played.

@@ -23,6 +23,9 @@ pub enum ChatMessage {
         /// The message's id.
         id: u64,
     },
+    /// The sender hangs up (`{"t":"bye"}`): the call's own goodbye once its signaling
+    /// session is gone, as after an online pairing, whose mailbox closes once media is up.
+    Bye,
 }
 
 /// Why a chat message was refused.
@@ -40,6 +43,9 @@ impl ChatMessage {
     /// Parses one data channel message.
     pub fn parse(data: &[u8]) -> Result<ChatMessage, ChatError> {
         let v: Value = serde_json::from_slice(data).map_err(|_| ChatError::Malformed)?;
+        if v.get("t").and_then(Value::as_str) == Some("bye") {
+            return Ok(ChatMessage::Bye);
+        }
         let id = v
             .get("id")
             .and_then(Value::as_u64)
@@ -68,6 +74,7 @@ impl ChatMessage {
         match self {
             ChatMessage::Msg { id, text } => json!({"t": "msg", "id": id, "text": text}),
             ChatMessage::Ack { id } => json!({"t": "ack", "id": id}),
+            ChatMessage::Bye => json!({"t": "bye"}),
         }
         .to_string()
     }
@@ -115,6 +122,7 @@ impl Chat {
                 }
                 None
             }
+            ChatMessage::Bye => None,
         }
     }
 

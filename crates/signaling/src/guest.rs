@@ -102,5 +102,5 @@ pub async fn join_in(
     let (decoder, channel) = tokio::time::timeout(HANDSHAKE_DEADLINE, handshake)
         .await
         .map_err(|_| GuestError::Timeout)??;
-    Ok(Session::spawn(stream, decoder, channel))
+    Ok(Session::spawn_in(stream, decoder, channel, binding.clone()))
 }

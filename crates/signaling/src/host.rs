@@ -140,11 +140,12 @@ async fn actor(
             _ = events.closed() => return,
             stream = incoming.recv() => {
                 let Some((mut stream, source, binding)) = stream else { return };
-                match room.connect_in(now(), source, binding) {
+                match room.connect_in(now(), source, binding.clone()) {
                     Ok((id, evicted)) => {
                         let (tx, rx) = mpsc::channel(4);
                         conns.insert(id, tx);
-                        tokio::spawn(serve_conn(id, stream, input_tx.clone(), rx, events.clone()));
+                        let conn = serve_conn(id, stream, binding, input_tx.clone(), rx, events.clone());
+                        tokio::spawn(conn);
                         if evicted.actions.is_empty() {
                             continue;
                         }
@@ -220,6 +221,7 @@ async fn actor(
 async fn serve_conn(
     id: ConnId,
     mut stream: BoxedStream,
+    binding: Binding,
     to_room: mpsc::Sender<(ConnId, ConnInput)>,
     mut from_room: mpsc::Receiver<ConnCommand>,
     events: mpsc::Sender<HostEvent>,
@@ -253,7 +255,7 @@ async fn serve_conn(
                     }
                 }
                 if let Some(channel) = cmd.promote {
-                    let session = Session::spawn(stream, decoder, channel);
+                    let session = Session::spawn_in(stream, decoder, channel, binding);
                     let _ = events.send(HostEvent::Joined(session)).await;
                     return;
                 }

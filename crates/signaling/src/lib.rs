@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod guest;
 pub mod host;
 pub mod inner;
+pub mod mailbox;
 #[cfg(feature = "rendezvous")]
 pub mod rendezvous;
 pub mod session;

@@ -12,7 +12,6 @@
 //! PIN, an SDP, a candidate or a text. The mailbox is bound into the handshake's keys
 //! ([`Binding::Mailbox`]), so a transcript from one mailbox is useless in another.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::mailbox::{Delivery, Inbox, MailboxFault, ROOM_PHASE};
 use crate::pairing::{Binding, FrameDecoder, RoomId, MAX_PAYLOAD};
 use crate::BoxedStream;
 
@@ -37,8 +37,6 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SERVER_MESSAGE: usize = 2 * MAX_PAYLOAD + 4096;
 /// Bytes of the pipe between the mailbox and the room server or guest.
 const PIPE_BYTES: usize = 2 * (MAX_PAYLOAD + 4);
-/// Most frames held out of order from the other side.
-const MAX_HELD: usize = 64;
 
 /// The rendezvous could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -70,131 +68,9 @@ pub enum RendezvousError {
     /// The server sent something that is not its protocol.
     #[error("the rendezvous server broke its protocol")]
     Protocol,
-}
-
-/// What the other side sent, in order, and what else the server said that matters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// The next frame payload from the other side.
-    Frame(Vec<u8>),
-    /// The other side is in the mailbox (its first message arrived).
-    PeerArrived,
-    /// The host's room id (phase `room`), which the guest's handshake names.
-    Room(RoomId),
-}
-
-/// The phase of the host's one message that is not a frame: its room id.
-pub const ROOM_PHASE: &str = "room";
-
-/// The sans-IO half of a mailbox: our side, and the other side's messages put back in
-/// phase order, each once, our own echoes dropped.
-#[derive(Debug)]
-pub struct Inbox {
-    side: String,
-    peer: Option<String>,
-    next: u64,
-    held: BTreeMap<u64, Vec<u8>>,
-    sent: u64,
-    room_seen: bool,
-}
-
-impl Inbox {
-    /// A fresh side (random, 10 hex digits).
-    pub fn new() -> Inbox {
-        let side: [u8; 5] = rand::random();
-        Inbox::with_side(side.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    /// An inbox for `side` (tests and vectors).
-    pub fn with_side(side: String) -> Inbox {
-        Inbox {
-            side,
-            peer: None,
-            next: 0,
-            held: BTreeMap::new(),
-            sent: 0,
-            room_seen: false,
-        }
-    }
-
-    /// Our side.
-    pub fn side(&self) -> &str {
-        &self.side
-    }
-
-    /// The `add` command for our next frame payload.
-    pub fn add(&mut self, payload: &[u8]) -> Value {
-        let phase = self.sent;
-        self.sent += 1;
-        json!({"type": "add", "phase": phase.to_string(), "body": hex(payload)})
-    }
-
-    /// A `message` from the server: what it delivers, in order. Our echoes, repeats,
-    /// a third side's messages and phases that are not ours are dropped; too many held
-    /// out of order is a protocol error.
-    pub fn on_message(&mut self, msg: &Value) -> Result<Vec<Delivery>, RendezvousError> {
-        let (Some(side), Some(phase), Some(body)) = (
-            msg["side"].as_str(),
-            msg["phase"].as_str(),
-            msg["body"].as_str(),
-        ) else {
-            return Err(RendezvousError::Protocol);
-        };
-        if side == self.side {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        match &self.peer {
-            Some(peer) if peer != side => return Ok(Vec::new()),
-            Some(_) => {}
-            None => {
-                self.peer = Some(side.to_string());
-                out.push(Delivery::PeerArrived);
-            }
-        }
-        if phase == ROOM_PHASE && !self.room_seen {
-            self.room_seen = true;
-            let room = unhex(body).map(|b| hex(&b)).and_then(|h| RoomId::parse(&h));
-            out.push(Delivery::Room(room.ok_or(RendezvousError::Protocol)?));
-            return Ok(out);
-        }
-        let Some(phase) = phase.parse::<u64>().ok().filter(|p| p.to_string() == phase) else {
-            return Ok(out);
-        };
-        if phase < self.next || self.held.contains_key(&phase) {
-            return Ok(out);
-        }
-        let body = unhex(body).ok_or(RendezvousError::Protocol)?;
-        if self.held.len() >= MAX_HELD {
-            return Err(RendezvousError::Protocol);
-        }
-        self.held.insert(phase, body);
-        while let Some(body) = self.held.remove(&self.next) {
-            out.push(Delivery::Frame(body));
-            self.next += 1;
-        }
-        Ok(out)
-    }
-}
-
-impl Default for Inbox {
-    fn default() -> Inbox {
-        Inbox::new()
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    /// A mailbox message that is not the mailbox's protocol.
+    #[error(transparent)]
+    Mailbox(#[from] MailboxFault),
 }
 
 /// Which certificates a `wss://` rendezvous may present.
@@ -560,94 +436,7 @@ impl Drop for MailboxHandle {
     }
 }
 
-/// A code typed on the keypad: `<nameplate><PIN>`, the PIN always the last four digits.
-/// Exactly four digits is a LAN room; more is an online code.
-pub fn split_code(digits: &str) -> Option<(&str, &str)> {
-    if digits.len() <= 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (nameplate, pin) = digits.split_at(digits.len() - 4);
-    crate::pairing::valid_nameplate(nameplate).then_some((nameplate, pin))
-}
-
 /// The rendezvous trust for a config: a CA file if given, else the system's roots.
 pub fn trust(ca: Option<&Path>) -> Trust {
     ca.map_or(Trust::System, |p| Trust::CaFile(p.to_path_buf()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(side: &str, phase: &str, body: &[u8]) -> Value {
-        json!({"type": "message", "side": side, "phase": phase, "body": hex(body), "id": "x"})
-    }
-
-    #[test]
-    fn the_other_sides_frames_come_in_order_once_and_our_echoes_never() {
-        let mut inbox = Inbox::with_side("aaaa".into());
-        let add = inbox.add(b"first");
-        assert_eq!(add["phase"], "0");
-        assert_eq!(add["body"], "6669727374");
-        // Our echo, then the peer's phase 1 before 0, then 0, then a repeat of 1.
-        assert!(inbox
-            .on_message(&msg("aaaa", "0", b"first"))
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            inbox.on_message(&msg("bbbb", "1", b"two")).unwrap(),
-            vec![Delivery::PeerArrived]
-        );
-        assert_eq!(
-            inbox.on_message(&msg("bbbb", "0", b"one")).unwrap(),
-            vec![
-                Delivery::Frame(b"one".to_vec()),
-                Delivery::Frame(b"two".to_vec())
-            ]
-        );
-        assert!(inbox
-            .on_message(&msg("bbbb", "1", b"two"))
-            .unwrap()
-            .is_empty());
-        // A third side and phases that are not ours are ignored.
-        assert!(inbox
-            .on_message(&msg("cccc", "2", b"x"))
-            .unwrap()
-            .is_empty());
-        assert!(inbox
-            .on_message(&msg("bbbb", "pake", b"x"))
-            .unwrap()
-            .is_empty());
-        assert!(inbox
-            .on_message(&msg("bbbb", "02", b"x"))
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            inbox.on_message(&msg("bbbb", "2", b"three")).unwrap(),
-            vec![Delivery::Frame(b"three".to_vec())]
-        );
-    }
-
-    #[test]
-    fn bad_server_messages_are_errors_and_holding_is_bounded() {
-        let mut inbox = Inbox::with_side("aaaa".into());
-        assert!(inbox.on_message(&json!({"type": "message"})).is_err());
-        assert!(inbox.on_message(&msg("bbbb", "0", b"")).is_ok());
-        let odd = json!({"type": "message", "side": "bbbb", "phase": "1", "body": "abc"});
-        assert!(inbox.on_message(&odd).is_err());
-        for p in 2..2 + MAX_HELD as u64 {
-            assert!(inbox.on_message(&msg("bbbb", &p.to_string(), b"x")).is_ok());
-        }
-        let p = (2 + MAX_HELD).to_string();
-        assert!(inbox.on_message(&msg("bbbb", &p, b"x")).is_err());
-    }
-
-    #[test]
-    fn a_code_is_a_nameplate_and_the_last_four_digits() {
-        assert_eq!(split_code("174821"), Some(("17", "4821")));
-        assert_eq!(split_code("4821"), None);
-        assert_eq!(split_code("1234567890"), Some(("123456", "7890")));
-        assert_eq!(split_code("12345678901"), None);
-        assert_eq!(split_code("17a821"), None);
-    }
 }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::inner::Inner;
-use crate::pairing::{FrameDecoder, Role, SecureChannel};
+use crate::pairing::{Binding, FrameDecoder, Role, SecureChannel};
 use crate::BoxedStream;
 
 /// How a session ended.
@@ -53,6 +53,7 @@ pub enum SessionEvent {
 /// A running sealed session. Dropping it closes the connection.
 pub struct Session {
     role: Role,
+    binding: Binding,
     outgoing: mpsc::Sender<Inner>,
     incoming: mpsc::Receiver<SessionEvent>,
 }
@@ -66,12 +67,24 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Runs the sealed channel over `stream`; `decoder` holds bytes already read.
     pub fn spawn(stream: BoxedStream, decoder: FrameDecoder, channel: SecureChannel) -> Session {
+        Session::spawn_in(stream, decoder, channel, Binding::Lan)
+    }
+
+    /// [`Session::spawn`] for a session over `binding` (a rendezvous mailbox, which the
+    /// box closes once the call's media is up).
+    pub fn spawn_in(
+        stream: BoxedStream,
+        decoder: FrameDecoder,
+        channel: SecureChannel,
+        binding: Binding,
+    ) -> Session {
         let (out_tx, out_rx) = mpsc::channel(16);
         let (in_tx, in_rx) = mpsc::channel(16);
         let role = channel.role();
         tokio::spawn(drive(stream, decoder, channel, out_rx, in_tx));
         Session {
             role,
+            binding,
             outgoing: out_tx,
             incoming: in_rx,
         }
@@ -80,6 +93,11 @@ impl Session {
     /// Our side of the pairing.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// What the session runs over.
+    pub fn binding(&self) -> &Binding {
+        &self.binding
     }
 
     /// Sends an inner message. Fails when the session has ended.
