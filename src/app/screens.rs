@@ -434,7 +434,11 @@ where
         Screen::PinEntry { digits } => {
             text(
                 target,
-                "Enter PIN",
+                if digits.len() > PIN_DIGITS {
+                    "Enter code"
+                } else {
+                    "Enter PIN"
+                },
                 Point::new(centre, 2),
                 l.title,
                 accent,
@@ -453,7 +457,7 @@ where
             let n = shown.chars().count() as i32;
             let (dw, dh, gap) = if l.small { (16, 28, 6) } else { (40, 72, 14) };
             // Shrunk to fit a long code across the screen.
-            let dw = dw.min((l.w - 4 - (n - 1) * gap / 2) / n);
+            let dw = dw.min((l.w - 4 - (n - 1) * gap / 2) / n).max(4);
             let gap = if n > PIN_DIGITS as i32 { gap / 2 } else { gap };
             let total = n * (dw + gap) - gap;
             let y = l.line_height(l.title) + if l.small { 4 } else { 30 };
@@ -620,6 +624,7 @@ where
         _ => pin.as_str().to_string(),
     });
     let n = code.chars().count() as i32;
+    let label = if n > 4 { "Code" } else { "PIN" };
     if l.small {
         // PIN and countdown on the left half, QR code on the right.
         let side = l.h as u32;
@@ -630,13 +635,14 @@ where
         let left_w = l.w - side as i32;
         text(
             target,
-            &format!("PIN [{}]", invite.room.tag()),
+            &format!("{label} [{}]", invite.room.tag()),
             Point::new(0, 0),
             &FONT_6X10,
             fg,
             Alignment::Left,
         )?;
-        let dw = 13.min((left_w - 2 - (n - 1) * 2) / n);
+        // A narrow (turned) panel leaves little beside the QR code: never below 4 px.
+        let dw = 13.min((left_w - 2 - (n - 1) * 2) / n).max(4);
         draw_digits(
             target,
             &code,
@@ -665,7 +671,7 @@ where
     } else {
         text(
             target,
-            "PIN",
+            label,
             Point::new(6, 4),
             l.title,
             fg,
@@ -691,7 +697,7 @@ where
         )?;
         let (dw, dh, gap) = (l.w / 8, l.h / 5, l.w / 24);
         let gap = if n > 4 { gap / 2 } else { gap };
-        let dw = dw.min((l.w - 8 - (n - 1) * gap) / n);
+        let dw = dw.min((l.w - 8 - (n - 1) * gap) / n).max(4);
         let total = n * dw + (n - 1) * gap;
         let y = 30;
         draw_digits(
