@@ -396,7 +396,9 @@ impl<V: Voice> Live<V> {
                         }
                     }
                     Some(PeerEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) => {
-                        return CallEnd::PeerLost;
+                        // ICE that gave up before any media flowed found no path (a strict
+                        // NAT, a firewall); one that fails later lost the other side.
+                        return if media_up { CallEnd::PeerLost } else { CallEnd::NoMediaPath };
                     }
                     Some(PeerEvent::State(s)) => tracing::debug!("peer connection {s}"),
                     Some(PeerEvent::DataChannel(dc)) => {

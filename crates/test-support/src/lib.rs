@@ -7,6 +7,7 @@ pub mod audio;
 pub mod files;
 pub mod impair;
 pub mod mailbox;
+pub mod nat;
 pub mod netns;
 pub mod sim_box;
 
