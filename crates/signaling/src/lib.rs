@@ -35,6 +35,54 @@ pub use host::{spawn_host, Attacher, HostEvent, HostHandle};
 pub use inner::Inner;
 pub use session::{Session, SessionEnd, SessionEvent, SessionFault};
 
+/// Writes one frame payload to a byte stream, with its 4-byte length before it: how the
+/// message transports (WebSocket, mailbox) hand their frames to the room or the guest.
+pub(crate) async fn write_payload(
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    payload: &[u8],
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    to.write_all(&frame).await
+}
+
+/// Reads a byte stream's frames one payload at a time: the other half of
+/// [`write_payload`].
+pub(crate) struct PayloadReader {
+    decoder: crate::pairing::FrameDecoder,
+    buf: Vec<u8>,
+}
+
+impl PayloadReader {
+    pub(crate) fn new() -> PayloadReader {
+        PayloadReader {
+            decoder: crate::pairing::FrameDecoder::new(),
+            buf: vec![0u8; 8192],
+        }
+    }
+
+    /// The next payload; `None` once the stream ends or a frame is bad.
+    pub(crate) async fn next(
+        &mut self,
+        from: &mut (impl tokio::io::AsyncRead + Unpin),
+    ) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match self.decoder.next_payload() {
+                Ok(Some(payload)) => return Some(payload),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            match from.read(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.decoder.push(&self.buf[..n]),
+            }
+        }
+    }
+}
+
 /// The next connection on a pairing port, ready for the room: no Nagle delay, and its
 /// [`Source`](crate::pairing::Source). An accept error (out of descriptors, say) is
 /// logged through `quiet` and retried after a short pause instead of spinning.

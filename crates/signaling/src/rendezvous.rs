@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -26,8 +26,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::mailbox::{Delivery, Inbox, MailboxFault, ROOM_PHASE};
-use crate::pairing::{Binding, FrameDecoder, RoomId, MAX_PAYLOAD};
-use crate::BoxedStream;
+use crate::pairing::{Binding, RoomId, MAX_PAYLOAD};
+use crate::{write_payload, BoxedStream, PayloadReader};
 
 /// Our application id on the server: nameplates and mailboxes are scoped to it.
 pub const APP_ID: &str = "intercom.invalid/pairing/v1";
@@ -351,10 +351,7 @@ impl Rendezvous {
                             let _ = peer.try_send(());
                         }
                         Delivery::Frame(payload) => {
-                            let mut frame = Vec::with_capacity(4 + payload.len());
-                            frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-                            frame.extend_from_slice(&payload);
-                            if to_pair.write_all(&frame).await.is_err() {
+                            if write_payload(&mut to_pair, &payload).await.is_err() {
                                 return;
                             }
                         }
@@ -365,24 +362,10 @@ impl Rendezvous {
         };
         let mut adder = Inbox::with_side(String::new());
         let outbound = async {
-            let mut decoder = FrameDecoder::new();
-            let mut buf = vec![0u8; 8192];
-            'read: loop {
-                let n = match from_pair.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                decoder.push(&buf[..n]);
-                loop {
-                    match decoder.next_payload() {
-                        Ok(Some(payload)) => {
-                            if out_tx.send(adder.add(&payload)).await.is_err() {
-                                break 'read;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(_) => break 'read,
-                    }
+            let mut reader = PayloadReader::new();
+            while let Some(payload) = reader.next(&mut from_pair).await {
+                if out_tx.send(adder.add(&payload)).await.is_err() {
+                    break;
                 }
             }
         };

@@ -17,15 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::host::Attacher;
-use crate::pairing::{Crowd, FrameDecoder, Source, MAX_PAYLOAD};
-use crate::{accept_next, QuietLog};
+use crate::pairing::{Crowd, Source, MAX_PAYLOAD};
+use crate::{accept_next, write_payload, PayloadReader, QuietLog};
 
 /// Bytes of each connection's pipe to the room server: more than one largest frame.
 const PIPE_BYTES: usize = 2 * (MAX_PAYLOAD + 4);
@@ -148,38 +148,21 @@ async fn bridge(
                 Ok(WsMessage::Close(_)) | Err(_) => break,
                 Ok(_) => continue,
             };
-            let mut frame = Vec::with_capacity(4 + payload.len());
-            frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            frame.extend_from_slice(&payload);
-            if to_room.write_all(&frame).await.is_err() {
+            if write_payload(&mut to_room, &payload).await.is_err() {
                 break;
             }
         }
         let _ = to_room.shutdown().await;
     };
     let outbound = async {
-        let mut decoder = FrameDecoder::new();
-        let mut buf = vec![0u8; 8192];
-        'read: loop {
-            let n = match from_room.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+        let mut reader = PayloadReader::new();
+        while let Some(payload) = reader.next(&mut from_room).await {
+            let msg = match String::from_utf8(payload) {
+                Ok(text) => WsMessage::text(text),
+                Err(e) => WsMessage::binary(e.into_bytes()),
             };
-            decoder.push(&buf[..n]);
-            loop {
-                match decoder.next_payload() {
-                    Ok(Some(payload)) => {
-                        let msg = match String::from_utf8(payload) {
-                            Ok(text) => WsMessage::text(text),
-                            Err(e) => WsMessage::binary(e.into_bytes()),
-                        };
-                        if ws_out.send(msg).await.is_err() {
-                            break 'read;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) => break 'read,
-                }
+            if ws_out.send(msg).await.is_err() {
+                break;
             }
         }
         let _ = ws_out.close().await;
