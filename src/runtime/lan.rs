@@ -20,7 +20,9 @@ use crate::signaling::ble::{BleRoom, Bluetooth};
 use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
 use crate::signaling::rendezvous::{self, MailboxHandle};
 use crate::signaling::websocket::serve_websocket;
-use crate::signaling::{join_tcp, spawn_host, GuestError, HostEvent, HostHandle, Session};
+use crate::signaling::{
+    join_tcp, spawn_host, Attacher, GuestError, HostEvent, HostHandle, Session,
+};
 
 /// How long the guest listens for rooms on the LAN.
 const BROWSE_TIME: Duration = Duration::from_millis(1500);
@@ -249,7 +251,7 @@ impl Lan {
                 }
             });
         let online = if self.rendezvous.is_some() {
-            self.offer_online(id, &handle);
+            self.offer_online(id, handle.attacher());
             OnlineCode::Waiting
         } else {
             OnlineCode::Off
@@ -478,14 +480,14 @@ impl Lan {
 
 impl Lan {
     /// Offers room `id` at a fresh nameplate of the rendezvous, in the background.
-    fn offer_online(&mut self, id: RoomId, server: &HostHandle) {
+    fn offer_online(&mut self, id: RoomId, attacher: Attacher) {
         let Some(rv) = self.rendezvous.clone() else {
             return;
         };
         if let Some(t) = self.online_task.take() {
             t.abort();
         }
-        let task = online::offer(rv, id, server.attacher(), self.results_tx.clone());
+        let task = online::offer(rv, id, attacher, self.results_tx.clone());
         self.online_task = Some(tokio::spawn(task));
     }
 
@@ -495,13 +497,10 @@ impl Lan {
             return;
         }
         self.close_online("scary");
-        let Some(room) = &self.host else { return };
-        let (id, server) = (room.id, &room.server);
-        let Some(rv) = self.rendezvous.clone() else {
-            return;
-        };
-        let task = online::offer(rv, id, server.attacher(), self.results_tx.clone());
-        self.online_task = Some(tokio::spawn(task));
+        if let Some(room) = &self.host {
+            let (id, attacher) = (room.id, room.server.attacher());
+            self.offer_online(id, attacher);
+        }
     }
 
     /// Stops offering the room online and closes its mailbox.
@@ -534,7 +533,7 @@ impl Lan {
         };
         let spent = self.spent_rooms();
         self.join_task = Some(tokio::spawn(async move {
-            let outcome = online::join(rv, nameplate, pin, spent, tx.clone()).await;
+            let outcome = online::join(rv, nameplate, pin, spent).await;
             let _ = tx.send(outcome).await;
         }));
     }

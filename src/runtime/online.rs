@@ -61,7 +61,6 @@ pub(super) async fn join(
     nameplate: String,
     pin: Pin,
     spent: Vec<RoomId>,
-    results: mpsc::Sender<Outcome>,
 ) -> Outcome {
     let opened = async {
         let mut client = Rendezvous::connect(&rv.url, &rv.trust).await?;
@@ -83,7 +82,6 @@ pub(super) async fn join(
     if spent.contains(&room) {
         return Outcome::Failed(room, JoinFailure::RoomSpent);
     }
-    let _ = &results;
     match join_in(stream, room, &pin, &binding).await {
         Ok(session) => Outcome::JoinedOnline(session, mailbox),
         Err(e) => Outcome::Failed(room, super::lan::join_failure(e)),

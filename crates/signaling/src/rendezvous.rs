@@ -279,15 +279,13 @@ impl Rendezvous {
     ) -> (BoxedStream, Binding, MailboxHandle) {
         let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
         let (close_tx, close_rx) = oneshot::channel();
-        let (peer_tx, peer_rx) = mpsc::channel(1);
         let binding = Binding::Mailbox(mailbox.clone());
-        tokio::spawn(self.bridge(ours, mailbox, release, close_rx, peer_tx));
+        tokio::spawn(self.bridge(ours, mailbox, release, close_rx));
         (
             Box::new(theirs),
             binding,
             MailboxHandle {
                 close: Some(close_tx),
-                peer: peer_rx,
             },
         )
     }
@@ -298,7 +296,6 @@ impl Rendezvous {
         mailbox: String,
         mut release: Option<String>,
         close: oneshot::Receiver<&'static str>,
-        peer: mpsc::Sender<()>,
     ) {
         let Rendezvous { ws, mut inbox } = self;
         let (mut ws_out, mut ws_in) = ws.split();
@@ -348,7 +345,6 @@ impl Rendezvous {
                                     .send(json!({"type": "release", "nameplate": nameplate}))
                                     .await;
                             }
-                            let _ = peer.try_send(());
                         }
                         Delivery::Frame(payload) => {
                             if write_payload(&mut to_pair, &payload).await.is_err() {
@@ -396,7 +392,6 @@ impl Rendezvous {
 #[derive(Debug)]
 pub struct MailboxHandle {
     close: Option<oneshot::Sender<&'static str>>,
-    peer: mpsc::Receiver<()>,
 }
 
 impl MailboxHandle {
@@ -405,11 +400,6 @@ impl MailboxHandle {
         if let Some(tx) = self.close.take() {
             let _ = tx.send(mood);
         }
-    }
-
-    /// Waits until the other side is in the mailbox.
-    pub async fn peer_arrived(&mut self) {
-        let _ = self.peer.recv().await;
     }
 }
 

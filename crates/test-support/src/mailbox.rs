@@ -21,23 +21,7 @@ impl MailboxServer {
             .local_addr()
             .ok()?
             .port();
-        let child = Command::new("twist")
-            .args([
-                "wormhole-mailbox",
-                &format!("--port=tcp:{port}:interface=127.0.0.1"),
-                "--channel-db=:memory:",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("no mailbox server (pip install magic-wormhole-mailbox-server): {e}");
-                return None;
-            }
-        };
+        let child = spawn(Command::new("twist"), "127.0.0.1", port)?;
         let server = MailboxServer {
             child,
             url: format!("ws://127.0.0.1:{port}/v1"),
@@ -51,6 +35,29 @@ impl MailboxServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(server)
+    }
+}
+
+/// Starts `twist` (the given command, maybe run in a namespace) serving the mailbox on
+/// `ip:port` with an in-memory database; `None`, with the reason on stderr, when it is
+/// not installed.
+pub(crate) fn spawn(mut twist: Command, ip: &str, port: u16) -> Option<Child> {
+    let child = twist
+        .args([
+            "wormhole-mailbox",
+            &format!("--port=tcp:{port}:interface={ip}"),
+            "--channel-db=:memory:",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("no mailbox server (pip install magic-wormhole-mailbox-server): {e}");
+            None
+        }
     }
 }
 

@@ -198,24 +198,7 @@ impl NatBed {
 
     /// The mailbox server on the internet: `ws://203.0.113.10:4000/v1`.
     pub fn mailbox(&self) -> Option<Server> {
-        let child = self
-            .internet
-            .command("twist")
-            .args([
-                "wormhole-mailbox",
-                &format!("--port=tcp:4000:interface={SERVER_IP}"),
-                "--channel-db=:memory:",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("no mailbox server (pip install magic-wormhole-mailbox-server): {e}");
-                return None;
-            }
-        };
+        let child = crate::mailbox::spawn(self.internet.command("twist"), SERVER_IP, 4000)?;
         let server = Server { child };
         // Up once it accepts connections from a home.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
