@@ -75,6 +75,36 @@ pub struct Config {
     /// A PEM file of the CA a `wss://` rendezvous's certificate must chain to (a
     /// self-hosted server); without it, the system's roots.
     pub rendezvous_ca: Option<PathBuf>,
+    /// TURN servers that may relay a call's media when no direct path exists; none by
+    /// default, so media never goes through a server.
+    pub turn_servers: Vec<TurnConfig>,
+}
+
+/// One TURN server: `[[turn_servers]]` with `urls` and either a long-term `username` +
+/// `credential`, or coturn's REST `secret` (`use-auth-secret`), from which the box makes
+/// a fresh time-limited credential for each call.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TurnConfig {
+    /// `turn:host:port?transport=udp` (or `turns:`) URLs.
+    pub urls: Vec<String>,
+    /// The user name (long-term), or the name put in REST credentials (default
+    /// `intercom`).
+    pub username: Option<String>,
+    /// The long-term password.
+    pub credential: Option<String>,
+    /// The shared REST secret.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for TurnConfig {
+    // Passwords and secrets are not for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -90,6 +120,7 @@ impl Default for Config {
             bluetooth: true,
             rendezvous_url: None,
             rendezvous_ca: None,
+            turn_servers: Vec::new(),
         }
     }
 }
@@ -182,6 +213,30 @@ impl Config {
                 ));
             }
         }
+        for turn in &self.turn_servers {
+            let bad_url = turn.urls.iter().find(|u| {
+                let rest = u.strip_prefix("turn:").or_else(|| u.strip_prefix("turns:"));
+                rest.is_none_or(|r| r.is_empty() || r.starts_with(':') || r.contains(' '))
+            });
+            if turn.urls.is_empty() || bad_url.is_some() {
+                return Err(invalid(
+                    "turn_servers",
+                    format!(
+                        "{:?} is not a TURN URL like \"turn:turn.example.org:3478?transport=udp\"",
+                        bad_url.map(String::as_str).unwrap_or("")
+                    ),
+                ));
+            }
+            match (&turn.username, &turn.credential, &turn.secret) {
+                (Some(_), Some(_), None) | (_, None, Some(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        "turn_servers",
+                        "each server needs either username and credential, or secret".into(),
+                    ))
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -237,6 +292,18 @@ mod tests {
                 "rendezvous_url = \"http://rv.example.org/v1\"",
                 "rendezvous_url",
             ),
+            (
+                "[[turn_servers]]\nurls = [\"stun:x.org\"]\nsecret = \"s\"",
+                "turn_servers",
+            ),
+            (
+                "[[turn_servers]]\nurls = [\"turn:x.org\"]\ncredential = \"c\"",
+                "turn_servers",
+            ),
+            (
+                "[[turn_servers]]\nurls = []\nsecret = \"s\"",
+                "turn_servers",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(
@@ -244,6 +311,22 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn turn_servers_take_long_term_or_rest_credentials_and_hide_them() {
+        let c = parse(
+            "[[turn_servers]]\nurls = [\"turn:turn.example.org:3478?transport=udp\"]\n\
+             username = \"door\"\ncredential = \"hunter2\"\n\
+             [[turn_servers]]\nurls = [\"turns:turn.example.org:5349\"]\nsecret = \"s3cret\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.turn_servers.len(), 2);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 
     #[test]

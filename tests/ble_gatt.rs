@@ -478,12 +478,13 @@ async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
     let net = NetworkSetup {
         addrs: vec!["127.0.0.1:0".parse().unwrap()],
         stun_servers: Vec::new(),
+        turn_servers: Vec::new(),
     };
     let audio = intercom::audio::Devices::new(WavIn::silent(), WavOut::discard());
     let mut call = call::start(session, net, audio);
     let connected = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(ev) = call.next_event().await {
-            if matches!(ev, CallEvent::MediaConnected) {
+            if matches!(ev, CallEvent::MediaConnected(_)) {
                 return true;
             }
         }

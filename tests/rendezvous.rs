@@ -134,3 +134,57 @@ async fn an_unreachable_rendezvous_is_one_clear_error() {
         .unwrap_err();
     assert!(matches!(err, RendezvousError::Url), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_third_client_is_refused_and_the_pair_talks_on() {
+    let Some(server) = server() else { return };
+    let (nameplate, mut h, _) = host(&server.url).await;
+    let mut rv = Rendezvous::connect(&server.url, &Trust::System)
+        .await
+        .unwrap();
+    let mailbox = rv.claim(&nameplate).await.unwrap();
+    let (stream, room, binding, _mb) = rv
+        .guest_open(nameplate.clone(), mailbox.clone())
+        .await
+        .unwrap();
+    let guest_session = join_in(stream, room, &Pin::parse(PIN).unwrap(), &binding)
+        .await
+        .unwrap();
+    let mut host_session = loop {
+        match tokio::time::timeout(Duration::from_secs(15), h.next_event()).await {
+            Ok(Some(HostEvent::Joined(s))) => break s,
+            Ok(Some(_)) => continue,
+            other => panic!("no join: {other:?}"),
+        }
+    };
+    // Someone who saw the mailbox's id opens it too: the server refuses a third side.
+    let third = Rendezvous::connect(&server.url, &Trust::System)
+        .await
+        .unwrap();
+    let Err(err) = third.guest_open(nameplate.clone(), mailbox.clone()).await else {
+        panic!("a third side got into the mailbox");
+    };
+    match &err {
+        RendezvousError::Refused(why) => assert!(why.contains("crowded"), "{why}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    // The code itself was released once both sides were in: claiming it again finds
+    // no room behind it.
+    let mut late = Rendezvous::connect(&server.url, &Trust::System)
+        .await
+        .unwrap();
+    let fresh = late.claim(&nameplate).await.unwrap();
+    assert_ne!(
+        fresh, mailbox,
+        "a released nameplate leads to a new mailbox"
+    );
+    // The honest pair is untouched.
+    guest_session
+        .send(Inner::Offer { sdp: "v=0".into() })
+        .await
+        .unwrap();
+    assert_eq!(
+        host_session.recv().await,
+        SessionEvent::Received(Inner::Offer { sdp: "v=0".into() })
+    );
+}

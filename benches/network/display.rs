@@ -18,6 +18,7 @@ pub(crate) fn measure(dir: &std::path::Path) {
     let screen = |k: u64| Screen::InCall {
         elapsed_secs: k,
         last_text: Some(format!("text bench message {k}")),
+        relayed: false,
     };
     let mut memory = SimDisplay::<Rgb565>::new(Size::new(240, 240), None, false);
     let mut png = SimDisplay::<Rgb565>::new(Size::new(240, 240), Some(dir.join("s.png")), false);

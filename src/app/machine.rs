@@ -195,6 +195,8 @@ pub enum Event {
     JoinFailed(JoinFailure),
     /// The sealed channel is up: PIN accepted on both sides.
     Connected,
+    /// The call's media goes through a TURN relay.
+    Relayed,
     /// Text arrived from the other side.
     TextReceived(String),
     /// The call is over.
@@ -319,6 +321,8 @@ pub enum State {
         last_text: Option<String>,
         /// When `#` was last pressed, for the double press.
         hash_at: Option<Instant>,
+        /// The media goes through a TURN relay (no direct path existed).
+        relayed: bool,
     },
     /// A notice, until a key or the timeout.
     Notice {
@@ -438,6 +442,7 @@ impl App {
                     since: now,
                     last_text: None,
                     hash_at: None,
+                    relayed: false,
                 }
             }
             _ => {}
@@ -556,42 +561,60 @@ impl App {
                     since,
                     last_text,
                     hash_at,
+                    relayed,
                 },
                 Event::Key(k),
-            ) => match k.key {
-                Key::Hash if k.held || hash_at.is_some_and(|t| now - t <= DOUBLE_PRESS_TIME) => {
-                    out.push(Command::HangUp);
-                    State::InCall {
-                        since,
-                        last_text,
-                        hash_at: None,
+            ) => {
+                let hash_at = match k.key {
+                    Key::Hash
+                        if k.held || hash_at.is_some_and(|t| now - t <= DOUBLE_PRESS_TIME) =>
+                    {
+                        out.push(Command::HangUp);
+                        None
                     }
-                }
-                Key::Hash => State::InCall {
-                    since,
-                    last_text,
-                    hash_at: Some(now),
-                },
-                Key::Digit(d) => {
-                    if let Some(text) = canned_reply(d) {
-                        out.push(Command::SendText(text.to_string()));
+                    Key::Hash => Some(now),
+                    Key::Digit(d) => {
+                        if let Some(text) = canned_reply(d) {
+                            out.push(Command::SendText(text.to_string()));
+                        }
+                        hash_at
                     }
-                    State::InCall {
-                        since,
-                        last_text,
-                        hash_at,
-                    }
-                }
-                Key::Star => State::InCall {
+                    Key::Star => hash_at,
+                };
+                State::InCall {
                     since,
                     last_text,
                     hash_at,
+                    relayed,
+                }
+            }
+            (
+                State::InCall {
+                    since,
+                    hash_at,
+                    relayed,
+                    ..
                 },
-            },
-            (State::InCall { since, hash_at, .. }, Event::TextReceived(text)) => State::InCall {
+                Event::TextReceived(text),
+            ) => State::InCall {
                 since,
                 last_text: Some(text),
                 hash_at,
+                relayed,
+            },
+            (
+                State::InCall {
+                    since,
+                    last_text,
+                    hash_at,
+                    ..
+                },
+                Event::Relayed,
+            ) => State::InCall {
+                since,
+                last_text,
+                hash_at,
+                relayed: true,
             },
             (state @ State::InCall { .. }, Event::TextTyped(text)) => {
                 out.push(Command::SendText(text));

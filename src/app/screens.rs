@@ -66,6 +66,8 @@ pub enum Screen {
         elapsed_secs: u64,
         /// The last text received.
         last_text: Option<String>,
+        /// The media goes through a relay server.
+        relayed: bool,
     },
     /// A message for the user.
     Notice {
@@ -116,10 +118,14 @@ pub fn screen(app: &App, now: Instant) -> Screen {
             hint: "* cancel",
         },
         State::InCall {
-            since, last_text, ..
+            since,
+            last_text,
+            relayed,
+            ..
         } => Screen::InCall {
             elapsed_secs: now.saturating_duration_since(*since).as_secs(),
             last_text: last_text.clone(),
+            relayed: *relayed,
         },
         State::Notice { notice, .. } => notice_screen(notice),
     }
@@ -215,7 +221,7 @@ fn notice_screen(notice: &Notice) -> Screen {
                 EndReason::Local => "You hung up.".to_string(),
                 EndReason::Remote => "The other side hung up.".to_string(),
                 EndReason::PeerLost => "The connection was lost.".to_string(),
-                EndReason::NoMediaPath => "No audio path to the other box.".to_string(),
+                EndReason::NoMediaPath => "No direct path: a strict NAT or firewall.".to_string(),
                 EndReason::Failed => "The call failed.".to_string(),
             };
             (
@@ -513,6 +519,7 @@ where
         Screen::InCall {
             elapsed_secs,
             last_text,
+            relayed,
         } => {
             text(
                 target,
@@ -531,7 +538,20 @@ where
                 Alignment::Right,
             )?;
             let lh = l.line_height(l.body);
-            let first = l.line_height(l.title) + if l.small { 2 } else { 10 };
+            let mut first = l.line_height(l.title) + if l.small { 2 } else { 10 };
+            if *relayed {
+                // Said plainly: the call is still encrypted end to end, but a server
+                // sees that it happens and carries its packets.
+                text(
+                    target,
+                    "via relay server",
+                    Point::new(2, first),
+                    l.body,
+                    accent,
+                    Alignment::Left,
+                )?;
+                first += lh;
+            }
             let lines = ((l.h - first - lh) / lh).max(1) as usize;
             if let Some(msg) = last_text {
                 for (i, line) in wrap(msg, l.columns(l.body), lines).iter().enumerate() {
@@ -806,6 +826,15 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
             Screen::InCall {
                 elapsed_secs: 83,
                 last_text: Some("Parcel for you, shall I leave it at the door?".into()),
+                relayed: false,
+            },
+        ),
+        (
+            "in-call-relayed",
+            Screen::InCall {
+                elapsed_secs: 83,
+                last_text: Some("Parcel for you, shall I leave it at the door?".into()),
+                relayed: true,
             },
         ),
         (

@@ -1,7 +1,8 @@
 //! The call: WebRTC voice and text between the two paired peers.
 //!
-//! [`start`] runs one call in a task of its own: it exchanges complete SDP over the sealed
-//! signaling session (the guest offers, the host answers), sends the microphone as Opus,
+//! [`start`] runs one call in a task of its own: it exchanges SDP over the sealed
+//! signaling session (the guest offers, the host answers; complete on a LAN, trickled
+//! candidate by candidate over a rendezvous mailbox), sends the microphone as Opus,
 //! plays the other side through the jitter buffer, and carries texts on the `chat`
 //! channel. Once audio flows its sockets are read on the audio tick (`pacing`), and the
 //! jitter buffer gets each packet's kernel arrival time (`intercom_media::stamps`). The same sockets
@@ -33,7 +34,7 @@ use crate::signaling::{Inner, Session, SessionEnd, SessionEvent};
 use intercom_media::chat::{Chat, ChatMessage};
 use intercom_media::stamps::ReceiveStamps;
 use pacing::ReceivePacing;
-pub use peer::NetworkSetup;
+pub use peer::{MediaPath, NetworkSetup, PathKind, TurnServer};
 use peer::{Peer, PeerEvent};
 
 /// How long a hang-up waits for its `bye` on the chat channel to go out when there is no
@@ -105,8 +106,8 @@ pub enum CallCommand {
 /// What a call reports.
 #[derive(Debug, Clone)]
 pub enum CallEvent {
-    /// Media is flowing (ICE and DTLS up).
-    MediaConnected,
+    /// Media is flowing (ICE and DTLS up), on this path (`None`: the stack did not say).
+    MediaConnected(Option<MediaPath>),
     /// The first of the other side's audio played.
     AudioFlowing,
     /// A text arrived; acknowledge it with [`CallHandle::ack`] once shown.
@@ -193,8 +194,9 @@ struct Live<V> {
     session: Option<Session>,
     events: mpsc::Sender<CallEvent>,
     commands: mpsc::Receiver<CallCommand>,
-    /// The session runs over a rendezvous mailbox, which closes once media is up.
-    session_may_close: bool,
+    /// The session runs over a rendezvous mailbox: candidates trickle, ICE is timed for
+    /// the internet, and the mailbox closes once media is up.
+    online: bool,
     voice: V,
     capturing: bool,
     stop: watch::Receiver<bool>,
@@ -232,12 +234,12 @@ async fn run<V: Voice>(
         first_audio_tx,
         stop.clone(),
     );
-    let session_may_close = matches!(session.binding(), crate::pairing::Binding::Mailbox(_));
+    let online = matches!(session.binding(), crate::pairing::Binding::Mailbox(_));
     let mut live = Live {
         session: Some(session),
         events,
         commands,
-        session_may_close,
+        online,
         voice,
         capturing: false,
         stop,
@@ -278,6 +280,17 @@ async fn run<V: Voice>(
     (live.voice, live.stats)
 }
 
+/// The SDP a session event should carry: an offer (`want_offer`) or an answer.
+fn sdp_in(got: SessionEvent, want_offer: bool) -> Result<String, CallError> {
+    match (got, want_offer) {
+        (SessionEvent::Received(Inner::Offer { sdp }), true) => Ok(sdp),
+        (SessionEvent::Received(Inner::Answer { sdp }), false) => Ok(sdp),
+        (SessionEvent::Ended(SessionEnd::Protocol(fault)), _) => Err(CallError::Signaling(fault)),
+        (SessionEvent::Ended(end), _) => Err(CallError::SessionEnded(end)),
+        (SessionEvent::Received(other), _) => Err(CallError::Unexpected(other)),
+    }
+}
+
 impl<V: Voice> Live<V> {
     fn session(&mut self) -> Result<&mut Session, CallError> {
         self.session
@@ -290,14 +303,45 @@ impl<V: Voice> Live<V> {
         let got = tokio::time::timeout(SDP_TIMEOUT, session.recv())
             .await
             .map_err(|_| CallError::SdpTimeout)?;
-        match (got, want_offer) {
-            (SessionEvent::Received(Inner::Offer { sdp }), true) => Ok(sdp),
-            (SessionEvent::Received(Inner::Answer { sdp }), false) => Ok(sdp),
-            (SessionEvent::Ended(SessionEnd::Protocol(fault)), _) => {
-                Err(CallError::Signaling(fault))
+        sdp_in(got, want_offer)
+    }
+
+    /// Guest, online: waits for the answer while our candidates trickle out (the host
+    /// has our offer and can use them at once); other peer events are kept for later.
+    async fn answer_trickling(
+        &mut self,
+        peer: &mut Peer,
+        early: &mut Vec<PeerEvent>,
+    ) -> Result<String, CallError> {
+        let deadline = tokio::time::sleep(SDP_TIMEOUT);
+        tokio::pin!(deadline);
+        let session = self
+            .session
+            .as_mut()
+            .ok_or(CallError::SessionEnded(SessionEnd::Lost))?;
+        loop {
+            let ev = tokio::select! {
+                got = session.recv() => return sdp_in(got, false),
+                ev = peer.events.recv() => ev,
+                _ = &mut deadline => return Err(CallError::SdpTimeout),
+            };
+            match ev {
+                Some(PeerEvent::LocalCandidate(candidate)) => {
+                    let msg = Inner::Candidate {
+                        candidate,
+                        mid: None,
+                    };
+                    session.send(msg).await.map_err(CallError::SessionEnded)?;
+                }
+                Some(PeerEvent::GatheringComplete) => {
+                    session
+                        .send(Inner::EndOfCandidates)
+                        .await
+                        .map_err(CallError::SessionEnded)?;
+                }
+                Some(other) => early.push(other),
+                None => return Err(CallError::Setup("the peer connection closed")),
             }
-            (SessionEvent::Ended(end), _) => Err(CallError::SessionEnded(end)),
-            (SessionEvent::Received(other), _) => Err(CallError::Unexpected(other)),
         }
     }
 
@@ -306,6 +350,7 @@ impl<V: Voice> Live<V> {
         let peer = slot.insert(
             peer::build(
                 &self.net,
+                self.online,
                 Arc::clone(&self.pacing),
                 Arc::clone(&self.stamps),
             )
@@ -314,18 +359,22 @@ impl<V: Voice> Live<V> {
         let mut early = Vec::new();
         match role {
             Role::Guest => {
-                let (chat, offer) = peer.offer(&mut early).await?;
+                let (chat, offer) = peer.offer(self.online, &mut early).await?;
                 self.session()?
                     .send(Inner::Offer { sdp: offer })
                     .await
                     .map_err(CallError::SessionEnded)?;
-                let answer = self.expect_sdp(false).await?;
+                let answer = if self.online {
+                    self.answer_trickling(peer, &mut early).await?
+                } else {
+                    self.expect_sdp(false).await?
+                };
                 peer.accept_answer(answer).await?;
                 early.push(PeerEvent::DataChannel(chat));
             }
             Role::Host => {
                 let offer = self.expect_sdp(true).await?;
-                let answer = peer.answer(offer, &mut early).await?;
+                let answer = peer.answer(offer, self.online, &mut early).await?;
                 self.session()?
                     .send(Inner::Answer { sdp: answer })
                     .await
@@ -379,12 +428,17 @@ impl<V: Voice> Live<V> {
                     SessionEvent::Ended(SessionEnd::Bye) => return CallEnd::Remote,
                     // A rendezvous mailbox closes once media is up (the server must not
                     // learn how long the call lasts): the call goes on over its own path.
-                    SessionEvent::Ended(SessionEnd::Lost) if media_up && self.session_may_close => {
+                    SessionEvent::Ended(SessionEnd::Lost) if media_up && self.online => {
                         tracing::debug!("the signaling mailbox closed; the call goes on");
                         self.session = None;
                     }
                     SessionEvent::Ended(SessionEnd::Lost) => return CallEnd::PeerLost,
                     SessionEvent::Ended(SessionEnd::Protocol(e)) => return CallError::Signaling(e).into(),
+                    SessionEvent::Received(Inner::Candidate { candidate, .. }) if self.online => {
+                        if let Err(e) = peer.add_remote_candidate(candidate).await {
+                            tracing::debug!(error = &e as &dyn std::error::Error, "a trickled candidate");
+                        }
+                    }
                     SessionEvent::Received(other) => tracing::debug!(?other, "ignored in call"),
                 },
                 ev = peer.events.recv() => match ev {
@@ -416,7 +470,10 @@ impl<V: Voice> Live<V> {
                     Some(PeerEvent::Track(track)) => {
                         tokio::spawn(media::receive(track, Arc::clone(&self.jitter), Arc::clone(&self.stamps)));
                     }
-                    Some(PeerEvent::GatheringComplete) => {}
+                    Some(PeerEvent::LocalCandidate(candidate)) => {
+                        self.trickle(Inner::Candidate { candidate, mid: None }).await;
+                    }
+                    Some(PeerEvent::GatheringComplete) => self.trickle(Inner::EndOfCandidates).await,
                 },
                 ev = chat_event => match ev {
                     Some(DataChannelEvent::OnOpen) => {
@@ -482,6 +539,19 @@ impl<V: Voice> Live<V> {
         }
     }
 
+    /// Sends a trickled candidate (or their end) while the mailbox is open; on a LAN the
+    /// SDP already held them all.
+    async fn trickle(&mut self, msg: Inner) {
+        if !self.online {
+            return;
+        }
+        if let Some(s) = self.session.as_mut() {
+            if let Err(end) = s.send(msg).await {
+                tracing::debug!(?end, "a candidate after the mailbox closed");
+            }
+        }
+    }
+
     /// Once audio plays, ICE and DTLS are done: from then on the sockets are read on the
     /// audio tick ([`pacing`]). The chat channel's SCTP handshake may still be under way;
     /// each of its round trips waits up to a tick more, which on a lossy link (where it
@@ -517,7 +587,8 @@ impl<V: Voice> Live<V> {
             .capture(Arc::new(out), self.loss.subscribe(), self.stop.clone());
         self.capturing = true;
         self.stats.media_connected = Some(Instant::now());
-        let _ = self.events.send(CallEvent::MediaConnected).await;
+        let path = peer.path().await;
+        let _ = self.events.send(CallEvent::MediaConnected(path)).await;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The `webrtc` crate behind a small surface: build a peer connection for one call, with
-//! one Opus track and the `chat` channel; exchange complete SDP. Nothing outside `call/`
-//! names a `webrtc` type.
+//! one Opus track and the `chat` channel; exchange SDP, complete (LAN) or trickled
+//! (online); report the path media took. Nothing outside `call/` names a `webrtc` type.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,8 +18,9 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceCandidateType,
+    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, RTCStatsReportEntry, Registry, SettingEngineBuilder, StatsSelector,
 };
 
 use super::pacing::{PacedRuntime, ReceivePacing};
@@ -37,6 +38,8 @@ pub(super) enum PeerEvent {
     DataChannel(Arc<dyn DataChannel>),
     /// The other side's audio track.
     Track(Arc<dyn TrackRemote>),
+    /// One of our candidates, found after the SDP went out (trickle ICE).
+    LocalCandidate(String),
 }
 
 struct Handler {
@@ -48,6 +51,12 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
             let _ = self.tx.send(PeerEvent::GatheringComplete);
+        }
+    }
+
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.tx.send(PeerEvent::LocalCandidate(init.candidate));
         }
     }
 
@@ -71,6 +80,64 @@ pub struct NetworkSetup {
     pub addrs: Vec<SocketAddr>,
     /// STUN servers for server-reflexive candidates (none: LAN only).
     pub stun_servers: Vec<String>,
+    /// TURN servers that may relay the call's media when no direct path exists (none by
+    /// default: media never goes through a server).
+    pub turn_servers: Vec<TurnServer>,
+}
+
+/// A TURN server and the credentials it takes.
+#[derive(Clone)]
+pub struct TurnServer {
+    /// `turn:host:port?transport=udp` URLs of one server.
+    pub urls: Vec<String>,
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub credential: String,
+}
+
+impl std::fmt::Debug for TurnServer {
+    // The credential is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kind of path the call's media took: the type of our candidate in the selected
+/// pair (RFC 8445).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Straight between the two boxes' own addresses (one LAN).
+    Host,
+    /// Through NATs, on the public address STUN showed.
+    ServerReflexive,
+    /// Through NATs, on an address the other box's checks revealed.
+    PeerReflexive,
+    /// Relayed by a TURN server.
+    Relay,
+}
+
+/// The path the call's media took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPath {
+    /// Its kind.
+    pub kind: PathKind,
+    /// Whether it runs over IPv6.
+    pub ipv6: bool,
+}
+
+impl MediaPath {
+    /// A short machine-readable name: `host`, `srflx`, `prflx` or `relay`.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            PathKind::Host => "host",
+            PathKind::ServerReflexive => "srflx",
+            PathKind::PeerReflexive => "prflx",
+            PathKind::Relay => "relay",
+        }
+    }
 }
 
 /// A peer connection with its audio sender.
@@ -93,8 +160,12 @@ fn rtc_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> CallError {
 
 /// Builds a peer connection with a fresh DTLS certificate and our Opus track; its sockets
 /// follow `pacing` and note RTP arrivals in `stamps`.
+/// On the internet (`internet`) candidates trickle in over a round trip or two of a
+/// distant rendezvous and a hole opens only once both sides have sent: each pair is
+/// checked for longer.
 pub(super) async fn build(
     net: &NetworkSetup,
+    internet: bool,
     pacing: Arc<ReceivePacing>,
     stamps: Arc<ReceiveStamps>,
 ) -> Result<Peer, CallError> {
@@ -111,9 +182,17 @@ pub(super) async fn build(
             ReportReader::new(Arc::clone(&remote_loss)),
         );
     let loopback = net.addrs.iter().any(|a| a.ip().is_loopback());
+    // On a LAN: a check every 25 ms instead of 200 ms connects in a few round trips; 40
+    // checks give a pair 1 s. On the internet: every 50 ms for 4 s, enough for a pair
+    // whose other half arrives late or whose hole opens a few hundred ms after the first
+    // check, and still short enough that a call with no path ends well within 15 s.
+    let (check_every, checks) = if internet {
+        (Duration::from_millis(50), 80)
+    } else {
+        (Duration::from_millis(25), 40)
+    };
     let settings = SettingEngineBuilder::new()
-        // Checks every 25 ms instead of 200 ms: connects in a few round trips on a LAN.
-        .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(40))
+        .with_ice_connection_attempts(Some(check_every), Some(checks))
         // Consent lost for 4 s: disconnected; 8 s: failed, and the call ends.
         .with_ice_timeouts(
             Some(Duration::from_secs(4)),
@@ -124,12 +203,21 @@ pub(super) async fn build(
         // Candidates carry plain addresses on the LAN; no mDNS socket per call.
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .build();
-    let mut config = RTCConfigurationBuilder::new();
+    let mut servers = Vec::new();
     if !net.stun_servers.is_empty() {
-        config = config.with_ice_servers(vec![RTCIceServer {
+        servers.push(RTCIceServer {
             urls: net.stun_servers.clone(),
             ..Default::default()
-        }]);
+        });
+    }
+    servers.extend(net.turn_servers.iter().map(|t| RTCIceServer {
+        urls: t.urls.clone(),
+        username: t.username.clone(),
+        credential: t.credential.clone(),
+    }));
+    let mut config = RTCConfigurationBuilder::new();
+    if !servers.is_empty() {
+        config = config.with_ice_servers(servers);
     }
     let (tx, events) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
@@ -210,9 +298,27 @@ impl Peer {
             .ok_or(CallError::Setup("no local description"))
     }
 
-    /// Guest: the `chat` channel, then the complete offer.
+    /// The local SDP: complete (after gathering), or at once when the candidates will
+    /// trickle after it.
+    async fn local_sdp(
+        &mut self,
+        trickle: bool,
+        early: &mut Vec<PeerEvent>,
+    ) -> Result<String, CallError> {
+        if !trickle {
+            return self.complete_local_sdp(early).await;
+        }
+        self.pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or(CallError::Setup("no local description"))
+    }
+
+    /// Guest: the `chat` channel, then the offer (complete unless `trickle`).
     pub(super) async fn offer(
         &mut self,
+        trickle: bool,
         early: &mut Vec<PeerEvent>,
     ) -> Result<(Arc<dyn DataChannel>, String), CallError> {
         let chat = self
@@ -225,7 +331,7 @@ impl Peer {
             .set_local_description(offer)
             .await
             .map_err(rtc_err)?;
-        Ok((chat, self.complete_local_sdp(early).await?))
+        Ok((chat, self.local_sdp(trickle, early).await?))
     }
 
     /// Guest: the host's answer.
@@ -237,10 +343,11 @@ impl Peer {
             .map_err(rtc_err)
     }
 
-    /// Host: the guest's offer in, the complete answer out.
+    /// Host: the guest's offer in, the answer out (complete unless `trickle`).
     pub(super) async fn answer(
         &mut self,
         offer_sdp: String,
+        trickle: bool,
         early: &mut Vec<PeerEvent>,
     ) -> Result<String, CallError> {
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(rtc_err)?;
@@ -253,7 +360,46 @@ impl Peer {
             .set_local_description(answer)
             .await
             .map_err(rtc_err)?;
-        self.complete_local_sdp(early).await
+        self.local_sdp(trickle, early).await
+    }
+
+    /// One of the other side's candidates, trickled after its SDP.
+    pub(super) async fn add_remote_candidate(&self, candidate: String) -> Result<(), CallError> {
+        self.pc
+            .add_ice_candidate(RTCIceCandidateInit {
+                candidate,
+                sdp_mline_index: Some(0),
+                ..Default::default()
+            })
+            .await
+            .map_err(rtc_err)
+    }
+
+    /// The path media took: our candidate in the selected pair. `None` before ICE chose.
+    pub(super) async fn path(&self) -> Option<MediaPath> {
+        let report = self
+            .pc
+            .get_stats(std::time::Instant::now(), StatsSelector::None)
+            .await;
+        let pair_id = &report.transport()?.selected_candidate_pair_id;
+        let pair = report.candidate_pairs().find(|p| &p.stats.id == pair_id)?;
+        let Some(RTCStatsReportEntry::LocalCandidate(local)) = report.get(&pair.local_candidate_id)
+        else {
+            return None;
+        };
+        let kind = match local.candidate_type {
+            RTCIceCandidateType::Host => PathKind::Host,
+            RTCIceCandidateType::Srflx => PathKind::ServerReflexive,
+            RTCIceCandidateType::Prflx => PathKind::PeerReflexive,
+            RTCIceCandidateType::Relay => PathKind::Relay,
+            _ => return None,
+        };
+        let ipv6 = local
+            .address
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_ipv6());
+        Some(MediaPath { kind, ipv6 })
     }
 
     /// The negotiated Opus payload type.

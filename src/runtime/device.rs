@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use super::lan::{local_addresses, Lan};
+use super::lan::{media_addresses, Lan};
 use super::{Report, RunError, RunOptions, RunSummary};
 use crate::app::{self, App, Command, EndReason, Event, OnlineUpdate, Screen, State};
 use crate::audio::Devices;
-use crate::call::{self, CallEnd, CallEvent, CallHandle, NetworkSetup};
+use crate::call::{self, CallEnd, CallEvent, CallHandle, NetworkSetup, PathKind};
 use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad};
 use crate::service::Notifier;
 
@@ -32,6 +32,8 @@ pub(super) struct Device<D, I, O> {
     audio: Option<Devices<I, O>>,
     call: Option<CallHandle<Devices<I, O>>>,
     net: NetworkSetup,
+    /// TURN servers as configured; credentials are made per call.
+    turn: Vec<crate::config::TurnConfig>,
     reports: Option<mpsc::UnboundedSender<Report>>,
     board: String,
     shown: Option<Screen>,
@@ -44,7 +46,7 @@ pub(super) struct Device<D, I, O> {
 impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
     /// A box with these devices, idle.
     pub(super) fn new(options: &RunOptions, display: D, mic: I, speaker: O) -> Self {
-        let ips = local_addresses(&options.config.lan_interfaces);
+        let ips = media_addresses(&options.config.lan_interfaces);
         Device {
             app: App::with_online(
                 &options.config.device_name,
@@ -57,7 +59,9 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             net: NetworkSetup {
                 addrs: ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
                 stun_servers: options.config.stun_servers.clone(),
+                turn_servers: Vec::new(),
             },
+            turn: options.config.turn_servers.clone(),
             reports: options.reports.clone(),
             board: options.board.name.clone(),
             shown: None,
@@ -212,16 +216,19 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             tracing::warn!("connected, but no session or audio devices for a call");
             return;
         };
-        self.call = Some(call::start(session, self.net.clone(), audio));
+        let mut net = self.net.clone();
+        net.turn_servers = super::turn::servers(&self.turn, std::time::SystemTime::now());
+        self.call = Some(call::start(session, net, audio));
     }
 
     async fn on_call_event(&mut self, ev: Option<CallEvent>) -> Option<Event> {
         match ev {
-            Some(CallEvent::MediaConnected) => {
-                tracing::info!("media connected");
+            Some(CallEvent::MediaConnected(path)) => {
+                tracing::info!(path = path.map(|p| p.name()), "media connected");
                 self.lan.media_up();
-                self.report(Report::MediaConnected);
-                None
+                self.report(Report::MediaConnected(path));
+                path.is_some_and(|p| p.kind == PathKind::Relay)
+                    .then_some(Event::Relayed)
             }
             Some(CallEvent::AudioFlowing) => {
                 tracing::info!("audio flowing");

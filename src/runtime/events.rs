@@ -37,7 +37,10 @@ pub fn to_json(report: &Report, t_ns: u64) -> Value {
         Report::RoomOpened(_) => json!({"event": "room_opened"}),
         Report::Online(Some(nameplate)) => json!({"event": "online", "nameplate": nameplate}),
         Report::Online(None) => json!({"event": "online", "unavailable": true}),
-        Report::MediaConnected => json!({"event": "media_connected"}),
+        Report::MediaConnected(Some(path)) => {
+            json!({"event": "media_connected", "path": path.name(), "ipv6": path.ipv6})
+        }
+        Report::MediaConnected(None) => json!({"event": "media_connected"}),
         Report::AudioFlowing => json!({"event": "audio_flowing"}),
         Report::TextShown { id, text } => {
             json!({"event": "text_shown", "id": id, "chars": text.chars().count()})

@@ -616,3 +616,31 @@ pub fn local_addresses(interfaces: &[String]) -> Vec<IpAddr> {
     }
     addrs
 }
+
+/// The addresses a call's media binds to (its host candidates): the IPv4 ones of
+/// [`local_addresses`], and the interfaces' global and unique-local IPv6 addresses where
+/// there are any (never link-local, which a peer cannot use without its scope). An
+/// address that cannot be bound yet (IPv6 still checking it is unique) is left out.
+pub(super) fn media_addresses(interfaces: &[String]) -> Vec<IpAddr> {
+    let mut addrs = local_addresses(interfaces);
+    let v6: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|ifs| {
+            ifs.filter(|i| interfaces.is_empty() || interfaces.contains(&i.interface_name))
+                .filter_map(|i| i.address?.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+                .filter(|ip| {
+                    let IpAddr::V6(v6) = ip else { return false };
+                    !v6.is_loopback()
+                        && !v6.is_unspecified()
+                        && !v6.is_unicast_link_local()
+                        && !v6.is_multicast()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for ip in v6 {
+        if !addrs.contains(&ip) && std::net::UdpSocket::bind((ip, 0)).is_ok() {
+            addrs.push(ip);
+        }
+    }
+    addrs
+}

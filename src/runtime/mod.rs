@@ -9,6 +9,7 @@ mod device;
 pub mod events;
 mod lan;
 mod online;
+mod turn;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -63,8 +64,8 @@ pub enum Report {
     /// Our room's online code: its nameplate, or `None` when the rendezvous cannot be
     /// reached (the room is open on the LAN only).
     Online(Option<String>),
-    /// Media is flowing.
-    MediaConnected,
+    /// Media is flowing, on this path.
+    MediaConnected(Option<crate::call::MediaPath>),
     /// The first received audio played.
     AudioFlowing,
     /// A text arrived and was shown.

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 /// A message inside the sealed channel, as JSON: `{"t":"offer","sdp":…}`,
-/// `{"t":"answer","sdp":…}` or `{"t":"bye"}`.
+/// `{"t":"answer","sdp":…}` or `{"t":"bye"}`; over a rendezvous mailbox also
+/// `{"t":"candidate","candidate":…,"mid":…}` and `{"t":"end-of-candidates"}` (trickle
+/// ICE: the SDP goes at once, the candidates follow as they are found). LAN and
+/// Bluetooth sessions never carry the last two: their peers expect complete SDP.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Inner {
@@ -20,6 +23,17 @@ pub enum Inner {
     },
     /// The call ends.
     Bye,
+    /// One more ICE candidate of the sender's (trickle ICE).
+    Candidate {
+        /// The candidate attribute (`candidate:…`, RFC 8839).
+        candidate: String,
+        /// The media section it belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<String>,
+    },
+    /// The sender found all its candidates.
+    #[serde(rename = "end-of-candidates")]
+    EndOfCandidates,
 }
 
 /// A sealed payload that is not one of the [`Inner`] messages.
@@ -47,6 +61,8 @@ impl std::fmt::Debug for Inner {
             Inner::Offer { sdp } => write!(f, "Offer({} bytes)", sdp.len()),
             Inner::Answer { sdp } => write!(f, "Answer({} bytes)", sdp.len()),
             Inner::Bye => f.write_str("Bye"),
+            Inner::Candidate { .. } => f.write_str("Candidate"),
+            Inner::EndOfCandidates => f.write_str("EndOfCandidates"),
         }
     }
 }
@@ -65,6 +81,20 @@ mod tests {
         assert!(Inner::decode(br#"{"t":"offer","sdp":"v=0","x":1}"#).is_err());
         assert!(Inner::decode(br#"{"t":"answer"}"#).is_err());
         assert!(Inner::decode(b"\xff").is_err());
+        let cand = Inner::Candidate {
+            candidate: "candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host".into(),
+            mid: Some("0".into()),
+        };
+        assert_eq!(
+            cand.encode(),
+            br#"{"t":"candidate","candidate":"candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host","mid":"0"}"#
+        );
+        assert_eq!(Inner::decode(&cand.encode()).unwrap(), cand);
+        assert_eq!(
+            Inner::EndOfCandidates.encode(),
+            br#"{"t":"end-of-candidates"}"#
+        );
+        assert!(Inner::decode(br#"{"t":"candidate"}"#).is_err());
     }
 
     #[test]
@@ -73,6 +103,14 @@ mod tests {
             "{:?}",
             Inner::Offer {
                 sdp: "c=IN IP4 10.0.0.1".into()
+            }
+        );
+        assert!(!s.contains("10.0.0.1"));
+        let s = format!(
+            "{:?}",
+            Inner::Candidate {
+                candidate: "candidate:1 1 udp 1 10.0.0.1 5 typ host".into(),
+                mid: None
             }
         );
         assert!(!s.contains("10.0.0.1"));
