@@ -845,6 +845,27 @@ mod tests {
     }
 
     #[test]
+    fn a_relayed_call_says_so_and_keeps_its_text() {
+        let mut app = App::new("Door");
+        let now = Instant::now();
+        app.handle(Event::Connected, now);
+        app.handle(Event::TextReceived("hello".into()), now);
+        app.handle(Event::Relayed, now);
+        let State::InCall {
+            relayed, last_text, ..
+        } = app.state()
+        else {
+            panic!()
+        };
+        assert!(*relayed);
+        assert_eq!(last_text.as_deref(), Some("hello"));
+        let crate::app::Screen::InCall { relayed, .. } = crate::app::screen(&app, now) else {
+            panic!()
+        };
+        assert!(relayed);
+    }
+
+    #[test]
     fn in_call_texts_canned_replies_and_double_hash_hangs_up() {
         let now = Instant::now();
         let mut app = App::new("door");

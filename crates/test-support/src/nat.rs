@@ -3,19 +3,27 @@
 //! it. Made inside the test's own private network namespace, like [`crate::netns::Link`].
 //!
 //! ```text
-//!  home A LAN 192.168.1.0/24        internet (203.0.113.10: STUN, mailbox)        home B LAN 192.168.2.0/24
+//!  home A LAN 192.168.1.0/24        internet (203.0.113.10: STUN/TURN, mailbox)    home B LAN 192.168.2.0/24
 //!  box A .10 ── .1 router A 100.64.1.2 ── 100.64.1.1 [inet] 100.64.2.1 ── 100.64.2.2 router B .1 ── .10 box B
 //! ```
 //!
 //! Each router `MASQUERADE`s what leaves its WAN and drops new or invalid connections to
 //! itself arriving there (without that, Linux answers a hole-punching packet that comes
 //! before its own mapping with an ICMP error, or takes it for itself). A symmetric router
-//! (`--random-fully`) gives every destination its own port.
+//! (`--random-fully`) gives every destination its own port; a full-cone router also
+//! forwards any UDP arriving on its WAN to its box (endpoint-independent filtering, like
+//! a "DMZ host" setting); a carrier-grade NAT puts a second masquerading router (the
+//! carrier's, `100.64.n.2` outside, `10.n.0.1` inside) between the internet and a normal
+//! home router.
 
 use std::process::{Child, Command};
 
 /// The servers' address on the "internet".
 pub const SERVER_IP: &str = "203.0.113.10";
+/// An address on the "internet" that swallows every packet: a dead STUN server.
+pub const DEAD_IP: &str = "203.0.113.11";
+/// coturn's REST secret (`use-auth-secret`) in the bed.
+pub const TURN_SECRET: &str = "bed-turn-secret";
 
 /// How a home router maps its LAN's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +33,36 @@ pub enum Nat {
     Normal,
     /// A fresh random public port per destination (endpoint-dependent: symmetric).
     Symmetric,
+    /// Normal mapping, and any UDP to a mapped port reaches the box (full cone).
+    FullCone,
+    /// A carrier-grade NAT (normal masquerade) in front of a normal home router.
+    Carrier,
 }
+
+/// A packet recorder: argv port, file. Every IPv4 TCP packet with that port, on every
+/// interface and in both directions, goes into a pcap file (link type 101, raw IP),
+/// flushed per packet; SIGINT ends it.
+const RECORDER: &str = r#"
+import signal, socket, struct, sys, time
+port, path = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+with open(path, "wb") as f:
+    f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 262144, 101))
+    f.flush()
+    print("recording", flush=True)
+    while True:
+        p = s.recv(262144)
+        if len(p) < 24 or p[9] != 6:
+            continue
+        ihl = (p[0] & 15) * 4
+        sport, dport = struct.unpack(">HH", p[ihl:ihl + 4])
+        if port not in (sport, dport):
+            continue
+        t = time.time()
+        f.write(struct.pack("<IIII", int(t), int(t % 1 * 1e6), len(p), len(p)) + p)
+        f.flush()
+"#;
 
 /// One namespace, held open by a sleeping process.
 pub struct Namespace {
@@ -108,7 +145,7 @@ fn wire(left: &Namespace, a: &str, right: &Namespace, b: &str) {
     }
 }
 
-/// The bed: the internet, two routers, two homes.
+/// The bed: the internet, two routers (and carriers), two homes.
 pub struct NatBed {
     /// The internet, where the servers run.
     pub internet: Namespace,
@@ -120,26 +157,54 @@ pub struct NatBed {
     pub home_a: Namespace,
     /// Box B's home (its LAN interface is `lan`, 192.168.2.10).
     pub home_b: Namespace,
+    /// The carriers' NATs, for homes behind one.
+    pub carriers: Vec<Namespace>,
 }
 
 impl NatBed {
     /// Builds the bed with routers of the given kinds.
     pub fn new(nat_a: Nat, nat_b: Nat) -> NatBed {
-        let bed = NatBed {
+        let mut bed = NatBed {
             internet: Namespace::new(),
             router_a: Namespace::new(),
             router_b: Namespace::new(),
             home_a: Namespace::new(),
             home_b: Namespace::new(),
+            carriers: Vec::new(),
         };
         bed.internet.sh(&format!(
-            "ip addr add {SERVER_IP}/32 dev lo; sysctl -qw net.ipv4.ip_forward=1"
+            "ip addr add {SERVER_IP}/32 dev lo; ip addr add {DEAD_IP}/32 dev lo; \
+             sysctl -qw net.ipv4.ip_forward=1; iptables -A INPUT -d {DEAD_IP} -j DROP"
         ));
-        for (n, router, home, nat) in [
-            (1, &bed.router_a, &bed.home_a, nat_a),
-            (2, &bed.router_b, &bed.home_b, nat_b),
-        ] {
-            wire(&bed.internet, &format!("i{n}"), router, "wan");
+        for (n, nat) in [(1, nat_a), (2, nat_b)] {
+            let carrier = (nat == Nat::Carrier).then(Namespace::new);
+            let (router, home) = if n == 1 {
+                (&bed.router_a, &bed.home_a)
+            } else {
+                (&bed.router_b, &bed.home_b)
+            };
+            // The router's upstream: the internet itself, or the carrier's inside.
+            let gateway = match &carrier {
+                None => {
+                    wire(&bed.internet, &format!("i{n}"), router, "wan");
+                    router.sh(&format!("ip addr add 100.64.{n}.2/24 dev wan"));
+                    format!("100.64.{n}.1")
+                }
+                Some(c) => {
+                    wire(&bed.internet, &format!("i{n}"), c, "wan");
+                    wire(c, "cg0", router, "wan");
+                    c.sh(&format!(
+                        "ip addr add 100.64.{n}.2/24 dev wan; ip link set wan up; \
+                         ip addr add 10.{n}.0.1/24 dev cg0; ip link set cg0 up; \
+                         ip route add default via 100.64.{n}.1; sysctl -qw net.ipv4.ip_forward=1; \
+                         iptables -t nat -A POSTROUTING -o wan -j MASQUERADE; \
+                         iptables -A INPUT -i wan -m conntrack --ctstate NEW,INVALID -j DROP; \
+                         iptables -A FORWARD -i wan -m conntrack --ctstate NEW,INVALID -j DROP"
+                    ));
+                    router.sh(&format!("ip addr add 10.{n}.0.2/24 dev wan"));
+                    format!("10.{n}.0.1")
+                }
+            };
             wire(router, "lan0", home, "lan");
             bed.internet.sh(&format!(
                 "ip addr add 100.64.{n}.1/24 dev i{n}; ip link set i{n} up"
@@ -149,24 +214,36 @@ impl NatBed {
             } else {
                 ""
             };
+            // A full cone forwards any UDP to its box; the others only what belongs to a
+            // connection the box began.
+            let inbound = if nat == Nat::FullCone {
+                format!(
+                    "iptables -t nat -A PREROUTING -i wan -p udp -j DNAT --to-destination 192.168.{n}.10; \
+                     iptables -A FORWARD -i wan ! -p udp -m conntrack --ctstate NEW,INVALID -j DROP"
+                )
+            } else {
+                "iptables -A FORWARD -i wan -m conntrack --ctstate NEW,INVALID -j DROP".to_string()
+            };
             router.sh(&format!(
-                "ip addr add 100.64.{n}.2/24 dev wan; ip link set wan up; \
+                "ip link set wan up; \
                  ip addr add 192.168.{n}.1/24 dev lan0; ip link set lan0 up; \
-                 ip route add default via 100.64.{n}.1; sysctl -qw net.ipv4.ip_forward=1; \
+                 ip route add default via {gateway}; sysctl -qw net.ipv4.ip_forward=1; \
                  iptables -t nat -A POSTROUTING -o wan -j MASQUERADE{random}; \
                  iptables -A INPUT -i wan -m conntrack --ctstate NEW,INVALID -j DROP; \
-                 iptables -A FORWARD -i wan -m conntrack --ctstate NEW,INVALID -j DROP"
+                 {inbound}"
             ));
             home.sh(&format!(
                 "ip addr add 192.168.{n}.10/24 dev lan; ip link set lan up; \
                  ip route add default via 192.168.{n}.1"
             ));
+            bed.carriers.extend(carrier);
         }
         bed
     }
 
-    /// STUN (coturn) on the internet: `stun:203.0.113.10:3478`. Stopped when dropped.
-    pub fn stun(&self) -> Option<Server> {
+    /// coturn on the internet: STUN and TURN at `203.0.113.10:3478`, TURN taking REST
+    /// credentials made with [`TURN_SECRET`]. Stopped when dropped.
+    pub fn coturn(&self) -> Option<Server> {
         let child = self
             .internet
             .command("turnserver")
@@ -175,11 +252,22 @@ impl NatBed {
                 "--no-cli",
                 "--no-tls",
                 "--no-dtls",
-                "--stun-only",
+                "--no-tcp-relay",
+                "--use-auth-secret",
+                "--static-auth-secret",
+                TURN_SECRET,
+                "--realm",
+                "bed.invalid",
                 "--listening-ip",
+                SERVER_IP,
+                "--relay-ip",
                 SERVER_IP,
                 "--listening-port",
                 "3478",
+                "--min-port",
+                "49160",
+                "--max-port",
+                "49360",
                 "--log-file",
                 "stdout",
                 "--simple-log",
@@ -194,6 +282,33 @@ impl NatBed {
                 None
             }
         }
+    }
+
+    /// Records every IPv4 TCP packet to or from `port` on the internet's interfaces into
+    /// `file` (pcap, raw IP), until [`Server::finish`]. A packet socket run by `python3`
+    /// in the namespace: tcpdump cannot run here, as it insists on changing to its own
+    /// user, which the test's user namespace does not have.
+    pub fn capture(&self, port: u16, file: &std::path::Path) -> Option<Server> {
+        let child = self
+            .internet
+            .command("python3")
+            .args(["-c", RECORDER, &port.to_string()])
+            .arg(file)
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("no python3: {e}");
+                return None;
+            }
+        };
+        // Recording once it says so.
+        let mut out = std::io::BufReader::new(child.stdout.take()?);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).ok()?;
+        assert_eq!(line.trim(), "recording", "the recorder did not start");
+        Some(Server { child })
     }
 
     /// The mailbox server on the internet: `ws://203.0.113.10:4000/v1`.
@@ -223,6 +338,16 @@ impl NatBed {
 /// A server process in the bed; killed when dropped.
 pub struct Server {
     child: Child,
+}
+
+impl Server {
+    /// Stops the server with SIGINT (a recorder then closes its file) and waits for it.
+    pub fn finish(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {
