@@ -295,3 +295,32 @@ fn with_turn_opted_in_a_symmetric_nat_talks_through_the_relay() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn two_homes_with_ipv6_talk_over_it_when_ipv4_carries_no_udp() {
+    if !common::in_private_network("two_homes_with_ipv6_talk_over_it_when_ipv4_carries_no_udp") {
+        return;
+    }
+    let Some((bed, _turn, _mailbox)) = bed(Nat::Normal, Nat::Normal) else {
+        return;
+    };
+    let bed = bed.with_ipv6();
+    // Home A's IPv4 carries no UDP (some networks block it): no path but IPv6's.
+    bed.router_a.sh("iptables -I FORWARD -p udp -j DROP");
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(dir.path(), "Box A", &bed.home_a);
+    let b = start(dir.path(), "Box B", &bed.home_b);
+    let (_, typed) = pair_by_code(&a, &b);
+    connected(&a, &b, typed);
+    // The IPv6 addresses are host candidates that need no NAT: both firewalls let the
+    // checks through once each side has sent.
+    for x in [&a, &b] {
+        let ev = x.expect_event("media_connected", 0, T);
+        assert_eq!(ev["ipv6"], true, "{}: {ev}\n{}", x.name, x.log());
+        assert_eq!(ev["path"], "host", "{}: {ev}", x.name);
+    }
+    b.keys("##");
+    assert_eq!(a.expect_event("call_ended", 0, T)["reason"], "remote");
+    a.stop();
+    b.stop();
+}

@@ -241,6 +241,36 @@ impl NatBed {
         bed
     }
 
+    /// Gives both homes IPv6 as most ISPs do: global addresses (`2001:db8:1n::10`), routed
+    /// through the internet without NAT, behind each router's stateful firewall (what
+    /// arrives on its WAN passes only if it belongs to a connection from inside). Not
+    /// behind a carrier NAT.
+    pub fn with_ipv6(self) -> NatBed {
+        self.internet
+            .sh("sysctl -qw net.ipv6.conf.all.forwarding=1");
+        for (n, router, home) in [
+            (1, &self.router_a, &self.home_a),
+            (2, &self.router_b, &self.home_b),
+        ] {
+            self.internet.sh(&format!(
+                "ip -6 addr add 2001:db8:{n}::1/64 dev i{n} nodad; \
+                 ip -6 route add 2001:db8:1{n}::/64 via 2001:db8:{n}::2"
+            ));
+            router.sh(&format!(
+                "sysctl -qw net.ipv6.conf.all.forwarding=1; \
+                 ip -6 addr add 2001:db8:{n}::2/64 dev wan nodad; \
+                 ip -6 addr add 2001:db8:1{n}::1/64 dev lan0 nodad; \
+                 ip -6 route add default via 2001:db8:{n}::1; \
+                 ip6tables -A FORWARD -i wan -m conntrack --ctstate NEW,INVALID -j DROP"
+            ));
+            home.sh(&format!(
+                "ip -6 addr add 2001:db8:1{n}::10/64 dev lan nodad; \
+                 ip -6 route add default via 2001:db8:1{n}::1"
+            ));
+        }
+        self
+    }
+
     /// coturn on the internet: STUN and TURN at `203.0.113.10:3478`, TURN taking REST
     /// credentials made with [`TURN_SECRET`]. Stopped when dropped.
     pub fn coturn(&self) -> Option<Server> {
