@@ -78,6 +78,9 @@ pub struct Config {
     /// TURN servers that may relay a call's media when no direct path exists; none by
     /// default, so media never goes through a server.
     pub turn_servers: Vec<TurnConfig>,
+    /// An HTTPS origin serving the web client (`web/`): the QR code becomes a link into
+    /// it that a phone's camera opens; none: the `intercom:` form.
+    pub web_client_url: Option<String>,
 }
 
 /// One TURN server: `[[turn_servers]]` with `urls` and either a long-term `username` +
@@ -121,6 +124,7 @@ impl Default for Config {
             rendezvous_url: None,
             rendezvous_ca: None,
             turn_servers: Vec::new(),
+            web_client_url: None,
         }
     }
 }
@@ -210,6 +214,14 @@ impl Config {
                 return Err(invalid(
                     "stun_servers",
                     format!("{server:?} is not a STUN URL like \"stun:stun.example.org:3478\""),
+                ));
+            }
+        }
+        if let Some(url) = &self.web_client_url {
+            if !crate::pairing::valid_web_client(url) {
+                return Err(invalid(
+                    "web_client_url",
+                    format!("{url:?} is not an https:// URL without a # part (e.g. \"https://intercom.example.org/\")"),
                 ));
             }
         }

@@ -42,7 +42,12 @@ fn two_boxes_pair_with_an_online_code_and_the_call_outlives_the_mailbox() {
     }
     let Some(rv) = server() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let a = start(dir.path(), "Box A", &rv.url);
+    let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "Box A");
+    o.config.push_str(&format!(
+        "rendezvous_url = \"{}\"\nweb_client_url = \"https://intercom.example.org/app/\"\n",
+        rv.url
+    ));
+    let a = SimBox::start(dir.path(), o);
     let b = start(dir.path(), "Box B", &rv.url);
     a.keys("*");
     let online = a.expect_event("online", 0, T);
@@ -50,8 +55,13 @@ fn two_boxes_pair_with_an_online_code_and_the_call_outlives_the_mailbox() {
         .as_str()
         .unwrap_or_else(|| panic!("no nameplate: {online}"))
         .to_string();
-    // The QR code carries the same code: nameplate and rendezvous beside the room.
+    // The QR code is a link into the web client carrying the same code: nameplate and
+    // rendezvous beside the room.
     let invite = a.invite();
+    assert_eq!(
+        invite.web.as_deref(),
+        Some("https://intercom.example.org/app/")
+    );
     let code = invite.online.clone().expect("n= and rv= in the QR code");
     assert_eq!(code.nameplate, nameplate);
     assert_eq!(code.rendezvous, rv.url);

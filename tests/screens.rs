@@ -18,6 +18,7 @@ fn invite(name: &str, pin: bool) -> Invite {
         bt: None,
         online: None,
         pin: pin.then(|| Pin::parse("4821").unwrap()),
+        web: None,
     }
 }
 

@@ -49,9 +49,14 @@ function loadInvite(text) {
   }
 }
 
+// A link from the box's QR code carries the invitation after `#` (never sent to the web
+// server). It is read once and taken out of the address, so the PIN stays in no history.
 function fromLocation() {
   const hash = location.hash.slice(1);
-  if (hash) return hash;
+  if (hash) {
+    history.replaceState(null, '', location.pathname + location.search);
+    return hash;
+  }
   const q = new URLSearchParams(location.search);
   return q.get('invite') || (q.has('room') ? location.search.slice(1) : '');
 }
@@ -66,8 +71,8 @@ async function scanQr() {
   try {
     for (;;) {
       const codes = await detector.detect(video);
-      const code = codes.find((c) => c.rawValue.startsWith('intercom:'));
-      if (code) return code.rawValue;
+      const code = codes.find((c) => c.rawValue.startsWith('intercom:') || c.rawValue.includes('#v=1&'));
+      if (code) return code.rawValue.startsWith('intercom:') ? code.rawValue : code.rawValue.split('#')[1];
       await new Promise((r) => setTimeout(r, 200));
     }
   } finally {

@@ -5,12 +5,15 @@
 //!
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
-//! `codec`), `-- --display` the sim display's redraw (see `display`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
-//! `pesq` and `numpy`; root, or user namespaces (it makes its own and never touches the
-//! machine's network).
+//! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
+//! N]` the online mode across NAT routers (see `nat`). Needs iptables, tc (iproute2),
+//! unshare/nsenter (util-linux) and Python's `pesq` and `numpy` (the NAT scenarios also
+//! coturn and the mailbox server); root, or user namespaces (it makes its own and never
+//! touches the machine's network).
 
 mod codec;
 mod display;
+mod nat;
 mod report;
 mod robustness;
 mod scenarios;
@@ -29,6 +32,7 @@ struct Args {
     robustness: bool,
     codec: bool,
     display: bool,
+    nat: bool,
     /// Complexities the codec sweep measures (all when empty).
     complexities: Vec<i32>,
 }
@@ -42,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         robustness: true,
         codec: false,
         display: false,
+        nat: false,
         complexities: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -69,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-robustness" => a.robustness = false,
             "--codec" => a.codec = true,
             "--display" => a.display = true,
+            "--nat" => a.nat = true,
             "--complexity" => a.complexities.push(
                 value("--complexity")?
                     .parse()
@@ -122,6 +128,9 @@ fn main() -> ExitCode {
     let clip = work.path().join("b-mouth.wav");
     write_mouth_clip(&clip);
 
+    if args.nat {
+        return nat_scenarios(&args, &clip, work.path());
+    }
     let mut results = Vec::new();
     let mut failed = Vec::new();
     for scenario in scenarios::all() {
@@ -171,6 +180,46 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!("network bench: a functional check failed (texts or robustness)");
+        ExitCode::FAILURE
+    }
+}
+
+/// The NAT scenarios, `args.runs` calls each: table on stdout, runs in `nat.json`.
+fn nat_scenarios(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -> ExitCode {
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    for scenario in nat::all() {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == scenario.name) {
+            continue;
+        }
+        for run in 1..=args.runs {
+            eprintln!("{} run {run}/{}", scenario.name, args.runs);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                nat::run(&scenario, run, clip, dir, &args.out)
+            }));
+            match r {
+                Ok(r) => {
+                    eprintln!("  {r:?}");
+                    results.push(r);
+                }
+                Err(_) => failed.push(format!("{} run {run}", scenario.name)),
+            }
+        }
+    }
+    println!("\n{}", nat::markdown(&results));
+    if !failed.is_empty() {
+        println!("runs that failed: {}", failed.join(", "));
+    }
+    let doc = serde_json::json!({"runs": results, "failed": failed});
+    std::fs::write(
+        args.out.join("nat.json"),
+        serde_json::to_string_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    println!("written to {}", args.out.join("nat.json").display());
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     }
 }

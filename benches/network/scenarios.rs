@@ -71,6 +71,8 @@ pub(crate) fn all() -> Vec<Scenario> {
 pub(crate) struct CallResult {
     pub scenario: String,
     pub run: u32,
+    /// The path media took, as each box saw it (`host`, `srflx`, `prflx`, `relay`).
+    pub paths: [String; 2],
     pub pesq_wb: f64,
     /// Sim microphone → sim speaker, ms.
     pub mouth_to_ear_ms: f64,
@@ -111,18 +113,42 @@ pub(crate) fn measured_call(
     let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
     let a = crate::start_box(&link.a, dir, None);
     let b = crate::start_box(&link.b, dir, Some(clip));
-    let t = Duration::from_secs(20);
+    let lan_pin = |a: &SimBox, b: &SimBox| {
+        a.keys("*");
+        a.wait_state("room open", 0, Duration::from_secs(20));
+        let pin = a.pin_on_screen();
+        type_pin(b, &pin);
+        let pin_at = now_ns();
+        b.keys("#");
+        pin_at
+    };
+    measure(scenario.name, run, clip, dir, out, a, b, lan_pin)
+}
 
+/// Pairs box B (speaking `clip`) with box A by `pair` (which returns when B's last key
+/// went in, CLOCK_MONOTONIC ns), then measures the call as [`measured_call`] does; `name`
+/// names the logs. Box A records to `a-heard.wav` in `dir`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn measure(
+    name: &str,
+    run: u32,
+    clip: &Path,
+    dir: &Path,
+    out: &Path,
+    a: SimBox,
+    b: SimBox,
+    pair: impl FnOnce(&SimBox, &SimBox) -> u64,
+) -> CallResult {
+    let t = Duration::from_secs(20);
     let (ma, mb) = (a.mark(), b.mark());
-    a.keys("*");
-    a.wait_state("room open", ma, t);
-    let pin = a.pin_on_screen();
-    type_pin(&b, &pin);
-    let pin_at = now_ns();
-    b.keys("#");
+    let pin_at = pair(&a, &b);
     for x in [&a, &b] {
         x.wait_state("in call", 0, t);
     }
+    let connected: Vec<Value> = [(&a, ma), (&b, mb)]
+        .iter()
+        .map(|(x, m)| x.wait_event("media_connected", *m, t).unwrap_or_default())
+        .collect();
     let flowing: Vec<f64> = [(&a, ma), (&b, mb)]
         .iter()
         .map(|(x, m)| {
@@ -183,8 +209,8 @@ pub(crate) fn measured_call(
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     for x in [&a, &b] {
-        let name = format!("{}-{run}-{}.log", scenario.name, x.name);
-        std::fs::write(logs.join(name), x.log()).unwrap();
+        let file = format!("{name}-{run}-{}.log", x.name);
+        std::fs::write(logs.join(file), x.log()).unwrap();
     }
     let a_fin = &fin[0];
     let b_fin = &fin[1];
@@ -195,10 +221,7 @@ pub(crate) fn measured_call(
     let source = read_wav(clip);
     // Kept beside the logs: a poor score can be listened to and re-scored later.
     let heard_path = dir.join("a-heard.wav");
-    let _ = std::fs::copy(
-        &heard_path,
-        logs.join(format!("{}-{run}-a-heard.wav", scenario.name)),
-    );
+    let _ = std::fs::copy(&heard_path, logs.join(format!("{name}-{run}-a-heard.wav")));
     let heard = read_wav(&heard_path);
     let (lag, _) = align(&source, &heard);
     let deg = retime(&source, &heard, lag);
@@ -208,8 +231,10 @@ pub(crate) fn measured_call(
     let mouth = b_fin["capture_started_ns"].as_f64().unwrap() - 20e6;
     let ear = a_fin["playback_started_ns"].as_f64().unwrap() + lag as f64 / 48_000.0 * 1e9;
 
+    let path = |x: &Value| x["path"].as_str().unwrap_or("?").to_string();
     CallResult {
-        scenario: scenario.name.to_string(),
+        scenario: name.to_string(),
+        paths: [path(&connected[0]), path(&connected[1])],
         run,
         pesq_wb: pesq,
         mouth_to_ear_ms: (ear - mouth) / 1e6,

@@ -110,6 +110,7 @@ mod tests {
             bt: None,
             online: None,
             pin: Pin::parse("4821"),
+            web: None,
         }
     }
 

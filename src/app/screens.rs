@@ -760,6 +760,7 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
         bt: None,
         online: None,
         pin: Some(pin.clone()),
+        web: None,
     };
     let online_invite = invite.clone();
     vec![

@@ -36,6 +36,8 @@ pub(super) struct Lan {
     device_name: String,
     port: u16,
     qr_includes_pin: bool,
+    /// The web client the QR code links into, if configured.
+    web_client_url: Option<String>,
     expiry: Duration,
     interfaces: Vec<String>,
     discovery: Option<Discovery>,
@@ -154,6 +156,7 @@ impl Lan {
             device_name: config.device_name.clone(),
             port: config.tcp_port,
             qr_includes_pin: config.qr_includes_pin,
+            web_client_url: config.web_client_url.clone(),
             expiry: config.room_expiry(),
             interfaces: config.lan_interfaces.clone(),
             discovery: None,
@@ -278,6 +281,7 @@ impl Lan {
             bt,
             online: None,
             pin: self.qr_includes_pin.then(|| pin.clone()),
+            web: self.web_client_url.clone(),
         };
         Event::RoomOpened(OpenRoom {
             pin,

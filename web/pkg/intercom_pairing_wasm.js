@@ -148,8 +148,9 @@ export class Pairing {
 if (Symbol.dispose) Pairing.prototype[Symbol.dispose] = Pairing.prototype.free;
 
 /**
- * Parses an `intercom:?v=1&room=…` invitation (the box's QR code). Returns JSON
- * `{"room", "name", "tcp": ["ip:port"…], "bt", "pin"}`.
+ * Parses an invitation (the box's QR code): `intercom:?v=1&room=…`, or a link into this
+ * web client with the same fields after `#`. Returns JSON `{"room", "name", "tcp":
+ * ["ip:port"…], "bt", "pin", "nameplate", "rendezvous"}`.
  * @param {string} uri
  * @returns {string}
  */

@@ -1,5 +1,7 @@
 //! The room invitation carried by the QR code:
-//! `intercom:?v=1&room=…&tcp=…[&bt=…][&n=…&rv=…][&pin=…]`.
+//! `intercom:?v=1&room=…&tcp=…[&bt=…][&n=…&rv=…][&pin=…]`, or, when the box names a web
+//! client, the same fields as a link's fragment, `https://…/#v=1&room=…`, which a
+//! phone's camera opens (the fragment never reaches the web server).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,6 +26,9 @@ pub struct Invite {
     pub online: Option<Online>,
     /// The PIN, unless the owner keeps it off the QR code.
     pub pin: Option<Pin>,
+    /// The web client the invitation is a link into (`https://…`, no fragment); `None`:
+    /// the `intercom:` form.
+    pub web: Option<String>,
 }
 
 /// Where a room waits online: a nameplate on a rendezvous server.
@@ -33,6 +38,17 @@ pub struct Online {
     pub nameplate: String,
     /// The rendezvous server's WebSocket URL (`ws://` or `wss://`).
     pub rendezvous: String,
+}
+
+/// True for a web client URL an invitation can link into: `https://`, a host, no
+/// fragment, no spaces or control characters.
+pub fn valid_web_client(url: &str) -> bool {
+    url.strip_prefix("https://").is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && !url.contains('#')
+            && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
 }
 
 /// True for a nameplate a keypad can type: 1–6 digits.
@@ -48,6 +64,7 @@ impl fmt::Debug for Invite {
             .field("tcp", &self.tcp.len())
             .field("online", &self.online)
             .field("pin", &self.pin.as_ref().map(|_| "****"))
+            .field("web", &self.web)
             .finish()
     }
 }
@@ -55,8 +72,8 @@ impl fmt::Debug for Invite {
 /// Why a URI is not an invitation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InviteError {
-    /// Not `intercom:?…`.
-    #[error("not an intercom invitation (it must start with \"intercom:?\")")]
+    /// Neither `intercom:?…` nor an `https://` link with the fields after `#`.
+    #[error("not an intercom invitation (it must start with \"intercom:?\" or be an https:// link with #v=1…)")]
     Scheme,
     /// `v` is missing or not 1.
     #[error("unsupported invitation version (this box speaks v=1)")]
@@ -67,9 +84,13 @@ pub enum InviteError {
 }
 
 impl Invite {
-    /// The URI, fields in the order of the protocol.
+    /// The URI, fields in the order of the protocol: the web client's link when the
+    /// invitation has one, else the `intercom:` form.
     pub fn to_uri(&self) -> Zeroizing<String> {
-        let mut uri = format!("intercom:?v=1&room={}", self.room.to_hex());
+        let mut uri = match &self.web {
+            Some(web) => format!("{web}#v=1&room={}", self.room.to_hex()),
+            None => format!("intercom:?v=1&room={}", self.room.to_hex()),
+        };
         if let Some(name) = &self.name {
             uri.push_str("&name=");
             uri.push_str(&percent_encode(name));
@@ -94,9 +115,18 @@ impl Invite {
         Zeroizing::new(uri)
     }
 
-    /// Parses an invitation URI; unknown parameters are ignored.
+    /// Parses an invitation URI, either form; unknown parameters are ignored.
     pub fn parse(uri: &str) -> Result<Invite, InviteError> {
-        let query = uri.strip_prefix("intercom:?").ok_or(InviteError::Scheme)?;
+        let (web, query) = match uri.strip_prefix("intercom:?") {
+            Some(query) => (None, query),
+            None => {
+                let (web, fragment) = uri.split_once('#').ok_or(InviteError::Scheme)?;
+                if !valid_web_client(web) {
+                    return Err(InviteError::Scheme);
+                }
+                (Some(web.to_string()), fragment)
+            }
+        };
         let mut version = None;
         let mut invite = Invite {
             room: RoomId::parse("0000000000000000").expect("valid literal"),
@@ -105,6 +135,7 @@ impl Invite {
             bt: None,
             online: None,
             pin: None,
+            web,
         };
         let mut room = None;
         let (mut nameplate, mut rendezvous) = (None, None);
@@ -195,6 +226,32 @@ mod tests {
             bt: None,
             online: None,
             pin: Pin::parse("4821"),
+            web: None,
+        }
+    }
+
+    #[test]
+    fn a_link_into_the_web_client_carries_the_same_fields_after_the_hash() {
+        let mut invite = sample();
+        invite.web = Some("https://intercom.example.org/app/".into());
+        let link = invite.to_uri();
+        assert!(
+            link.starts_with("https://intercom.example.org/app/#v=1&room=0f1e2d3c4b5a6978&name="),
+            "{}",
+            link.as_str()
+        );
+        assert_eq!(Invite::parse(&link).unwrap(), invite);
+        // The same room in the old form still reads, without the link.
+        let mut plain = invite.clone();
+        plain.web = None;
+        assert_eq!(Invite::parse(&plain.to_uri()).unwrap(), plain);
+        for bad in [
+            "http://intercom.example.org/#v=1&room=0f1e2d3c4b5a6978",
+            "https:///#v=1&room=0f1e2d3c4b5a6978",
+            "https://intercom.example.org/",
+            "https://a b/#v=1&room=0f1e2d3c4b5a6978",
+        ] {
+            assert_eq!(Invite::parse(bad), Err(InviteError::Scheme), "{bad}");
         }
     }
 

@@ -21,6 +21,6 @@ pub use handshake::{
     Binding, ChannelError, GuestHandshake, GuestStep, HostHandshake, HostStep, JoinError, Role,
     SecureChannel,
 };
-pub use invite::{valid_nameplate, Invite, InviteError, Online};
+pub use invite::{valid_nameplate, valid_web_client, Invite, InviteError, Online};
 pub use pin::{Pin, RoomId, RoomTag, PIN_DIGITS};
 pub use room::{ConnId, HostRoom, RoomEvent, RoomStatus, HANDSHAKE_DEADLINE, MAX_ATTEMPTS};

@@ -174,7 +174,9 @@ impl NatBed {
         };
         bed.internet.sh(&format!(
             "ip addr add {SERVER_IP}/32 dev lo; ip addr add {DEAD_IP}/32 dev lo; \
-             sysctl -qw net.ipv4.ip_forward=1; iptables -A INPUT -d {DEAD_IP} -j DROP"
+             sysctl -qw net.ipv4.ip_forward=1; iptables -A INPUT -d {DEAD_IP} -j DROP; \
+             iptables -N RELAYED; iptables -A RELAYED -j RETURN; \
+             iptables -A INPUT -p udp -d {SERVER_IP} --dport 49160:49360 -j RELAYED"
         ));
         for (n, nat) in [(1, nat_a), (2, nat_b)] {
             let carrier = (nat == Nat::Carrier).then(Namespace::new);
@@ -269,6 +271,50 @@ impl NatBed {
             ));
         }
         self
+    }
+
+    /// Delays what crosses the internet by `imp` (each way, both to and from the servers
+    /// and between the homes), through the user-space impairer; the running executable
+    /// must answer `--impair-worker` (see [`crate::impair::worker`]), as the network
+    /// benchmark does. Returns the impairer, stopped when dropped.
+    pub fn impair(&self, imp: &crate::impair::Impairment, seed: u64) -> Server {
+        let exe = std::env::current_exe().expect("the running executable");
+        let mut child = self
+            .internet
+            .command(&exe.display().to_string())
+            .args(["--impair-worker", &imp.to_arg(), &seed.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the impairer starts");
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("its stdout")),
+            &mut ready,
+        )
+        .expect("the impairer says it is ready");
+        assert_eq!(ready.trim(), "ready", "the impairer did not start");
+        // Server-bound packets arrive (INPUT) and leave (OUTPUT) here; the homes' packets
+        // to each other pass through (FORWARD).
+        self.internet.sh(&format!(
+            "iptables -A INPUT -d {SERVER_IP} -j NFQUEUE --queue-num 0; \
+             iptables -A OUTPUT -s {SERVER_IP} -j NFQUEUE --queue-num 0; \
+             iptables -A FORWARD -j NFQUEUE --queue-num 0"
+        ));
+        Server { child }
+    }
+
+    /// Bytes that reached coturn's relay ports so far: media a TURN server carried.
+    pub fn relayed_bytes(&self) -> u64 {
+        let out = self
+            .internet
+            .command("iptables")
+            .args(["-L", "RELAYED", "-v", "-x", "-n"])
+            .output()
+            .expect("iptables");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
     }
 
     /// coturn on the internet: STUN and TURN at `203.0.113.10:3478`, TURN taking REST

@@ -114,8 +114,9 @@ impl Pairing {
     }
 }
 
-/// Parses an `intercom:?v=1&room=…` invitation (the box's QR code). Returns JSON
-/// `{"room", "name", "tcp": ["ip:port"…], "bt", "pin"}`.
+/// Parses an invitation (the box's QR code): `intercom:?v=1&room=…`, or a link into this
+/// web client with the same fields after `#`. Returns JSON `{"room", "name", "tcp":
+/// ["ip:port"…], "bt", "pin", "nameplate", "rendezvous"}`.
 #[wasm_bindgen(js_name = parseInvite)]
 pub fn parse_invite(uri: &str) -> Result<String, JsError> {
     let invite = Invite::parse(uri).map_err(|e| JsError::new(&e.to_string()))?;
@@ -125,6 +126,8 @@ pub fn parse_invite(uri: &str) -> Result<String, JsError> {
         "tcp": invite.tcp.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "bt": invite.bt,
         "pin": invite.pin.as_ref().map(|p| p.as_str().to_string()),
+        "nameplate": invite.online.as_ref().map(|o| o.nameplate.clone()),
+        "rendezvous": invite.online.as_ref().map(|o| o.rendezvous.clone()),
     })
     .to_string())
 }
