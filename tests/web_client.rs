@@ -91,6 +91,8 @@ fn serve(dir: PathBuf) -> u16 {
                     Some("js") | Some("mjs") => "text/javascript",
                     Some("css") => "text/css",
                     Some("wasm") => "application/wasm",
+                    Some("png") => "image/png",
+                    Some("webmanifest") => "application/manifest+json",
                     _ => "application/octet-stream",
                 };
                 let head = format!(
@@ -249,6 +251,10 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
         "the QR's PIN fills the field"
     );
     assert_eq!(loaded["name"], "Front door");
+    // The policy in index.html is enforced, and the invitation left the address.
+    assert_eq!(loaded["csp"]["inlineRan"], false, "{loaded}");
+    assert!(loaded["csp"]["violated"].is_string(), "{loaded}");
+    assert_eq!(loaded["link_cleared"], true, "{loaded}");
     let wrong = page.wait("wrong_pin");
     assert!(
         wrong["tries"].as_str().unwrap().contains("2 tries left"),
@@ -313,6 +319,9 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
         after["tries"].as_str().unwrap().contains("locked"),
         "{after}"
     );
+    // Opened again with no network at all: the service worker serves the app.
+    let offline = page.wait("offline_reload");
+    assert!(offline["offline_reload"].is_string(), "{offline}");
     let mut page = page;
     let _ = page.child.wait();
 

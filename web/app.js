@@ -331,4 +331,8 @@ if ('BarcodeDetector' in window && navigator.mediaDevices) {
 }
 show('pair');
 loadInvite(fromLocation());
+// Installable and usable offline once visited (secure contexts only: https, localhost).
+if ('serviceWorker' in navigator && window.isSecureContext) {
+  navigator.serviceWorker.register('sw.js').catch((e) => console.warn('service worker:', e));
+}
 state.ready = true;

@@ -44,7 +44,26 @@ page.on('pageerror', (e) => say({ pageerror: String(e) }));
 await page.goto(url);
 await page.waitForFunction(() => window.intercom && window.intercom.ready);
 const pin = await page.inputValue('#pin');
-say({ loaded: true, prefilled_pin: pin.length === 4, name: await page.textContent('#box-name') });
+// The page's Content-Security-Policy is in force: an inline script is refused (the
+// violation event says so). (Whether eval is refused cannot be seen from here: the
+// driver's own evaluation is exempt from the policy.)
+const csp = await page.evaluate(async () => {
+  const refused = new Promise((resolve) => {
+    document.addEventListener('securitypolicyviolation', (e) => resolve(e.violatedDirective), { once: true });
+    setTimeout(() => resolve(null), 2000);
+  });
+  const s = document.createElement('script');
+  s.textContent = 'window.inlineRan = true';
+  document.head.append(s);
+  return { inlineRan: Boolean(window.inlineRan), violated: await refused };
+});
+say({
+  loaded: true,
+  prefilled_pin: pin.length === 4,
+  name: await page.textContent('#box-name'),
+  csp,
+  link_cleared: !page.url().includes('#'),
+});
 
 async function tryPin(p) {
   await page.fill('#pin', p);
@@ -61,6 +80,14 @@ try {
     }
     const r = await tryPin(pin);
     say({ after_lock: await page.textContent('#status'), tries: r.tries });
+    // Installed once visited: with the network gone, the page still opens (the service
+    // worker keeps the app's files).
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await page.context().setOffline(true);
+    await page.reload();
+    await page.waitForFunction(() => window.intercom && window.intercom.ready, null, { timeout: 10000 });
+    say({ offline_reload: await page.textContent('#status') });
+    await page.context().setOffline(false);
   } else {
     const r = await tryPin(wrongPin);
     say({ wrong_pin: 1, tries: r.tries });
