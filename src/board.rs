@@ -77,6 +77,29 @@ pub struct Board {
     /// Whether the board has Bluetooth LE (through bluetoothd) for phones to pair.
     #[serde(default)]
     pub bluetooth: bool,
+    /// An NFC tag the box writes the room's link to, if the board has one.
+    #[serde(default)]
+    pub nfc: Option<NfcProfile>,
+}
+
+/// The `[nfc]` section: a tag on an I2C bus.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NfcProfile {
+    /// The tag's kind.
+    pub driver: NfcDriver,
+    /// Its I2C bus node (`sim`: the simulator's model of the chip).
+    pub device: String,
+    /// Its 7-bit address (default 0x55).
+    pub address: Option<u8>,
+}
+
+/// Which NFC tag.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum NfcDriver {
+    /// NXP NTAG I2C plus (NT3H2111, NT3H2211).
+    #[serde(rename = "ntag-i2c-plus")]
+    NtagI2cPlus,
 }
 
 /// Which display driver.
@@ -366,6 +389,9 @@ impl Board {
         if self.audio.driver == AudioDriver::Alsa {
             nodes.push(("/dev/snd", "sound card"));
         }
+        if let Some(nfc) = self.nfc.as_ref().filter(|n| n.device != "sim") {
+            nodes.push((nfc.device.as_str(), "NFC tag bus"));
+        }
         nodes
     }
 }
@@ -373,6 +399,27 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_nfc_section_names_the_tag_and_its_bus() {
+        let text = BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == "rpi4-ssd1306")
+            .unwrap()
+            .1
+            .to_string()
+            + "\n[nfc]\ndriver = \"ntag-i2c-plus\"\ndevice = \"/dev/i2c-1\"\naddress = 0x55\n";
+        let board = Board::parse(&text, "test").unwrap();
+        let nfc = board.nfc.as_ref().unwrap();
+        assert_eq!(
+            (nfc.driver, nfc.address),
+            (NfcDriver::NtagI2cPlus, Some(0x55))
+        );
+        assert!(board
+            .device_nodes()
+            .contains(&("/dev/i2c-1", "NFC tag bus")));
+        assert!(Board::load("rpi4-ssd1306").unwrap().nfc.is_none());
+    }
 
     #[test]
     fn every_built_in_profile_loads() {

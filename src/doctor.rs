@@ -157,6 +157,35 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
         });
     }
 
+    if let Some(nfc) = &board.nfc {
+        // Opening reads the capability container and leaves the tag empty.
+        let result = match missing_node(&nfc.device) {
+            _ if nfc.device == "sim" => crate::hw::sim::SimTag::open()
+                .map(|_| "simulated, empty".to_string())
+                .map_err(|e| error_chain(&e)),
+            Some(e) => Err(e),
+            None => crate::hw::rpi::open_ntag(nfc)
+                .and_then(|mut tag| tag.check())
+                .map(|info| format!("{} bytes of NDEF memory, empty", info.ndef_bytes))
+                .map_err(|e| format!("{}; phones can still scan the QR code", error_chain(&e))),
+        };
+        let link = if options.config.web_client_url.is_some() {
+            ""
+        } else {
+            " (holds nothing: set web_client_url)"
+        };
+        checks.push(Check {
+            what: "nfc tag",
+            device: format!(
+                "NTAG I2C plus on {} at {:#04x}{link}",
+                nfc.device,
+                nfc.address.unwrap_or(crate::hw::ntag::DEFAULT_ADDRESS)
+            ),
+            result,
+            optional: true,
+        });
+    }
+
     if let Some(url) = &options.config.rendezvous_url {
         use crate::signaling::rendezvous::{trust, Rendezvous};
         let trust = trust(options.config.rendezvous_ca.as_deref());

@@ -12,6 +12,7 @@ pub mod alsa;
 pub mod clock;
 pub mod framebuffer;
 pub mod matrix;
+pub mod ntag;
 pub mod rpi;
 pub mod sim;
 pub mod ssd1306;
@@ -25,6 +26,15 @@ pub use intercom_media::format::{AudioFrame, FRAME_SAMPLES, FRAME_TIME, SAMPLE_R
 
 /// The cause of a hardware failure: the driver's own error, kept whole.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// An NFC tag a phone can tap: it holds one link while the box wants it to, and nothing
+/// after.
+pub trait NfcTag: Send + 'static {
+    /// Makes `uri` the tag's one NDEF record.
+    fn write_uri(&mut self, uri: &str) -> Result<(), HwError>;
+    /// Leaves the tag an empty NDEF message, every byte of the last one zeroed.
+    fn erase(&mut self) -> Result<(), HwError>;
+}
 
 /// A failure of a hardware backend, with what the user can do about it.
 #[derive(Debug, thiserror::Error)]

@@ -158,6 +158,19 @@ pub fn open_st7789(profile: &DisplayProfile) -> Result<PiSt7789, HwError> {
     )
 }
 
+/// Opens the NFC tag of a board's `[nfc]` section (erasing what it held).
+pub fn open_ntag(
+    profile: &crate::board::NfcProfile,
+) -> Result<super::ntag::NtagI2cPlus<I2c>, HwError> {
+    let bus = numbers(&profile.device).first().copied().unwrap_or(1);
+    let i2c = I2c::with_bus(bus).map_err(|e| HwError::Open {
+        what: "NFC tag bus",
+        path: profile.device.clone(),
+        source: Box::new(e),
+    })?;
+    super::ntag::NtagI2cPlus::open(i2c, profile.address.unwrap_or(super::ntag::DEFAULT_ADDRESS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

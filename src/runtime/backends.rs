@@ -169,6 +169,22 @@ pub fn open_keys(
     Ok(keys)
 }
 
+/// The board's NFC tag, if its profile has one.
+pub fn open_nfc(options: &RunOptions) -> Result<Option<Box<dyn crate::hw::NfcTag>>, HwError> {
+    let Some(profile) = &options.board.nfc else {
+        return Ok(None);
+    };
+    match profile.driver {
+        // The simulator's tag: the chip's model behind the same driver.
+        crate::board::NfcDriver::NtagI2cPlus if profile.device == "sim" => {
+            Ok(Some(Box::new(crate::hw::sim::SimTag::open()?)))
+        }
+        crate::board::NfcDriver::NtagI2cPlus => {
+            Ok(Some(Box::new(crate::hw::rpi::open_ntag(profile)?)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

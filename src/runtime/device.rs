@@ -13,7 +13,7 @@ use super::{Report, RunError, RunOptions, RunSummary};
 use crate::app::{self, App, Command, EndReason, Event, OnlineUpdate, Screen, State};
 use crate::audio::Devices;
 use crate::call::{self, CallEnd, CallEvent, CallHandle, NetworkSetup, PathKind};
-use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad};
+use crate::hw::{AudioIn, AudioOut, Display, Input, Keypad, NfcTag};
 use crate::service::Notifier;
 
 /// The longest the loop sleeps when nothing on screen moves with time: a safety net, the
@@ -41,6 +41,10 @@ pub(super) struct Device<D, I, O> {
     /// Since when the display has refused frames, if it does now.
     display_failing_since: Option<std::time::Instant>,
     notifier: Notifier,
+    /// The NFC tag, on boards that have one.
+    nfc: Option<Box<dyn NfcTag>>,
+    /// The link the tag holds now (it carries the PIN: wiped when dropped).
+    nfc_holds: Option<zeroize::Zeroizing<String>>,
 }
 
 impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
@@ -68,6 +72,40 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             frames: 0,
             display_failing_since: None,
             notifier: Notifier::from_env(),
+            nfc: None,
+            nfc_holds: None,
+        }
+    }
+
+    /// Gives the box an NFC tag to hold the open room's link.
+    pub(super) fn with_nfc(mut self, nfc: Option<Box<dyn NfcTag>>) -> Self {
+        self.nfc = nfc;
+        self
+    }
+
+    /// Brings the NFC tag in line with the app: the room's link while a room is open and
+    /// its invitation is a link into the web client (a tap opens nothing else), empty
+    /// otherwise: once the room closes, burns, expires or a call starts. A failed write
+    /// is tried again at the next event.
+    fn sync_nfc(&mut self) {
+        let Some(tag) = self.nfc.as_mut() else { return };
+        let want = match self.app.state() {
+            State::RoomOpen { room, .. } if room.invite.web.is_some() => Some(room.invite.to_uri()),
+            _ => None,
+        };
+        if want == self.nfc_holds {
+            return;
+        }
+        let done = match &want {
+            Some(link) => tag.write_uri(link),
+            None => tag.erase(),
+        };
+        match done {
+            Ok(()) => {
+                self.report(Report::Nfc(want.is_some()));
+                self.nfc_holds = want;
+            }
+            Err(e) => tracing::warn!(error = &e as &dyn std::error::Error, "NFC tag"),
         }
     }
 
@@ -122,6 +160,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             };
             self.handle(event).await;
             self.redraw()?;
+            self.sync_nfc();
         }
         self.notifier.stopping();
         let final_state = self.app.state_name().to_string();
@@ -130,6 +169,11 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             self.finish_call(call).await;
         }
         self.lan.close();
+        if let Some(tag) = self.nfc.as_mut() {
+            if let Err(e) = tag.erase() {
+                tracing::warn!(error = &e as &dyn std::error::Error, "NFC tag at stop");
+            }
+        }
         if let Some((_, mut speaker)) = self.audio.take().and_then(Devices::into_parts) {
             speaker.finish()?;
         }

@@ -41,6 +41,7 @@ pub fn to_json(report: &Report, t_ns: u64) -> Value {
             json!({"event": "media_connected", "path": path.name(), "ipv6": path.ipv6})
         }
         Report::MediaConnected(None) => json!({"event": "media_connected"}),
+        Report::Nfc(holds_link) => json!({"event": "nfc", "holds_link": holds_link}),
         Report::AudioFlowing => json!({"event": "audio_flowing"}),
         Report::TextShown { id, text } => {
             json!({"event": "text_shown", "id": id, "chars": text.chars().count()})

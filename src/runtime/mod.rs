@@ -64,6 +64,8 @@ pub enum Report {
     /// Our room's online code: its nameplate, or `None` when the rendezvous cannot be
     /// reached (the room is open on the LAN only).
     Online(Option<String>),
+    /// The NFC tag now holds the room's link (`true`) or nothing.
+    Nfc(bool),
     /// Media is flowing, on this path.
     MediaConnected(Option<crate::call::MediaPath>),
     /// The first received audio played.
@@ -127,29 +129,34 @@ pub async fn run_with_input(
     };
     let keypad = backends::open_keys(&options, input).map_err(on_board)?;
     let (mic, speaker) = backends::open_audio(&options).map_err(on_board)?;
+    let nfc = backends::open_nfc(&options).map_err(on_board)?;
     let d = &options.board.display;
     match (d.driver, d.color) {
         (DisplayDriver::Sim, ColorDepth::Mono) => {
             let display = backends::sim_display::<BinaryColor>(&options);
             device::Device::new(&options, display, mic, speaker)
+                .with_nfc(nfc)
                 .run(keypad, shutdown)
                 .await
         }
         (DisplayDriver::Sim, ColorDepth::Rgb565) => {
             let display = backends::sim_display::<Rgb565>(&options);
             device::Device::new(&options, display, mic, speaker)
+                .with_nfc(nfc)
                 .run(keypad, shutdown)
                 .await
         }
         (DisplayDriver::Ssd1306, _) => {
             let display = crate::hw::rpi::open_ssd1306(d).map_err(on_board)?;
             device::Device::new(&options, display, mic, speaker)
+                .with_nfc(nfc)
                 .run(keypad, shutdown)
                 .await
         }
         (DisplayDriver::St7789, _) => {
             let display = crate::hw::rpi::open_st7789(d).map_err(on_board)?;
             device::Device::new(&options, display, mic, speaker)
+                .with_nfc(nfc)
                 .run(keypad, shutdown)
                 .await
         }

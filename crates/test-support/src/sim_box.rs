@@ -33,6 +33,8 @@ pub struct BoxOptions {
     pub wrapper: Vec<OsString>,
     /// `INTERCOM_LOG`.
     pub log_filter: String,
+    /// `--board`: a built-in name or a profile file (`sim` unless set).
+    pub board: String,
 }
 
 impl BoxOptions {
@@ -50,6 +52,7 @@ impl BoxOptions {
             display: true,
             wrapper: Vec::new(),
             log_filter: "intercom=info".into(),
+            board: "sim".into(),
         }
     }
 }
@@ -88,7 +91,7 @@ impl SimBox {
             }
             None => Command::new(&options.bin),
         };
-        cmd.args(["run", "--board", "sim", "--no-terminal"])
+        cmd.args(["run", "--board", &options.board, "--no-terminal"])
             .arg("--config")
             .arg(&cfg)
             .arg("--keys-fifo")
