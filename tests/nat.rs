@@ -154,7 +154,9 @@ fn two_homes_behind_normal_nats_talk_directly_and_the_rendezvous_reads_nothing()
         assert!(m.windowed > 0.6, "{}: {m:?}", path.display());
     }
 
-    // What the rendezvous saw: mailbox commands and sealed bodies, nothing readable.
+    // What the rendezvous saw, both ways: mailbox commands and sealed bodies, nothing
+    // readable. (It knows each box's public address, as any server a box connects to
+    // does, and says so in its `welcome`.)
     let Some(capture) = capture else { return };
     capture.finish();
     let streams = tcp_streams(&std::fs::read(&pcap).unwrap()).unwrap();
@@ -191,11 +193,21 @@ fn two_homes_behind_normal_nats_talk_directly_and_the_rendezvous_reads_nothing()
         "a=fingerprint",
         "192.168.1.10",
         "192.168.2.10",
-        "100.64.1.2",
-        "100.64.2.2",
-        &pin,
         TEXT,
     ];
+    // Four digits turn up by chance in hex and base64: the PIN counts when it stands
+    // alone, as it would in clear text.
+    let word = |c: &u8| c.is_ascii_alphanumeric() || b"+/=".contains(c);
+    for msg in &seen {
+        let alone = msg.windows(pin.len() + 2).any(|w| {
+            &w[1..=pin.len()] == pin.as_bytes() && !word(&w[0]) && !word(&w[pin.len() + 1])
+        });
+        assert!(
+            !alone,
+            "the PIN crossed the rendezvous: {}",
+            String::from_utf8_lossy(msg)
+        );
+    }
     for needle in forbidden {
         for msg in &seen {
             assert!(
@@ -264,12 +276,14 @@ fn a_symmetric_nat_against_a_normal_one_ends_cleanly() {
     b.stop();
 }
 
-/// Not yet: with webrtc 0.21.1 both boxes allocate on coturn with REST credentials, get
-/// permissions and channels for each other, and ping from their relay candidates every
-/// 50 ms, but coturn relays only the first few packets (the ones sent as Send
-/// indications, before the channel is bound) and ICE fails. Run it with `--ignored`.
+/// Not yet: both boxes allocate on coturn with REST credentials, get permissions and
+/// channels for each other and ping from their relay candidates every 50 ms; a capture
+/// on the internet shows the ChannelData reaching coturn and the peers' checks reaching
+/// its relay ports, but coturn sends nothing from a relay port and forwards nothing to a
+/// box, and ICE fails. Whether the bed (the relay address on loopback, user namespaces)
+/// or coturn's settings is to blame is not found yet. Run it with `--ignored`.
 #[test]
-#[ignore = "relayed ICE checks stop after the TURN channel bind (webrtc 0.21.1); see issue #22"]
+#[ignore = "coturn relays nothing in the test bed yet; see issue #22"]
 fn with_turn_opted_in_a_symmetric_nat_talks_through_the_relay() {
     if !common::in_private_network("with_turn_opted_in_a_symmetric_nat_talks_through_the_relay") {
         return;

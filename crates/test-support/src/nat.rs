@@ -40,20 +40,21 @@ pub enum Nat {
 }
 
 /// A packet recorder: argv port, file. Every IPv4 TCP packet with that port, on every
-/// interface and in both directions, goes into a pcap file (link type 101, raw IP),
+/// interface, arriving and leaving, goes into a pcap file (link type 101, raw IP),
 /// flushed per packet; SIGINT ends it.
 const RECORDER: &str = r#"
 import signal, socket, struct, sys, time
 port, path = int(sys.argv[1]), sys.argv[2]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+# ETH_P_ALL: only such a socket also sees the packets this namespace sends.
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
 signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
 with open(path, "wb") as f:
     f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 262144, 101))
     f.flush()
     print("recording", flush=True)
     while True:
-        p = s.recv(262144)
-        if len(p) < 24 or p[9] != 6:
+        p, link = s.recvfrom(262144)
+        if link[1] != 0x0800 or len(p) < 24 or p[9] != 6:
             continue
         ihl = (p[0] & 15) * 4
         sport, dport = struct.unpack(">HH", p[ihl:ihl + 4])
