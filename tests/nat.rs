@@ -277,13 +277,16 @@ fn a_symmetric_nat_against_a_normal_one_ends_cleanly() {
 }
 
 /// Not yet: both boxes allocate on coturn with REST credentials, get permissions and
-/// channels for each other and ping from their relay candidates every 50 ms; a capture
-/// on the internet shows the ChannelData reaching coturn and the peers' checks reaching
-/// its relay ports, but coturn sends nothing from a relay port and forwards nothing to a
-/// box, and ICE fails. Whether the bed (the relay address on loopback, user namespaces)
-/// or coturn's settings is to blame is not found yet. Run it with `--ignored`.
+/// channels for each other (their ChannelBinds name the right addresses) and ping from
+/// their relay candidates every 50 ms; a capture on the internet shows the ChannelData
+/// reaching coturn from each allocation's own address and the peers' checks reaching its
+/// relay ports, but once the channels are bound coturn relays nothing either way (before,
+/// Send and Data indications passed), and ICE fails. coturn's own client
+/// (`turnutils_uclient` with channels) relays fine through the same kind of namespaces,
+/// so the difference lies in what the WebRTC stack's TURN client does. Run it with
+/// `--ignored`.
 #[test]
-#[ignore = "coturn relays nothing in the test bed yet; see issue #22"]
+#[ignore = "coturn relays none of the WebRTC stack's channel data yet; see issue #22"]
 fn with_turn_opted_in_a_symmetric_nat_talks_through_the_relay() {
     if !common::in_private_network("with_turn_opted_in_a_symmetric_nat_talks_through_the_relay") {
         return;
