@@ -124,6 +124,31 @@ impl Fate {
     }
 }
 
+/// Starts the worker ([`worker`], as the running executable's `--impair-worker`) through
+/// `run`, which makes the command running a program where the worker belongs (a
+/// namespace); returns once the worker is bound to its queue, so packets may be routed
+/// to it.
+pub fn start_worker(
+    run: impl FnOnce(&str) -> std::process::Command,
+    imp: &Impairment,
+    seed: u64,
+) -> std::process::Child {
+    let exe = std::env::current_exe().expect("the running executable");
+    let mut child = run(&exe.display().to_string())
+        .args(["--impair-worker", &imp.to_arg(), &seed.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the impairer starts");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("its stdout")),
+        &mut ready,
+    )
+    .expect("the impairer says it is ready");
+    assert_eq!(ready.trim(), "ready", "the impairer did not start");
+    child
+}
+
 /// The worker: runs until killed.
 pub fn worker(spec: &str, seed: u64) -> ! {
     let mut fate = Fate::new(Impairment::from_arg(spec), seed);

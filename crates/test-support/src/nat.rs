@@ -279,21 +279,7 @@ impl NatBed {
     /// must answer `--impair-worker` (see [`crate::impair::worker`]), as the network
     /// benchmark does. Returns the impairer, stopped when dropped.
     pub fn impair(&self, imp: &crate::impair::Impairment, seed: u64) -> Server {
-        let exe = std::env::current_exe().expect("the running executable");
-        let mut child = self
-            .internet
-            .command(&exe.display().to_string())
-            .args(["--impair-worker", &imp.to_arg(), &seed.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the impairer starts");
-        let mut ready = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().expect("its stdout")),
-            &mut ready,
-        )
-        .expect("the impairer says it is ready");
-        assert_eq!(ready.trim(), "ready", "the impairer did not start");
+        let child = crate::impair::start_worker(|p| self.internet.command(p), imp, seed);
         // Server-bound packets arrive (INPUT) and leave (OUTPUT) here; the homes' packets
         // to each other pass through (FORWARD).
         self.internet.sh(&format!(

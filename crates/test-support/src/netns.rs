@@ -2,7 +2,7 @@
 //! mDNS included, leaves the machine), and two sides joined by a link that can be
 //! impaired ([`Link`]).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::impair::Impairment;
 
@@ -115,19 +115,8 @@ impl Side {
 
     /// Sends this side's outgoing traffic to the peer through an impairer.
     fn impair(&mut self, imp: &Impairment, seed: u64) {
-        let mut worker = self
-            .command(&std::env::current_exe().unwrap().display().to_string())
-            .args(["--impair-worker", &imp.to_arg(), &seed.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("impairer starts");
-        // The worker says `ready` once bound to its queue; only then route packets to it.
-        let mut ready = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(worker.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(ready.trim(), "ready", "impairer did not start");
+        // Only once the worker is bound to its queue are packets routed to it.
+        let worker = crate::impair::start_worker(|p| self.command(p), imp, seed);
         self.sh(&format!(
             "iptables -A OUTPUT -d {} -j NFQUEUE --queue-num 0",
             self.peer_ip
