@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::scenarios::{measure, now_ns, CallResult};
 use intercom_test_support::audio::median;
 use intercom_test_support::impair::Impairment;
-use intercom_test_support::nat::{Namespace, Nat, NatBed, SERVER_IP};
+use intercom_test_support::nat::{Namespace, Nat, NatBed, SERVER_IP, TURN_SECRET};
 use intercom_test_support::{BoxOptions, SimBox};
 
 /// A pair of routers.
@@ -20,17 +20,21 @@ pub(crate) struct NatScenario {
     pub name: &'static str,
     pub a: Nat,
     pub b: Nat,
+    /// Both boxes opted in to the bed's TURN server.
+    pub turn: bool,
 }
 
-/// The pairs: both normal, a carrier-grade NAT, a full cone against a symmetric NAT, and
-/// a symmetric against a normal one (no direct path exists).
+/// The pairs: both normal, a carrier-grade NAT, a full cone against a symmetric NAT, a
+/// symmetric against a normal one (no direct path exists), and that pair again with TURN
+/// opted in.
 pub(crate) fn all() -> Vec<NatScenario> {
-    let s = |name, a, b| NatScenario { name, a, b };
+    let s = |name, a, b, turn| NatScenario { name, a, b, turn };
     vec![
-        s("normal+normal", Nat::Normal, Nat::Normal),
-        s("cgnat+normal", Nat::Carrier, Nat::Normal),
-        s("fullcone+symmetric", Nat::FullCone, Nat::Symmetric),
-        s("symmetric+normal", Nat::Symmetric, Nat::Normal),
+        s("normal+normal", Nat::Normal, Nat::Normal, false),
+        s("cgnat+normal", Nat::Carrier, Nat::Normal, false),
+        s("fullcone+symmetric", Nat::FullCone, Nat::Symmetric, false),
+        s("symmetric+normal", Nat::Symmetric, Nat::Normal, false),
+        s("symmetric+normal, TURN", Nat::Symmetric, Nat::Normal, true),
     ]
 }
 
@@ -48,13 +52,25 @@ pub(crate) struct NatResult {
     pub relayed_bytes: u64,
 }
 
-fn start_box(name: &str, home: &Namespace, dir: &Path, audio_in: Option<&Path>) -> SimBox {
+fn start_box(
+    name: &str,
+    home: &Namespace,
+    dir: &Path,
+    audio_in: Option<&Path>,
+    turn: bool,
+) -> SimBox {
     let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), name);
     o.config = format!(
         "device_name = \"bench-{name}\"\nlan_interfaces = [\"lan\"]\nroom_expiry_secs = 120\n\
          rendezvous_url = \"ws://{SERVER_IP}:4000/v1\"\n\
          stun_servers = [\"stun:{SERVER_IP}:3478\"]\n"
     );
+    if turn {
+        o.config.push_str(&format!(
+            "[[turn_servers]]\nurls = [\"turn:{SERVER_IP}:3478?transport=udp\"]\n\
+             secret = \"{TURN_SECRET}\"\n"
+        ));
+    }
     o.audio_in = audio_in.map(Into::into);
     o.record = true;
     o.wrapper = home.wrapper();
@@ -102,10 +118,10 @@ pub(crate) fn run(
         ..Impairment::default()
     };
     let _delay = bed.impair(&internet, 2000 + u64::from(run));
-    let a = start_box("a", &bed.home_a, dir, None);
-    let b = start_box("b", &bed.home_b, dir, Some(clip));
+    let a = start_box("a", &bed.home_a, dir, None, scenario.turn);
+    let b = start_box("b", &bed.home_b, dir, Some(clip), scenario.turn);
     let direct_possible = scenario.a != Nat::Symmetric || scenario.b == Nat::FullCone;
-    if !direct_possible {
+    if !direct_possible && !scenario.turn {
         let typed = type_code(&a, &b);
         let ended: Vec<serde_json::Value> = [&a, &b]
             .iter()
@@ -178,14 +194,23 @@ pub(crate) fn markdown(results: &[NatResult]) -> String {
         let delivered: usize = calls.iter().map(|c| c.texts_delivered_in_order).sum();
         let sent: usize = calls.iter().map(|c| c.texts_sent).sum();
         s.push_str(&format!(
-            "| {} | {} | {connect:.0} {} (≤ 1500) | {} | {:.2} | {:.0} | {delivered}/{sent} | {relayed} {} |\n",
+            "| {} | {} | {connect:.0} {} | {} | {:.2} | {:.0} | {delivered}/{sent} | {relayed} {} |\n",
             scenario.name,
             calls.len(),
-            if connect <= 1500.0 { "✓" } else { "✗" },
+            match (scenario.turn, connect <= 1500.0) {
+                // A relay is taken only once a direct path had its chance.
+                (true, _) => "(relay waits 2 s for a direct path)",
+                (false, true) => "✓ (≤ 1500)",
+                (false, false) => "✗ (≤ 1500)",
+            },
             paths.join("; "),
             m(&|c| c.pesq_wb),
             m(&|c| c.mouth_to_ear_ms),
-            if relayed == 0 { "✓" } else { "✗" },
+            match (scenario.turn, relayed) {
+                (true, _) => "(opted in)",
+                (false, 0) => "✓",
+                (false, _) => "✗",
+            },
         ));
     }
     s

@@ -160,6 +160,9 @@ pub struct NatBed {
     pub home_b: Namespace,
     /// The carriers' NATs, for homes behind one.
     pub carriers: Vec<Namespace>,
+    /// The rest of the world: the internet's default route, where packets to private
+    /// addresses die quietly.
+    pub beyond: Namespace,
 }
 
 impl NatBed {
@@ -172,9 +175,19 @@ impl NatBed {
             home_a: Namespace::new(),
             home_b: Namespace::new(),
             carriers: Vec::new(),
+            beyond: Namespace::new(),
         };
+        // The internet's default route leads on to a host that forwards nothing, as a
+        // real server's leads on to where private addresses die quietly: without it,
+        // sending to a peer's private address fails at once, and coturn (4.6) then
+        // closes that client's whole allocation.
+        wire(&bed.internet, "beyond", &bed.beyond, "world");
+        bed.beyond
+            .sh("ip addr add 10.255.0.2/30 dev world; ip link set world up; sysctl -qw net.ipv4.ip_forward=0");
         bed.internet.sh(&format!(
-            "ip addr add {SERVER_IP}/32 dev lo; ip addr add {DEAD_IP}/32 dev lo; \
+            "ip addr add 10.255.0.1/30 dev beyond; ip link set beyond up; \
+             ip route add default via 10.255.0.2; \
+             ip addr add {SERVER_IP}/32 dev lo; ip addr add {DEAD_IP}/32 dev lo; \
              sysctl -qw net.ipv4.ip_forward=1; iptables -A INPUT -d {DEAD_IP} -j DROP; \
              iptables -N RELAYED; iptables -A RELAYED -j RETURN; \
              iptables -A INPUT -p udp -d {SERVER_IP} --dport 49160:49360 -j RELAYED"
