@@ -7,6 +7,10 @@
 //! same clip) reaches the box, each checked by correlation. A wrong PIN shows the tries
 //! left; the third locks the room.
 //!
+//! Online: the box sits behind a NAT with a rendezvous server, and its QR code is a link
+//! to the web client on an HTTPS host; the phone, behind another NAT, opens that link and
+//! joins through the rendezvous (`wss://`), then calls over STUN.
+//!
 //! Needs node, Debian's chromium, web/test/node_modules (npm install) and web/pkg (the
 //! WebAssembly build, committed). Skipped with a message when one is missing, a failure
 //! under CI (`INTERCOM_CI`).
@@ -20,10 +24,17 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use intercom_test_support::nat::{Namespace, Nat, NatBed, SERVER_IP};
+use intercom_test_support::tls_front::{self, HTTPS_PORT, WSS_PORT};
 use intercom_test_support::{BoxOptions, SimBox};
 use serde_json::Value;
 
 const TEST: &str = "a_phone_pairs_and_calls_the_box_from_the_web_page";
+const ONLINE: &str = "a_phone_behind_a_nat_opens_the_link_and_joins_through_the_rendezvous";
+const T: Duration = Duration::from_secs(30);
+
+/// One Chromium call at a time: two at once on a 2-core machine starve each other's audio.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -145,7 +156,20 @@ struct Driver {
 
 impl Driver {
     fn start(mode: &str, url: &str, out: &Path, wrong_pin: &str) -> Driver {
-        let mut child = Command::new("node")
+        Self::start_in(None, mode, url, out, wrong_pin)
+    }
+
+    /// The driver (and its Chromium) in `home`'s network, or in this one.
+    fn start_in(
+        home: Option<&Namespace>,
+        mode: &str,
+        url: &str,
+        out: &Path,
+        wrong_pin: &str,
+    ) -> Driver {
+        let mut child = home
+            .map(|h| h.command("node"))
+            .unwrap_or_else(|| Command::new("node"))
             .arg(root().join("web/test/drive.mjs"))
             .args([mode, url])
             .arg(root().join("assets/speech.wav"))
@@ -232,6 +256,7 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
         );
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The box announces its room over mDNS: keep that inside a private namespace.
     if !common::in_private_network(TEST) {
         return;
@@ -343,4 +368,172 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     // waveform: about 0.7 here, where a wrong or missing clip scores under 0.1. (The
     // duration ratio says nothing here: the looped clip has pauses the cut does not.)
     assert!(m.windowed > 0.55, "the box did not hear the page: {m:?}");
+}
+
+/// The box's next online code (after event `from`), and its QR code once it shows it: a
+/// link holding that nameplate. (A server may hand out a released nameplate again, so the
+/// new link can equal the old one.)
+fn online_link(the_box: &SimBox, from: usize) -> String {
+    let online = the_box.expect_event("online", from, T);
+    let nameplate = online["nameplate"]
+        .as_str()
+        .expect("a nameplate")
+        .to_string();
+    let t = Instant::now();
+    loop {
+        if let Some(uri) = intercom_test_support::files::qr_in(the_box.png()) {
+            if uri.contains(&format!("&n={nameplate}&")) {
+                return uri;
+            }
+        }
+        assert!(
+            t.elapsed() < T,
+            "no code {nameplate} on the box's screen:\n{}",
+            the_box.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_phone_behind_a_nat_opens_the_link_and_joins_through_the_rendezvous() {
+    if let Some(missing) = missing_tools() {
+        eprintln!("SKIPPED: {missing} not installed");
+        assert!(
+            std::env::var_os("INTERCOM_CI").is_none(),
+            "CI must run the web client test: {missing}"
+        );
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::in_private_network(ONLINE) {
+        return;
+    }
+    let in_ci = std::env::var_os("INTERCOM_CI").is_some();
+    let bed = NatBed::new(Nat::Normal, Nat::Normal);
+    let (Some(_stun), Some(_mailbox)) = (bed.coturn(), bed.mailbox()) else {
+        assert!(!in_ci, "CI must have coturn and the mailbox server");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tls) = tls_front::make_certificates(dir.path()) else {
+        assert!(!in_ci, "CI must have openssl");
+        return;
+    };
+    // The page's own settings, as its owner would host them: a STUN server.
+    let settings = format!(r#"{{"iceServers":[{{"urls":"stun:{SERVER_IP}:3478"}}]}}"#);
+    let _front = tls_front::start(&bed, &tls, &root().join("web"), &settings)
+        .expect("python3 runs the HTTPS host");
+
+    let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "box");
+    o.config = format!(
+        "device_name = \"Front door\"\nlan_interfaces = [\"lan\"]\nroom_expiry_secs = 300\n\
+         rendezvous_url = \"wss://{SERVER_IP}:{WSS_PORT}/v1\"\nrendezvous_ca = \"{}\"\n\
+         stun_servers = [\"stun:{SERVER_IP}:3478\"]\n\
+         web_client_url = \"https://{SERVER_IP}:{HTTPS_PORT}/\"\n",
+        tls.ca.display()
+    );
+    o.audio_in = Some(root().join("assets/speech.wav"));
+    o.record = true;
+    o.wrapper = bed.home_a.wrapper();
+    let the_box = SimBox::start(dir.path(), o);
+    the_box.keys("*");
+    // Online over wss:// (the box checked the server against the configured CA).
+    let link = online_link(&the_box, 0);
+    let after_first = the_box.mark();
+    assert!(
+        link.starts_with(&format!("https://{SERVER_IP}:{HTTPS_PORT}/#v=1&")),
+        "{link}"
+    );
+    let with_record = |link: &str| link.replacen("/#", "/?record#", 1);
+
+    // The phone, in the other home, opens the link; a wrong PIN first.
+    let wrong = wrong_pin_for(&link);
+    let mut page = Driver::start_in(
+        Some(&bed.home_b),
+        "online",
+        &with_record(&link),
+        dir.path(),
+        &wrong,
+    );
+    let loaded = page.wait("loaded");
+    assert_eq!(loaded["prefilled_pin"], true, "{loaded}");
+    // (A long link leaves the name out so the code still fits the screen.)
+    let name = if link.contains("&name=") {
+        "Front door"
+    } else {
+        "intercom"
+    };
+    assert_eq!(loaded["name"], name, "{link}");
+    assert_eq!(loaded["csp"]["inlineRan"], false, "{loaded}");
+    assert!(loaded["csp"]["violated"].is_string(), "{loaded}");
+    assert_eq!(loaded["link_cleared"], true, "{loaded}");
+    let wrong = page.wait("wrong_pin");
+    assert_eq!(wrong["via"], "rendezvous", "{wrong}");
+    assert!(
+        wrong["tries"].as_str().unwrap().contains("2 tries left"),
+        "{wrong}"
+    );
+    // The wrong PIN counted against the room, which waits at a fresh code: the phone
+    // scans the new QR code.
+    let link2 = online_link(&the_box, after_first);
+    page.command(&format!("goto {}", with_record(&link2)));
+    let reloaded = page.wait("reloaded");
+    assert_eq!(reloaded["prefilled_pin"], true, "{reloaded}");
+    let in_call = page.wait("in_call");
+    assert_eq!(in_call["via"], "rendezvous", "{in_call}");
+    assert!(
+        in_call["status"]
+            .as_str()
+            .unwrap()
+            .contains("rendezvous server"),
+        "the page says how it paired: {in_call}"
+    );
+    assert_eq!(in_call["pin_kept"], false, "{in_call}");
+    // Across two NATs: the paths STUN showed or the checks revealed.
+    let media = the_box.expect_event("media_connected", 0, T);
+    assert!(
+        media["path"] == "srflx" || media["path"] == "prflx",
+        "{media}"
+    );
+    page.wait("delivered");
+    the_box.expect_event("text_shown", 0, T);
+    the_box.keys("text Come in, the door is open");
+    assert_eq!(
+        page.wait("box_text")["box_text"],
+        "Come in, the door is open"
+    );
+    // Both clips play through.
+    std::thread::sleep(Duration::from_secs(8));
+    page.command("screenshot");
+    page.wait("screenshot");
+    page.command("hang-up");
+    page.wait("hung_up");
+    // The mailbox is closed by now: the page's goodbye goes on the call's own channel.
+    assert_eq!(the_box.expect_event("call_ended", 0, T)["reason"], "remote");
+    let _ = page.child.wait();
+
+    let clip = read_wav(&root().join("assets/speech.wav"));
+    let raw = std::fs::read(dir.path().join("page-heard.raw")).expect("the page recorded");
+    let at_page: Vec<f64> = raw
+        .chunks_exact(2)
+        .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
+        .collect();
+    let m = common::audio::compare(&clip, &at_page);
+    println!("box -> phone across two NATs: {m:?}");
+    assert!(m.windowed > 0.8, "the phone did not hear the box: {m:?}");
+    let shot = dir.path().join("web-call.png");
+    if let Ok(keep) = std::env::var("INTERCOM_SCREENSHOT_ONLINE") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    let heard_path = the_box.heard().to_path_buf();
+    the_box.stop();
+    let heard = read_wav(&heard_path);
+    let loud = |v: &f64| v.abs() > 655.0;
+    let first = heard.iter().position(loud).expect("the box heard nothing");
+    let at_box = &heard[first..(first + 6 * 48_000).min(heard.len())];
+    let looped: Vec<f64> = clip.iter().chain(&clip).chain(&clip).copied().collect();
+    let m = common::audio::compare(at_box, &looped);
+    println!("phone -> box across two NATs: {m:?}");
+    assert!(m.windowed > 0.55, "the box did not hear the phone: {m:?}");
 }

@@ -1,12 +1,13 @@
 // The web client: pairs with a box (PIN → SPAKE2 in the box's own pairing core, built to
-// WebAssembly) over a WebSocket or Bluetooth LE, then calls it with WebRTC.
+// WebAssembly) through the box's rendezvous server, over a WebSocket on the LAN or over
+// Bluetooth LE, then calls it with WebRTC.
 //
 // It opens from the box's invitation (its QR code's text) given after `#` or as
 // `?invite=`, or pasted, or scanned with the camera where the browser can read QR codes.
 // Nothing is stored: reload the page and everything is gone.
 
 import init, { Pairing, parseInvite } from './pkg/intercom_pairing_wasm.js';
-import { openWebSocket, openBluetooth } from './transport.js';
+import { openWebSocket, openBluetooth, openMailbox } from './transport.js';
 import { Call } from './call.js';
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +15,7 @@ const $ = (id) => document.getElementById(id);
 /** What the page shows and does; also read by the end-to-end test. */
 const state = {
   phase: 'idle',          // idle, pairing, calling, in-call, ended
+  via: null,              // how it paired: 'rendezvous', 'lan' or 'bluetooth'
   invite: null,
   triesLeft: null,
   texts: [],              // { from: 'box'|'me', id, text, delivered }
@@ -41,7 +43,7 @@ function loadInvite(text) {
     $('box-name').textContent = invite.name || 'intercom';
     if (invite.pin) $('pin').value = invite.pin;
     $('connect-bt').hidden = !(navigator.bluetooth && invite.bt);
-    $('connect-ws').disabled = invite.tcp.length === 0;
+    $('connect-ws').disabled = !online(invite) && !(lanAllowed() && invite.tcp.length > 0);
     status(invite.pin ? 'Ready to connect.' : 'Type the PIN the box shows.');
   } catch (e) {
     state.invite = null;
@@ -83,33 +85,73 @@ async function scanQr() {
 
 // ---- pairing ----
 
+/** The page's own settings (config.json beside it): the STUN/TURN servers for calls. */
+let settings = { iceServers: [] };
+
+const online = (invite) => Boolean(invite.nameplate && invite.rendezvous);
+
+/**
+ * Whether this page may open `ws://` to the box: a page served over HTTPS may not (mixed
+ * content), one on plain HTTP or on this machine may.
+ */
+const lanAllowed = () => location.protocol === 'http:'
+  || ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
+
+/**
+ * The way to the box for the network button, in order: the LAN WebSocket where this page
+ * may use it (fastest, no server), then the box's rendezvous server (works from any page,
+ * at home or on mobile data). Resolves to `{ transport, via, room, mailbox }`.
+ */
+async function reachBox(invite) {
+  let last = new Error('the invitation has no way to reach the box from this page');
+  if (lanAllowed() && invite.tcp.length > 0) {
+    try {
+      return { transport: await firstReachable(invite.tcp), via: 'lan', room: invite.room };
+    } catch (e) {
+      last = e;
+    }
+  }
+  if (online(invite)) {
+    status('Connecting through the rendezvous server…');
+    const { transport, room, mailbox } = await openMailbox(invite.rendezvous, invite.nameplate);
+    // The box says which room waits there: it must be the one the QR code named.
+    if (room !== invite.room) {
+      transport.close();
+      throw new Error('the code leads to a different box: scan its QR code again');
+    }
+    return { transport, via: 'rendezvous', room, mailbox };
+  }
+  throw last;
+}
+
+const VIA = { rendezvous: 'the rendezvous server', lan: 'the local network', bluetooth: 'Bluetooth' };
+
 async function connect(kind) {
   const invite = state.invite;
   const pin = $('pin').value.trim();
   if (!invite) return status('Scan or paste the box\'s invitation first.', true);
   if (!/^[0-9]{4}$/.test(pin)) return status('The PIN is 4 digits.', true);
-  let pairing;
-  try {
-    pairing = new Pairing(invite.room, pin);
-  } catch (e) {
-    return status(String(e.message || e), true);
-  }
   state.phase = 'pairing';
   $('connect-ws').disabled = $('connect-bt').disabled = true;
   status('Connecting…');
-  let transport;
+  let reached;
+  let pairing;
   try {
-    if (kind === 'bt') {
-      transport = await openBluetooth();
-    } else {
-      transport = await firstReachable(invite.tcp);
-    }
+    reached = kind === 'bt'
+      ? { transport: await openBluetooth(), via: 'bluetooth', room: invite.room }
+      : await reachBox(invite);
+    pairing = reached.mailbox
+      ? Pairing.inMailbox(reached.room, pin, reached.mailbox)
+      : new Pairing(reached.room, pin);
   } catch (e) {
+    reached?.transport.close();
     state.phase = 'idle';
     $('connect-ws').disabled = $('connect-bt').disabled = false;
     return status(String(e.message || e), true);
   }
-  status('Checking the PIN…');
+  const { transport, via } = reached;
+  state.via = via;
+  status(`Checking the PIN (through ${VIA[via]})…`);
   let joined = false;
   transport.onpayload = (payload) => {
     if (!joined) {
@@ -118,7 +160,7 @@ async function connect(kind) {
       else if (step.joined) {
         joined = true;
         forgetPin();
-        startCall(pairing, transport);
+        startCall(pairing, transport, via);
       } else if (step.error) {
         pairing.free();
         failedPairing(step);
@@ -133,6 +175,7 @@ async function connect(kind) {
       return endCall(`the box's message was not valid: ${e.message || e}`);
     }
     if (inner.t === 'answer') state.call?.accept(inner.sdp).catch((e) => endCall(String(e)));
+    if (inner.t === 'candidate') state.call?.addCandidate(inner.candidate, inner.mid);
     if (inner.t === 'bye') endCall('the box hung up');
   };
   transport.onclose = () => {
@@ -208,11 +251,13 @@ function failedPairing(step) {
 /** The sealed channel of the call under way; freed (its keys wiped) when the call ends. */
 let paired = null;
 
-async function startCall(pairing, transport) {
+async function startCall(pairing, transport, via) {
   paired = pairing;
   state.phase = 'calling';
   show('call');
-  status('Paired. Calling…');
+  status(`Paired through ${VIA[via]}. Calling…`);
+  // Through a rendezvous the SDP goes at once and candidates follow (trickle ICE).
+  const trickle = via === 'rendezvous';
   $('call-state').textContent = 'Calling…';
   let microphone;
   try {
@@ -230,7 +275,16 @@ async function startCall(pairing, transport) {
       state.phase = 'in-call';
       started = Date.now();
       $('call-state').textContent = 'In call';
-      status(`In call with ${state.invite.name || 'the box'}.`);
+      status(`In call with ${state.invite.name || 'the box'} (paired through ${VIA[via]}).`);
+      // The mailbox has done its work: closed now, the server learns nothing of how long
+      // the call lasts.
+      if (trickle) transport.finish('happy');
+    },
+    oncandidate(candidate, mid) {
+      try { transport.send(pairing.sealCandidate(candidate, mid)); } catch { /* call over */ }
+    },
+    onendofcandidates() {
+      try { transport.send(pairing.sealEndOfCandidates()); } catch { /* call over */ }
     },
     onmessage(id, text) {
       state.texts.push({ from: 'box', id, text });
@@ -250,9 +304,10 @@ async function startCall(pairing, transport) {
     onended(reason) {
       endCall(reason);
     },
-  });
+  }, settings.iceServers);
   state.call = call;
   state.hangUp = () => {
+    call.sayBye();
     try { transport.send(pairing.sealBye()); } catch { /* already closed */ }
     endCall('you hung up');
     transport.close();
@@ -262,7 +317,7 @@ async function startCall(pairing, transport) {
     const s = Math.floor((Date.now() - started) / 1000);
     $('call-time').textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
   }, 500);
-  const offer = await call.offer(microphone);
+  const offer = await call.offer(microphone, trickle);
   state.microphone = microphone;
   transport.send(pairing.sealOffer(offer));
 }
@@ -306,6 +361,10 @@ function record(stream) {
 // ---- wiring ----
 
 await init();
+try {
+  const r = await fetch('config.json', { cache: 'no-cache' });
+  if (r.ok) settings = { ...settings, ...(await r.json()) };
+} catch { /* offline or absent: no STUN/TURN servers */ }
 $('invite').addEventListener('change', (e) => loadInvite(e.target.value));
 $('connect-ws').addEventListener('click', () => connect('ws'));
 $('connect-bt').addEventListener('click', () => connect('bt'));
@@ -331,6 +390,17 @@ if ('BarcodeDetector' in window && navigator.mediaDevices) {
 }
 show('pair');
 loadInvite(fromLocation());
+// A link opened while the page is open (a fresh QR code scanned) lands here as a new
+// fragment: take it, unless a pairing or call is under way.
+window.addEventListener('hashchange', () => {
+  const invite = fromLocation();
+  if (invite && (state.phase === 'idle' || state.phase === 'ended')) {
+    state.phase = 'idle';
+    show('pair');
+    $('tries').hidden = true;
+    loadInvite(invite);
+  }
+});
 // Installable and usable offline once visited (secure contexts only: https, localhost).
 if ('serviceWorker' in navigator && window.isSecureContext) {
   navigator.serviceWorker.register('sw.js').catch((e) => console.warn('service worker:', e));

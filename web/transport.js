@@ -99,3 +99,120 @@ export async function openBluetooth() {
   t.close = () => device.gatt.disconnect();
   return t;
 }
+
+// ---- the rendezvous (online mode, docs/protocol.md): a magic-wormhole mailbox ----
+
+const APP_ID = 'intercom.invalid/pairing/v1';
+// The host's room announcement's phase; frames go under "0", "1", … per sender.
+const ROOM_PHASE = 'room';
+// Frames held out of order before the pairing is given up.
+const MAX_HELD = 64;
+// How long the server may take to answer a step.
+const ANSWER_MS = 10000;
+
+const toHex = (text) => Array.from(new TextEncoder().encode(text), (b) => b.toString(16).padStart(2, '0')).join('');
+function fromHex(hex) {
+  if (typeof hex !== 'string' || hex.length % 2 || /[^0-9a-f]/i.test(hex)) throw new Error('bad body');
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+}
+
+/**
+ * Joins the box's room at `nameplate` on the mailbox server `url` (ws:// or wss://).
+ * Resolves to `{ transport, room, mailbox }` once the box's room announcement arrived:
+ * frames sent go out as mailbox messages, the box's come in phase order, once each (the
+ * server echoes ours and may repeat or reorder). `transport.finish(mood)` closes the
+ * mailbox, so the server learns nothing of how long the call lasts.
+ */
+export function openMailbox(url, nameplate) {
+  return new Promise((resolve, reject) => {
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      reject(new Error(`the rendezvous address is not valid: ${url}`));
+      return;
+    }
+    const side = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, '0')).join('');
+    const t = new Transport();
+    let mailbox = null;
+    let room = null;
+    let peer = null;        // the first other side seen; a third is ignored
+    let next = 0;           // the next phase of the box's to deliver
+    const held = new Map(); // phase → payload, arrived early
+    let sent = 0;
+    let settled = false;
+    let closed = false;
+    const fail = (why) => {
+      if (!settled) { settled = true; clearTimeout(timer); reject(new Error(why)); }
+      else if (!closed) { closed = true; t.onclose(); }
+      ws.close();
+    };
+    const timer = setTimeout(() => fail('the rendezvous server does not answer'), ANSWER_MS);
+    const send = (obj) => ws.send(JSON.stringify(obj));
+    ws.onerror = () => fail(`cannot reach the rendezvous server at ${url}`);
+    ws.onclose = () => fail('the rendezvous server closed the connection');
+    ws.onmessage = (e) => {
+      let m;
+      try { m = JSON.parse(e.data); } catch { return fail('the rendezvous server sent something unreadable'); }
+      switch (m.type) {
+        case 'welcome':
+          if (m.welcome && m.welcome.error) return fail(`the rendezvous server refused: ${m.welcome.error}`);
+          send({ type: 'bind', appid: APP_ID, side });
+          send({ type: 'claim', nameplate });
+          return;
+        case 'claimed':
+          mailbox = m.mailbox;
+          send({ type: 'open', mailbox });
+          // Both sides are in: the nameplate can go back to the server.
+          send({ type: 'release', nameplate });
+          return;
+        case 'error':
+          return fail(m.error === 'crowded' ? 'someone else is using this code'
+            : `the rendezvous server refused: ${m.error}`);
+        case 'message':
+          break;
+        default:
+          return;
+      }
+      if (m.side === side) return;        // our own, echoed
+      if (peer === null) peer = m.side;
+      if (m.side !== peer) return;        // a third side
+      if (m.phase === ROOM_PHASE) {
+        if (room !== null || settled) return;
+        if (typeof m.body !== 'string' || !/^[0-9a-f]{16}$/.test(m.body)) return fail('the box announced no valid room');
+        room = m.body;
+        settled = true;
+        clearTimeout(timer);
+        resolve({ transport: t, room, mailbox });
+        return;
+      }
+      if (typeof m.phase !== 'string' || !/^(0|[1-9][0-9]{0,8})$/.test(m.phase)) return;
+      const phase = Number(m.phase);
+      if (phase < next || held.has(phase)) return;
+      let payload;
+      try { payload = fromHex(m.body); } catch { return fail('the box sent an unreadable frame'); }
+      held.set(phase, payload);
+      if (held.size > MAX_HELD) return fail('too many frames out of order');
+      while (held.has(next)) {
+        const p = held.get(next);
+        held.delete(next);
+        next += 1;
+        t.onpayload(p);
+      }
+    };
+    t.send = (payload) => {
+      if (closed || ws.readyState !== WebSocket.OPEN) return;
+      send({ type: 'add', phase: String(sent), body: toHex(payload) });
+      sent += 1;
+    };
+    t.finish = (mood) => {
+      if (closed) return;
+      closed = true;
+      if (ws.readyState === WebSocket.OPEN && mailbox) send({ type: 'close', mailbox, mood });
+      setTimeout(() => ws.close(), 500);
+    };
+    t.close = () => t.finish('lonely');
+  });
+}

@@ -2,6 +2,12 @@
  * The guest's pairing with one room: the handshake, then the sealed channel.
  */
 export class Pairing {
+    static __wrap(ptr) {
+        const obj = Object.create(Pairing.prototype);
+        obj.__wbg_ptr = ptr;
+        PairingFinalization.register(obj, obj.__wbg_ptr, obj);
+        return obj;
+    }
     __destroy_into_raw() {
         const ptr = this.__wbg_ptr;
         this.__wbg_ptr = 0;
@@ -26,7 +32,38 @@ export class Pairing {
         return v1;
     }
     /**
-     * Starts the handshake for room `room` (16 hex characters) with a 4-digit `pin`.
+     * Starts the handshake through a rendezvous mailbox (its id, as the server named
+     * it): the keys are bound to that mailbox (docs/protocol.md, the rendezvous
+     * transport).
+     * @param {string} room
+     * @param {string} pin
+     * @param {string} mailbox
+     * @returns {Pairing}
+     */
+    static inMailbox(room, pin, mailbox) {
+        let ptr0, len0, ptr1, len1, ptr2, len2;
+        try {
+            ptr0 = passStringToWasm0(room, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = passStringToWasm0(pin, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len1 = WASM_VECTOR_LEN;
+            ptr2 = passStringToWasm0(mailbox, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len2 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 1, 1); }
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+            throw e;
+        }
+        const ret = wasm.pairing_inMailbox(ptr0, len0, ptr1, len1, ptr2, len2);
+        if (ret[2]) {
+            throw takeFromExternrefTable0(ret[1]);
+        }
+        return Pairing.__wrap(ret[0]);
+    }
+    /**
+     * Starts the handshake for room `room` (16 hex characters) with a 4-digit `pin`, on
+     * the spot (WebSocket or Bluetooth: PROTOCOL v1).
      * @param {string} room
      * @param {string} pin
      */
@@ -51,8 +88,10 @@ export class Pairing {
         return this;
     }
     /**
-     * Opens a sealed frame payload from the box: `{"t":"answer","sdp":…}` or
-     * `{"t":"bye"}`. An error frame, a bad tag or a sequence gap is an error.
+     * Opens a sealed frame payload from the box: `{"t":"answer","sdp":…}`,
+     * `{"t":"bye"}`, and through a mailbox `{"t":"candidate","candidate":…,"mid"?}` and
+     * `{"t":"end-of-candidates"}`. An error frame, a bad tag or a sequence gap is an
+     * error.
      * @param {string} payload
      * @returns {string}
      */
@@ -106,6 +145,64 @@ export class Pairing {
         let deferred2_1;
         try {
             const ret = wasm.pairing_sealBye(this.__wbg_ptr);
+            var ptr1 = ret[0];
+            var len1 = ret[1];
+            if (ret[3]) {
+                ptr1 = 0; len1 = 0;
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            deferred2_0 = ptr1;
+            deferred2_1 = len1;
+            return getStringFromWasm0(ptr1, len1);
+        } finally {
+            wasm.__wbindgen_free(deferred2_0, deferred2_1, 1);
+        }
+    }
+    /**
+     * Seals a trickled ICE candidate (RFC 8839's attribute value, `candidate:…`) for the
+     * media section `mid` (empty: the first); returns the frame payload.
+     * @param {string} candidate
+     * @param {string} mid
+     * @returns {string}
+     */
+    sealCandidate(candidate, mid) {
+        let deferred4_0;
+        let deferred4_1;
+        try {
+            let ptr0, len0, ptr1, len1;
+            try {
+                ptr0 = passStringToWasm0(candidate, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+                len0 = WASM_VECTOR_LEN;
+                ptr1 = passStringToWasm0(mid, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+                len1 = WASM_VECTOR_LEN;
+            } catch (e) {
+                if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+                if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+                throw e;
+            }
+            const ret = wasm.pairing_sealCandidate(this.__wbg_ptr, ptr0, len0, ptr1, len1);
+            var ptr3 = ret[0];
+            var len3 = ret[1];
+            if (ret[3]) {
+                ptr3 = 0; len3 = 0;
+                throw takeFromExternrefTable0(ret[2]);
+            }
+            deferred4_0 = ptr3;
+            deferred4_1 = len3;
+            return getStringFromWasm0(ptr3, len3);
+        } finally {
+            wasm.__wbindgen_free(deferred4_0, deferred4_1, 1);
+        }
+    }
+    /**
+     * Seals the end of the candidates; returns the frame payload.
+     * @returns {string}
+     */
+    sealEndOfCandidates() {
+        let deferred2_0;
+        let deferred2_1;
+        try {
+            const ret = wasm.pairing_sealEndOfCandidates(this.__wbg_ptr);
             var ptr1 = ret[0];
             var len1 = ret[1];
             if (ret[3]) {

@@ -4,6 +4,8 @@
 //
 // usage: node drive.mjs call PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
 //        node drive.mjs lock PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
+//        node drive.mjs online PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
+// (online: a wrong PIN, then the test sends "goto URL" with the box's fresh link.)
 
 import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
@@ -14,11 +16,12 @@ const say = (obj) => console.log(JSON.stringify(obj));
 const lines = createInterface({ input: process.stdin });
 const commands = [];
 lines.on('line', (l) => commands.push(l.trim()));
+/** Waits for a command line starting with `name`; returns the rest of the line. */
 const waitCommand = async (name, ms = 30000) => {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    const i = commands.indexOf(name);
-    if (i >= 0) { commands.splice(i, 1); return; }
+    const i = commands.findIndex((c) => c === name || c.startsWith(`${name} `));
+    if (i >= 0) return commands.splice(i, 1)[0].slice(name.length + 1);
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`no "${name}" from the test`);
@@ -36,6 +39,8 @@ const browser = await chromium.launch({
     '--autoplay-policy=no-user-gesture-required',
     // The test's private network has only loopback, which Chromium leaves out of ICE.
     '--allow-loopback-in-peer-connection',
+    // The NAT bed's HTTPS host and rendezvous have a certificate from the test's own CA.
+    ...(mode === 'online' ? ['--ignore-certificate-errors'] : []),
   ],
 });
 const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
@@ -65,6 +70,45 @@ say({
   link_cleared: !page.url().includes('#'),
 });
 
+/** Connected, through whichever way the page picked: texts, speech, hang-up. */
+async function talk() {
+  await page.waitForFunction(() => window.intercom.phase === 'in-call', null, { timeout: 30000 });
+  say({
+    in_call: true,
+    via: await page.evaluate(() => window.intercom.via),
+    status: await page.textContent('#status'),
+    pin_kept: await page.evaluate(() => Boolean(window.intercom.invite.pin)
+      || document.querySelector('#pin').value !== ''
+      || document.querySelector('#invite').value.includes('pin=')
+      || location.href.includes('pin=')),
+  });
+  await page.fill('#text', 'Hello from the phone');
+  await page.click('#send button');
+  await page.waitForFunction(() => window.intercom.texts.some((t) => t.from === 'me' && t.delivered),
+    null, { timeout: 10000 });
+  say({ delivered: true });
+  await page.waitForFunction(() => window.intercom.texts.some((t) => t.from === 'box'),
+    null, { timeout: 20000 });
+  say({ box_text: await page.evaluate(() => window.intercom.texts.find((t) => t.from === 'box').text) });
+  // Let the speech play both ways.
+  await waitCommand('screenshot');
+  await page.screenshot({ path: `${outDir}/web-call.png` });
+  say({ screenshot: `${outDir}/web-call.png` });
+  await waitCommand('hang-up');
+  const received = await page.evaluate(() => {
+    const r = window.intercom.received;
+    return r ? { rate: r.sampleRate, samples: r.chunks.flat() } : null;
+  });
+  if (received) {
+    const pcm = Buffer.alloc(received.samples.length * 2);
+    received.samples.forEach((s, i) => pcm.writeInt16LE(Math.max(-1, Math.min(1, s)) * 32767 | 0, i * 2));
+    writeFileSync(`${outDir}/page-heard.raw`, pcm);
+    say({ received_seconds: received.samples.length / received.rate, rate: received.rate });
+  }
+  await page.click('#hang-up');
+  say({ hung_up: await page.textContent('#status') });
+}
+
 async function tryPin(p) {
   await page.fill('#pin', p);
   await page.click('#connect-ws');
@@ -88,44 +132,21 @@ try {
     await page.waitForFunction(() => window.intercom && window.intercom.ready, null, { timeout: 10000 });
     say({ offline_reload: await page.textContent('#status') });
     await page.context().setOffline(false);
+  } else if (mode === 'online') {
+    const r = await tryPin(wrongPin);
+    say({ wrong_pin: 1, tries: r.tries, via: await page.evaluate(() => window.intercom.via) });
+    // The box offers the room at a fresh code: the phone scans its QR code again.
+    await page.goto(await waitCommand('goto'));
+    await page.waitForFunction(() => window.intercom && window.intercom.ready);
+    say({ reloaded: true, prefilled_pin: (await page.inputValue('#pin')).length === 4 });
+    await page.click('#connect-ws');
+    await talk();
   } else {
     const r = await tryPin(wrongPin);
     say({ wrong_pin: 1, tries: r.tries });
     await page.fill('#pin', pin);
     await page.click('#connect-ws');
-    await page.waitForFunction(() => window.intercom.phase === 'in-call', null, { timeout: 20000 });
-    say({
-      in_call: true,
-      pin_kept: await page.evaluate(() => Boolean(window.intercom.invite.pin)
-        || document.querySelector('#pin').value !== ''
-        || document.querySelector('#invite').value.includes('pin=')
-        || location.href.includes('pin=')),
-    });
-    await page.fill('#text', 'Hello from the phone');
-    await page.click('#send button');
-    await page.waitForFunction(() => window.intercom.texts.some((t) => t.from === 'me' && t.delivered),
-      null, { timeout: 10000 });
-    say({ delivered: true });
-    await page.waitForFunction(() => window.intercom.texts.some((t) => t.from === 'box'),
-      null, { timeout: 20000 });
-    say({ box_text: await page.evaluate(() => window.intercom.texts.find((t) => t.from === 'box').text) });
-    // Let the speech play both ways.
-    await waitCommand('screenshot');
-    await page.screenshot({ path: `${outDir}/web-call.png` });
-    say({ screenshot: `${outDir}/web-call.png` });
-    await waitCommand('hang-up');
-    const received = await page.evaluate(() => {
-      const r = window.intercom.received;
-      return r ? { rate: r.sampleRate, samples: r.chunks.flat() } : null;
-    });
-    if (received) {
-      const pcm = Buffer.alloc(received.samples.length * 2);
-      received.samples.forEach((s, i) => pcm.writeInt16LE(Math.max(-1, Math.min(1, s)) * 32767 | 0, i * 2));
-      writeFileSync(`${outDir}/page-heard.raw`, pcm);
-      say({ received_seconds: received.samples.length / received.rate, rate: received.rate });
-    }
-    await page.click('#hang-up');
-    say({ hung_up: await page.textContent('#status') });
+    await talk();
   }
 } catch (e) {
   say({ error: String(e && e.stack || e) });

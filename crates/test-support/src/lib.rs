@@ -12,5 +12,6 @@ pub mod mailbox;
 pub mod nat;
 pub mod netns;
 pub mod sim_box;
+pub mod tls_front;
 
 pub use sim_box::{BoxOptions, SimBox};

@@ -426,6 +426,13 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A server process of the bed's, stopped when dropped.
+    pub(crate) fn new(child: std::process::Child) -> Server {
+        Server { child }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -4,7 +4,9 @@
 //! The sealed channel carries opaque bytes; the inner messages in them (offer, answer,
 //! bye: PROTOCOL.md) are this page's signaling, written and checked here.
 
-use intercom_pairing::{GuestHandshake, GuestStep, Invite, JoinError, Message, Pin, RoomId, SecureChannel};
+use intercom_pairing::{
+    Binding, GuestHandshake, GuestStep, Invite, JoinError, Message, Pin, RoomId, SecureChannel,
+};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
@@ -22,12 +24,29 @@ fn text(message: &Message) -> String {
 
 #[wasm_bindgen]
 impl Pairing {
-    /// Starts the handshake for room `room` (16 hex characters) with a 4-digit `pin`.
+    /// Starts the handshake for room `room` (16 hex characters) with a 4-digit `pin`, on
+    /// the spot (WebSocket or Bluetooth: PROTOCOL v1).
     #[wasm_bindgen(constructor)]
     pub fn new(room: &str, pin: &str) -> Result<Pairing, JsError> {
-        let room = RoomId::parse(room).ok_or_else(|| JsError::new("the room id is not 16 hex digits"))?;
+        Self::start(room, pin, &Binding::Lan)
+    }
+
+    /// Starts the handshake through a rendezvous mailbox (its id, as the server named
+    /// it): the keys are bound to that mailbox (docs/protocol.md, the rendezvous
+    /// transport).
+    #[wasm_bindgen(js_name = inMailbox)]
+    pub fn in_mailbox(room: &str, pin: &str, mailbox: &str) -> Result<Pairing, JsError> {
+        if mailbox.is_empty() || mailbox.len() > 128 {
+            return Err(JsError::new("the mailbox id is empty or too long"));
+        }
+        Self::start(room, pin, &Binding::Mailbox(mailbox.to_string()))
+    }
+
+    fn start(room: &str, pin: &str, binding: &Binding) -> Result<Pairing, JsError> {
+        let room =
+            RoomId::parse(room).ok_or_else(|| JsError::new("the room id is not 16 hex digits"))?;
         let pin = Pin::parse(pin).ok_or_else(|| JsError::new("the PIN is not 4 digits"))?;
-        let (handshake, first) = GuestHandshake::start(room, &pin);
+        let (handshake, first) = GuestHandshake::start_in(room, &pin, binding);
         Ok(Pairing {
             handshake: Some(handshake),
             first: Some(text(&first)),
@@ -68,7 +87,8 @@ impl Pairing {
                     JoinError::Version => ("version", None),
                     JoinError::Protocol(_) | JoinError::Frame(_) => ("protocol", None),
                 };
-                json!({"error": code, "message": e.to_string(), "tries_left": tries_left}).to_string()
+                json!({"error": code, "message": e.to_string(), "tries_left": tries_left})
+                    .to_string()
             }
         }
     }
@@ -79,6 +99,23 @@ impl Pairing {
         self.seal(json!({"t": "offer", "sdp": sdp}).to_string().as_bytes())
     }
 
+    /// Seals a trickled ICE candidate (RFC 8839's attribute value, `candidate:…`) for the
+    /// media section `mid` (empty: the first); returns the frame payload.
+    #[wasm_bindgen(js_name = sealCandidate)]
+    pub fn seal_candidate(&mut self, candidate: &str, mid: &str) -> Result<String, JsError> {
+        let mut inner = json!({"t": "candidate", "candidate": candidate});
+        if !mid.is_empty() {
+            inner["mid"] = json!(mid);
+        }
+        self.seal(inner.to_string().as_bytes())
+    }
+
+    /// Seals the end of the candidates; returns the frame payload.
+    #[wasm_bindgen(js_name = sealEndOfCandidates)]
+    pub fn seal_end_of_candidates(&mut self) -> Result<String, JsError> {
+        self.seal(json!({"t": "end-of-candidates"}).to_string().as_bytes())
+    }
+
     /// Seals `bye`; returns the frame payload.
     #[wasm_bindgen(js_name = sealBye)]
     pub fn seal_bye(&mut self) -> Result<String, JsError> {
@@ -86,25 +123,42 @@ impl Pairing {
     }
 
     fn seal(&mut self, inner: &[u8]) -> Result<String, JsError> {
-        let channel = self.channel.as_mut().ok_or_else(|| JsError::new("not paired yet"))?;
-        let frame = channel.seal(inner).map_err(|e| JsError::new(&e.to_string()))?;
+        let channel = self
+            .channel
+            .as_mut()
+            .ok_or_else(|| JsError::new("not paired yet"))?;
+        let frame = channel
+            .seal(inner)
+            .map_err(|e| JsError::new(&e.to_string()))?;
         Ok(text(&frame))
     }
 
-    /// Opens a sealed frame payload from the box: `{"t":"answer","sdp":…}` or
-    /// `{"t":"bye"}`. An error frame, a bad tag or a sequence gap is an error.
+    /// Opens a sealed frame payload from the box: `{"t":"answer","sdp":…}`,
+    /// `{"t":"bye"}`, and through a mailbox `{"t":"candidate","candidate":…,"mid"?}` and
+    /// `{"t":"end-of-candidates"}`. An error frame, a bad tag or a sequence gap is an
+    /// error.
     pub fn open(&mut self, payload: &str) -> Result<String, JsError> {
-        let channel = self.channel.as_mut().ok_or_else(|| JsError::new("not paired yet"))?;
+        let channel = self
+            .channel
+            .as_mut()
+            .ok_or_else(|| JsError::new("not paired yet"))?;
         let frame = Message::parse(payload.as_bytes()).map_err(|e| JsError::new(&e.to_string()))?;
-        let payload = channel.open(&frame).map_err(|e| JsError::new(&e.to_string()))?;
+        let payload = channel
+            .open(&frame)
+            .map_err(|e| JsError::new(&e.to_string()))?;
         let inner: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&payload)
             .map_err(|_| JsError::new("sealed message is not a valid inner message"))?;
         // The protocol's three messages, read as the box reads them: an offer or answer
         // is its SDP and nothing else; a bye is a bye.
         let sdp = inner.get("sdp").and_then(|v| v.as_str());
+        let candidate = inner.get("candidate").and_then(|v| v.as_str());
+        let mid_ok = inner.get("mid").is_none_or(|v| v.is_string());
         let valid = match inner.get("t").and_then(|v| v.as_str()) {
             Some("answer" | "offer") => sdp.is_some() && inner.len() == 2,
-            Some("bye") => true,
+            Some("candidate") => {
+                candidate.is_some_and(|c| c.starts_with("candidate:")) && mid_ok && inner.len() <= 3
+            }
+            Some("bye" | "end-of-candidates") => true,
             _ => false,
         };
         if !valid {
