@@ -81,6 +81,11 @@ pub struct Config {
     /// An HTTPS origin serving the web client (`web/`): the QR code becomes a link into
     /// it that a phone's camera opens; none: the `intercom:` form.
     pub web_client_url: Option<String>,
+    /// Cancel the speaker's echo in the microphone (on: the box is a speakerphone; off
+    /// only for a headset or a handset that cannot hear its own speaker).
+    pub echo_cancellation: bool,
+    /// Suppress steady background noise (a street, a fan) in the microphone.
+    pub noise_suppression: bool,
 }
 
 /// One TURN server: `[[turn_servers]]` with `urls` and either a long-term `username` +
@@ -125,6 +130,8 @@ impl Default for Config {
             rendezvous_ca: None,
             turn_servers: Vec::new(),
             web_client_url: None,
+            echo_cancellation: true,
+            noise_suppression: true,
         }
     }
 }

@@ -193,6 +193,7 @@ fn box_options(out: &Path, name: &str, file: &str, port: u16) -> Result<RunOptio
         audio_in: None,
         audio_in_clip: None,
         audio_out: Some(out.join(format!("{file}-heard.wav"))),
+        echo_path: None,
         audio: None,
         reports: None,
     })

@@ -135,6 +135,15 @@ pub async fn check_all(options: &RunOptions) -> Vec<Check> {
         });
     }
 
+    // With both audio devices working: how much of the speaker the microphone hears.
+    if checks
+        .iter()
+        .filter(|c| c.what == "microphone" || c.what == "speaker")
+        .all(|c| c.result.is_ok())
+    {
+        checks.push(acoustic_check(options).await);
+    }
+
     if board.bluetooth && options.config.bluetooth {
         let result = match tokio::time::timeout(
             Duration::from_secs(5),
@@ -236,6 +245,122 @@ fn alsa_check(what: &'static str, device: &str, capture: bool, latency: Latency)
             .map(|_| "48 kHz mono S16".into())
             .map_err(|e| error_chain(&e)),
         optional: false,
+    }
+}
+
+/// The chirp's length: 0.5 s, 300 Hz to 6 kHz.
+const CHIRP_FRAMES: usize = 25;
+/// Recorded after the chirp starts: long enough for a 400 ms path and its tail.
+const LISTEN_FRAMES: usize = 60;
+/// An echo above this (dB against what the speaker played) couples too much.
+const COUPLING_WARN_DB: f64 = 0.0;
+
+/// A quiet logarithmic sweep, faded in and out (a fifth of full scale).
+fn chirp() -> Vec<f64> {
+    let n = CHIRP_FRAMES * crate::hw::FRAME_SAMPLES;
+    let rate = f64::from(crate::hw::SAMPLE_RATE);
+    let (f0, f1, t1) = (300.0f64, 6000.0f64, n as f64 / rate);
+    let k = (f1 / f0).ln();
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / rate;
+            let phase = 2.0 * std::f64::consts::PI * f0 * t1 / k * ((t / t1 * k).exp() - 1.0);
+            let fade = (i.min(n - i) as f64 / 2400.0).min(1.0);
+            0.2 * 32767.0 * fade * phase.sin()
+        })
+        .collect()
+}
+
+/// The echo path's delay (ms) and level (dB against what played) in `recorded`, by
+/// matched filtering with `played`; `None` when nothing came back.
+pub fn echo_path_of(played: &[f64], recorded: &[f64]) -> Option<(f64, f64)> {
+    let dot = |lag: usize, a: &[f64], b: &[f64]| -> f64 {
+        a.iter()
+            .zip(&b[lag.min(b.len())..])
+            .map(|(x, y)| x * y)
+            .sum()
+    };
+    // Coarse search at a quarter of the rate (averaged in fours), then the exact lag
+    // around the best one at the full rate.
+    let quarter = |x: &[f64]| -> Vec<f64> {
+        x.chunks_exact(4)
+            .map(|c| c.iter().sum::<f64>() / 4.0)
+            .collect()
+    };
+    let (p4, r4) = (quarter(played), quarter(recorded));
+    let coarse = (0..=r4.len().saturating_sub(p4.len()))
+        .max_by(|&a, &b| dot(a, &p4, &r4).abs().total_cmp(&dot(b, &p4, &r4).abs()))?;
+    let max_lag = recorded.len().saturating_sub(played.len());
+    let lo = (coarse * 4).saturating_sub(8);
+    let hi = (coarse * 4 + 8).min(max_lag);
+    let lag = (lo..=hi).max_by(|&a, &b| {
+        dot(a, played, recorded)
+            .abs()
+            .total_cmp(&dot(b, played, recorded).abs())
+    })?;
+    let energy: f64 = played.iter().map(|v| v * v).sum();
+    let gain = dot(lag, played, recorded).abs() / energy;
+    // Under -60 dB: silence, or noise that happens to line up.
+    (gain > 1e-3).then(|| {
+        (
+            lag as f64 * 1000.0 / f64::from(crate::hw::SAMPLE_RATE),
+            20.0 * gain.log10(),
+        )
+    })
+}
+
+/// Plays a chirp and records it, as door-station vendors' self-tests do: how long the
+/// speaker takes to reach the microphone and how loud it arrives. A warning when the
+/// enclosure couples so much that the echo canceller has to take off more than the
+/// speaker played.
+async fn acoustic_check(options: &RunOptions) -> Check {
+    use crate::hw::{AudioIn, AudioOut, FRAME_SAMPLES};
+    let fail = |e: String| Check {
+        what: "acoustic",
+        device: "speaker to microphone".into(),
+        result: Err(e),
+        optional: true,
+    };
+    let (mut mic, mut speaker) = match backends::open_audio(options) {
+        Ok(d) => d,
+        Err(e) => return fail(error_chain(&e)),
+    };
+    let played = chirp();
+    let mut recorded = Vec::with_capacity(LISTEN_FRAMES * FRAME_SAMPLES);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for i in 0..LISTEN_FRAMES {
+        if std::time::Instant::now() > deadline {
+            return fail("the audio devices ran too slowly for the test".into());
+        }
+        let mut frame = [0i16; FRAME_SAMPLES];
+        if let Some(part) = played.chunks(FRAME_SAMPLES).nth(i) {
+            for (d, s) in frame.iter_mut().zip(part) {
+                *d = *s as i16;
+            }
+        }
+        if let Err(e) = speaker.write_frame(&frame) {
+            return fail(error_chain(&e));
+        }
+        match tokio::time::timeout(Duration::from_secs(1), mic.read_frame()).await {
+            Ok(Ok(f)) => recorded.extend(f.iter().map(|&s| f64::from(s))),
+            Ok(Err(e)) => return fail(error_chain(&e)),
+            Err(_) => return fail("the microphone gave nothing for 1 s".into()),
+        }
+    }
+    let _ = speaker.finish();
+    let result = match echo_path_of(&played, &recorded) {
+        None => Ok("nothing of the speaker heard (a headset, or the speaker is off)".into()),
+        Some((ms, db)) if db > COUPLING_WARN_DB => Err(format!(
+            "echo after {ms:.0} ms at {db:+.1} dB: the enclosure couples too much \
+             (louder than what played); damp the speaker from the microphone"
+        )),
+        Some((ms, db)) => Ok(format!("echo after {ms:.0} ms at {db:+.1} dB")),
+    };
+    Check {
+        what: "acoustic",
+        device: "speaker to microphone".into(),
+        result,
+        optional: true,
     }
 }
 

@@ -71,6 +71,10 @@ struct DoctorArgs {
     /// Audio backend to check instead of the board's.
     #[arg(long, value_enum)]
     audio: Option<AudioArg>,
+    /// Simulator: an echo path between the sim speaker and microphone for the acoustic
+    /// self-test (as `run --echo-path`).
+    #[arg(long, value_name = "PRESET|IR.wav", conflicts_with = "audio")]
+    echo_path: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,6 +114,13 @@ struct RunArgs {
     /// Simulator: speaker output, written as a 48 kHz mono 16-bit WAV file.
     #[arg(long, value_name = "WAV")]
     audio_out: Option<PathBuf>,
+    /// Simulator: what the speaker plays comes back into the microphone through this
+    /// echo path, mixed with the near end: a preset (enclosure: speaker beside the
+    /// microphone, louder than the near end; room: 20 ms and a short tail; hall: 60 ms,
+    /// reverberant; far: 400 ms; each with loudspeaker clipping) or a 48 kHz mono WAV
+    /// holding an impulse response.
+    #[arg(long, value_name = "PRESET|IR.wav", conflicts_with = "audio")]
+    echo_path: Option<String>,
     /// Audio backend instead of the board's: `files` (the WAVs above) or `alsa` (the
     /// board's sound card; on the sim board, the desktop's default ALSA device).
     #[arg(long, value_enum, conflicts_with_all = ["audio_in", "audio_out"])]
@@ -182,6 +193,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         audio_in: args.audio_in,
         audio_in_clip: None,
         audio_out: args.audio_out,
+        echo_path: args.echo_path,
         audio: args.audio.map(AudioDriver::from),
         reports: None,
     };
@@ -253,6 +265,7 @@ fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
         audio_in: None,
         audio_in_clip: None,
         audio_out: None,
+        echo_path: args.echo_path,
         audio: args.audio.map(AudioDriver::from),
         reports: None,
     };

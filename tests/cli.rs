@@ -353,3 +353,46 @@ fn a_crash_with_an_open_room_leaves_no_core_file() {
         }
     );
 }
+
+#[test]
+fn doctor_measures_the_echo_path_and_warns_when_the_enclosure_couples_too_much() {
+    let acoustic = |extra: &[&str]| {
+        let out = intercom()
+            .args(["doctor", "--board", "sim"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        // Optional: a loud enclosure warns, the box still works.
+        assert!(out.status.success(), "{text}");
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("acoustic"))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string()
+    };
+    let quiet = acoustic(&[]);
+    assert!(
+        quiet.starts_with("ok") && quiet.contains("nothing"),
+        "{quiet}"
+    );
+    // The speaker beside the microphone, louder than what played.
+    let loud = acoustic(&["--echo-path", "enclosure"]);
+    assert!(
+        loud.starts_with("warn")
+            && loud.contains("echo after 2 ms")
+            && loud.contains("couples too much"),
+        "{loud}"
+    );
+    // A far wall: 400 ms, under what played.
+    let far = acoustic(&["--echo-path", "far"]);
+    assert!(
+        far.starts_with("ok") && far.contains("echo after 400 ms"),
+        "{far}"
+    );
+    let bad = intercom()
+        .args(["doctor", "--board", "sim", "--echo-path", "cathedral"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(bad.stdout).unwrap();
+    assert!(text.contains("not a preset"), "{text}");
+}

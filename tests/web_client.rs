@@ -121,7 +121,13 @@ fn serve(dir: PathBuf) -> u16 {
 /// The box, as `intercom run` with the speech clip as its microphone.
 fn start_box(dir: &Path) -> SimBox {
     let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "box");
-    o.config = "device_name = \"Front door\"\ntcp_port = 7300\n".into();
+    // The capture path's processing is off: the page and the box talk at once with no
+    // echo path, where AEC3 at its defaults ducks the near end, and the waveform
+    // comparison wants the box's clip as it was (issue #24; tests/echo.rs measures the
+    // processing).
+    o.config = "device_name = \"Front door\"\ntcp_port = 7300\n\
+                echo_cancellation = false\nnoise_suppression = false\n"
+        .into();
     o.audio_in = Some(root().join("assets/speech.wav"));
     o.record = true;
     SimBox::start(dir, o)
@@ -172,7 +178,7 @@ impl Driver {
             .unwrap_or_else(|| Command::new("node"))
             .arg(root().join("web/test/drive.mjs"))
             .args([mode, url])
-            .arg(root().join("assets/speech.wav"))
+            .arg(page_voice(out))
             .arg(out)
             .arg(wrong_pin)
             .stdin(Stdio::piped())
@@ -229,6 +235,17 @@ impl Driver {
             .cloned()
             .collect()
     }
+}
+
+/// What the page's fake microphone says: the box's clip backwards (in `dir`). Both ends
+/// saying the same clip would look to the box's echo canceller like its own echo.
+fn page_voice(dir: &Path) -> PathBuf {
+    let path = dir.join("page-voice.wav");
+    if !path.exists() {
+        let clip = std::fs::read(root().join("assets/speech.wav")).unwrap();
+        intercom_test_support::audio::write_reversed(&clip, &path);
+    }
+    path
 }
 
 fn wrong_pin_for(uri: &str) -> String {
@@ -361,7 +378,8 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     let loud = |v: &f64| v.abs() > 655.0;
     let first = heard.iter().position(loud).expect("the box heard nothing");
     let at_box = &heard[first..(first + 6 * 48_000).min(heard.len())];
-    let looped: Vec<f64> = clip.iter().chain(&clip).chain(&clip).copied().collect();
+    let voice = read_wav(&page_voice(dir.path()));
+    let looped: Vec<f64> = voice.iter().chain(&voice).chain(&voice).copied().collect();
     let m = common::audio::compare(at_box, &looped);
     eprintln!("page -> box: {m:?}");
     // The browser's voice processing (echo cancellation, noise suppression) reshapes the
@@ -428,6 +446,7 @@ fn a_phone_behind_a_nat_opens_the_link_and_joins_through_the_rendezvous() {
     let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "box");
     o.config = format!(
         "device_name = \"Front door\"\nlan_interfaces = [\"lan\"]\nroom_expiry_secs = 300\n\
+         echo_cancellation = false\nnoise_suppression = false\n\
          rendezvous_url = \"wss://{SERVER_IP}:{WSS_PORT}/v1\"\nrendezvous_ca = \"{}\"\n\
          stun_servers = [\"stun:{SERVER_IP}:3478\"]\n\
          web_client_url = \"https://{SERVER_IP}:{HTTPS_PORT}/\"\n",
@@ -532,7 +551,8 @@ fn a_phone_behind_a_nat_opens_the_link_and_joins_through_the_rendezvous() {
     let loud = |v: &f64| v.abs() > 655.0;
     let first = heard.iter().position(loud).expect("the box heard nothing");
     let at_box = &heard[first..(first + 6 * 48_000).min(heard.len())];
-    let looped: Vec<f64> = clip.iter().chain(&clip).chain(&clip).copied().collect();
+    let voice = read_wav(&page_voice(dir.path()));
+    let looped: Vec<f64> = voice.iter().chain(&voice).chain(&voice).copied().collect();
     let m = common::audio::compare(at_box, &looped);
     println!("phone -> box across two NATs: {m:?}");
     assert!(m.windowed > 0.55, "the box did not hear the phone: {m:?}");

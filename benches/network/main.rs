@@ -6,13 +6,15 @@
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
-//! N]` the online mode across NAT routers (see `nat`). Needs iptables, tc (iproute2),
+//! N]` the online mode across NAT routers (see `nat`), `-- --echo` the capture path's
+//! echo canceller on the simulator's echo paths (see `echo`). Needs iptables, tc (iproute2),
 //! unshare/nsenter (util-linux) and Python's `pesq` and `numpy` (the NAT scenarios also
 //! coturn and the mailbox server); root, or user namespaces (it makes its own and never
 //! touches the machine's network).
 
 mod codec;
 mod display;
+mod echo;
 mod nat;
 mod report;
 mod robustness;
@@ -32,6 +34,7 @@ struct Args {
     robustness: bool,
     codec: bool,
     display: bool,
+    echo: bool,
     nat: bool,
     /// Complexities the codec sweep measures (all when empty).
     complexities: Vec<i32>,
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         robustness: true,
         codec: false,
         display: false,
+        echo: false,
         nat: false,
         complexities: Vec::new(),
     };
@@ -74,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-robustness" => a.robustness = false,
             "--codec" => a.codec = true,
             "--display" => a.display = true,
+            "--echo" => a.echo = true,
             "--nat" => a.nat = true,
             "--complexity" => a.complexities.push(
                 value("--complexity")?
@@ -102,6 +107,25 @@ fn main() -> ExitCode {
     };
     if args.display {
         display::measure(tempfile::tempdir().unwrap().path());
+        return ExitCode::SUCCESS;
+    }
+    if args.echo {
+        std::fs::create_dir_all(&args.out).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let wav = |bytes: &[u8]| -> Vec<f64> {
+            hound::WavReader::new(std::io::Cursor::new(bytes))
+                .unwrap()
+                .into_samples::<i16>()
+                .map(|s| f64::from(s.unwrap()))
+                .collect()
+        };
+        let far = wav(include_bytes!("speech.wav"));
+        let near = wav(intercom::demo::SPEECH_CLIP);
+        let results = echo::run(&far, &near, work.path());
+        println!("\n{}", echo::markdown(&results));
+        let json = serde_json::to_string_pretty(&results).unwrap();
+        std::fs::write(args.out.join("echo.json"), json).unwrap();
+        println!("written to {}", args.out.join("echo.json").display());
         return ExitCode::SUCCESS;
     }
     if args.codec {

@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use intercom_media::{
-    codec, effort, jitter, player, sender, silk, JitterBuffer, JitterStats, OutPacket, Player,
-    Playout, VoiceDecoder, VoiceEncoder, VoiceSender,
+    codec, echo, effort, jitter, player, sender, silk, EchoStats, JitterBuffer, JitterStats,
+    OutPacket, Player, Playout, ProcessingSettings, VoiceDecoder, VoiceEncoder, VoiceProcessor,
+    VoiceSender,
 };
 
 use crate::hw::{AudioIn, AudioOut, FrameClock};
@@ -77,23 +78,72 @@ pub trait Voice: Send + 'static {
     fn finish(&mut self) -> impl std::future::Future<Output = Option<Instant>> + Send;
 }
 
+/// The voice processing both loops of a call share: playback hands it what the speaker
+/// plays, capture cleans the microphone with it.
+pub type SharedProcessor = Arc<Mutex<VoiceProcessor>>;
+
 /// A microphone and a speaker, lent to one call at a time.
 pub struct Devices<I, O> {
     mic: Option<I>,
     speaker: Option<O>,
     capture: Option<JoinHandle<(I, Option<Instant>)>>,
     playback: Option<JoinHandle<O>>,
+    settings: ProcessingSettings,
+    /// The call's processor, made fresh for each call (a canceller adapted to one call's
+    /// echo starts the next from there otherwise; cheap to make).
+    processor: Option<SharedProcessor>,
 }
 
 impl<I: AudioIn, O: AudioOut> Devices<I, O> {
-    /// The devices, idle.
+    /// The devices, idle, with echo cancellation and noise suppression on.
     pub fn new(mic: I, speaker: O) -> Devices<I, O> {
+        Self::with_processing(mic, speaker, ProcessingSettings::default())
+    }
+
+    /// The devices, idle, with the capture path's processing as `settings` say.
+    pub fn with_processing(mic: I, speaker: O, settings: ProcessingSettings) -> Devices<I, O> {
         Devices {
             mic: Some(mic),
             speaker: Some(speaker),
             capture: None,
             playback: None,
+            settings,
+            processor: None,
         }
+    }
+
+    /// The settings the capture path runs with.
+    pub fn settings(&self) -> ProcessingSettings {
+        self.settings
+    }
+
+    /// The call's processor, made when its first loop starts. The devices' own
+    /// buffering (their latency) is AEC3's first guess at the echo's delay.
+    fn processor(&mut self) -> SharedProcessor {
+        let settings = self.settings;
+        let hint = self
+            .mic
+            .as_ref()
+            .and_then(AudioIn::latency)
+            .unwrap_or_default()
+            + self
+                .speaker
+                .as_ref()
+                .and_then(AudioOut::latency)
+                .unwrap_or_default();
+        self.processor
+            .get_or_insert_with(|| {
+                let mut p = VoiceProcessor::new(settings);
+                p.set_delay_hint_ms(i32::try_from(hint.as_millis()).unwrap_or(500));
+                Arc::new(Mutex::new(p))
+            })
+            .clone()
+    }
+
+    /// What the call's canceller measured, while a call runs.
+    pub fn echo_stats(&self) -> Option<EchoStats> {
+        let p = self.processor.as_ref()?;
+        Some(p.lock().unwrap_or_else(|e| e.into_inner()).stats())
     }
 
     /// Both devices back, after [`Voice::finish`]; `None` if a loop lost its device (a
@@ -112,6 +162,7 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
         first_audio: tokio::sync::oneshot::Sender<()>,
         stop: watch::Receiver<bool>,
     ) {
+        let processor = self.processor();
         if let Some(speaker) = self.speaker.take() {
             self.playback = Some(tokio::spawn(playback(
                 speaker,
@@ -120,6 +171,7 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
                 stats,
                 first_audio,
                 stop,
+                processor,
             )));
         }
     }
@@ -130,8 +182,9 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
         loss: watch::Receiver<f32>,
         stop: watch::Receiver<bool>,
     ) {
+        let processor = self.processor();
         if let Some(mic) = self.mic.take() {
-            self.capture = Some(tokio::spawn(capture(mic, out, loss, stop)));
+            self.capture = Some(tokio::spawn(capture(mic, out, loss, stop, processor)));
         }
     }
 
@@ -148,17 +201,27 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
                 self.speaker = Some(speaker);
             }
         }
+        if let Some(p) = self.processor.take() {
+            let s = p.lock().unwrap_or_else(|e| e.into_inner()).stats();
+            tracing::info!(
+                erle_db = s.erle_db.map(|v| v as f32),
+                erl_db = s.erl_db.map(|v| v as f32),
+                delay_ms = s.delay_ms,
+                "echo canceller"
+            );
+        }
         started
     }
 }
 
-/// Sends the microphone until `stop` flips; returns the microphone and when its first
-/// frame was read.
+/// Sends the microphone, cleaned by `processor`, until `stop` flips; returns the
+/// microphone and when its first frame was read.
 pub async fn capture<I: AudioIn>(
     mut mic: I,
     out: Arc<dyn PacketOut>,
     mut loss: watch::Receiver<f32>,
     mut stop: watch::Receiver<bool>,
+    processor: SharedProcessor,
 ) -> (I, Option<Instant>) {
     let mut sender = match VoiceSender::new(*loss.borrow(), Instant::now()) {
         Ok(s) => s,
@@ -174,13 +237,17 @@ pub async fn capture<I: AudioIn>(
             frame = mic.read_frame() => frame,
         };
         started.get_or_insert_with(Instant::now);
-        let frame = match frame {
+        let mut frame = match frame {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = &e as &dyn std::error::Error, "microphone");
                 continue;
             }
         };
+        processor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .capture(&mut frame);
         if loss.has_changed().unwrap_or(false) {
             let l = *loss.borrow_and_update();
             if let Err(e) = sender.tune(l, Instant::now()) {
@@ -202,6 +269,8 @@ pub async fn capture<I: AudioIn>(
 
 /// Plays the jitter buffer every 20 ms until `stop` flips; returns the speaker. Each tick
 /// first runs `before_tick` (the call's sockets read what arrived since the last one).
+/// What the speaker plays (silence when it took nothing) is the echo canceller's
+/// reference.
 pub async fn playback<O: AudioOut>(
     mut speaker: O,
     buffer: Arc<Mutex<JitterBuffer>>,
@@ -209,6 +278,7 @@ pub async fn playback<O: AudioOut>(
     stats: Arc<Mutex<PlaybackStats>>,
     first_audio: tokio::sync::oneshot::Sender<()>,
     mut stop: watch::Receiver<bool>,
+    processor: SharedProcessor,
 ) -> O {
     let mut first_audio = Some(first_audio);
     let mut player = match Player::new() {
@@ -234,9 +304,17 @@ pub async fn playback<O: AudioOut>(
             }
         }
         let frame = tick.frame;
-        if let Err(e) = speaker.write_frame(&frame) {
-            tracing::warn!(error = &e as &dyn std::error::Error, "speaker");
-        }
+        let played = match speaker.write_frame(&frame) {
+            Ok(()) => &frame,
+            Err(e) => {
+                tracing::warn!(error = &e as &dyn std::error::Error, "speaker");
+                &[0; crate::hw::FRAME_SAMPLES]
+            }
+        };
+        processor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .render(played);
         let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
         st.started.get_or_insert(now);
         st.frames_out += 1;

@@ -65,6 +65,23 @@ pub struct AlsaStats {
     pub reopens: AtomicU64,
     /// Frames of silence given (microphone) or dropped (speaker) while the device was gone.
     pub gap_frames: AtomicU64,
+    /// The stream's delay (`snd_pcm_delay`) at the last transfer, in samples: what waits
+    /// in the device between the air and the program.
+    pub delay_samples: AtomicU64,
+}
+
+impl AlsaStats {
+    fn note_delay(&self, dev: &PCM) {
+        if let Ok(d) = dev.delay() {
+            self.delay_samples
+                .store(u64::try_from(d).unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
+    fn delay(&self) -> std::time::Duration {
+        let samples = self.delay_samples.load(Ordering::Relaxed);
+        std::time::Duration::from_micros(samples * 1_000_000 / u64::from(SAMPLE_RATE))
+    }
 }
 
 /// Opens `name` for 48 kHz mono S16 with the given period and buffer.
@@ -194,6 +211,10 @@ impl AudioIn for AlsaIn {
             }
         }
     }
+
+    fn latency(&self) -> Option<std::time::Duration> {
+        Some(self.stats.delay())
+    }
 }
 
 /// Hands a frame to the call; a full queue means the call is behind, so the frame is
@@ -257,6 +278,7 @@ fn capture_thread(
                 if filled == FRAME_SAMPLES {
                     filled = 0;
                     stats.frames.fetch_add(1, Ordering::Relaxed);
+                    stats.note_delay(dev);
                     if !deliver(&tx, frame) {
                         return;
                     }
@@ -344,6 +366,11 @@ impl AudioOut for AlsaOut {
         }
         Ok(())
     }
+
+    fn latency(&self) -> Option<std::time::Duration> {
+        // The thread's queue holds a frame or two on top of the device's buffer.
+        Some(self.stats.delay() + FRAME_TIME)
+    }
 }
 
 impl Drop for AlsaOut {
@@ -394,7 +421,10 @@ fn write_all(dev: &PCM, frame: &AudioFrame, stats: &AlsaStats) -> Result<(), als
     let deadline = Instant::now() + STALL;
     while done < frame.len() {
         match io.writei(&frame[done..]) {
-            Ok(n) => done += n,
+            Ok(n) => {
+                done += n;
+                stats.note_delay(dev);
+            }
             Err(e) if is_xrun(&e) => {
                 stats.xruns.fetch_add(1, Ordering::Relaxed);
                 dev.try_recover(e, true)?;

@@ -182,6 +182,13 @@ pub trait Display:
 pub trait AudioIn: Send + 'static {
     /// Waits for the next captured frame.
     fn read_frame(&mut self) -> impl Future<Output = Result<AudioFrame, HwError>> + Send;
+
+    /// How long a sound takes from the microphone to [`AudioIn::read_frame`] (the
+    /// device's and driver's buffers), when the backend knows: the echo canceller's
+    /// starting point.
+    fn latency(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A speaker taking 20 ms frames.
@@ -190,4 +197,10 @@ pub trait AudioOut: Send + 'static {
     fn write_frame(&mut self, frame: &AudioFrame) -> Result<(), HwError>;
     /// Flushes and closes the output (a file gets its final header).
     fn finish(&mut self) -> Result<(), HwError>;
+
+    /// How long a written frame waits before it is heard (the queue and the device's
+    /// buffer), when the backend knows: the echo canceller's starting point.
+    fn latency(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::RunOptions;
 use crate::board::{AudioDriver, Board, KeypadDriver};
 use crate::hw::alsa::{AlsaIn, AlsaOut, Latency};
-use crate::hw::sim::{SimDisplay, SimKeypad, WavIn, WavOut};
+use crate::hw::sim::{EchoPath, EchoResponse, SimDisplay, SimKeypad, WavIn, WavOut};
 use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, Input, Keypad, ScreenColor};
 
 /// The board names hardware this machine lacks.
@@ -89,6 +89,13 @@ impl AudioIn for Microphone {
             Microphone::Alsa(m) => m.read_frame().await,
         }
     }
+
+    fn latency(&self) -> Option<std::time::Duration> {
+        match self {
+            Microphone::Wav(m) => m.latency(),
+            Microphone::Alsa(m) => m.latency(),
+        }
+    }
 }
 
 /// The speaker: a WAV file, or an ALSA device.
@@ -113,6 +120,13 @@ impl AudioOut for Speaker {
             Speaker::Alsa(s) => s.finish(),
         }
     }
+
+    fn latency(&self) -> Option<std::time::Duration> {
+        match self {
+            Speaker::Wav(s) => s.latency(),
+            Speaker::Alsa(s) => s.latency(),
+        }
+    }
 }
 
 /// Opens the microphone and speaker the options ask for.
@@ -123,15 +137,20 @@ pub fn open_audio(options: &RunOptions) -> Result<(Microphone, Speaker), HwError
         let speaker = AlsaOut::open(&playback, latency)?;
         return Ok((Microphone::Alsa(mic), Speaker::Alsa(speaker)));
     }
-    let speaker = match &options.audio_out {
+    let mut speaker = match &options.audio_out {
         Some(p) => WavOut::create(p)?,
         None => WavOut::discard(),
     };
-    let mic = match (options.audio_in_clip, &options.audio_in) {
+    let mut mic = match (options.audio_in_clip, &options.audio_in) {
         (Some(clip), _) => WavIn::from_wav_bytes(clip, "bundled clip")?,
         (None, Some(p)) => WavIn::open(p)?,
         (None, None) => WavIn::silent(),
     };
+    if let Some(arg) = &options.echo_path {
+        let path = EchoPath::new(EchoResponse::from_arg(arg)?);
+        speaker = speaker.with_echo(path.clone());
+        mic = mic.with_echo(path);
+    }
     Ok((Microphone::Wav(mic), Speaker::Wav(speaker)))
 }
 

@@ -58,7 +58,14 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             ),
             lan: Lan::new(&options.config, options.board.bluetooth),
             display,
-            audio: Some(Devices::new(mic, speaker)),
+            audio: Some(Devices::with_processing(
+                mic,
+                speaker,
+                crate::audio::ProcessingSettings {
+                    echo_cancellation: options.config.echo_cancellation,
+                    noise_suppression: options.config.noise_suppression,
+                },
+            )),
             call: None,
             net: NetworkSetup {
                 addrs: ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
@@ -316,10 +323,11 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
         if let Some((audio, stats)) = call.finish().await {
             // Without its devices back the box could not take another call: the audio
             // loops only end by returning them, so losing one is a bug, said loudly.
+            let settings = audio.settings();
             let Some((mic, speaker)) = audio.into_parts() else {
                 panic!("an audio task failed and lost its device");
             };
-            self.audio = Some(Devices::new(mic, speaker));
+            self.audio = Some(Devices::with_processing(mic, speaker, settings));
             tracing::info!(
                 played = stats.playback.jitter.played,
                 recovered = stats.playback.jitter.recovered,

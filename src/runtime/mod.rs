@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub audio_in_clip: Option<&'static [u8]>,
     /// Simulator speaker WAV.
     pub audio_out: Option<PathBuf>,
+    /// Simulator echo path from speaker to microphone: a preset name or an impulse
+    /// response WAV (`--echo-path`).
+    pub echo_path: Option<String>,
     /// Audio driver instead of the board's (`--audio alsa` on the sim board uses the
     /// desktop's default ALSA device).
     pub audio: Option<crate::board::AudioDriver>,

@@ -34,6 +34,7 @@ pub(crate) fn sim_options(
         audio_in: None,
         audio_in_clip: None,
         audio_out: None,
+        echo_path: None,
         audio: None,
         reports: None,
     }

@@ -11,6 +11,7 @@
 
 pub mod chat;
 pub mod codec;
+pub mod echo;
 pub mod effort;
 pub mod flight_repeat;
 pub mod format;
@@ -21,6 +22,7 @@ pub mod silk;
 pub mod stamps;
 
 pub use codec::{VoiceDecoder, VoiceEncoder};
+pub use echo::{EchoStats, ProcessingSettings, VoiceProcessor};
 pub use format::{AudioFrame, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 pub use jitter::{JitterBuffer, JitterStats, Playout};
 pub use player::Player;

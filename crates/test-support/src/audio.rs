@@ -75,6 +75,22 @@ pub struct VoiceMatch {
     pub duration_ratio: f64,
 }
 
+/// Writes `wav` (a 48 kHz mono 16-bit WAV) backwards to `out`: a second voice for the
+/// other end of a call. Speech-like, and uncorrelated with the original: two ends saying
+/// the same clip at once look to an echo canceller like one end's echo, which it
+/// rightly removes.
+pub fn write_reversed(wav: &[u8], out: &Path) {
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("a WAV");
+    let spec = reader.spec();
+    let mut samples: Vec<i16> = reader.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    samples.reverse();
+    let mut w = hound::WavWriter::create(out, spec).expect("the reversed WAV");
+    for s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
 /// Aligns `received` with `source` and measures the match.
 pub fn compare(source: &[f64], received: &[f64]) -> VoiceMatch {
     let (lag, global) = align(source, received);

@@ -35,6 +35,8 @@ pub struct BoxOptions {
     pub log_filter: String,
     /// `--board`: a built-in name or a profile file (`sim` unless set).
     pub board: String,
+    /// `--echo-path`: the speaker comes back into the microphone (a preset or a WAV).
+    pub echo_path: Option<String>,
 }
 
 impl BoxOptions {
@@ -53,6 +55,7 @@ impl BoxOptions {
             wrapper: Vec::new(),
             log_filter: "intercom=info".into(),
             board: "sim".into(),
+            echo_path: None,
         }
     }
 }
@@ -106,6 +109,9 @@ impl SimBox {
         }
         if let Some(wav) = &options.audio_in {
             cmd.arg("--audio-in").arg(wav);
+        }
+        if let Some(echo) = &options.echo_path {
+            cmd.arg("--echo-path").arg(echo);
         }
         let mut child = cmd
             .env("INTERCOM_LOG", &options.log_filter)

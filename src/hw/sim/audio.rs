@@ -1,6 +1,7 @@
 //! Simulated audio: a WAV file played as the microphone, paced in real time, and a WAV
 //! file recording the speaker.
 
+use super::echo::SharedEchoPath;
 use crate::hw::{AudioFrame, AudioIn, AudioOut, FrameClock, HwError, FRAME_SAMPLES, SAMPLE_RATE};
 use std::fs::File;
 use std::io::BufWriter;
@@ -12,6 +13,8 @@ pub struct WavIn {
     pos: usize,
     /// Made at the first read: a clock needs the running runtime.
     clock: Option<FrameClock>,
+    /// The speaker's sound coming back, if the simulator has an echo path.
+    echo: Option<SharedEchoPath>,
 }
 
 impl WavIn {
@@ -21,6 +24,7 @@ impl WavIn {
             samples: Vec::new(),
             pos: 0,
             clock: None,
+            echo: None,
         }
     }
 
@@ -73,6 +77,7 @@ impl WavIn {
             samples,
             pos: 0,
             clock: None,
+            echo: None,
         })
     }
 
@@ -92,6 +97,12 @@ impl WavIn {
         frame
     }
 
+    /// Hears the speaker through `path` (the simulator's echo path).
+    pub fn with_echo(mut self, path: SharedEchoPath) -> WavIn {
+        self.echo = Some(path);
+        self
+    }
+
     /// Seconds of audio in the file.
     pub fn duration_secs(&self) -> f64 {
         self.samples.len() as f64 / f64::from(SAMPLE_RATE)
@@ -103,7 +114,13 @@ impl AudioIn for WavIn {
         // Frames leave on the box's 20 ms audio clock, as a sound card would deliver them;
         // after a pause (between calls) the clock carries on from now.
         self.clock.get_or_insert_with(FrameClock::new).tick().await;
-        Ok(self.take_frame())
+        let mut frame = self.take_frame();
+        if let Some(echo) = &self.echo {
+            echo.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add_echo(&mut frame);
+        }
+        Ok(frame)
     }
 }
 
@@ -111,6 +128,7 @@ impl AudioIn for WavIn {
 pub struct WavOut {
     writer: Option<hound::WavWriter<BufWriter<File>>>,
     frames: u64,
+    echo: Option<SharedEchoPath>,
 }
 
 impl WavOut {
@@ -119,6 +137,7 @@ impl WavOut {
         WavOut {
             writer: None,
             frames: 0,
+            echo: None,
         }
     }
 
@@ -138,7 +157,14 @@ impl WavOut {
         Ok(WavOut {
             writer: Some(writer),
             frames: 0,
+            echo: None,
         })
+    }
+
+    /// Plays into `path` too (the simulator's echo path).
+    pub fn with_echo(mut self, path: SharedEchoPath) -> WavOut {
+        self.echo = Some(path);
+        self
     }
 
     /// Frames written so far.
@@ -150,6 +176,9 @@ impl WavOut {
 impl AudioOut for WavOut {
     fn write_frame(&mut self, frame: &AudioFrame) -> Result<(), HwError> {
         self.frames += 1;
+        if let Some(echo) = &self.echo {
+            echo.lock().unwrap_or_else(|e| e.into_inner()).played(frame);
+        }
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
