@@ -81,10 +81,11 @@ pub struct Config {
     /// An HTTPS origin serving the web client (`web/`): the QR code becomes a link into
     /// it that a phone's camera opens; none: the `intercom:` form.
     pub web_client_url: Option<String>,
-    /// Cancel the speaker's echo in the microphone (on: the box is a speakerphone; off
-    /// only for a headset or a handset that cannot hear its own speaker).
+    /// Cancel the speaker's echo in the microphone (a speakerphone needs it; off by
+    /// default until its double talk is tuned, issue #24).
     pub echo_cancellation: bool,
-    /// Suppress steady background noise (a street, a fan) in the microphone.
+    /// Suppress steady background noise (a street, a fan) in the microphone (off by
+    /// default for now, as `echo_cancellation`).
     pub noise_suppression: bool,
 }
 
@@ -130,8 +131,8 @@ impl Default for Config {
             rendezvous_ca: None,
             turn_servers: Vec::new(),
             web_client_url: None,
-            echo_cancellation: true,
-            noise_suppression: true,
+            echo_cancellation: false,
+            noise_suppression: false,
         }
     }
 }

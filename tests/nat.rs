@@ -17,15 +17,13 @@ use intercom_test_support::{BoxOptions, SimBox};
 
 const T: Duration = Duration::from_secs(30);
 
-/// A box in `home`. Its echo canceller is off: these calls check the way across NATs,
-/// with both ends talking at once and no echo path, where AEC3 at its defaults ducks the
-/// near end (issue #24; `tests/echo.rs` and the echo benchmark measure the canceller).
+/// A box in `home`.
 fn options(name: &str, home: &Namespace, extra: &str) -> BoxOptions {
     let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), name);
     o.config = format!(
         "device_name = \"{name}\"\nlan_interfaces = [\"lan\"]\nroom_expiry_secs = 120\n\
          rendezvous_url = \"ws://{SERVER_IP}:4000/v1\"\n\
-         stun_servers = [\"stun:{SERVER_IP}:3478\"]\necho_cancellation = false\n{extra}"
+         stun_servers = [\"stun:{SERVER_IP}:3478\"]\n{extra}"
     );
     o.wrapper = home.wrapper();
     o

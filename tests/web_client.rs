@@ -121,13 +121,7 @@ fn serve(dir: PathBuf) -> u16 {
 /// The box, as `intercom run` with the speech clip as its microphone.
 fn start_box(dir: &Path) -> SimBox {
     let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "box");
-    // The capture path's processing is off: the page and the box talk at once with no
-    // echo path, where AEC3 at its defaults ducks the near end, and the waveform
-    // comparison wants the box's clip as it was (issue #24; tests/echo.rs measures the
-    // processing).
-    o.config = "device_name = \"Front door\"\ntcp_port = 7300\n\
-                echo_cancellation = false\nnoise_suppression = false\n"
-        .into();
+    o.config = "device_name = \"Front door\"\ntcp_port = 7300\n".into();
     o.audio_in = Some(root().join("assets/speech.wav"));
     o.record = true;
     SimBox::start(dir, o)
@@ -446,7 +440,6 @@ fn a_phone_behind_a_nat_opens_the_link_and_joins_through_the_rendezvous() {
     let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), "box");
     o.config = format!(
         "device_name = \"Front door\"\nlan_interfaces = [\"lan\"]\nroom_expiry_secs = 300\n\
-         echo_cancellation = false\nnoise_suppression = false\n\
          rendezvous_url = \"wss://{SERVER_IP}:{WSS_PORT}/v1\"\nrendezvous_ca = \"{}\"\n\
          stun_servers = [\"stun:{SERVER_IP}:3478\"]\n\
          web_client_url = \"https://{SERVER_IP}:{HTTPS_PORT}/\"\n",

@@ -52,7 +52,7 @@ fn looped(x: &[f64], n: usize) -> Vec<f64> {
 /// Runs the processor over `far` (the speaker) and `mic`; returns what it sent and the
 /// processing time.
 fn process(far: &[f64], mic: &[f64]) -> (Vec<f64>, std::time::Duration) {
-    let mut p = VoiceProcessor::new(ProcessingSettings::default());
+    let mut p = VoiceProcessor::new(ProcessingSettings::SPEAKERPHONE);
     let mut out = Vec::with_capacity(mic.len());
     let mut busy = std::time::Duration::ZERO;
     let to_i16 = |v: f64| v.round().clamp(-32768.0, 32767.0) as i16;

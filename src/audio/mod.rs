@@ -95,7 +95,7 @@ pub struct Devices<I, O> {
 }
 
 impl<I: AudioIn, O: AudioOut> Devices<I, O> {
-    /// The devices, idle, with echo cancellation and noise suppression on.
+    /// The devices, idle, with the default processing (see [`ProcessingSettings`]).
     pub fn new(mic: I, speaker: O) -> Devices<I, O> {
         Self::with_processing(mic, speaker, ProcessingSettings::default())
     }
