@@ -40,6 +40,19 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// True when the tools are here; otherwise says what is missing (a failure under CI).
+fn tools_present() -> bool {
+    let Some(missing) = missing_tools() else {
+        return true;
+    };
+    eprintln!("SKIPPED: {missing} not installed");
+    assert!(
+        std::env::var_os("INTERCOM_CI").is_none(),
+        "CI must run the web client test: {missing}"
+    );
+    false
+}
+
 fn missing_tools() -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let checks = [
@@ -259,12 +272,7 @@ fn read_wav(path: &Path) -> Vec<f64> {
 
 #[test]
 fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
-    if let Some(missing) = missing_tools() {
-        eprintln!("SKIPPED: {missing} not installed");
-        assert!(
-            std::env::var_os("INTERCOM_CI").is_none(),
-            "CI must run the web client test: {missing}"
-        );
+    if !tools_present() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -409,12 +417,7 @@ fn online_link(the_box: &SimBox, from: usize) -> String {
 
 #[test]
 fn a_phone_behind_a_nat_opens_the_link_and_joins_through_the_rendezvous() {
-    if let Some(missing) = missing_tools() {
-        eprintln!("SKIPPED: {missing} not installed");
-        assert!(
-            std::env::var_os("INTERCOM_CI").is_none(),
-            "CI must run the web client test: {missing}"
-        );
+    if !tools_present() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

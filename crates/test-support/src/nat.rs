@@ -365,26 +365,10 @@ impl NatBed {
     /// in the namespace: tcpdump cannot run here, as it insists on changing to its own
     /// user, which the test's user namespace does not have.
     pub fn capture(&self, port: u16, file: &std::path::Path) -> Option<Server> {
-        let child = self
-            .internet
-            .command("python3")
-            .args(["-c", RECORDER, &port.to_string()])
-            .arg(file)
-            .stdout(std::process::Stdio::piped())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("no python3: {e}");
-                return None;
-            }
-        };
+        let mut cmd = self.internet.command("python3");
+        cmd.args(["-c", RECORDER, &port.to_string()]).arg(file);
         // Recording once it says so.
-        let mut out = std::io::BufReader::new(child.stdout.take()?);
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut out, &mut line).ok()?;
-        assert_eq!(line.trim(), "recording", "the recorder did not start");
-        Some(Server { child })
+        Server::spawn_ready(cmd, "recording", "the recorder")
     }
 
     /// The mailbox server on the internet: `ws://203.0.113.10:4000/v1`.
@@ -427,9 +411,21 @@ impl Server {
 }
 
 impl Server {
-    /// A server process of the bed's, stopped when dropped.
-    pub(crate) fn new(child: std::process::Child) -> Server {
-        Server { child }
+    /// Starts `cmd` (a `python3` script) and waits for the first line it prints, which
+    /// must be `ready` (else a panic naming `what`); `None` without `python3`.
+    pub(crate) fn spawn_ready(mut cmd: Command, ready: &str, what: &str) -> Option<Server> {
+        let mut child = match cmd.stdout(std::process::Stdio::piped()).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("no python3: {e}");
+                return None;
+            }
+        };
+        let mut out = std::io::BufReader::new(child.stdout.take()?);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).ok()?;
+        assert_eq!(line.trim(), ready, "{what} did not start");
+        Some(Server { child })
     }
 }
 

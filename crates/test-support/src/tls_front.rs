@@ -4,7 +4,7 @@
 //! from a test CA made for the run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::nat::{NatBed, Server, SERVER_IP};
 
@@ -112,10 +112,8 @@ pub fn make_certificates(dir: &Path) -> Option<TlsFiles> {
 /// `/config.json`) and `wss://` on [`WSS_PORT`] to the mailbox server at
 /// `SERVER_IP:4000`, on the bed's internet. Stopped when dropped.
 pub fn start(bed: &NatBed, tls: &TlsFiles, web_root: &Path, config_json: &str) -> Option<Server> {
-    let child = bed
-        .internet
-        .command("python3")
-        .args(["-c", FRONT])
+    let mut cmd = bed.internet.command("python3");
+    cmd.args(["-c", FRONT])
         .arg(&tls.cert)
         .arg(&tls.key)
         .arg(web_root)
@@ -125,21 +123,8 @@ pub fn start(bed: &NatBed, tls: &TlsFiles, web_root: &Path, config_json: &str) -
             &HTTPS_PORT.to_string(),
             &WSS_PORT.to_string(),
             "4000",
-        ])
-        .stdout(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("no python3: {e}");
-            return None;
-        }
-    };
-    let mut out = std::io::BufReader::new(child.stdout.take()?);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).ok()?;
-    assert_eq!(line.trim(), "serving", "the TLS front did not start");
-    Some(Server::new(child))
+        ]);
+    Server::spawn_ready(cmd, "serving", "the TLS front")
 }
 
 /// The front itself (Python's asyncio and ssl): a static file host that answers GET and
