@@ -25,7 +25,7 @@ use intercom::hw::sim::{WavIn, WavOut};
 use intercom::hw::{Input, Key, KeyEvent};
 use intercom::pairing::{HostRoom, Invite, JoinError, Pin, RoomId};
 use intercom::runtime::{Report, RunOptions};
-use intercom::signaling::ble::{BleRoom, Bluetooth};
+use intercom::signaling::ble::{BleError, BleRoom, Bluetooth};
 use intercom::signaling::{
     join, spawn_host, GuestError, HostEvent, HostHandle, Inner, SessionEnd, SessionEvent,
 };
@@ -52,6 +52,10 @@ impl Drop for Bus {
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
+        }
+        // A failed run keeps its files (the box's last screen) to look at.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -246,19 +250,48 @@ async fn pairing_over_bluetooth_le() {
         "{err}"
     );
     bus.start();
-    a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(&bus).await;
-    a_wrong_pin_is_counted_like_over_tcp(&bus).await;
-    a_second_phone_cannot_break_a_pairing(&bus).await;
-    a_phone_calls_a_running_box_over_bluetooth(&bus).await;
+    // A stall is a failure that names its scenario, not a test that never ends.
+    within(
+        a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(&bus),
+        "smallest MTU",
+    )
+    .await;
+    within(a_wrong_pin_is_counted_like_over_tcp(&bus), "wrong PIN").await;
+    within(a_second_phone_cannot_break_a_pairing(&bus), "second phone").await;
+    within(
+        a_phone_calls_a_running_box_over_bluetooth(&bus),
+        "running box",
+    )
+    .await;
+}
+
+/// One step of a scenario, failing with its name if it takes over 20 s.
+async fn step<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(20), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no progress for 20 s"),
+    }
+}
+
+/// Runs one scenario, failing it if it has not ended within a minute.
+async fn within(scenario: impl std::future::Future<Output = ()>, name: &str) {
+    if tokio::time::timeout(Duration::from_secs(60), scenario)
+        .await
+        .is_err()
+    {
+        panic!("the {name} scenario stalled for a minute");
+    }
 }
 
 async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
     let bluez = FakeBluez::start(bus, 23);
-    let bt = Bluetooth::start().await.expect("bluer reaches the mock");
+    let mut bt = step("connecting", Bluetooth::start())
+        .await
+        .expect("bluer reaches the mock");
     assert_eq!(bt.address(), "DC:A6:32:0B:1E:7F");
     assert_eq!(bluez.wait_for("set")["set"]["Powered"], true);
 
-    let (id, mut host, ble_room) = open_room(&bt).await;
+    let (id, mut host, ble_room) = step("opening the room", open_room(&mut bt)).await;
 
     let app = bluez.wait_for("registered_app");
     assert_eq!(
@@ -297,28 +330,35 @@ async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
             ),
         }
     };
-    let mut guest_session = guest.await.unwrap().expect("the guest's handshake");
+    let mut guest_session = step("the guest's handshake", guest)
+        .await
+        .unwrap()
+        .expect("the guest's handshake");
     assert_eq!(ble_room.phones().await, 1);
 
-    guest_session
-        .send(Inner::Offer { sdp: sdp("offer") })
-        .await
-        .unwrap();
+    step(
+        "the offer out",
+        guest_session.send(Inner::Offer { sdp: sdp("offer") }),
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        host_session.recv().await,
+        step("the offer in", host_session.recv()).await,
         SessionEvent::Received(Inner::Offer { sdp: sdp("offer") })
     );
-    host_session
-        .send(Inner::Answer { sdp: sdp("answer") })
-        .await
-        .unwrap();
+    step(
+        "the answer out",
+        host_session.send(Inner::Answer { sdp: sdp("answer") }),
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        guest_session.recv().await,
+        step("the answer in", guest_session.recv()).await,
         SessionEvent::Received(Inner::Answer { sdp: sdp("answer") })
     );
-    guest_session.hang_up().await;
+    step("the bye out", guest_session.hang_up()).await;
     assert_eq!(
-        host_session.recv().await,
+        step("the bye in", host_session.recv()).await,
         SessionEvent::Ended(SessionEnd::Bye)
     );
     assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
@@ -332,8 +372,9 @@ async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
     bluez.wait_for("unregistered_advertisement");
 }
 
-/// A room with the test PIN, served over Bluetooth LE as "Front door".
-async fn open_room(bt: &Bluetooth) -> (RoomId, HostHandle, BleRoom) {
+/// A room with the test PIN, served over Bluetooth LE as "Front door". Like the box, it
+/// connects to bluetoothd afresh once if a registration goes unanswered.
+async fn open_room(bt: &mut Bluetooth) -> (RoomId, HostHandle, BleRoom) {
     let id = RoomId::random();
     let room = HostRoom::open(
         id,
@@ -342,19 +383,28 @@ async fn open_room(bt: &Bluetooth) -> (RoomId, HostHandle, BleRoom) {
         Duration::from_secs(300),
     );
     let host = spawn_host(room);
-    let ble_room = bt.serve_room(host.attacher(), "Front door").await.unwrap();
+    let ble_room = match bt.serve_room(host.attacher(), "Front door").await {
+        Err(BleError::NoAnswer) => {
+            *bt = Bluetooth::start().await.unwrap();
+            bt.serve_room(host.attacher(), "Front door").await.unwrap()
+        }
+        served => served.unwrap(),
+    };
     (id, host, ble_room)
 }
 
 async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
     let bluez = FakeBluez::start(bus, 185);
-    let bt = Bluetooth::start().await.unwrap();
-    let (id, mut host, _ble_room) = open_room(&bt).await;
+    let mut bt = step("connecting", Bluetooth::start()).await.unwrap();
+    let (id, mut host, _ble_room) = step("opening the room", open_room(&mut bt)).await;
     let phone = bluez.phone().await;
-    let err = join(Box::new(phone), id, &Pin::parse("1111").unwrap())
-        .await
-        .err()
-        .unwrap();
+    let err = step(
+        "the wrong guess",
+        join(Box::new(phone), id, &Pin::parse("1111").unwrap()),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(
         matches!(
             err,
@@ -377,8 +427,8 @@ async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
 /// and its notifications are sized to its own MTU, not the intruder's.
 async fn a_second_phone_cannot_break_a_pairing(bus: &Bus) {
     let bluez = FakeBluez::start_with(bus, 185, Some(23));
-    let bt = Bluetooth::start().await.unwrap();
-    let (id, mut host, ble_room) = open_room(&bt).await;
+    let mut bt = step("connecting", Bluetooth::start()).await.unwrap();
+    let (id, mut host, ble_room) = step("opening the room", open_room(&mut bt)).await;
     let mut intruder = bluez.phone_named("intruder").await;
     let phone = bluez.phone().await;
     let guest =
@@ -390,7 +440,10 @@ async fn a_second_phone_cannot_break_a_pairing(bus: &Bus) {
     let refused = bluez.wait_until(|v| v.get("write_failed").is_some());
     assert_eq!(refused["phone"], "intruder", "{refused}");
     assert_eq!(refused["write_failed"], "org.bluez.Error.NotPermitted");
-    let session = guest.await.unwrap().expect("the first phone still pairs");
+    let session = step("the first phone's handshake", guest)
+        .await
+        .unwrap()
+        .expect("the first phone still pairs");
     // Held: dropping the box's session would say bye and free the service.
     let _host_session = match tokio::time::timeout(Duration::from_secs(5), host.next_event()).await
     {
@@ -472,7 +525,7 @@ async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
     let pin = invite.pin.clone().expect("the QR code carries the PIN");
 
     let phone = bluez.phone().await;
-    let session = join(Box::new(phone), invite.room, &pin)
+    let session = step("pairing", join(Box::new(phone), invite.room, &pin))
         .await
         .expect("pairing over GATT");
     let net = NetworkSetup {
@@ -510,9 +563,9 @@ async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
         }
         assert!(t.elapsed() < Duration::from_secs(10));
     }
-    call.hang_up().await;
-    let _ = call.finish().await;
+    step("hanging up", call.hang_up()).await;
+    let _ = step("the call ending", call.finish()).await;
     assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
     let _ = stop.send(());
-    the_box.await.unwrap().unwrap();
+    step("the box stopping", the_box).await.unwrap().unwrap();
 }

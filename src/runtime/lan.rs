@@ -16,7 +16,7 @@ use crate::app::{Event, Fault, JoinFailure, OnlineCode, OpenRoom, RoomChoice, Un
 use crate::config::Config;
 use crate::pairing::Binding;
 use crate::pairing::{HostRoom, Invite, JoinError, Pin, RoomId, MAX_ATTEMPTS};
-use crate::signaling::ble::{BleRoom, Bluetooth};
+use crate::signaling::ble::{BleError, BleRoom, Bluetooth};
 use crate::signaling::discovery::{Advert, Discovery, FoundRoom};
 use crate::signaling::rendezvous::{self, MailboxHandle};
 use crate::signaling::websocket::serve_websocket;
@@ -292,43 +292,60 @@ impl Lan {
     }
 
     /// Offers the room to phones over Bluetooth LE, when the box has it.
+    ///
+    /// A registration that bluetoothd (or the D-Bus connection to it) does not answer
+    /// must not hold the room: the box connects afresh and tries once more, then opens
+    /// the room on the LAN only.
     async fn serve_over_bluetooth(&mut self, server: &HostHandle) -> Option<BleRoom> {
+        for attempt in 0..2 {
+            self.connect_bluetooth().await;
+            let BluetoothState::Ready(bt) = &self.bluetooth else {
+                return None;
+            };
+            match bt.serve_room(server.attacher(), &self.device_name).await {
+                Ok(room) => return Some(room),
+                Err(BleError::NoAnswer) if attempt == 0 => {
+                    tracing::warn!("bluetoothd did not answer the registration; reconnecting");
+                    self.bluetooth = BluetoothState::Untried;
+                }
+                Err(e) => {
+                    // bluetoothd may have restarted: connect afresh for a later room.
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        "this room is open on the LAN only"
+                    );
+                    self.bluetooth = BluetoothState::Unavailable(Instant::now());
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Connects to bluetoothd if it was never tried, or failed long enough ago.
+    async fn connect_bluetooth(&mut self) {
         let retry = match self.bluetooth {
             BluetoothState::Untried => true,
             BluetoothState::Unavailable(at) => at.elapsed() >= BLUETOOTH_RETRY,
             _ => false,
         };
-        if retry {
-            self.bluetooth = match tokio::time::timeout(BLUETOOTH_START, Bluetooth::start()).await {
-                Ok(Ok(bt)) => BluetoothState::Ready(bt),
-                Ok(Err(e)) => {
-                    tracing::warn!(
-                        error = &e as &dyn std::error::Error,
-                        "rooms are open on the LAN only"
-                    );
-                    BluetoothState::Unavailable(Instant::now())
-                }
-                Err(_) => {
-                    tracing::warn!("bluetoothd did not answer; rooms are open on the LAN only");
-                    BluetoothState::Unavailable(Instant::now())
-                }
-            };
+        if !retry {
+            return;
         }
-        let BluetoothState::Ready(bt) = &self.bluetooth else {
-            return None;
-        };
-        match bt.serve_room(server.attacher(), &self.device_name).await {
-            Ok(room) => Some(room),
-            Err(e) => {
-                // bluetoothd may have restarted: connect afresh for a later room.
+        self.bluetooth = match tokio::time::timeout(BLUETOOTH_START, Bluetooth::start()).await {
+            Ok(Ok(bt)) => BluetoothState::Ready(bt),
+            Ok(Err(e)) => {
                 tracing::warn!(
                     error = &e as &dyn std::error::Error,
-                    "this room is open on the LAN only"
+                    "rooms are open on the LAN only"
                 );
-                self.bluetooth = BluetoothState::Unavailable(Instant::now());
-                None
+                BluetoothState::Unavailable(Instant::now())
             }
-        }
+            Err(_) => {
+                tracing::warn!("bluetoothd did not answer; rooms are open on the LAN only");
+                BluetoothState::Unavailable(Instant::now())
+            }
+        };
     }
 
     /// Closes our room, if open.

@@ -40,6 +40,14 @@ pub const HOST_TO_GUEST_UUID: Uuid = Uuid::from_u128(0x6b1d0003_8e5c_4a6e_9a3e_2
 const PIPE_BYTES: usize = 80 * 1024;
 /// How long bytes for a phone wait for it to subscribe to notifications.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// How long each registration (the service, the advertisement) may take. Under load a
+/// registration was seen unanswered for good (about once in 300 test runs on a busy
+/// 2-core machine; where it is stuck, in the D-Bus stack or the BlueZ stand-in, is not
+/// known): a room must not wait on it.
+const SERVE_WAIT: Duration = Duration::from_secs(4);
+/// How long a notification that D-Bus queued but could not flush at once waits for the
+/// connection's IO task (see `Bridge::notify_on`).
+const SEND_BACKOFF: Duration = Duration::from_millis(2);
 
 /// Bluetooth could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +61,9 @@ pub enum BleError {
     /// BlueZ refused a request.
     #[error("Bluetooth")]
     Bluez(#[from] bluer::Error),
+    /// A registration got no answer in time; a fresh connection to bluetoothd may do.
+    #[error("Bluetooth: bluetoothd did not answer within {} s", SERVE_WAIT.as_secs())]
+    NoAnswer,
 }
 
 /// The box's Bluetooth adapter, reached through bluetoothd.
@@ -85,7 +96,8 @@ impl Bluetooth {
     }
 
     /// Advertises the service under `name` and serves the room through `attacher` until
-    /// the returned [`BleRoom`] is dropped.
+    /// the returned [`BleRoom`] is dropped. [`BleError::NoAnswer`] if bluetoothd does
+    /// not answer in time: connect afresh ([`Bluetooth::start`]) before trying again.
     pub async fn serve_room(&self, attacher: Attacher, name: &str) -> Result<BleRoom, BleError> {
         let bridge = Arc::new(Bridge {
             attacher,
@@ -138,7 +150,9 @@ impl Bluetooth {
             }],
             ..Default::default()
         };
-        let app = self.adapter.serve_gatt_application(app).await?;
+        let app = tokio::time::timeout(SERVE_WAIT, self.adapter.serve_gatt_application(app))
+            .await
+            .map_err(|_| BleError::NoAnswer)??;
         let advert = Advertisement {
             advertisement_type: bluer::adv::Type::Peripheral,
             service_uuids: [SERVICE_UUID].into_iter().collect(),
@@ -146,7 +160,9 @@ impl Bluetooth {
             discoverable: Some(true),
             ..Default::default()
         };
-        let advert = self.adapter.advertise(advert).await?;
+        let advert = tokio::time::timeout(SERVE_WAIT, self.adapter.advertise(advert))
+            .await
+            .map_err(|_| BleError::NoAnswer)??;
         tracing::info!("room advertised over Bluetooth LE");
         Ok(BleRoom {
             advert: Some(advert),
@@ -252,6 +268,23 @@ impl Bridge {
         tracing::debug!("a Bluetooth LE connection ended; the service is free again");
     }
 
+    /// One notification through a live subscription; false once it is gone.
+    ///
+    /// dbus-tokio reports a failed send when a second message is queued before its IO
+    /// task has run (dbus-rs#495), though libdbus has queued it and will send it: the
+    /// value is out, so such an error only means "let the IO task run". Giving up there
+    /// left the rest of a message unsent under load, and the phone waiting forever.
+    async fn notify_on(n: &mut CharacteristicNotifier, value: Vec<u8>) -> bool {
+        if n.notify(value).await.is_ok() {
+            return true;
+        }
+        if n.is_stopped() {
+            return false;
+        }
+        tokio::time::sleep(SEND_BACKOFF).await;
+        !n.is_stopped()
+    }
+
     /// Sends one notification, waiting for the phone to subscribe first if needed.
     async fn notify(&self, value: Vec<u8>) -> bool {
         let deadline = tokio::time::Instant::now() + SUBSCRIBE_WAIT;
@@ -260,7 +293,7 @@ impl Bridge {
             {
                 let mut notifier = self.notifier.lock().await;
                 if let Some(n) = notifier.as_mut().filter(|n| !n.is_stopped()) {
-                    return n.notify(value).await.is_ok();
+                    return Self::notify_on(n, value).await;
                 }
             }
             if tokio::time::timeout_at(deadline, waiting).await.is_err() {

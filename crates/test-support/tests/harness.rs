@@ -153,3 +153,19 @@ mod analysis_checks {
         assert!(median(&[]).is_nan());
     }
 }
+
+mod qr_reader {
+    use intercom_test_support::files::qr_in;
+    use std::path::Path;
+
+    /// A box screen whose code rqrr missed at one pixel per module (a test failed on it):
+    /// the reader still finds the invitation.
+    #[test]
+    fn a_screen_rqrr_misses_at_native_size_still_reads() {
+        let png =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qr-rqrr-misses-at-1x.png");
+        let text = qr_in(&png).expect("the QR code on this screen decodes");
+        assert!(text.starts_with("intercom:?"), "{text}");
+        assert!(text.ends_with("&bt=DC:A6:32:0B:1E:7F&pin=0391"), "{text}");
+    }
+}
