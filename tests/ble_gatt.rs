@@ -273,6 +273,19 @@ async fn step<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     }
 }
 
+impl FakeBluez {
+    /// [`step`], failing with what the stand-in saw (every write and notification).
+    async fn step<T>(&self, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+        match tokio::time::timeout(Duration::from_secs(20), fut).await {
+            Ok(v) => v,
+            Err(_) => panic!(
+                "{what}: no progress for 20 s; the BlueZ stand-in saw {:?}",
+                self.events.lock().unwrap()
+            ),
+        }
+    }
+}
+
 /// Runs one scenario, failing it if it has not ended within a minute.
 async fn within(scenario: impl std::future::Future<Output = ()>, name: &str) {
     if tokio::time::timeout(Duration::from_secs(60), scenario)
@@ -330,35 +343,38 @@ async fn a_phone_pairs_and_exchanges_sdp_at_the_smallest_mtu(bus: &Bus) {
             ),
         }
     };
-    let mut guest_session = step("the guest's handshake", guest)
+    let mut guest_session = bluez
+        .step("the guest's handshake", guest)
         .await
         .unwrap()
         .expect("the guest's handshake");
     assert_eq!(ble_room.phones().await, 1);
 
-    step(
-        "the offer out",
-        guest_session.send(Inner::Offer { sdp: sdp("offer") }),
-    )
-    .await
-    .unwrap();
+    bluez
+        .step(
+            "the offer out",
+            guest_session.send(Inner::Offer { sdp: sdp("offer") }),
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        step("the offer in", host_session.recv()).await,
+        bluez.step("the offer in", host_session.recv()).await,
         SessionEvent::Received(Inner::Offer { sdp: sdp("offer") })
     );
-    step(
-        "the answer out",
-        host_session.send(Inner::Answer { sdp: sdp("answer") }),
-    )
-    .await
-    .unwrap();
+    bluez
+        .step(
+            "the answer out",
+            host_session.send(Inner::Answer { sdp: sdp("answer") }),
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        step("the answer in", guest_session.recv()).await,
+        bluez.step("the answer in", guest_session.recv()).await,
         SessionEvent::Received(Inner::Answer { sdp: sdp("answer") })
     );
-    step("the bye out", guest_session.hang_up()).await;
+    bluez.step("the bye out", guest_session.hang_up()).await;
     assert_eq!(
-        step("the bye in", host_session.recv()).await,
+        bluez.step("the bye in", host_session.recv()).await,
         SessionEvent::Ended(SessionEnd::Bye)
     );
     assert!(bluez.errors().is_empty(), "{:?}", bluez.errors());
@@ -398,13 +414,14 @@ async fn a_wrong_pin_is_counted_like_over_tcp(bus: &Bus) {
     let mut bt = step("connecting", Bluetooth::start()).await.unwrap();
     let (id, mut host, _ble_room) = step("opening the room", open_room(&mut bt)).await;
     let phone = bluez.phone().await;
-    let err = step(
-        "the wrong guess",
-        join(Box::new(phone), id, &Pin::parse("1111").unwrap()),
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = bluez
+        .step(
+            "the wrong guess",
+            join(Box::new(phone), id, &Pin::parse("1111").unwrap()),
+        )
+        .await
+        .err()
+        .unwrap();
     assert!(
         matches!(
             err,
@@ -440,7 +457,8 @@ async fn a_second_phone_cannot_break_a_pairing(bus: &Bus) {
     let refused = bluez.wait_until(|v| v.get("write_failed").is_some());
     assert_eq!(refused["phone"], "intruder", "{refused}");
     assert_eq!(refused["write_failed"], "org.bluez.Error.NotPermitted");
-    let session = step("the first phone's handshake", guest)
+    let session = bluez
+        .step("the first phone's handshake", guest)
         .await
         .unwrap()
         .expect("the first phone still pairs");
@@ -525,7 +543,8 @@ async fn a_phone_calls_a_running_box_over_bluetooth(bus: &Bus) {
     let pin = invite.pin.clone().expect("the QR code carries the PIN");
 
     let phone = bluez.phone().await;
-    let session = step("pairing", join(Box::new(phone), invite.room, &pin))
+    let session = bluez
+        .step("pairing", join(Box::new(phone), invite.room, &pin))
         .await
         .expect("pairing over GATT");
     let net = NetworkSetup {

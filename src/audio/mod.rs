@@ -201,7 +201,11 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
                 self.speaker = Some(speaker);
             }
         }
-        if let Some(p) = self.processor.take() {
+        if let Some(p) = self
+            .processor
+            .take()
+            .filter(|_| self.settings.echo_cancellation)
+        {
             let s = p.lock().unwrap_or_else(|e| e.into_inner()).stats();
             tracing::info!(
                 erle_db = s.erle_db.map(|v| v as f32),

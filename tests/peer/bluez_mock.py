@@ -206,6 +206,8 @@ class Phone:
         self.largest_notification = max(self.largest_notification, len(value))
         if self.client:
             self.client.sendall(value)
+        # Each one, so that a test that stalls can tell how far the box's bytes came.
+        say(notified=len(value), phone=self.label)
 
     def from_client(self, fd, condition):
         data = self.client.recv(65536) if condition & GLib.IO_IN else b""

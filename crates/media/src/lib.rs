@@ -20,6 +20,7 @@ pub mod player;
 pub mod sender;
 pub mod silk;
 pub mod stamps;
+pub mod stretch;
 
 pub use codec::{VoiceDecoder, VoiceEncoder};
 pub use echo::{EchoStats, ProcessingSettings, VoiceProcessor};

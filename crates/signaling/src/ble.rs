@@ -40,11 +40,11 @@ pub const HOST_TO_GUEST_UUID: Uuid = Uuid::from_u128(0x6b1d0003_8e5c_4a6e_9a3e_2
 const PIPE_BYTES: usize = 80 * 1024;
 /// How long bytes for a phone wait for it to subscribe to notifications.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
-/// How long each registration (the service, the advertisement) may take. Under load a
-/// registration was seen unanswered for good (about once in 300 test runs on a busy
-/// 2-core machine; where it is stuck, in the D-Bus stack or the BlueZ stand-in, is not
-/// known): a room must not wait on it.
+/// How long each registration (the service, the advertisement) may take: a room must not
+/// wait on a bluetoothd that does not answer.
 const SERVE_WAIT: Duration = Duration::from_secs(4);
+/// How often a served room nudges its D-Bus connection (see `keep_flushing`).
+const KEEP_FLUSHING: Duration = Duration::from_millis(200);
 /// How long a notification that D-Bus queued but could not flush at once waits for the
 /// connection's IO task (see `Bridge::notify_on`).
 const SEND_BACKOFF: Duration = Duration::from_millis(2);
@@ -99,6 +99,8 @@ impl Bluetooth {
     /// the returned [`BleRoom`] is dropped. [`BleError::NoAnswer`] if bluetoothd does
     /// not answer in time: connect afresh ([`Bluetooth::start`]) before trying again.
     pub async fn serve_room(&self, attacher: Attacher, name: &str) -> Result<BleRoom, BleError> {
+        // From the first request on: registering sends a burst of its own.
+        let flusher = Flusher(tokio::spawn(keep_flushing(self.adapter.clone())));
         let bridge = Arc::new(Bridge {
             attacher,
             state: Mutex::new(BridgeState {
@@ -168,6 +170,7 @@ impl Bluetooth {
             advert: Some(advert),
             _app: app,
             bridge,
+            _flusher: flusher,
         })
     }
 }
@@ -177,6 +180,36 @@ pub struct BleRoom {
     advert: Option<AdvertisementHandle>,
     _app: ApplicationHandle,
     bridge: Arc<Bridge>,
+    _flusher: Flusher,
+}
+
+/// The task of [`keep_flushing`], ended when dropped.
+struct Flusher(tokio::task::JoinHandle<()>);
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps the D-Bus connection's outgoing queue moving while a room is served.
+///
+/// dbus-tokio (0.7) watches its socket for writability only if libdbus wanted to write
+/// when the connection was made, which it never does: when a write would block (the bus
+/// daemon slow to read, a burst of notifications), the rest of the queue waits for the
+/// next message in or out. After the last notification of a burst that can be never: the
+/// phone waits for the end of an answer that sits in the box, or bluetoothd for the
+/// reply that completes a registration (each seen about once in 300 test runs on a busy
+/// 2-core machine). Each request sent wakes the connection's IO task,
+/// which writes what the socket takes; a cheap one every [`KEEP_FLUSHING`] bounds the
+/// wait to that.
+async fn keep_flushing(adapter: Adapter) {
+    let mut tick = tokio::time::interval(KEEP_FLUSHING);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let _ = tokio::time::timeout(KEEP_FLUSHING, adapter.is_powered()).await;
+    }
 }
 
 impl BleRoom {
