@@ -2,7 +2,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub(crate) use intercom_test_support::audio;
-pub(crate) use intercom_test_support::files::{collect_lines, file_writes, qr_in};
+pub(crate) use intercom_test_support::files::{
+    collect_lines, file_writes, log_shows_number, qr_in,
+};
 pub(crate) use intercom_test_support::netns::in_private_network;
 
 /// A whole box running in this process (`runtime::run_with_input`): keys go in, reports

@@ -83,3 +83,19 @@ fn qr_of(img: &image::GrayImage) -> Option<String> {
         .iter()
         .find_map(|g| g.decode().ok().map(|(_, s)| s))
 }
+
+/// Whether `digits` (a PIN) stands as a number of its own anywhere in `log` after each
+/// line's timestamp: a PIN that leaked would (`pin=4821`, `"4821"`), while the digits of
+/// the timestamps and of longer numbers may hold any four digits by chance (a random
+/// PIN sat in `44.676131` once).
+pub fn log_shows_number(log: &str, digits: &str) -> bool {
+    log.lines()
+        .map(|line| match line.split_once(' ') {
+            Some((stamp, rest)) if stamp.starts_with(|c: char| c.is_ascii_digit()) => rest,
+            _ => line,
+        })
+        .any(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .any(|number| number == digits)
+        })
+}

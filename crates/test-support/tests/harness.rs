@@ -169,3 +169,20 @@ mod qr_reader {
         assert!(text.ends_with("&bt=DC:A6:32:0B:1E:7F&pin=0391"), "{text}");
     }
 }
+
+mod log_checks {
+    use intercom_test_support::files::log_shows_number;
+
+    #[test]
+    fn a_pin_is_found_as_a_number_but_not_inside_timestamps_or_longer_numbers() {
+        let log = "2026-12-02T18:17:44.676131Z  INFO intercom: call finished frames=16761\n";
+        assert!(!log_shows_number(log, "6761"));
+        assert!(!log_shows_number(log, "2026"));
+        assert!(log_shows_number(
+            "2026-12-02T18:17:44Z  INFO pin=6761\n",
+            "6761"
+        ));
+        assert!(log_shows_number("typed \"6761\" then #\n", "6761"));
+        assert!(log_shows_number("6761\n", "6761"));
+    }
+}
