@@ -200,9 +200,8 @@ impl Drop for Flusher {
 /// next message in or out. After the last notification of a burst that can be never: the
 /// phone waits for the end of an answer that sits in the box, or bluetoothd for the
 /// reply that completes a registration (each seen about once in 300 test runs on a busy
-/// 2-core machine). Each request sent wakes the connection's IO task,
-/// which writes what the socket takes; a cheap one every [`KEEP_FLUSHING`] bounds the
-/// wait to that.
+/// 2-core machine). Each request sent wakes the connection's IO task, which writes what
+/// the socket takes; a cheap one every [`KEEP_FLUSHING`] bounds the wait to that.
 async fn keep_flushing(adapter: Adapter) {
     let mut tick = tokio::time::interval(KEEP_FLUSHING);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -86,8 +86,8 @@ fn qr_of(img: &image::GrayImage) -> Option<String> {
 
 /// Whether `digits` (a PIN) stands as a number of its own anywhere in `log` after each
 /// line's timestamp: a PIN that leaked would (`pin=4821`, `"4821"`), while the digits of
-/// the timestamps and of longer numbers may hold any four digits by chance (a random
-/// PIN sat in `44.676131` once).
+/// the timestamps and of longer numbers hold any four digits by chance (a CI run once
+/// failed on a PIN found only inside them).
 pub fn log_shows_number(log: &str, digits: &str) -> bool {
     log.lines()
         .map(|line| match line.split_once(' ') {
