@@ -267,22 +267,28 @@ async fn pairing_over_bluetooth_le() {
 
 /// One step of a scenario, failing with its name if it takes over 20 s.
 async fn step<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    step_telling(what, fut, String::new).await
+}
+
+/// [`step`], adding `context()` to the failure.
+async fn step_telling<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+    context: impl FnOnce() -> String,
+) -> T {
     match tokio::time::timeout(Duration::from_secs(20), fut).await {
         Ok(v) => v,
-        Err(_) => panic!("{what}: no progress for 20 s"),
+        Err(_) => panic!("{what}: no progress for 20 s{}", context()),
     }
 }
 
 impl FakeBluez {
     /// [`step`], failing with what the stand-in saw (every write and notification).
     async fn step<T>(&self, what: &str, fut: impl std::future::Future<Output = T>) -> T {
-        match tokio::time::timeout(Duration::from_secs(20), fut).await {
-            Ok(v) => v,
-            Err(_) => panic!(
-                "{what}: no progress for 20 s; the BlueZ stand-in saw {:?}",
-                self.events.lock().unwrap()
-            ),
-        }
+        step_telling(what, fut, || {
+            format!("; the BlueZ stand-in saw {:?}", self.events.lock().unwrap())
+        })
+        .await
     }
 }
 
