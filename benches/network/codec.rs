@@ -3,7 +3,9 @@
 //! loss (FEC, then concealment), with the CPU time one 20 ms frame costs to encode (with
 //! and without FEC), to encode a frame of room noise once the encoder has eased off
 //! (`intercom::audio::effort`), and to decode. This is where the encoder's complexity is
-//! chosen: it is most of a call's CPU.
+//! chosen: it is most of a call's CPU. Then the decoder's concealment: classic PLC
+//! (complexity 0) against libopus's neural deep PLC (5), on a stream with FEC (a box's)
+//! and one without (a browser's), at 5 % and 15 % random loss.
 
 use std::path::Path;
 
@@ -96,10 +98,15 @@ fn encode_quiet(complexity: i32) -> f64 {
 /// Decodes `packets`, the ones marked in `lost` rebuilt from the next packet's FEC or
 /// concealed; returns the audio and the CPU µs per frame.
 fn decode(packets: &[Vec<u8>], lost: &[bool]) -> (Vec<f64>, f64) {
+    decode_at(packets, lost, intercom::audio::codec::DECODER_COMPLEXITY)
+}
+
+/// As [`decode`], with the decoder at `complexity`.
+fn decode_at(packets: &[Vec<u8>], lost: &[bool], complexity: i32) -> (Vec<f64>, f64) {
     let mut best = f64::MAX;
     let mut out = Vec::new();
     for _ in 0..PASSES {
-        let mut dec = VoiceDecoder::new().unwrap();
+        let mut dec = VoiceDecoder::with_complexity(complexity).unwrap();
         out.clear();
         let t0 = thread_cpu_secs();
         for (i, p) in packets.iter().enumerate() {
@@ -160,6 +167,76 @@ pub(crate) fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecR
             r
         })
         .collect()
+}
+
+/// One concealment setting on one stream, measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct PlcResult {
+    /// 0: classic PLC; 5: deep PLC.
+    pub decoder_complexity: i32,
+    /// The sender put FEC in its packets.
+    pub fec: bool,
+    pub loss: f64,
+    pub pesq: f64,
+    /// CPU µs to decode (or conceal) one 20 ms frame, lost ones included.
+    pub decode_us: f64,
+}
+
+/// Classic against deep PLC: the box's encoder (its complexity, with and without FEC)
+/// through 5 % and 15 % random loss, decoded at complexity 0 and 5.
+pub(crate) fn plc(clip: &Path, dir: &Path) -> Vec<PlcResult> {
+    let reference = read_wav(clip);
+    let pcm: Vec<i16> = reference.iter().map(|&s| s as i16).collect();
+    let frames = frames(&pcm);
+    let complexity = intercom::audio::codec::COMPLEXITY;
+    let (clean, _) = encode(&frames, complexity, 0.0, 1);
+    let (decoded, _) = decode_at(&clean, &vec![false; frames.len()], 0);
+    let (lag, _) = align(&reference, &decoded);
+    let mut results = Vec::new();
+    for loss in [0.05, 0.15] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(25);
+        let lost: Vec<bool> = (0..frames.len()).map(|_| rng.gen_bool(loss)).collect();
+        for fec in [true, false] {
+            let expected = if fec { loss as f32 } else { 0.0 };
+            let (packets, _) = encode(&frames, complexity, expected, 1);
+            for decoder_complexity in [0, 5] {
+                let (out, decode_us) = decode_at(&packets, &lost, decoder_complexity);
+                let deg = retime(&reference, &out, lag);
+                let r = PlcResult {
+                    decoder_complexity,
+                    fec,
+                    loss,
+                    pesq: pesq_wb(&reference, &deg, dir).unwrap_or_else(|e| panic!("{e}")),
+                    decode_us,
+                };
+                eprintln!("  {r:?}");
+                results.push(r);
+            }
+        }
+    }
+    results
+}
+
+/// The concealment comparison as a markdown table.
+pub(crate) fn plc_markdown(results: &[PlcResult]) -> String {
+    let mut s = String::from(
+        "| loss | sender FEC | PLC | PESQ-WB | decode µs/frame |\n|---|---|---|---|---|\n",
+    );
+    for r in results {
+        s.push_str(&format!(
+            "| {:.0} % | {} | {} | {:.2} | {:.0} |\n",
+            r.loss * 100.0,
+            if r.fec { "yes" } else { "no" },
+            if r.decoder_complexity >= 5 {
+                "deep"
+            } else {
+                "classic"
+            },
+            r.pesq,
+            r.decode_us
+        ));
+    }
+    s
 }
 
 /// The sweep as a markdown table.

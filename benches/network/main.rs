@@ -15,6 +15,7 @@
 mod codec;
 mod display;
 mod echo;
+mod foreign;
 mod nat;
 mod report;
 mod robustness;
@@ -38,6 +39,10 @@ struct Args {
     nat: bool,
     /// Complexities the codec sweep measures (all when empty).
     complexities: Vec<i32>,
+    /// Senders that are not a box, beside box B.
+    foreign: bool,
+    /// Another build of the box to measure as box A beside this one.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -52,6 +57,8 @@ fn parse_args() -> Result<Args, String> {
         echo: false,
         nat: false,
         complexities: Vec::new(),
+        foreign: false,
+        baseline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -80,6 +87,8 @@ fn parse_args() -> Result<Args, String> {
             "--display" => a.display = true,
             "--echo" => a.echo = true,
             "--nat" => a.nat = true,
+            "--foreign" => a.foreign = true,
+            "--baseline" => a.baseline = Some(PathBuf::from(value("--baseline")?)),
             "--complexity" => a.complexities.push(
                 value("--complexity")?
                     .parse()
@@ -134,8 +143,12 @@ fn main() -> ExitCode {
         let clip = work.path().join("b-mouth.wav");
         write_mouth_clip(&clip);
         let results = codec::sweep(&clip, work.path(), &args.complexities);
+        let plc = codec::plc(&clip, work.path());
         println!("\n{}", codec::markdown(&results));
-        let json = serde_json::to_string_pretty(&results).unwrap();
+        println!("\n{}", codec::plc_markdown(&plc));
+        let json =
+            serde_json::to_string_pretty(&serde_json::json!({"encoder": results, "plc": plc}))
+                .unwrap();
         std::fs::write(args.out.join("codec.json"), json).unwrap();
         println!("written to {}", args.out.join("codec.json").display());
         return ExitCode::SUCCESS;
@@ -154,6 +167,9 @@ fn main() -> ExitCode {
 
     if args.nat {
         return nat_scenarios(&args, &clip, work.path());
+    }
+    if args.foreign {
+        return foreign_senders(&args, &clip, work.path());
     }
     let mut results = Vec::new();
     let mut failed = Vec::new();
@@ -248,6 +264,66 @@ fn nat_scenarios(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -> 
     }
 }
 
+/// aiortc and box B calling box A through each scenario, with this build as box A and,
+/// with `--baseline`, that one too: table on stdout, runs in `foreign.json`.
+fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -> ExitCode {
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_intercom"));
+    let mut receivers = vec![("new", this)];
+    if let Some(baseline) = &args.baseline {
+        receivers.push(("baseline", baseline.clone()));
+    }
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    for scenario in scenarios::all() {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == scenario.name) {
+            continue;
+        }
+        for run in 1..=args.runs {
+            for (receiver, bin) in &receivers {
+                for sender in ["aiortc", "box"] {
+                    eprintln!(
+                        "{} run {run}/{}: {sender} → {receiver}",
+                        scenario.name, args.runs
+                    );
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if sender == "aiortc" {
+                            foreign::aiortc_call(&scenario, run, bin, clip, dir)
+                        } else {
+                            foreign::box_call(&scenario, run, bin, clip, dir, &args.out)
+                        }
+                    }));
+                    match r {
+                        Ok(mut r) => {
+                            r.receiver = receiver.to_string();
+                            eprintln!("  {r:?}");
+                            results.push(r);
+                        }
+                        Err(_) => {
+                            failed.push(format!("{} run {run} {sender}→{receiver}", scenario.name))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("\n{}", foreign::markdown(&results));
+    if !failed.is_empty() {
+        println!("calls that failed: {}", failed.join(", "));
+    }
+    let doc = serde_json::json!({"runs": results, "failed": failed});
+    std::fs::write(
+        args.out.join("foreign.json"),
+        serde_json::to_string_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+    println!("written to {}", args.out.join("foreign.json").display());
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// B's microphone: 3 s of silence (a jitter buffer settles there, not on speech), the
 /// speech, 1 s of silence.
 fn write_mouth_clip(path: &std::path::Path) {
@@ -299,7 +375,22 @@ fn check_tools() -> Result<(), String> {
 /// A box on `side` of the link, speaking `audio_in` (if any) and recording what it hears
 /// to `<side>-heard.wav` in `dir`.
 fn start_box(side: &Side, dir: &std::path::Path, audio_in: Option<&std::path::Path>) -> SimBox {
-    let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), side.name);
+    start_box_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_intercom")),
+        side,
+        dir,
+        audio_in,
+    )
+}
+
+/// As [`start_box`], running the build at `bin`.
+fn start_box_with(
+    bin: &std::path::Path,
+    side: &Side,
+    dir: &std::path::Path,
+    audio_in: Option<&std::path::Path>,
+) -> SimBox {
+    let mut o = BoxOptions::new(bin, side.name);
     o.config = format!(
         "device_name = \"bench-{}\"\nlan_interfaces = [\"{}\"]\nroom_expiry_secs = 120\n",
         side.name, side.iface

@@ -48,6 +48,16 @@ pub(crate) fn all() -> Vec<Scenario> {
         ),
         s("bursty10", Impairment::bursty(0.10, 3, 5), Some(3.6)),
         s(
+            "mobile",
+            Impairment {
+                delay_ms: 150.0,
+                jitter_ms: 20.0,
+                loss: 0.02,
+                ..Impairment::default()
+            },
+            None,
+        ),
+        s(
             "delay150",
             Impairment {
                 delay_ms: 150.0,
@@ -94,6 +104,10 @@ pub(crate) struct CallResult {
     pub fec_recovered: u64,
     pub concealed: u64,
     pub catch_up_drops: u64,
+    /// A's jitter buffer: ticks with nothing queued, packets played longer or shorter.
+    pub underruns: u64,
+    pub stretched: u64,
+    pub shortened: u64,
 }
 
 /// Texts B sends during each call.
@@ -113,16 +127,19 @@ pub(crate) fn measured_call(
     let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
     let a = crate::start_box(&link.a, dir, None);
     let b = crate::start_box(&link.b, dir, Some(clip));
-    let lan_pin = |a: &SimBox, b: &SimBox| {
-        a.keys("*");
-        a.wait_state("room open", 0, Duration::from_secs(20));
-        let pin = a.pin_on_screen();
-        type_pin(b, &pin);
-        let pin_at = now_ns();
-        b.keys("#");
-        pin_at
-    };
     measure(scenario.name, run, clip, dir, out, a, b, lan_pin)
+}
+
+/// A opens a room and B joins by its PIN, typed as a person does; returns when B's last
+/// key went in (CLOCK_MONOTONIC ns).
+pub(crate) fn lan_pin(a: &SimBox, b: &SimBox) -> u64 {
+    a.keys("*");
+    a.wait_state("room open", 0, Duration::from_secs(20));
+    let pin = a.pin_on_screen();
+    type_pin(b, &pin);
+    let pin_at = now_ns();
+    b.keys("#");
+    pin_at
 }
 
 /// Pairs box B (speaking `clip`) with box A by `pair` (which returns when B's last key
@@ -252,6 +269,9 @@ pub(crate) fn measure(
         fec_recovered: a_fin["recovered"].as_u64().unwrap_or(0),
         concealed: a_fin["concealed"].as_u64().unwrap_or(0),
         catch_up_drops: a_fin["dropped"].as_u64().unwrap_or(0),
+        underruns: a_fin["underruns"].as_u64().unwrap_or(0),
+        stretched: a_fin["stretched"].as_u64().unwrap_or(0),
+        shortened: a_fin["shortened"].as_u64().unwrap_or(0),
     }
 }
 

@@ -335,6 +335,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                 late = stats.playback.jitter.late,
                 dropped = stats.playback.jitter.dropped,
                 stretched = stats.playback.jitter.stretched,
+                shortened = stats.playback.jitter.shortened,
                 underruns = stats.playback.jitter.underruns,
                 target_ms = stats.playback.target_delay_ms,
                 unsettled = stats.playback.unsettled_ticks,

@@ -7,7 +7,7 @@
 
 use crate::effort::{energy, EncoderEffort};
 use crate::format::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
-use crate::silk::SilkEncoder;
+use crate::silk::{OpusDecoder, SilkEncoder};
 
 /// Largest Opus packet we produce or accept.
 pub const MAX_PACKET: usize = 1500;
@@ -140,17 +140,28 @@ pub fn voice_activity(packet: &[u8]) -> Option<bool> {
     (silk_only && one_frame).then_some(first & 0x80 != 0)
 }
 
+/// Decoder complexity: 5 turns on libopus's neural PLC (deep PLC) for lost frames.
+pub const DECODER_COMPLEXITY: i32 = 5;
+
 /// The receiving side: decodes any Opus stream (mono or stereo) to mono.
 pub struct VoiceDecoder {
-    dec: opus::Decoder,
+    dec: OpusDecoder,
     buf: Vec<i16>,
 }
 
 impl VoiceDecoder {
-    /// A decoder for 48 kHz mono output.
+    /// A decoder for 48 kHz mono output, concealing with deep PLC.
     pub fn new() -> Result<VoiceDecoder, CodecError> {
+        Self::with_complexity(DECODER_COMPLEXITY)
+    }
+
+    /// As [`VoiceDecoder::new`] at another complexity (0–10; below 5, classic PLC): the
+    /// codec benchmark compares them.
+    pub fn with_complexity(complexity: i32) -> Result<VoiceDecoder, CodecError> {
+        let mut dec = OpusDecoder::new(SAMPLE_RATE).map_err(err)?;
+        dec.set_complexity(complexity).map_err(err)?;
         Ok(VoiceDecoder {
-            dec: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(err)?,
+            dec,
             buf: vec![0; MAX_DECODED],
         })
     }

@@ -3,6 +3,10 @@
 //! does in its SILK mode, and what it sends is ordinary Opus that any decoder plays, but it
 //! skips the music/speech analysis the VoIP application runs on every frame at complexity 7
 //! and up, for a mode decision we never need: less CPU, the same scores.
+//!
+//! Also the decoder, which the `opus` crate offers without its complexity setting: at 5
+//! and up libopus 1.5+ conceals a lost frame with its neural PLC (deep PLC) when it was
+//! built with the DNN code (`opusic-sys`'s `dred` feature).
 
 use std::ffi::{c_int, CStr};
 use std::ptr::NonNull;
@@ -105,6 +109,78 @@ impl Drop for SilkEncoder {
     }
 }
 
+/// A mono Opus decoder (any Opus stream, mono or stereo, comes out mono).
+pub struct OpusDecoder {
+    state: NonNull<ffi::OpusDecoder>,
+}
+
+// SAFETY: as for the encoder: plain memory owned by this value alone.
+unsafe impl Send for OpusDecoder {}
+
+impl OpusDecoder {
+    /// A decoder to mono 16-bit PCM at `sample_rate` (8, 12, 16, 24 or 48 kHz).
+    pub fn new(sample_rate: u32) -> Result<OpusDecoder, OpusError> {
+        let mut error: c_int = 0;
+        let rate = i32::try_from(sample_rate).map_err(|_| OpusError("bad sample rate".into()))?;
+        // SAFETY: plain arguments and a valid out-pointer; the result is checked below.
+        let state = unsafe { ffi::opus_decoder_create(rate, 1, &mut error) };
+        check(error)?;
+        let state = NonNull::new(state).ok_or_else(|| OpusError("out of memory".into()))?;
+        Ok(OpusDecoder { state })
+    }
+
+    /// Complexity, 0–10: 5 and up turns on the neural PLC where libopus has it.
+    pub fn set_complexity(&mut self, complexity: i32) -> Result<(), OpusError> {
+        // SAFETY: OPUS_SET_COMPLEXITY takes exactly one opus_int32 argument.
+        check(unsafe {
+            ffi::opus_decoder_ctl(
+                self.state.as_ptr(),
+                ffi::OPUS_SET_COMPLEXITY_REQUEST,
+                complexity,
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Decodes `packet` into `out` (its length is the most samples wanted); with an empty
+    /// packet conceals `out.len()` samples; with `fec`, rebuilds the frame before `packet`
+    /// from its FEC copy. Returns the samples written.
+    pub fn decode(
+        &mut self,
+        packet: &[u8],
+        out: &mut [i16],
+        fec: bool,
+    ) -> Result<usize, OpusError> {
+        let len = i32::try_from(packet.len()).map_err(|_| OpusError("packet too long".into()))?;
+        let room = c_int::try_from(out.len()).unwrap_or(c_int::MAX);
+        let data = if packet.is_empty() {
+            std::ptr::null()
+        } else {
+            packet.as_ptr()
+        };
+        // SAFETY: `data` is null (concealment) or points at `len` bytes; `out` has `room`
+        // mono samples; libopus reads and writes within them only.
+        let n = check(unsafe {
+            ffi::opus_decode(
+                self.state.as_ptr(),
+                data,
+                len,
+                out.as_mut_ptr(),
+                room,
+                c_int::from(fec),
+            )
+        })?;
+        Ok(n as usize)
+    }
+}
+
+impl Drop for OpusDecoder {
+    fn drop(&mut self) {
+        // SAFETY: created by opus_decoder_create, destroyed once, here.
+        unsafe { ffi::opus_decoder_destroy(self.state.as_ptr()) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +194,8 @@ mod tests {
         // A frame of the wrong length is refused, not read past.
         let mut out = [0u8; 100];
         assert!(enc.encode(&[0i16; 100], &mut out).is_err());
+        let mut dec = OpusDecoder::new(48_000).unwrap();
+        assert!(dec.set_complexity(11).is_err());
+        assert!(dec.decode(&[0xff; 3], &mut [0i16; 960], false).is_err());
     }
 }

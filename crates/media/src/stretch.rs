@@ -6,8 +6,8 @@
 //! Both work on the samples about to play, right after those already played: they find a
 //! pitch period `P` there and cross-fade two neighbouring periods over `P` samples, so
 //! the waveform stays continuous at both seams and the pitch is unchanged; only the
-//! length moves, by exactly `P`. Not yet used by the player: wired into the jitter
-//! buffer it lowered box-to-box PESQ-WB under 5 % loss + jitter (issue #25's note).
+//! length moves, by exactly `P`. The player ([`crate::player`]) uses them when the
+//! jitter buffer asks for a longer or shorter packet.
 
 /// Shortest pitch period searched: 2.5 ms (400 Hz).
 pub const MIN_PERIOD: usize = 120;

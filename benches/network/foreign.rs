@@ -1,0 +1,174 @@
+//! Senders that are not a box (issue #25): aiortc, a third-party WebRTC stack that sends
+//! Opus as browsers do (no FEC, no packet copies), calls box A through the scenario's
+//! impairment, beside box B calling box A, in one run. With `--baseline BIN` each call is
+//! made once more with that build as box A, so a change to the receiver is compared side
+//! by side on the same link seeds.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use intercom_test_support::audio::{align, pesq_wb, read_wav, retime};
+use intercom_test_support::netns::Link;
+
+use crate::scenarios::{lan_pin, Scenario};
+
+const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/aiortc_guest.py");
+
+/// One call's voice at box A.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ForeignResult {
+    pub scenario: String,
+    pub run: u32,
+    /// `aiortc` or `box`.
+    pub sender: String,
+    /// `new` (this build) or `baseline`.
+    pub receiver: String,
+    pub pesq_wb: f64,
+    /// A's jitter buffer for the call.
+    pub concealed: u64,
+    pub underruns: u64,
+    pub stretched: u64,
+    pub shortened: u64,
+    pub dropped: u64,
+    pub cpu_pct_a: f64,
+}
+
+/// aiortc in namespace B calls box A (`bin`) through `scenario`, speaking `clip`.
+pub(crate) fn aiortc_call(
+    scenario: &Scenario,
+    run: u32,
+    bin: &Path,
+    clip: &Path,
+    dir: &Path,
+) -> ForeignResult {
+    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
+    let a = crate::start_box_with(bin, &link.a, dir, None);
+    a.keys("*");
+    a.wait_state("room open", 0, Duration::from_secs(20));
+    let invite = a.invite();
+    let addr = invite
+        .tcp
+        .iter()
+        .find(|x| x.ip().to_string() == link.a.ip)
+        .expect("the invitation names box A's address on the link");
+    let secs = read_wav(clip).len() as f64 / 48_000.0 + 1.5;
+    let recorded = dir.join("aiortc-heard.wav");
+    let wrapper = link.b.wrapper();
+    let cpu0 = a.cpu_secs();
+    let started = std::time::Instant::now();
+    let out = Command::new(&wrapper[0])
+        .args(&wrapper[1..])
+        .arg("python3")
+        .arg(PEER)
+        .arg(addr.to_string())
+        .arg(invite.room.to_hex())
+        .arg(
+            invite
+                .pin
+                .as_ref()
+                .expect("the QR code holds the PIN")
+                .as_str(),
+        )
+        .arg(clip)
+        .arg(&recorded)
+        .arg(format!("{secs:.1}"))
+        .output()
+        .expect("python3 runs the aiortc peer");
+    assert!(
+        out.status.success(),
+        "aiortc peer failed: {}\nbox log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log()
+    );
+    let fin = a
+        .wait_event("call_finished", 0, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("call did not end:\n{}", a.log()));
+    let cpu_pct_a = 100.0 * (a.cpu_secs() - cpu0) / started.elapsed().as_secs_f64();
+    let heard_path = a.heard().to_path_buf();
+    a.stop();
+    let source = read_wav(clip);
+    let heard = read_wav(&heard_path);
+    let (lag, _) = align(&source, &heard);
+    let pesq =
+        pesq_wb(&source, &retime(&source, &heard, lag), dir).unwrap_or_else(|e| panic!("{e}"));
+    let n = |k: &str| fin[k].as_u64().unwrap_or(0);
+    ForeignResult {
+        scenario: scenario.name.to_string(),
+        run,
+        sender: "aiortc".into(),
+        receiver: String::new(),
+        pesq_wb: pesq,
+        concealed: n("concealed"),
+        underruns: n("underruns"),
+        stretched: n("stretched"),
+        shortened: n("shortened"),
+        dropped: n("dropped"),
+        cpu_pct_a,
+    }
+}
+
+/// Box B (this build) calls box A (`bin`) through `scenario`, as the main benchmark does.
+pub(crate) fn box_call(
+    scenario: &Scenario,
+    run: u32,
+    bin: &Path,
+    clip: &Path,
+    dir: &Path,
+    out: &Path,
+) -> ForeignResult {
+    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
+    let a = crate::start_box_with(bin, &link.a, dir, None);
+    let b = crate::start_box(&link.b, dir, Some(clip));
+    let r = crate::scenarios::measure(scenario.name, run, clip, dir, out, a, b, lan_pin);
+    ForeignResult {
+        scenario: r.scenario,
+        run,
+        sender: "box".into(),
+        receiver: String::new(),
+        pesq_wb: r.pesq_wb,
+        concealed: r.concealed,
+        underruns: r.underruns,
+        stretched: r.stretched,
+        shortened: r.shortened,
+        dropped: r.catch_up_drops,
+        cpu_pct_a: r.cpu_pct_a,
+    }
+}
+
+/// The medians by scenario, sender and receiver, as a markdown table.
+pub(crate) fn markdown(results: &[ForeignResult]) -> String {
+    let mut keys: Vec<(String, String, String)> = results
+        .iter()
+        .map(|r| (r.scenario.clone(), r.sender.clone(), r.receiver.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut s = String::from(
+        "| scenario | sender | box A | runs | PESQ-WB (median) | all runs | concealed | stretched | shortened | dropped |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (scenario, sender, receiver) in keys {
+        let rs: Vec<&ForeignResult> = results
+            .iter()
+            .filter(|r| r.scenario == scenario && r.sender == sender && r.receiver == receiver)
+            .collect();
+        let mut pesq: Vec<f64> = rs.iter().map(|r| r.pesq_wb).collect();
+        pesq.sort_by(f64::total_cmp);
+        let all: Vec<String> = rs.iter().map(|r| format!("{:.2}", r.pesq_wb)).collect();
+        let sum = |f: fn(&ForeignResult) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
+        s += &format!(
+            "| {scenario} | {sender} | {receiver} | {} | {:.2} | {} | {} | {} | {} | {} |\n",
+            rs.len(),
+            intercom_test_support::audio::median(&pesq),
+            all.join(" "),
+            sum(|r| r.concealed),
+            sum(|r| r.stretched),
+            sum(|r| r.shortened),
+            sum(|r| r.dropped),
+        );
+    }
+    s
+}
