@@ -1,21 +1,25 @@
-//! Senders that are not a box (issue #25): aiortc, a third-party WebRTC stack that sends
-//! Opus as browsers do (no FEC, no packet copies), calls box A through the scenario's
-//! impairment, beside box B calling box A, in one run. With `--baseline BIN` each call is
+//! Senders that are not a box (issue #25): the web client in headless Chromium (as a
+//! phone's browser), and aiortc, a third-party WebRTC stack that sends Opus with no FEC
+//! and no packet copies, call box A through the scenario's impairment, beside box B
+//! calling box A, in one run. With `--baseline BIN` each call is
 //! made once more with that build as box A, so a change to the receiver is compared side
 //! by side on the same link seeds.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use intercom_test_support::audio::{align, pesq_wb, read_wav, retime};
 use intercom_test_support::netns::Link;
+use intercom_test_support::SimBox;
 
 use crate::scenarios::{lan_pin, Scenario};
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/aiortc_guest.py");
+const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+const DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web/test/drive.mjs");
 
 /// One call's voice at box A.
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +91,99 @@ pub(crate) fn aiortc_call(
         .wait_event("call_finished", 0, Duration::from_secs(20))
         .unwrap_or_else(|| panic!("call did not end:\n{}", a.log()));
     let cpu_pct_a = 100.0 * (a.cpu_secs() - cpu0) / started.elapsed().as_secs_f64();
+    finish(scenario, run, "aiortc", a, &fin, clip, dir, cpu_pct_a)
+}
+
+/// The web client in headless Chromium (namespace B, the page served on its localhost)
+/// calls box A (`bin`) through `scenario`: its fake microphone reads `clip` (then
+/// silence), through the browser's own voice processing, as a phone's would.
+pub(crate) fn chromium_call(
+    scenario: &Scenario,
+    run: u32,
+    bin: &Path,
+    clip: &Path,
+    dir: &Path,
+) -> ForeignResult {
+    use std::io::{BufRead, Write};
+    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
+    // Chromium loops its fake microphone: the clip, then silence longer than the call.
+    let mic = dir.join("chromium-mic.wav");
+    let mut padded = read_wav(clip);
+    padded.resize(padded.len() + 60 * 48_000, 0.0);
+    write_wav(&mic, &padded);
+    let port = (8600 + run).to_string();
+    let mut http = link
+        .b
+        .command("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port,
+            "--directory",
+            WEB,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 serves the web client");
+    let a = crate::start_box_with(bin, &link.a, dir, None);
+    a.keys("*");
+    a.wait_state("room open", 0, Duration::from_secs(20));
+    let uri = intercom_test_support::files::qr_in(a.png()).expect("the QR code on A's screen");
+    let mut page = link
+        .b
+        .command("node")
+        .arg(DRIVER)
+        .arg("bench")
+        .arg(format!("http://127.0.0.1:{port}/#{uri}"))
+        .arg(&mic)
+        .arg(dir)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs the page driver");
+    let mut stdin = page.stdin.take().unwrap();
+    let mut lines = std::io::BufReader::new(page.stdout.take().unwrap()).lines();
+    let mut said = |what: &str| loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(what) => return line,
+            Some(Ok(line)) if line.contains("\"error\"") => panic!("page: {line}\n{}", a.log()),
+            Some(_) => {}
+            None => panic!("the page driver ended before {what}:\n{}", a.log()),
+        }
+    };
+    said("in_call");
+    let cpu0 = a.cpu_secs();
+    let started = std::time::Instant::now();
+    let secs = read_wav(clip).len() as f64 / 48_000.0 + 1.5;
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    writeln!(stdin, "hang-up").unwrap();
+    said("hung_up");
+    let _ = page.wait();
+    let _ = http.kill();
+    let _ = http.wait();
+    let fin = a
+        .wait_event("call_finished", 0, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("call did not end:\n{}", a.log()));
+    let cpu_pct_a = 100.0 * (a.cpu_secs() - cpu0) / started.elapsed().as_secs_f64();
+    finish(scenario, run, "chromium", a, &fin, clip, dir, cpu_pct_a)
+}
+
+/// Stops A and scores what it heard against `clip`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    scenario: &Scenario,
+    run: u32,
+    sender: &str,
+    a: SimBox,
+    fin: &serde_json::Value,
+    clip: &Path,
+    dir: &Path,
+    cpu_pct_a: f64,
+) -> ForeignResult {
     let heard_path = a.heard().to_path_buf();
     a.stop();
     let source = read_wav(clip);
@@ -98,7 +195,7 @@ pub(crate) fn aiortc_call(
     ForeignResult {
         scenario: scenario.name.to_string(),
         run,
-        sender: "aiortc".into(),
+        sender: sender.into(),
         receiver: String::new(),
         pesq_wb: pesq,
         concealed: n("concealed"),
@@ -108,6 +205,21 @@ pub(crate) fn aiortc_call(
         dropped: n("dropped"),
         cpu_pct_a,
     }
+}
+
+/// Writes 48 kHz mono 16-bit samples to `path`.
+fn write_wav(path: &Path, samples: &[f64]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s.clamp(-32768.0, 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
 }
 
 /// Box B (this build) calls box A (`bin`) through `scenario`, as the main benchmark does.

@@ -264,7 +264,7 @@ fn nat_scenarios(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -> 
     }
 }
 
-/// aiortc and box B calling box A through each scenario, with this build as box A and,
+/// Chromium, aiortc and box B calling box A through each scenario, with this build as box A and,
 /// with `--baseline`, that one too: table on stdout, runs in `foreign.json`.
 fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -> ExitCode {
     let this = PathBuf::from(env!("CARGO_BIN_EXE_intercom"));
@@ -280,18 +280,17 @@ fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -
         }
         for run in 1..=args.runs {
             for (receiver, bin) in &receivers {
-                for sender in ["aiortc", "box"] {
+                for sender in ["chromium", "aiortc", "box"] {
                     eprintln!(
                         "{} run {run}/{}: {sender} → {receiver}",
                         scenario.name, args.runs
                     );
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        if sender == "aiortc" {
-                            foreign::aiortc_call(&scenario, run, bin, clip, dir)
-                        } else {
-                            foreign::box_call(&scenario, run, bin, clip, dir, &args.out)
-                        }
-                    }));
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sender {
+                            "chromium" => foreign::chromium_call(&scenario, run, bin, clip, dir),
+                            "aiortc" => foreign::aiortc_call(&scenario, run, bin, clip, dir),
+                            _ => foreign::box_call(&scenario, run, bin, clip, dir, &args.out),
+                        }));
                     match r {
                         Ok(mut r) => {
                             r.receiver = receiver.to_string();

@@ -5,7 +5,9 @@
 // usage: node drive.mjs call PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
 //        node drive.mjs lock PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
 //        node drive.mjs online PAGE_URL SPEECH_WAV OUT_DIR WRONG_PIN
-// (online: a wrong PIN, then the test sends "goto URL" with the box's fresh link.)
+//        node drive.mjs bench PAGE_URL SPEECH_WAV OUT_DIR -
+// (online: a wrong PIN, then the test sends "goto URL" with the box's fresh link.
+//  bench: the network benchmark's caller: joins, speaks, hangs up on "hang-up".)
 
 import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
@@ -132,6 +134,13 @@ try {
     await page.waitForFunction(() => window.intercom && window.intercom.ready, null, { timeout: 10000 });
     say({ offline_reload: await page.textContent('#status') });
     await page.context().setOffline(false);
+  } else if (mode === 'bench') {
+    await page.click('#connect-ws');
+    await page.waitForFunction(() => window.intercom.phase === 'in-call', null, { timeout: 30000 });
+    say({ in_call: true });
+    await waitCommand('hang-up', 120000);
+    await page.click('#hang-up');
+    say({ hung_up: await page.textContent('#status') });
   } else if (mode === 'online') {
     const r = await tryPin(wrongPin);
     say({ wrong_pin: 1, tries: r.tries, via: await page.evaluate(() => window.intercom.via) });
