@@ -128,6 +128,17 @@ pub(crate) fn chromium_call(
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 serves the web client");
+    // The page must not load before the server listens.
+    let up = link
+        .b
+        .command("timeout")
+        .args(["10", "bash", "-c"])
+        .arg(format!(
+            "until (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done"
+        ))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(up, "the web client's HTTP server did not start");
     let a = crate::start_box_with(bin, &link.a, dir, None);
     a.keys("*");
     a.wait_state("room open", 0, Duration::from_secs(20));

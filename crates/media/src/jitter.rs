@@ -24,8 +24,8 @@
 //!   Only when the sound refuses a seam again and again while far behind does a
 //!   concealed tick grow it.
 //! - When the queue's lowest level over a second is above the target, quiet frames
-//!   (small packets) are dropped to catch up and speech is played a pitch period
-//!   shorter ([`Playout::Shorten`]), every tick when far behind.
+//!   (small packets) are dropped to catch up; speech is played a pitch period shorter
+//!   ([`Playout::Shorten`]) only when far behind.
 //! - A lengthening grows the delay by a pitch period, but packets are still taken at
 //!   every tick until the player holds a whole frame more: the buffer goes on
 //!   lengthening (2–8 times for one frame) until its queue shows the frame.
@@ -64,7 +64,7 @@ const SHORT_PATIENCE: Duration = Duration::from_secs(2);
 const LOSS_MEMORY: Duration = Duration::from_secs(10);
 /// The period over which the lowest queue level is taken for catching up.
 const FLOOR_PERIOD: Duration = Duration::from_secs(1);
-/// Surplus frames at which speech is shortened every tick, not every [`CATCH_UP_EVERY`].
+/// Surplus frames at which speech is shortened too, not only quiet frames dropped.
 const URGENT_SURPLUS: usize = 4;
 /// Refused seams in a row, while far behind, after which a concealed tick grows the delay.
 const MAX_REFUSALS: u32 = 3;
@@ -321,7 +321,6 @@ impl JitterBuffer {
             }
             Tsm::Shorten => {
                 self.stats.shortened -= 1;
-                self.surplus += 1;
                 self.last_drop = None;
             }
         }
@@ -668,17 +667,16 @@ impl JitterBuffer {
             self.queue_floor = None;
             self.floor_since = Some(now);
         }
-        let due = self.surplus >= URGENT_SURPLUS
-            || self
-                .last_drop
-                .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY);
+        let due = self
+            .last_drop
+            .is_none_or(|t| now.saturating_duration_since(t) >= CATCH_UP_EVERY);
         if self.surplus == 0 || !due || !self.packets.contains_key(&next) {
             return None;
         }
-        self.surplus -= 1;
-        self.last_drop = Some(now);
         if self.is_quiet(next) {
             // A quiet frame is not missed.
+            self.surplus -= 1;
+            self.last_drop = Some(now);
             self.packets.remove(&next);
             self.next = Some(next + 1);
             self.queue_floor = self.queue_floor.map(|f| f.saturating_sub(1));
@@ -686,7 +684,13 @@ impl JitterBuffer {
             tracing::trace!(slot = next, target = self.target_frames(), "catch-up drop");
             return None;
         }
-        // Speech plays a pitch period shorter.
+        if self.surplus < URGENT_SURPLUS {
+            // Speech waits for a pause: PESQ (and an ear) notices each shortened period.
+            return None;
+        }
+        // Far behind: speech plays a pitch period shorter, every 200 ms until the next
+        // second's lowest level says how much is left (a period is less than a frame).
+        self.last_drop = Some(now);
         self.scale(next, Tsm::Shorten)
     }
 }

@@ -231,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fast_sender_is_caught_up_by_shortening_speech() {
+    fn a_fast_sender_is_caught_up_without_concealment() {
         // The sender's 20 ms are our 19.6 ms (2 % drift): 20 s bring 400 ms too many.
         let frames = voice(1000);
         let mut enc = VoiceEncoder::new(0.0).unwrap();
@@ -252,12 +252,9 @@ mod tests {
         let st = jb.stats();
         assert!(jb.queued() <= jb.target_frames() + 3, "{}", jb.queued());
         assert_eq!(st.concealed, 0, "{st:?}");
-        // 400 ms at 3.3–10 ms a shortening; frames SILK marks as no voice (a steady
-        // tone partly is) go whole.
-        assert!(
-            st.shortened >= 3 && st.shortened + st.dropped >= 15,
-            "{st:?}"
-        );
+        // Frames SILK marks as no voice (a steady tone partly is) go whole; speech is
+        // shortened only when the buffer is far behind.
+        assert!(st.shortened + st.dropped >= 15, "{st:?}");
     }
 
     #[test]
