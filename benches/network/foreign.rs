@@ -40,6 +40,15 @@ pub(crate) struct ForeignResult {
     pub cpu_pct_a: f64,
 }
 
+/// The link for `scenario`, and box A (`bin`) on it with a room open.
+fn room_on_a(scenario: &Scenario, run: u32, bin: &Path, dir: &Path) -> (Link, SimBox) {
+    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
+    let a = crate::start_box_with(bin, &link.a, dir, None);
+    a.keys("*");
+    a.wait_state("room open", 0, Duration::from_secs(20));
+    (link, a)
+}
+
 /// aiortc in namespace B calls box A (`bin`) through `scenario`, speaking `clip`.
 pub(crate) fn aiortc_call(
     scenario: &Scenario,
@@ -48,10 +57,7 @@ pub(crate) fn aiortc_call(
     clip: &Path,
     dir: &Path,
 ) -> ForeignResult {
-    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
-    let a = crate::start_box_with(bin, &link.a, dir, None);
-    a.keys("*");
-    a.wait_state("room open", 0, Duration::from_secs(20));
+    let (link, a) = room_on_a(scenario, run, bin, dir);
     let invite = a.invite();
     let addr = invite
         .tcp
@@ -105,12 +111,15 @@ pub(crate) fn chromium_call(
     dir: &Path,
 ) -> ForeignResult {
     use std::io::{BufRead, Write};
-    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
+    let (link, a) = room_on_a(scenario, run, bin, dir);
     // Chromium loops its fake microphone: the clip, then silence longer than the call.
     let mic = dir.join("chromium-mic.wav");
     let mut padded = read_wav(clip);
     padded.resize(padded.len() + 60 * 48_000, 0.0);
-    write_wav(&mic, &padded);
+    crate::write_wav(
+        &mic,
+        padded.iter().map(|&v| v.clamp(-32768.0, 32767.0) as i16),
+    );
     let port = (8600 + run).to_string();
     let mut http = link
         .b
@@ -139,9 +148,6 @@ pub(crate) fn chromium_call(
         .status()
         .is_ok_and(|s| s.success());
     assert!(up, "the web client's HTTP server did not start");
-    let a = crate::start_box_with(bin, &link.a, dir, None);
-    a.keys("*");
-    a.wait_state("room open", 0, Duration::from_secs(20));
     let uri = intercom_test_support::files::qr_in(a.png()).expect("the QR code on A's screen");
     let mut page = link
         .b
@@ -216,21 +222,6 @@ fn finish(
         dropped: n("dropped"),
         cpu_pct_a,
     }
-}
-
-/// Writes 48 kHz mono 16-bit samples to `path`.
-fn write_wav(path: &Path, samples: &[f64]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in samples {
-        w.write_sample(s.clamp(-32768.0, 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
 }
 
 /// Box B (this build) calls box A (`bin`) through `scenario`, as the main benchmark does.

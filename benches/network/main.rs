@@ -45,6 +45,13 @@ struct Args {
     baseline: Option<PathBuf>,
 }
 
+impl Args {
+    /// Whether `--only` (if given) names `scenario`.
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == scenario)
+    }
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         runs: 3,
@@ -174,7 +181,7 @@ fn main() -> ExitCode {
     let mut results = Vec::new();
     let mut failed = Vec::new();
     for scenario in scenarios::all() {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == scenario.name) {
+        if !args.wants(scenario.name) {
             continue;
         }
         for run in 1..=args.runs {
@@ -229,7 +236,7 @@ fn nat_scenarios(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -> 
     let mut results = Vec::new();
     let mut failed = Vec::new();
     for scenario in nat::all() {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == scenario.name) {
+        if !args.wants(scenario.name) {
             continue;
         }
         for run in 1..=args.runs {
@@ -246,17 +253,31 @@ fn nat_scenarios(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -> 
             }
         }
     }
-    println!("\n{}", nat::markdown(&results));
+    report_runs(
+        &args.out,
+        "nat.json",
+        &nat::markdown(&results),
+        &results,
+        &failed,
+    )
+}
+
+/// Prints `table` and the failed runs, writes every run and the failures to `file` in
+/// `out`; fails when a run did.
+fn report_runs(
+    out: &std::path::Path,
+    file: &str,
+    table: &str,
+    results: &impl serde::Serialize,
+    failed: &[String],
+) -> ExitCode {
+    println!("\n{table}");
     if !failed.is_empty() {
         println!("runs that failed: {}", failed.join(", "));
     }
     let doc = serde_json::json!({"runs": results, "failed": failed});
-    std::fs::write(
-        args.out.join("nat.json"),
-        serde_json::to_string_pretty(&doc).unwrap(),
-    )
-    .unwrap();
-    println!("written to {}", args.out.join("nat.json").display());
+    std::fs::write(out.join(file), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    println!("written to {}", out.join(file).display());
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -275,7 +296,7 @@ fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -
     let mut results = Vec::new();
     let mut failed = Vec::new();
     for scenario in scenarios::all() {
-        if !args.only.is_empty() && !args.only.iter().any(|o| o == scenario.name) {
+        if !args.wants(scenario.name) {
             continue;
         }
         for run in 1..=args.runs {
@@ -305,22 +326,13 @@ fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -
             }
         }
     }
-    println!("\n{}", foreign::markdown(&results));
-    if !failed.is_empty() {
-        println!("calls that failed: {}", failed.join(", "));
-    }
-    let doc = serde_json::json!({"runs": results, "failed": failed});
-    std::fs::write(
-        args.out.join("foreign.json"),
-        serde_json::to_string_pretty(&doc).unwrap(),
+    report_runs(
+        &args.out,
+        "foreign.json",
+        &foreign::markdown(&results),
+        &results,
+        &failed,
     )
-    .unwrap();
-    println!("written to {}", args.out.join("foreign.json").display());
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }
 
 /// B's microphone: 3 s of silence (a jitter buffer settles there, not on speech), the
@@ -329,8 +341,13 @@ fn write_mouth_clip(path: &std::path::Path) {
     let speech = hound::WavReader::new(std::io::Cursor::new(include_bytes!("speech.wav")))
         .unwrap()
         .into_samples::<i16>()
-        .map(Result::unwrap)
-        .collect::<Vec<_>>();
+        .map(Result::unwrap);
+    let silence = |secs: usize| std::iter::repeat_n(0i16, secs * 48_000);
+    write_wav(path, silence(3).chain(speech).chain(silence(1)));
+}
+
+/// Writes 48 kHz mono 16-bit `samples` to `path`.
+fn write_wav(path: &std::path::Path, samples: impl IntoIterator<Item = i16>) {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 48_000,
@@ -338,16 +355,9 @@ fn write_mouth_clip(path: &std::path::Path) {
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
-    let silence = |w: &mut hound::WavWriter<_>, secs: usize| {
-        for _ in 0..secs * 48_000 {
-            w.write_sample(0i16).unwrap();
-        }
-    };
-    silence(&mut w, 3);
-    for s in speech {
+    for s in samples {
         w.write_sample(s).unwrap();
     }
-    silence(&mut w, 1);
     w.finalize().unwrap();
 }
 
