@@ -79,6 +79,9 @@ impl Player {
                 }
                 Err(e) => {
                     tracing::debug!("undecodable packet: {e}");
+                    if matches!(playout, Playout::Lengthen(_) | Playout::Shorten(_)) {
+                        buffer.refused();
+                    }
                     if let Ok(s) = self.decoder.conceal(self.last_len) {
                         self.pcm.extend(s.iter().copied());
                     }
