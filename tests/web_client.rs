@@ -392,8 +392,8 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     eprintln!("page -> box: {m:?}");
     // The browser's voice processing (echo cancellation, noise suppression) reshapes the
     // waveform: about 0.76 here (0.97 with it off), where a wrong or missing clip scores
-    // under 0.1. (The
-    // duration ratio says nothing here: the looped clip has pauses the cut does not.)
+    // under 0.1. (The duration ratio says nothing here: the looped clip has pauses the
+    // cut does not.)
     assert!(m.windowed > 0.55, "the box did not hear the page: {m:?}");
 }
 
