@@ -48,7 +48,19 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
 page.on('console', (m) => { if (m.type() === 'error') say({ console: m.text() }); });
 page.on('pageerror', (e) => say({ pageerror: String(e) }));
-await page.goto(url);
+/** Opens `to`, again if the network changed under the navigation (a namespace's IPv6
+ * address settling after the test bed came up), as a person would tap reload. */
+const open = async (to) => {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(to);
+    } catch (e) {
+      if (attempt >= 3 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+};
+await open(url);
 await page.waitForFunction(() => window.intercom && window.intercom.ready);
 const pin = await page.inputValue('#pin');
 // The page's Content-Security-Policy is in force: an inline script is refused (the
@@ -145,7 +157,7 @@ try {
     const r = await tryPin(wrongPin);
     say({ wrong_pin: 1, tries: r.tries, via: await page.evaluate(() => window.intercom.via) });
     // The box offers the room at a fresh code: the phone scans its QR code again.
-    await page.goto(await waitCommand('goto'));
+    await open(await waitCommand('goto'));
     await page.waitForFunction(() => window.intercom && window.intercom.ready);
     say({ reloaded: true, prefilled_pin: (await page.inputValue('#pin')).length === 4 });
     await page.click('#connect-ws');
