@@ -606,9 +606,9 @@ impl JitterBuffer {
     /// Whether to lengthen the packet due now, and if so whether the buffer is far
     /// behind: it has waited less than the target asks (counted in time, so a lost
     /// newest packet does not look like a short buffer, and in frames queued, so one
-    /// slow packet does not either). One frame short lengthens every [`CATCH_UP_EVERY`];
-    /// further behind, without room for the FEC frame, or missing packets again and
-    /// again, every tick.
+    /// slow packet does not either). One frame short lengthens a quiet frame, or after
+    /// [`SHORT_PATIENCE`] speech, at most every [`LENGTHEN_EVERY`]; further behind,
+    /// without room for the FEC frame, or missing packets again and again, every tick.
     fn should_stretch(&mut self, next: u64, now: Instant) -> Option<bool> {
         let q = self.packets.get(&next)?;
         let target = self.target_frames();

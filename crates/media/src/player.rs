@@ -45,6 +45,7 @@ impl Player {
         let mut received = false;
         while self.pcm.len() < FRAME_SAMPLES {
             let playout = buffer.pop(now);
+            let scaling = matches!(playout, Playout::Lengthen(_) | Playout::Shorten(_));
             let decoded = match &playout {
                 Playout::Idle => break,
                 Playout::Packet(p) | Playout::Lengthen(p) | Playout::Shorten(p) => {
@@ -70,7 +71,7 @@ impl Player {
                     match scaled {
                         Some(scaled) => self.pcm.extend(scaled),
                         None => {
-                            if matches!(playout, Playout::Lengthen(_) | Playout::Shorten(_)) {
+                            if scaling {
                                 buffer.refused();
                             }
                             self.pcm.extend(samples.iter().copied());
@@ -79,7 +80,7 @@ impl Player {
                 }
                 Err(e) => {
                     tracing::debug!("undecodable packet: {e}");
-                    if matches!(playout, Playout::Lengthen(_) | Playout::Shorten(_)) {
+                    if scaling {
                         buffer.refused();
                     }
                     if let Ok(s) = self.decoder.conceal(self.last_len) {
