@@ -215,6 +215,16 @@ pub struct AudioProfile {
     pub capture: Option<String>,
     /// ALSA playback device.
     pub playback: Option<String>,
+    /// Whether the microphone hears the speaker (one enclosure, as a door box): then the
+    /// capture path cancels echo and suppresses noise unless the config says otherwise.
+    /// Default true; the simulator's is false (its speaker reaches its microphone only
+    /// through `--echo-path`, which turns them on).
+    #[serde(default = "yes")]
+    pub speakerphone: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Board {

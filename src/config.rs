@@ -81,12 +81,12 @@ pub struct Config {
     /// An HTTPS origin serving the web client (`web/`): the QR code becomes a link into
     /// it that a phone's camera opens; none: the `intercom:` form.
     pub web_client_url: Option<String>,
-    /// Cancel the speaker's echo in the microphone (a speakerphone needs it; off by
-    /// default until its double talk is tuned, issue #24).
-    pub echo_cancellation: bool,
-    /// Suppress steady background noise (a street, a fan) in the microphone (off by
-    /// default for now, as `echo_cancellation`).
-    pub noise_suppression: bool,
+    /// Cancel the speaker's echo in the microphone. Unset: the board's profile decides
+    /// (on where the microphone hears the speaker, see `[audio] speakerphone`).
+    pub echo_cancellation: Option<bool>,
+    /// Suppress steady background noise (a street, a fan) in the microphone. Unset: as
+    /// `echo_cancellation`.
+    pub noise_suppression: Option<bool>,
 }
 
 /// One TURN server: `[[turn_servers]]` with `urls` and either a long-term `username` +
@@ -131,8 +131,8 @@ impl Default for Config {
             rendezvous_ca: None,
             turn_servers: Vec::new(),
             web_client_url: None,
-            echo_cancellation: false,
-            noise_suppression: false,
+            echo_cancellation: None,
+            noise_suppression: None,
         }
     }
 }

@@ -4,17 +4,21 @@
 //! demo's; the echo is the far end through the path (loudspeaker clipping included).
 //!
 //! Per path: far-end single talk (ERLE and total echo loss from 2 s on, time until the
-//! echo stays 20 dB down), double talk (the near end's level kept and its PESQ-WB
-//! against the same speech without echo), near-end single talk (PESQ-WB), and a path
-//! that changes mid-call (how long until the echo is 20 dB down again). CPU: processing
-//! time per 20 ms frame. AECMOS is not scored yet (see docs/benchmarks.md).
+//! echo stays 20 dB down), double talk (the near end's level kept; PESQ cannot judge
+//! double talk, the unprocessed mix scores as the processed one), near-end single talk
+//! (PESQ-WB against the clip), and a path
+//! that changes mid-call (how long until the echo is 20 dB down again), each scored also
+//! by AECMOS (echo and degradation, the `speechmos` package's 48 kHz model). CPU:
+//! processing time per 20 ms frame. Each path runs with the box's AEC3 tuning and with
+//! AEC3's stock configuration, side by side.
 
 use std::path::Path;
 use std::time::Instant;
 
+use intercom::audio::echo::Tuning;
 use intercom::audio::{ProcessingSettings, VoiceProcessor};
 use intercom::hw::sim::{EchoResponse, ECHO_PRESETS};
-use intercom_test_support::audio::pesq_wb;
+use intercom_test_support::audio::{aecmos, pesq_wb, Talk};
 
 const RATE: usize = 48_000;
 const FRAME: usize = 960;
@@ -23,18 +27,25 @@ const FRAME: usize = 960;
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct EchoResult {
     pub path: String,
+    pub tuning: String,
     pub erl_db: f64,
     pub erle_db: f64,
     pub total_loss_db: f64,
     pub converge_ms: Option<f64>,
     pub double_talk_kept_db: f64,
-    pub double_talk_pesq: f64,
-    /// The same with no processing at all (the echo left in): what the canceller is
-    /// measured against.
-    pub double_talk_pesq_raw: f64,
     pub near_only_pesq: f64,
     pub reconverge_ms: Option<f64>,
     pub cpu_pct: f64,
+    /// AECMOS echo score in far-end single talk (the whole 12 s, convergence included).
+    pub mos_far_echo: f64,
+    /// AECMOS echo and degradation scores while both talk.
+    pub mos_double_echo: f64,
+    pub mos_double_deg: f64,
+    /// The same for a perfect canceller (the near end alone sent): the model's ceiling
+    /// on this speech.
+    pub mos_double_deg_ideal: f64,
+    /// AECMOS degradation score with the near end alone.
+    pub mos_near_deg: f64,
 }
 
 fn energy(x: &[f64]) -> f64 {
@@ -51,8 +62,8 @@ fn looped(x: &[f64], n: usize) -> Vec<f64> {
 
 /// Runs the processor over `far` (the speaker) and `mic`; returns what it sent and the
 /// processing time.
-fn process(far: &[f64], mic: &[f64]) -> (Vec<f64>, std::time::Duration) {
-    let mut p = VoiceProcessor::new(ProcessingSettings::SPEAKERPHONE);
+fn process(tuning: Tuning, far: &[f64], mic: &[f64]) -> (Vec<f64>, std::time::Duration) {
+    let mut p = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let mut out = Vec::with_capacity(mic.len());
     let mut busy = std::time::Duration::ZERO;
     let to_i16 = |v: f64| v.round().clamp(-32768.0, 32767.0) as i16;
@@ -97,7 +108,16 @@ fn settled_after(echo: &[f64], out: &[f64], from: usize) -> Option<f64> {
 }
 
 /// One path, all four situations.
-fn measure(name: &str, far_clip: &[f64], near_clip: &[f64], dir: &Path) -> EchoResult {
+fn measure(
+    name: &str,
+    tuning: Tuning,
+    far_clip: &[f64],
+    near_clip: &[f64],
+    dir: &Path,
+) -> EchoResult {
+    let mos = |far: &[f64], mic: &[f64], out: &[f64], talk| {
+        aecmos(far, mic, out, talk, dir).unwrap_or_else(|e| panic!("{e}"))
+    };
     let path = EchoResponse::preset(name).expect("a preset");
     let n = 12 * RATE;
     // The far end as loud as the near end; the path decides how loud its echo is.
@@ -106,7 +126,8 @@ fn measure(name: &str, far_clip: &[f64], near_clip: &[f64], dir: &Path) -> EchoR
     let echo = echo_of(&path, &far);
 
     // Far-end single talk.
-    let (out, busy) = process(&far, &echo);
+    let (out, busy) = process(tuning, &far, &echo);
+    let (mos_far_echo, _) = mos(&far, &echo, &out, Talk::FarEnd);
     let from = 2 * RATE;
     let erl_db = db(energy(&far[from..]) / energy(&echo[from..]));
     let erle_db = db(energy(&echo[from..]) / energy(&out[from..]));
@@ -123,18 +144,32 @@ fn measure(name: &str, far_clip: &[f64], near_clip: &[f64], dir: &Path) -> EchoR
         }
     }
     let mic: Vec<f64> = echo.iter().zip(&near).map(|(e, s)| e + s).collect();
-    let (out, _) = process(&far, &mic);
+    let (out, _) = process(tuning, &far, &mic);
     let span = start..(start + near_clip.len()).min(n);
+    let (mos_double_echo, mos_double_deg) = mos(
+        &far[span.clone()],
+        &mic[span.clone()],
+        &out[span.clone()],
+        Talk::Double,
+    );
+    let (_, mos_double_deg_ideal) = mos(
+        &far[span.clone()],
+        &mic[span.clone()],
+        &near[span.clone()],
+        Talk::Double,
+    );
     let double_talk_kept_db = db(energy(&out[span.clone()]) / energy(&near[span.clone()]));
-    let double_talk_pesq =
-        pesq_wb(&near[span.clone()], &out[span.clone()], dir).unwrap_or(f64::NAN);
-    let double_talk_pesq_raw =
-        pesq_wb(&near[span.clone()], &mic[span.clone()], dir).unwrap_or(f64::NAN);
 
     // Near-end single talk: no far end at all.
     let silent = vec![0.0; n];
-    let (out, _) = process(&silent, &near);
-    let near_only_pesq = pesq_wb(&near[span.clone()], &out[span], dir).unwrap_or(f64::NAN);
+    let (out, _) = process(tuning, &silent, &near);
+    let near_only_pesq = pesq_wb(&near[span.clone()], &out[span.clone()], dir).unwrap_or(f64::NAN);
+    let (_, mos_near_deg) = mos(
+        &silent[span.clone()],
+        &near[span.clone()],
+        &out[span],
+        Talk::NearEnd,
+    );
 
     // The path changes at 6 s (to the hall, or from it to the room).
     let other = EchoResponse::preset(if name == "hall" { "room" } else { "hall" }).unwrap();
@@ -143,57 +178,68 @@ fn measure(name: &str, far_clip: &[f64], near_clip: &[f64], dir: &Path) -> EchoR
     let mic: Vec<f64> = (0..n)
         .map(|i| if i < change { echo[i] } else { echo2[i] })
         .collect();
-    let (out, _) = process(&far, &mic);
+    let (out, _) = process(tuning, &far, &mic);
     let reconverge_ms = settled_after(&mic, &out, change);
 
     EchoResult {
         path: name.to_string(),
+        tuning: format!("{tuning:?}").to_lowercase(),
         erl_db,
         erle_db,
         total_loss_db,
         converge_ms,
         double_talk_kept_db,
-        double_talk_pesq,
-        double_talk_pesq_raw,
         near_only_pesq,
         reconverge_ms,
         cpu_pct,
+        mos_far_echo,
+        mos_double_echo,
+        mos_double_deg,
+        mos_double_deg_ideal,
+        mos_near_deg,
     }
 }
 
-/// All presets; the table on stdout.
+/// All presets, each with both tunings; the table on stdout.
 pub(crate) fn run(far_clip: &[f64], near_clip: &[f64], dir: &Path) -> Vec<EchoResult> {
-    ECHO_PRESETS
-        .iter()
-        .map(|name| {
-            let r = measure(name, far_clip, near_clip, dir);
+    let mut results = Vec::new();
+    for name in ECHO_PRESETS {
+        for tuning in [Tuning::Stock, Tuning::Speakerphone] {
+            let r = measure(name, tuning, far_clip, near_clip, dir);
             eprintln!("{r:?}");
-            r
-        })
-        .collect()
+            results.push(r);
+        }
+    }
+    results
 }
 
 /// The results as Markdown, with the issue's targets.
 pub(crate) fn markdown(results: &[EchoResult]) -> String {
     let ms = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.0}"));
     let mut s = String::from(
-        "| echo path | ERL dB | ERLE dB | total echo loss dB (≥ 46) | echo 20 dB down after ms \
-         | double talk: near end kept dB | double talk PESQ-WB (unprocessed) | near end alone PESQ-WB (≥ 4.4) \
+        "| echo path | AEC3 | ERL dB | ERLE dB | total echo loss dB (≥ 46) | echo 20 dB down after ms \
+         | AECMOS echo, far end alone (≥ 4.5) | double talk: near end kept dB \
+         | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5; a perfect canceller's) \
+         | near end alone PESQ-WB (≥ 4.4) / AECMOS degradation \
          | path change: 20 dB down again after ms (≤ 1000) | CPU % of a core (≤ 1.5) |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.2} ({:.2}) | {:.2} | {} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2}) | {:.2} / {:.2} | {} | {:.2} |\n",
             r.path,
+            r.tuning,
             r.erl_db,
             r.erle_db,
             r.total_loss_db,
             ms(r.converge_ms),
+            r.mos_far_echo,
             r.double_talk_kept_db,
-            r.double_talk_pesq,
-            r.double_talk_pesq_raw,
+            r.mos_double_echo,
+            r.mos_double_deg,
+            r.mos_double_deg_ideal,
             r.near_only_pesq,
+            r.mos_near_deg,
             ms(r.reconverge_ms),
             r.cpu_pct,
         ));

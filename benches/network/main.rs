@@ -400,9 +400,12 @@ fn start_box_with(
     audio_in: Option<&std::path::Path>,
 ) -> SimBox {
     let mut o = BoxOptions::new(bin, side.name);
+    // NETBENCH_CONFIG: more config lines for every box (e.g. to compare a setting).
     o.config = format!(
-        "device_name = \"bench-{}\"\nlan_interfaces = [\"{}\"]\nroom_expiry_secs = 120\n",
-        side.name, side.iface
+        "device_name = \"bench-{}\"\nlan_interfaces = [\"{}\"]\nroom_expiry_secs = 120\n{}\n",
+        side.name,
+        side.iface,
+        std::env::var("NETBENCH_CONFIG").unwrap_or_default()
     );
     o.audio_in = audio_in.map(Into::into);
     o.record = true;

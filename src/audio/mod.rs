@@ -102,6 +102,11 @@ impl<I: AudioIn, O: AudioOut> Devices<I, O> {
 
     /// The devices, idle, with the capture path's processing as `settings` say.
     pub fn with_processing(mic: I, speaker: O, settings: ProcessingSettings) -> Devices<I, O> {
+        tracing::info!(
+            echo_cancellation = settings.echo_cancellation,
+            noise_suppression = settings.noise_suppression,
+            "capture path"
+        );
         Devices {
             mic: Some(mic),
             speaker: Some(speaker),

@@ -63,6 +63,19 @@ pub fn audio_driver(options: &RunOptions) -> AudioDriver {
     options.audio.unwrap_or(options.board.audio.driver)
 }
 
+/// What the capture path does: the config's choice, else on wherever the microphone can
+/// hear the speaker (a board profile's `speakerphone`, real ALSA devices, or the
+/// simulator given an echo path).
+pub fn processing(options: &RunOptions) -> crate::audio::ProcessingSettings {
+    let coupled = options.board.audio.speakerphone
+        || options.echo_path.is_some()
+        || audio_driver(options) == AudioDriver::Alsa;
+    crate::audio::ProcessingSettings {
+        echo_cancellation: options.config.echo_cancellation.unwrap_or(coupled),
+        noise_suppression: options.config.noise_suppression.unwrap_or(coupled),
+    }
+}
+
 /// The ALSA capture and playback devices and their latency: the board's sound card, or
 /// the desktop's default device through its sound server.
 pub fn alsa_devices(board: &Board) -> (String, String, Latency) {
@@ -232,5 +245,40 @@ mod tests {
         assert_eq!(l, Latency::CARD);
         let (c, _, l) = alsa_devices(&Board::load("sim").unwrap());
         assert_eq!((c.as_str(), l), ("default", Latency::SOUND_SERVER));
+    }
+
+    #[test]
+    fn the_capture_path_is_processed_where_the_microphone_hears_the_speaker() {
+        let options = |board: &str, echo_path: Option<&str>, config: &str| RunOptions {
+            config: toml::from_str(config).unwrap(),
+            board: Board::load(board).unwrap(),
+            keys: crate::hw::sim::SimKeypadOptions::default(),
+            display_png: None,
+            terminal: false,
+            audio_in: None,
+            audio_in_clip: None,
+            audio_out: None,
+            echo_path: echo_path.map(Into::into),
+            audio: None,
+            reports: None,
+        };
+        let on = |o: &RunOptions| {
+            let p = processing(o);
+            (p.echo_cancellation, p.noise_suppression)
+        };
+        // A door box: speaker and microphone in one enclosure.
+        assert_eq!(on(&options("rpi4-ssd1306", None, "")), (true, true));
+        // The simulator is a headset until it is given an echo path.
+        assert_eq!(on(&options("sim", None, "")), (false, false));
+        assert_eq!(on(&options("sim", Some("room"), "")), (true, true));
+        // The desktop's sound card hears its speakers.
+        let mut desk = options("sim", None, "");
+        desk.audio = Some(AudioDriver::Alsa);
+        assert_eq!(on(&desk), (true, true));
+        // The config wins either way.
+        let cfg = "echo_cancellation = false";
+        assert_eq!(on(&options("rpi4-ssd1306", None, cfg)), (false, true));
+        let cfg = "echo_cancellation = true\nnoise_suppression = false";
+        assert_eq!(on(&options("sim", None, cfg)), (true, false));
     }
 }

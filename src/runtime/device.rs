@@ -61,10 +61,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             audio: Some(Devices::with_processing(
                 mic,
                 speaker,
-                crate::audio::ProcessingSettings {
-                    echo_cancellation: options.config.echo_cancellation,
-                    noise_suppression: options.config.noise_suppression,
-                },
+                super::backends::processing(options),
             )),
             call: None,
             net: NetworkSetup {

@@ -1,24 +1,38 @@
 //! The capture path's voice processing: high-pass, acoustic echo cancellation (AEC3:
 //! linear adaptive filter, residual echo suppressor, automatic delay estimation) and
-//! noise suppression, by `sonora`, a pure-Rust port of the WebRTC audio processing
+//! noise suppression, from `sonora`, a pure-Rust port of the WebRTC audio processing
 //! module (the same AEC3 browsers run; it builds for aarch64 with no C toolchain).
+//!
+//! Its parts are put together here as its `AudioProcessing` does (full-band high-pass,
+//! three bands of 16 kHz, AEC3 on 4 ms blocks, noise suppression on the lowest band
+//! whose gain the upper ones follow, bands merged), because only the parts take AEC3's
+//! configuration: [`aec3_config`] holds the tuning for a speakerphone.
 //!
 //! Sans-IO: the playback loop hands in exactly what the speaker plays ([`render`]), the
 //! capture loop runs each microphone frame through [`capture`] before coding. Both work
-//! on the call's 20 ms frames, two of AEC3's 10 ms blocks each.
+//! on the call's 20 ms frames, two of the stack's 10 ms frames each.
 //!
 //! [`render`]: VoiceProcessor::render
 //! [`capture`]: VoiceProcessor::capture
 
-use sonora::config::{
-    EchoCanceller, HighPassFilter, NoiseSuppression, NoiseSuppressionLevel, TransparentModeType,
+use sonora::three_band_filter_bank::{
+    ThreeBandFilterBank, FULL_BAND_SIZE, NUM_BANDS, SPLIT_BAND_SIZE,
 };
-use sonora::{AudioProcessing, Config, StreamConfig};
+use sonora_aec3::block::Block;
+use sonora_aec3::block_framer::BlockFramer;
+use sonora_aec3::block_processor::BlockProcessor;
+use sonora_aec3::config::{EchoCanceller3Config, TransparentModeType};
+use sonora_aec3::frame_blocker::FrameBlocker;
+use sonora_ns::config::{NsConfig, SuppressionLevel};
+use sonora_ns::noise_suppressor::NoiseSuppressor;
 
 use crate::format::{FRAME_SAMPLES, SAMPLE_RATE};
 
-/// Samples in one of AEC3's 10 ms blocks.
-const BLOCK: usize = FRAME_SAMPLES / 2;
+/// Samples in one of the stack's 10 ms frames.
+const BLOCK: usize = FULL_BAND_SIZE;
+const _: () = assert!(FRAME_SAMPLES == 2 * BLOCK && SAMPLE_RATE == 48_000);
+/// Samples per band in one of AEC3's two sub-frames of a 10 ms frame.
+const SUB_FRAME: usize = SPLIT_BAND_SIZE / 2;
 
 /// What the capture path does besides coding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +51,18 @@ impl ProcessingSettings {
     };
 }
 
-/// Off until AEC3's double talk is tuned (issue #24): at its defaults it ducks the near
-/// end while the far end talks, and the voice benchmark's clean call falls from PESQ-WB
-/// 4.57 to 4.00 with both on.
+impl ProcessingSettings {
+    /// Neither: the microphone goes to the coder as it is (a headset).
+    pub const OFF: ProcessingSettings = ProcessingSettings {
+        echo_cancellation: false,
+        noise_suppression: false,
+    };
+}
+
+/// A box is a speakerphone.
 impl Default for ProcessingSettings {
     fn default() -> Self {
-        ProcessingSettings {
-            echo_cancellation: false,
-            noise_suppression: false,
-        }
+        ProcessingSettings::SPEAKERPHONE
     }
 }
 
@@ -60,11 +77,160 @@ pub struct EchoStats {
     pub delay_ms: Option<i32>,
 }
 
+/// Which AEC3 configuration a processor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tuning {
+    /// The box's: see [`aec3_config`].
+    #[default]
+    Speakerphone,
+    /// AEC3's defaults (with the HMM transparent mode), for comparison.
+    Stock,
+}
+
+/// AEC3's defaults, but that the HMM transparent mode finds "no echo here" (a headset,
+/// a box whose speaker cannot reach its microphone) sooner than the counting one, and
+/// then stops ducking the near end while the far end talks.
+fn stock_config() -> EchoCanceller3Config {
+    let mut c = EchoCanceller3Config::default();
+    c.echo_removal_control.transparent_mode = TransparentModeType::Hmm;
+    c
+}
+
+/// AEC3's configuration for the box: the stock one, but for what is set here.
+pub fn aec3_config(tuning: Tuning) -> EchoCanceller3Config {
+    let mut c = stock_config();
+    if tuning == Tuning::Speakerphone {
+        // A linear filter of 160 ms, not 52: a room's reverberation outlasts the stock
+        // one, whose leftover the suppressor then takes out with the near end in it
+        // (the echo benchmark compares both, docs/benchmarks.md).
+        c.filter.refined.length_blocks = 40;
+        c.filter.coarse.length_blocks = 40;
+    }
+    c.validate();
+    c
+}
+
+/// The microphone's high-pass: a second-order Butterworth at 60 Hz (RBJ's biquad), for
+/// DC, rumble and wind. Not sonora's: its filter (WebRTC's, with a notch near 50 Hz)
+/// alone cost the near end a whole PESQ-WB point (docs/benchmarks.md).
+#[derive(Debug, Clone)]
+struct HighPass {
+    b: [f32; 3],
+    a: [f32; 2],
+    x: [f32; 2],
+    y: [f32; 2],
+}
+
+impl HighPass {
+    const CUTOFF_HZ: f64 = 60.0;
+
+    fn new() -> HighPass {
+        let w = 2.0 * std::f64::consts::PI * HighPass::CUTOFF_HZ / f64::from(SAMPLE_RATE);
+        // Q = 1/√2 (Butterworth): alpha = sin(w) / 2Q.
+        let alpha = w.sin() / (2.0 * std::f64::consts::FRAC_1_SQRT_2);
+        let cos = w.cos();
+        let a0 = 1.0 + alpha;
+        let b = [(1.0 + cos) / 2.0, -(1.0 + cos), (1.0 + cos) / 2.0];
+        HighPass {
+            b: b.map(|v| (v / a0) as f32),
+            a: [(-2.0 * cos / a0) as f32, ((1.0 - alpha) / a0) as f32],
+            x: [0.0; 2],
+            y: [0.0; 2],
+        }
+    }
+
+    fn process(&mut self, samples: &mut [f32]) {
+        for s in samples {
+            let x = *s;
+            let y = self.b[0] * x + self.b[1] * self.x[0] + self.b[2] * self.x[1]
+                - self.a[0] * self.y[0]
+                - self.a[1] * self.y[1];
+            self.x = [x, self.x[0]];
+            self.y = [y, self.y[0]];
+            *s = y;
+        }
+    }
+}
+
+/// AEC3 with its framing: 10 ms frames of three 16 kHz bands in, 64-sample blocks to the
+/// block processor, frames out.
+struct Aec3 {
+    processor: BlockProcessor,
+    render_blocker: FrameBlocker,
+    capture_blocker: FrameBlocker,
+    framer: BlockFramer,
+    block: Block,
+    /// `[band][channel]` of one processed sub-frame.
+    sub_frame: Vec<Vec<Vec<f32>>>,
+}
+
+impl Aec3 {
+    fn new(config: &EchoCanceller3Config) -> Aec3 {
+        Aec3 {
+            processor: BlockProcessor::new(config, SAMPLE_RATE as usize, 1, 1),
+            render_blocker: FrameBlocker::new(NUM_BANDS, 1),
+            capture_blocker: FrameBlocker::new(NUM_BANDS, 1),
+            framer: BlockFramer::new(NUM_BANDS, 1),
+            block: Block::new(NUM_BANDS, 1),
+            sub_frame: vec![vec![vec![0.0; SUB_FRAME]]; NUM_BANDS],
+        }
+    }
+
+    /// `[band][channel]` views of sub-frame `half` of `bands`.
+    fn views(bands: &[[f32; SPLIT_BAND_SIZE]; NUM_BANDS], half: usize) -> Vec<Vec<&[f32]>> {
+        bands
+            .iter()
+            .map(|band| vec![&band[half * SUB_FRAME..(half + 1) * SUB_FRAME]])
+            .collect()
+    }
+
+    fn render(&mut self, bands: &[[f32; SPLIT_BAND_SIZE]; NUM_BANDS]) {
+        for half in 0..2 {
+            let views = Aec3::views(bands, half);
+            self.render_blocker
+                .insert_sub_frame_and_extract_block(&views, &mut self.block);
+            self.processor.buffer_render(&self.block);
+        }
+        if self.render_blocker.is_block_available() {
+            self.render_blocker.extract_block(&mut self.block);
+            self.processor.buffer_render(&self.block);
+        }
+    }
+
+    fn capture(&mut self, bands: &mut [[f32; SPLIT_BAND_SIZE]; NUM_BANDS], saturated: bool) {
+        for half in 0..2 {
+            let views = Aec3::views(bands, half);
+            self.capture_blocker
+                .insert_sub_frame_and_extract_block(&views, &mut self.block);
+            drop(views);
+            self.processor
+                .process_capture(false, saturated, None, &mut self.block);
+            self.framer
+                .insert_block_and_extract_sub_frame(&self.block, &mut self.sub_frame);
+            for (band, view) in bands.iter_mut().zip(&self.sub_frame) {
+                band[half * SUB_FRAME..(half + 1) * SUB_FRAME].copy_from_slice(&view[0]);
+            }
+        }
+        if self.capture_blocker.is_block_available() {
+            self.capture_blocker.extract_block(&mut self.block);
+            self.processor
+                .process_capture(false, saturated, None, &mut self.block);
+            self.framer.insert_block(&self.block);
+        }
+    }
+}
+
 /// The capture path's processing for one call.
 pub struct VoiceProcessor {
-    apm: AudioProcessing,
     settings: ProcessingSettings,
-    scratch: [i16; BLOCK],
+    aec: Option<Aec3>,
+    ns: Option<NoiseSuppressor>,
+    high_pass: HighPass,
+    capture_split: ThreeBandFilterBank,
+    render_split: ThreeBandFilterBank,
+    /// One 10 ms frame, full band, as the stack's float (i16 scale).
+    full: [f32; BLOCK],
+    bands: [[f32; SPLIT_BAND_SIZE]; NUM_BANDS],
     hint_ms: i32,
 }
 
@@ -78,33 +244,31 @@ impl std::fmt::Debug for VoiceProcessor {
 }
 
 impl VoiceProcessor {
-    /// A processor at 48 kHz mono with `settings`.
+    /// A processor at 48 kHz mono with `settings` and the box's AEC3 tuning.
     pub fn new(settings: ProcessingSettings) -> VoiceProcessor {
-        let config = Config {
-            high_pass_filter: Some(HighPassFilter::default()),
-            // The HMM transparent mode finds "no echo here" (a headset, a box whose
-            // speaker cannot reach its microphone) sooner than the counting one, and
-            // then stops ducking the near end while the far end talks.
-            echo_canceller: settings.echo_cancellation.then(|| EchoCanceller {
-                transparent_mode: TransparentModeType::Hmm,
-                ..EchoCanceller::default()
-            }),
-            noise_suppression: settings.noise_suppression.then_some(NoiseSuppression {
-                level: NoiseSuppressionLevel::Moderate,
-                analyze_linear_aec_output_when_available: true,
-            }),
-            ..Config::default()
-        };
-        let stream = StreamConfig::new(SAMPLE_RATE, 1);
-        let apm = AudioProcessing::builder()
-            .config(config)
-            .capture_config(stream)
-            .render_config(stream)
-            .build();
+        VoiceProcessor::with_tuning(settings, Tuning::Speakerphone)
+    }
+
+    /// A processor with another AEC3 tuning (for the benchmark's comparisons).
+    pub fn with_tuning(settings: ProcessingSettings, tuning: Tuning) -> VoiceProcessor {
         VoiceProcessor {
-            apm,
             settings,
-            scratch: [0; BLOCK],
+            aec: settings
+                .echo_cancellation
+                .then(|| Aec3::new(&aec3_config(tuning))),
+            ns: settings.noise_suppression.then(|| {
+                NoiseSuppressor::new_with_bands(
+                    NsConfig {
+                        target_level: SuppressionLevel::K12dB,
+                    },
+                    NUM_BANDS,
+                )
+            }),
+            high_pass: HighPass::new(),
+            capture_split: ThreeBandFilterBank::new(),
+            render_split: ThreeBandFilterBank::new(),
+            full: [0.0; BLOCK],
+            bands: [[0.0; SPLIT_BAND_SIZE]; NUM_BANDS],
             hint_ms: 0,
         }
     }
@@ -119,45 +283,66 @@ impl VoiceProcessor {
     /// finds the acoustic rest itself. Clamped to 0–500 ms.
     pub fn set_delay_hint_ms(&mut self, ms: i32) {
         self.hint_ms = ms.clamp(0, 500);
-        // Clamped above, so the stack's clamping warning cannot arise.
-        let _ = self.apm.set_stream_delay_ms(self.hint_ms);
+        if let Some(aec) = &mut self.aec {
+            aec.processor.set_audio_buffer_delay(self.hint_ms);
+        }
     }
 
     /// The far end's frame exactly as the speaker plays it (zeros when it played none).
     pub fn render(&mut self, frame: &[i16]) {
-        if !self.settings.echo_cancellation {
-            return;
-        }
-        for block in frame.chunks_exact(BLOCK) {
-            // Render output is not used: the speaker already has its copy.
-            let _ = self.apm.process_render_i16(block, &mut self.scratch);
+        let Some(aec) = &mut self.aec else { return };
+        for chunk in frame.chunks_exact(BLOCK) {
+            for (d, &s) in self.full.iter_mut().zip(chunk) {
+                *d = f32::from(s);
+            }
+            self.render_split.analysis(&self.full, &mut self.bands);
+            aec.render(&self.bands);
         }
     }
 
     /// Cleans one microphone frame in place (with everything off: leaves it as it is).
     pub fn capture(&mut self, frame: &mut [i16]) {
-        if !self.settings.echo_cancellation && !self.settings.noise_suppression {
+        if self.aec.is_none() && self.ns.is_none() {
             return;
         }
-        for block in frame.chunks_exact_mut(BLOCK) {
-            // The stack wants the delay with every capture block.
-            let _ = self.apm.set_stream_delay_ms(self.hint_ms);
-            self.scratch.copy_from_slice(block);
-            if self.apm.process_capture_i16(&self.scratch, block).is_err() {
-                // Formats are fixed at construction: an error means a bug; pass the
-                // microphone through rather than lose the near end.
-                block.copy_from_slice(&self.scratch);
+        for chunk in frame.chunks_exact_mut(BLOCK) {
+            let saturated = chunk.iter().any(|&s| s >= 32700 || s <= -32700);
+            for (d, &s) in self.full.iter_mut().zip(chunk.iter()) {
+                *d = f32::from(s);
+            }
+            self.high_pass.process(&mut self.full);
+            self.capture_split.analysis(&self.full, &mut self.bands);
+            if let Some(aec) = &mut self.aec {
+                aec.capture(&mut self.bands, saturated);
+            }
+            if let Some(ns) = &mut self.ns {
+                ns.analyze(&self.bands[0]);
+                ns.process(&mut self.bands[0]);
+                let gain = ns.upper_band_gain();
+                for (i, band) in self.bands[1..].iter_mut().enumerate() {
+                    ns.process_upper_band(band, i, gain);
+                }
+                for band in &mut self.bands {
+                    NoiseSuppressor::clamp_frame(band);
+                }
+            }
+            self.capture_split.synthesis(&self.bands, &mut self.full);
+            for (d, &s) in chunk.iter_mut().zip(self.full.iter()) {
+                *d = s.round().clamp(-32768.0, 32767.0) as i16;
             }
         }
     }
 
     /// What the canceller measured so far.
     pub fn stats(&self) -> EchoStats {
-        let s = self.apm.statistics();
+        let Some(aec) = &self.aec else {
+            return EchoStats::default();
+        };
+        let m = aec.processor.get_metrics();
         EchoStats {
-            erle_db: s.echo_return_loss_enhancement,
-            erl_db: s.echo_return_loss,
-            delay_ms: s.delay_ms.or(s.delay_median_ms),
+            erle_db: Some(m.echo_return_loss_enhancement),
+            erl_db: Some(m.echo_return_loss),
+            delay_ms: Some(m.delay_ms),
         }
     }
 }
@@ -275,9 +460,38 @@ mod tests {
     }
 
     #[test]
+    fn the_high_pass_keeps_speech_and_removes_rumble() {
+        let tone = |hz: f64| -> Vec<f32> {
+            (0..S)
+                .map(|i| (2.0 * std::f64::consts::PI * hz * i as f64 / S as f64).sin() as f32)
+                .collect()
+        };
+        let gain_db = |hz: f64| {
+            let mut x = tone(hz);
+            let mut h = HighPass::new();
+            h.process(&mut x);
+            let e = |v: &[f32]| v[S / 2..].iter().map(|s| f64::from(s * s)).sum::<f64>();
+            db(e(&x) / e(&tone(hz)))
+        };
+        assert!(gain_db(20.0) < -15.0, "20 Hz: {:.1} dB", gain_db(20.0));
+        assert!(
+            (gain_db(60.0) + 3.0).abs() < 0.5,
+            "cutoff {:.1} dB",
+            gain_db(60.0)
+        );
+        for hz in [150.0, 1000.0, 6000.0] {
+            assert!(gain_db(hz).abs() < 0.5, "{hz} Hz: {:.1} dB", gain_db(hz));
+        }
+        // DC goes.
+        let mut dc = vec![1000.0f32; S];
+        HighPass::new().process(&mut dc);
+        assert!(dc[S - 1].abs() < 1.0);
+    }
+
+    #[test]
     fn with_everything_off_the_microphone_passes_untouched() {
         let near = talker(6, 1.0, 0.3);
-        let mut p = VoiceProcessor::new(ProcessingSettings::default());
+        let mut p = VoiceProcessor::new(ProcessingSettings::OFF);
         assert_eq!(run(&mut p, &near, &near), near);
     }
 

@@ -23,7 +23,7 @@ pub mod stamps;
 pub mod stretch;
 
 pub use codec::{VoiceDecoder, VoiceEncoder};
-pub use echo::{EchoStats, ProcessingSettings, VoiceProcessor};
+pub use echo::{EchoStats, ProcessingSettings, Tuning, VoiceProcessor};
 pub use format::{AudioFrame, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 pub use jitter::{JitterBuffer, JitterStats, Playout};
 pub use player::Player;

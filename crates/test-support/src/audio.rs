@@ -215,6 +215,74 @@ pub fn pesq_wb(reference: &[f64], degraded: &[f64], dir: &Path) -> Result<f64, S
         .map_err(|e| format!("pesq output: {e}"))
 }
 
+/// How a talk situation is marked for AECMOS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Talk {
+    /// Only the far end talks (what is left should be silence).
+    FarEnd,
+    /// Both talk.
+    Double,
+    /// Only the near end talks (it should pass untouched).
+    NearEnd,
+}
+
+/// AECMOS (Microsoft's echo-cancellation MOS model, 48 kHz, from the `speechmos`
+/// package, run offline): `(echo, degradation)` scores, 1–5, for what an echo canceller
+/// sent (`out`) given the speaker's signal (`far`) and the microphone's (`mic`), all
+/// 48 kHz in i16 scale and aligned. At most 20 s are scored.
+pub fn aecmos(
+    far: &[f64],
+    mic: &[f64],
+    out: &[f64],
+    talk: Talk,
+    dir: &Path,
+) -> Result<(f64, f64), String> {
+    let write = |name: &str, x: &[f64]| {
+        let bytes: Vec<u8> = x
+            .iter()
+            .flat_map(|v| (v.round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+            .collect();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok::<_, String>(p)
+    };
+    let (l, m, e) = (
+        write("aecmos-lpb.raw", far)?,
+        write("aecmos-mic.raw", mic)?,
+        write("aecmos-enh.raw", out)?,
+    );
+    let talk = match talk {
+        Talk::FarEnd => "st",
+        Talk::Double => "dt",
+        Talk::NearEnd => "nst",
+    };
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, logging, numpy as np\nlogging.disable(logging.WARNING)\n\
+             from speechmos import aecmos\n\
+             x = [np.fromfile(p, dtype=np.int16).astype(np.float32) / 32768 for p in sys.argv[1:4]]\n\
+             r = aecmos.run({'lpb': x[0], 'mic': x[1], 'enh': x[2]}, sr=48000, talk_type=sys.argv[4])\n\
+             print(r['echo_mos'], r['deg_mos'])",
+        ])
+        .args([&l, &m, &e])
+        .arg(talk)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "AECMOS failed (pip install speechmos librosa onnxruntime): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut scores = text.split_whitespace().map(str::parse::<f64>);
+    match (scores.next(), scores.next()) {
+        (Some(Ok(echo)), Some(Ok(deg))) => Ok((echo, deg)),
+        _ => Err(format!("AECMOS output: {}", text.trim())),
+    }
+}
+
 /// The `p`-th percentile (0–100) by nearest rank; `NaN` when empty.
 pub fn percentile(values: &[f64], p: f64) -> f64 {
     if values.is_empty() {
@@ -229,6 +297,18 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 /// Median; `NaN` when empty.
 pub fn median(values: &[f64]) -> f64 {
     percentile(values, 50.0)
+}
+
+/// `received` from `lag` on, as long as `source` (zeros past its end): one global
+/// alignment, as an outside listener's recording would be scored, every stretch and drop
+/// left in.
+pub fn shifted(source: &[f64], received: &[f64], lag: usize) -> Vec<f64> {
+    let mut out: Vec<f64> = received
+        .get(lag.min(received.len())..(lag + source.len()).min(received.len()))
+        .unwrap_or(&[])
+        .to_vec();
+    out.resize(source.len(), 0.0);
+    out
 }
 
 /// `received` re-timed onto the sender's timeline: the source is cut into utterance
