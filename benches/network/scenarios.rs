@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use intercom_test_support::audio::{align, median, percentile, pesq_wb, read_wav, retime};
+use intercom_test_support::audio::{align, median, percentile, pesq_wb, read_wav, retime, shifted};
 use intercom_test_support::impair::Impairment;
 use intercom_test_support::netns::Link;
 use intercom_test_support::SimBox;
@@ -83,7 +83,10 @@ pub(crate) struct CallResult {
     pub run: u32,
     /// The path media took, as each box saw it (`host`, `srflx`, `prflx`, `relay`).
     pub paths: [String; 2],
+    /// PESQ-WB, each utterance aligned on its own (see `retime`).
     pub pesq_wb: f64,
+    /// PESQ-WB with one global alignment (see `shifted`).
+    pub pesq_wb_global: f64,
     /// Sim microphone → sim speaker, ms.
     pub mouth_to_ear_ms: f64,
     pub texts_sent: usize,
@@ -243,6 +246,8 @@ pub(crate) fn measure(
     let (lag, _) = align(&source, &heard);
     let deg = retime(&source, &heard, lag);
     let pesq = pesq_wb(&source, &deg, dir).unwrap_or_else(|e| panic!("{e}"));
+    let pesq_global =
+        pesq_wb(&source, &shifted(&source, &heard, lag), dir).unwrap_or_else(|e| panic!("{e}"));
     // Sample 0 of B's microphone was ready `capture_started`, the end of its 20 ms frame;
     // A's recording began at `playback_started`.
     let mouth = b_fin["capture_started_ns"].as_f64().unwrap() - 20e6;
@@ -254,6 +259,7 @@ pub(crate) fn measure(
         paths: [path(&connected[0]), path(&connected[1])],
         run,
         pesq_wb: pesq,
+        pesq_wb_global: pesq_global,
         mouth_to_ear_ms: (ear - mouth) / 1e6,
         texts_sent: TEXTS,
         texts_delivered_in_order: in_order.min(TEXTS),
