@@ -348,13 +348,21 @@ async fn acoustic_check(options: &RunOptions) -> Check {
         }
     }
     let _ = speaker.finish();
+    let cancelling = backends::processing(options).echo_cancellation;
     let result = match echo_path_of(&played, &recorded) {
         None => Ok("nothing of the speaker heard (a headset, or the speaker is off)".into()),
         Some((ms, db)) if db > COUPLING_WARN_DB => Err(format!(
             "echo after {ms:.0} ms at {db:+.1} dB: the enclosure couples too much \
              (louder than what played); damp the speaker from the microphone"
         )),
-        Some((ms, db)) => Ok(format!("echo after {ms:.0} ms at {db:+.1} dB")),
+        Some((ms, db)) if !cancelling => Err(format!(
+            "echo after {ms:.0} ms at {db:+.1} dB, but echo cancelling is off: the other \
+             side will hear itself (set `echo_cancellation = true`, or the board's \
+             `speakerphone`)"
+        )),
+        Some((ms, db)) => Ok(format!(
+            "echo after {ms:.0} ms at {db:+.1} dB; echo cancelling on"
+        )),
     };
     Check {
         what: "acoustic",

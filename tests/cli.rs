@@ -389,8 +389,17 @@ fn doctor_measures_the_echo_path_and_warns_when_the_enclosure_couples_too_much()
     // A far wall: 400 ms, under what played.
     let far = acoustic(&["--echo-path", "far"]);
     assert!(
-        far.starts_with("ok") && far.contains("echo after 400 ms"),
+        far.starts_with("ok") && far.contains("echo after 400 ms") && far.contains("cancelling on"),
         "{far}"
+    );
+    // The same with cancelling turned off in the config: the far end would hear itself.
+    let config = std::env::temp_dir().join(format!("doctor-aec-{}.toml", std::process::id()));
+    std::fs::write(&config, "echo_cancellation = false\n").unwrap();
+    let off = acoustic(&["--echo-path", "far", "--config", config.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&config);
+    assert!(
+        off.starts_with("warn") && off.contains("cancelling is off"),
+        "{off}"
     );
     let bad = intercom()
         .args(["doctor", "--board", "sim", "--echo-path", "cathedral"])
