@@ -1,9 +1,10 @@
 //! Senders that are not a box (issue #25): the web client in headless Chromium (as a
 //! phone's browser), and aiortc, a third-party WebRTC stack that sends Opus with no FEC
 //! and no packet copies, call box A through the scenario's impairment, beside box B
-//! calling box A, in one run. With `--baseline BIN` each call is
-//! made once more with that build as box A, so a change to the receiver is compared side
-//! by side on the same link seeds.
+//! calling box A, in one run; and, as the anchor, Chromium calls Chromium through the same
+//! impairment with no box at all. With `--baseline BIN` each box call is made once more
+//! with that build as box A, so a change to the receiver is compared side by side on the
+//! same link seeds.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,6 +21,127 @@ use crate::scenarios::{lan_pin, Scenario};
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/aiortc_guest.py");
 const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
 const DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web/test/drive.mjs");
+const ANCHOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web/test/anchor.mjs");
+
+/// The web client served on `side`'s localhost at `port` (a secure context for pages),
+/// once it listens.
+fn serve_web(side: &intercom_test_support::netns::Side, port: u32) -> std::process::Child {
+    let http = side
+        .command("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .args(["--directory", WEB])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 serves the web client");
+    let up = side
+        .command("timeout")
+        .args(["10", "bash", "-c"])
+        .arg(format!(
+            "until (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done"
+        ))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(up, "the web client's HTTP server did not start");
+    http
+}
+
+/// A clip Chromium's fake microphone can loop: `clip`, then a minute of silence.
+fn padded_clip(clip: &Path, dir: &Path) -> std::path::PathBuf {
+    let mic = dir.join("chromium-mic.wav");
+    let mut padded = read_wav(clip);
+    padded.resize(padded.len() + 60 * 48_000, 0.0);
+    crate::write_wav(
+        &mic,
+        padded.iter().map(|&v| v.clamp(-32768.0, 32767.0) as i16),
+    );
+    mic
+}
+
+/// The anchor: Chromium in namespace B calls Chromium in namespace A through `scenario`,
+/// plain WebRTC (the SDP relayed by the benchmark), B's fake microphone reading `clip`
+/// through the browser's voice processing, A recording what it hears.
+pub(crate) fn anchor_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path) -> ForeignResult {
+    use std::io::{BufRead, Write};
+    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
+    let mic = padded_clip(clip, dir);
+    let heard_path = dir.join("anchor-heard.wav");
+    let _ = std::fs::remove_file(&heard_path);
+    let port = 8700 + run;
+    let mut servers = [serve_web(&link.a, port), serve_web(&link.b, port)];
+    let page = format!("http://127.0.0.1:{port}/");
+    let spawn = |side: &intercom_test_support::netns::Side, role: &str, file: &Path| {
+        side.command("node")
+            .args([ANCHOR, role, &page])
+            .arg(file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs the anchor driver")
+    };
+    let mut caller = spawn(&link.b, "caller", &mic);
+    let mut callee = spawn(&link.a, "callee", &heard_path);
+    let mut to_caller = caller.stdin.take().unwrap();
+    let mut to_callee = callee.stdin.take().unwrap();
+    let mut from_caller = std::io::BufReader::new(caller.stdout.take().unwrap()).lines();
+    let mut from_callee = std::io::BufReader::new(callee.stdout.take().unwrap()).lines();
+    let said = |lines: &mut dyn Iterator<Item = std::io::Result<String>>, what: &str| loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(&format!("\"{what}\"")) => {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                return v[what].clone();
+            }
+            Some(Ok(line)) if line.contains("\"error\"") => panic!("anchor: {line}"),
+            Some(_) => {}
+            None => panic!("the anchor driver ended before {what}"),
+        }
+    };
+    let offer = said(&mut from_caller, "offer");
+    writeln!(to_callee, "offer {offer}").unwrap();
+    let answer = said(&mut from_callee, "answer");
+    writeln!(to_caller, "answer {answer}").unwrap();
+    said(&mut from_caller, "connected");
+    said(&mut from_callee, "connected");
+    let secs = read_wav(clip).len() as f64 / 48_000.0 + 1.5;
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    writeln!(to_callee, "stop").unwrap();
+    said(&mut from_callee, "saved");
+    writeln!(to_caller, "stop").unwrap();
+    let _ = caller.wait();
+    let _ = callee.wait();
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    let (pesq_wb, pesq_wb_global) = score(clip, &heard_path, dir);
+    ForeignResult {
+        scenario: scenario.name.to_string(),
+        run,
+        sender: "chromium".into(),
+        receiver: "chromium".into(),
+        pesq_wb,
+        pesq_wb_global,
+        concealed: 0,
+        underruns: 0,
+        stretched: 0,
+        shortened: 0,
+        dropped: 0,
+        cpu_pct_a: 0.0,
+    }
+}
+
+/// PESQ-WB of `heard` against `clip`: per utterance, and with one global alignment.
+fn score(clip: &Path, heard: &Path, dir: &Path) -> (f64, f64) {
+    let source = read_wav(clip);
+    let heard = read_wav(heard);
+    let (lag, _) = align(&source, &heard);
+    let per_utterance =
+        pesq_wb(&source, &retime(&source, &heard, lag), dir).unwrap_or_else(|e| panic!("{e}"));
+    let global =
+        pesq_wb(&source, &shifted(&source, &heard, lag), dir).unwrap_or_else(|e| panic!("{e}"));
+    (per_utterance, global)
+}
 
 /// One call's voice at box A.
 #[derive(Debug, Clone, Serialize)]
@@ -115,41 +237,9 @@ pub(crate) fn chromium_call(
     use std::io::{BufRead, Write};
     let (link, a) = room_on_a(scenario, run, bin, dir);
     // Chromium loops its fake microphone: the clip, then silence longer than the call.
-    let mic = dir.join("chromium-mic.wav");
-    let mut padded = read_wav(clip);
-    padded.resize(padded.len() + 60 * 48_000, 0.0);
-    crate::write_wav(
-        &mic,
-        padded.iter().map(|&v| v.clamp(-32768.0, 32767.0) as i16),
-    );
-    let port = (8600 + run).to_string();
-    let mut http = link
-        .b
-        .command("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port,
-            "--directory",
-            WEB,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 serves the web client");
-    // The page must not load before the server listens.
-    let up = link
-        .b
-        .command("timeout")
-        .args(["10", "bash", "-c"])
-        .arg(format!(
-            "until (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.05; done"
-        ))
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(up, "the web client's HTTP server did not start");
+    let mic = padded_clip(clip, dir);
+    let port = 8600 + run;
+    let mut http = serve_web(&link.b, port);
     let uri = intercom_test_support::files::qr_in(a.png()).expect("the QR code on A's screen");
     let mut page = link
         .b
@@ -205,13 +295,7 @@ fn finish(
 ) -> ForeignResult {
     let heard_path = a.heard().to_path_buf();
     a.stop();
-    let source = read_wav(clip);
-    let heard = read_wav(&heard_path);
-    let (lag, _) = align(&source, &heard);
-    let pesq =
-        pesq_wb(&source, &retime(&source, &heard, lag), dir).unwrap_or_else(|e| panic!("{e}"));
-    let pesq_wb_global =
-        pesq_wb(&source, &shifted(&source, &heard, lag), dir).unwrap_or_else(|e| panic!("{e}"));
+    let (pesq, pesq_wb_global) = score(clip, &heard_path, dir);
     let n = |k: &str| fin[k].as_u64().unwrap_or(0);
     ForeignResult {
         scenario: scenario.name.to_string(),

@@ -300,6 +300,18 @@ fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -
             continue;
         }
         for run in 1..=args.runs {
+            // The anchor has no box in it: once per run.
+            eprintln!(
+                "{} run {run}/{}: chromium → chromium",
+                scenario.name, args.runs
+            );
+            match std::panic::catch_unwind(|| foreign::anchor_call(&scenario, run, clip, dir)) {
+                Ok(r) => {
+                    eprintln!("  {r:?}");
+                    results.push(r);
+                }
+                Err(_) => failed.push(format!("{} run {run} chromium→chromium", scenario.name)),
+            }
             for (receiver, bin) in &receivers {
                 for sender in ["chromium", "aiortc", "box"] {
                     eprintln!(
