@@ -10,38 +10,18 @@
 //         "stop", writes what it heard as a 48 kHz mono 16-bit WAV and prints {"saved": n}.
 // PAGE_URL: any page on the namespace's localhost (a secure context for the microphone).
 
-import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { commandReader, launch } from './chromium.mjs';
 
 const [role, url, file] = process.argv.slice(2);
 const say = (obj) => console.log(JSON.stringify(obj));
-const commands = [];
-createInterface({ input: process.stdin }).on('line', (l) => commands.push(l.trim()));
-/** Waits for a command line starting with `name`; returns the rest of the line. */
-const waitCommand = async (name, ms = 60000) => {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    const i = commands.findIndex((c) => c === name || c.startsWith(`${name} `));
-    if (i >= 0) return commands.splice(i, 1)[0].slice(name.length + 1);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`no "${name}" from the benchmark`);
-};
+const waitCommand = commandReader().wait;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  ignoreDefaultArgs: ['--mute-audio'],
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    ...(role === 'caller' ? [`--use-file-for-fake-audio-capture=${file}`] : []),
-    '--autoplay-policy=no-user-gesture-required',
-    // Host candidates as addresses: the namespaces have no mDNS to resolve names.
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const browser = await launch([
+  ...(role === 'caller' ? [`--use-file-for-fake-audio-capture=${file}`] : []),
+  // Host candidates as addresses: the namespaces have no mDNS to resolve names.
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+]);
 try {
   const page = await browser.newPage();
   page.on('pageerror', (e) => say({ pageerror: String(e) }));

@@ -9,42 +9,23 @@
 // (online: a wrong PIN, then the test sends "goto URL" with the box's fresh link.
 //  bench: the network benchmark's caller: joins, speaks, hangs up on "hang-up".)
 
-import { chromium } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { commandReader, launch } from './chromium.mjs';
 
 const [mode, url, speech, outDir, wrongPin] = process.argv.slice(2);
 const say = (obj) => console.log(JSON.stringify(obj));
-const lines = createInterface({ input: process.stdin });
-const commands = [];
-lines.on('line', (l) => commands.push(l.trim()));
-/** Waits for a command line starting with `name`; returns the rest of the line. */
-const waitCommand = async (name, ms = 30000) => {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    const i = commands.findIndex((c) => c === name || c.startsWith(`${name} `));
-    if (i >= 0) return commands.splice(i, 1)[0].slice(name.length + 1);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`no "${name}" from the test`);
-};
+const lines = commandReader();
+const waitCommand = lines.wait;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  ignoreDefaultArgs: ['--mute-audio'],
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-    // The clip loops: however long the call takes to come up, the box hears speech.
-    `--use-file-for-fake-audio-capture=${speech}`,
-    '--autoplay-policy=no-user-gesture-required',
-    // The test's private network has only loopback, which Chromium leaves out of ICE.
-    '--allow-loopback-in-peer-connection',
-    // The NAT bed's HTTPS host and rendezvous have a certificate from the test's own CA.
-    ...(mode === 'online' ? ['--ignore-certificate-errors'] : []),
-  ],
-});
+const browser = await launch([
+  '--disable-quic',
+  // The clip loops: however long the call takes to come up, the box hears speech.
+  `--use-file-for-fake-audio-capture=${speech}`,
+  // The test's private network has only loopback, which Chromium leaves out of ICE.
+  '--allow-loopback-in-peer-connection',
+  // The NAT bed's HTTPS host and rendezvous have a certificate from the test's own CA.
+  ...(mode === 'online' ? ['--ignore-certificate-errors'] : []),
+]);
 const page = await browser.newPage({ viewport: { width: 420, height: 760 } });
 page.on('console', (m) => { if (m.type() === 'error') say({ console: m.text() }); });
 page.on('pageerror', (e) => say({ pageerror: String(e) }));

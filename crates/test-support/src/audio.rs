@@ -176,43 +176,49 @@ pub fn to_16k(x: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// PESQ-WB of `degraded` against `reference` (both 48 kHz, already aligned).
-pub fn pesq_wb(reference: &[f64], degraded: &[f64], dir: &Path) -> Result<f64, String> {
-    let write = |name: &str, x: &[f64]| {
-        let bytes: Vec<u8> = to_16k(x)
-            .iter()
-            .flat_map(|v| (v.round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
-            .collect();
-        let p = dir.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    };
-    let (r, d) = (
-        write("ref16k.raw", reference),
-        write("deg16k.raw", degraded),
-    );
+/// `x` as raw 16-bit little-endian samples in `dir/name`.
+fn write_raw(dir: &Path, name: &str, x: &[f64]) -> Result<std::path::PathBuf, String> {
+    let bytes: Vec<u8> = x
+        .iter()
+        .flat_map(|v| (v.round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
+        .collect();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(p)
+}
+
+/// Runs a Python scoring `script` on `args`; its stdout, or what failed and what to
+/// install (`needs`).
+fn python(script: &str, args: &[&std::ffi::OsStr], needs: &str) -> Result<String, String> {
     let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys, numpy as np\nfrom pesq import pesq\n\
-             r = np.fromfile(sys.argv[1], dtype=np.int16).astype(np.float32)\n\
-             d = np.fromfile(sys.argv[2], dtype=np.int16).astype(np.float32)\n\
-             print(pesq(16000, r, d, 'wb'))",
-        ])
-        .arg(&r)
-        .arg(&d)
+        .args(["-c", script])
+        .args(args)
         .output()
         .map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "pesq failed (pip install pesq numpy): {}",
+            "scoring failed (pip install {needs}): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .map_err(|e| format!("pesq output: {e}"))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// PESQ-WB of `degraded` against `reference` (both 48 kHz, already aligned).
+pub fn pesq_wb(reference: &[f64], degraded: &[f64], dir: &Path) -> Result<f64, String> {
+    let r = write_raw(dir, "ref16k.raw", &to_16k(reference))?;
+    let d = write_raw(dir, "deg16k.raw", &to_16k(degraded))?;
+    python(
+        "import sys, numpy as np\nfrom pesq import pesq\n\
+         r = np.fromfile(sys.argv[1], dtype=np.int16).astype(np.float32)\n\
+         d = np.fromfile(sys.argv[2], dtype=np.int16).astype(np.float32)\n\
+         print(pesq(16000, r, d, 'wb'))",
+        &[r.as_os_str(), d.as_os_str()],
+        "pesq numpy",
+    )?
+    .trim()
+    .parse()
+    .map_err(|e| format!("pesq output: {e}"))
 }
 
 /// How a talk situation is marked for AECMOS.
@@ -237,45 +243,23 @@ pub fn aecmos(
     talk: Talk,
     dir: &Path,
 ) -> Result<(f64, f64), String> {
-    let write = |name: &str, x: &[f64]| {
-        let bytes: Vec<u8> = x
-            .iter()
-            .flat_map(|v| (v.round().clamp(-32768.0, 32767.0) as i16).to_le_bytes())
-            .collect();
-        let p = dir.join(name);
-        std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
-        Ok::<_, String>(p)
-    };
-    let (l, m, e) = (
-        write("aecmos-lpb.raw", far)?,
-        write("aecmos-mic.raw", mic)?,
-        write("aecmos-enh.raw", out)?,
-    );
+    let l = write_raw(dir, "aecmos-lpb.raw", far)?;
+    let m = write_raw(dir, "aecmos-mic.raw", mic)?;
+    let e = write_raw(dir, "aecmos-enh.raw", out)?;
     let talk = match talk {
         Talk::FarEnd => "st",
         Talk::Double => "dt",
         Talk::NearEnd => "nst",
     };
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys, logging, numpy as np\nlogging.disable(logging.WARNING)\n\
-             from speechmos import aecmos\n\
-             x = [np.fromfile(p, dtype=np.int16).astype(np.float32) / 32768 for p in sys.argv[1:4]]\n\
-             r = aecmos.run({'lpb': x[0], 'mic': x[1], 'enh': x[2]}, sr=48000, talk_type=sys.argv[4])\n\
-             print(r['echo_mos'], r['deg_mos'])",
-        ])
-        .args([&l, &m, &e])
-        .arg(talk)
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "AECMOS failed (pip install speechmos librosa onnxruntime): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = python(
+        "import sys, logging, numpy as np\nlogging.disable(logging.WARNING)\n\
+         from speechmos import aecmos\n\
+         x = [np.fromfile(p, dtype=np.int16).astype(np.float32) / 32768 for p in sys.argv[1:4]]\n\
+         r = aecmos.run({'lpb': x[0], 'mic': x[1], 'enh': x[2]}, sr=48000, talk_type=sys.argv[4])\n\
+         print(r['echo_mos'], r['deg_mos'])",
+        &[l.as_os_str(), m.as_os_str(), e.as_os_str(), talk.as_ref()],
+        "speechmos librosa onnxruntime",
+    )?;
     let mut scores = text.split_whitespace().map(str::parse::<f64>);
     match (scores.next(), scores.next()) {
         (Some(Ok(echo)), Some(Ok(deg))) => Ok((echo, deg)),
