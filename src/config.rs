@@ -84,8 +84,8 @@ pub struct Config {
     /// Cancel the speaker's echo in the microphone. Unset: the board's profile decides
     /// (on where the microphone hears the speaker, see `[audio] speakerphone`).
     pub echo_cancellation: Option<bool>,
-    /// Suppress steady background noise (a street, a fan) in the microphone. Unset: as
-    /// `echo_cancellation`.
+    /// Suppress steady background noise (a street, a fan) in the microphone. Unset: the
+    /// board's profile decides, as for `echo_cancellation`.
     pub noise_suppression: Option<bool>,
 }
 
