@@ -107,62 +107,101 @@ fn settled_after(echo: &[f64], out: &[f64], from: usize) -> Option<f64> {
     Some((first_ok - from) as f64 * 1000.0 / RATE as f64)
 }
 
+/// One path's signals, the same for every tuning: the far end and its echo, the near
+/// end joining at 4 s (double talk), the path changing at 6 s, and what a perfect
+/// canceller scores in double talk.
+struct Signals {
+    far: Vec<f64>,
+    echo: Vec<f64>,
+    near: Vec<f64>,
+    /// Echo plus the near end.
+    double: Vec<f64>,
+    /// The double-talk span (where the near end speaks).
+    span: std::ops::Range<usize>,
+    /// The echo, through another path from 6 s on.
+    changed: Vec<f64>,
+    /// AECMOS degradation in double talk of the near end alone as output.
+    ideal_deg: f64,
+}
+
+/// When the path of [`Signals::changed`] changes.
+const CHANGE: usize = 6 * RATE;
+
+impl Signals {
+    fn new(name: &str, far_clip: &[f64], near_clip: &[f64], dir: &Path) -> Signals {
+        let path = EchoResponse::preset(name).expect("a preset");
+        let n = 12 * RATE;
+        // The far end as loud as the near end; the path decides how loud its echo is.
+        let gain = (energy(near_clip) / energy(far_clip)).sqrt();
+        let far: Vec<f64> = looped(far_clip, n).iter().map(|v| v * gain).collect();
+        let echo = echo_of(&path, &far);
+        // Double talk: the near end joins at 4 s, the far end goes on.
+        let start = 4 * RATE;
+        let mut near = vec![0.0; n];
+        for (i, v) in near_clip.iter().enumerate() {
+            if start + i < n {
+                near[start + i] = *v;
+            }
+        }
+        let double: Vec<f64> = echo.iter().zip(&near).map(|(e, s)| e + s).collect();
+        let span = start..(start + near_clip.len()).min(n);
+        // The path changes (to the hall, or from it to the room).
+        let other = EchoResponse::preset(if name == "hall" { "room" } else { "hall" }).unwrap();
+        let echo2 = echo_of(&other, &far);
+        let changed: Vec<f64> = (0..n)
+            .map(|i| if i < CHANGE { echo[i] } else { echo2[i] })
+            .collect();
+        let (_, ideal_deg) = aecmos(
+            &far[span.clone()],
+            &double[span.clone()],
+            &near[span.clone()],
+            Talk::Double,
+            dir,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Signals {
+            far,
+            echo,
+            near,
+            double,
+            span,
+            changed,
+            ideal_deg,
+        }
+    }
+}
+
 /// One path, all four situations.
-fn measure(
-    name: &str,
-    tuning: Tuning,
-    far_clip: &[f64],
-    near_clip: &[f64],
-    dir: &Path,
-) -> EchoResult {
+fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
     let mos = |far: &[f64], mic: &[f64], out: &[f64], talk| {
         aecmos(far, mic, out, talk, dir).unwrap_or_else(|e| panic!("{e}"))
     };
-    let path = EchoResponse::preset(name).expect("a preset");
-    let n = 12 * RATE;
-    // The far end as loud as the near end; the path decides how loud its echo is.
-    let gain = (energy(near_clip) / energy(far_clip)).sqrt();
-    let far: Vec<f64> = looped(far_clip, n).iter().map(|v| v * gain).collect();
-    let echo = echo_of(&path, &far);
+    let (far, echo, near, span) = (&s.far, &s.echo, &s.near, s.span.clone());
+    let n = far.len();
 
     // Far-end single talk.
-    let (out, busy) = process(tuning, &far, &echo);
-    let (mos_far_echo, _) = mos(&far, &echo, &out, Talk::FarEnd);
+    let (out, busy) = process(tuning, far, echo);
+    let (mos_far_echo, _) = mos(far, echo, &out, Talk::FarEnd);
     let from = 2 * RATE;
     let erl_db = db(energy(&far[from..]) / energy(&echo[from..]));
     let erle_db = db(energy(&echo[from..]) / energy(&out[from..]));
     let total_loss_db = db(energy(&far[from..]) / energy(&out[from..]));
-    let converge_ms = settled_after(&echo, &out, 0);
+    let converge_ms = settled_after(echo, &out, 0);
     let cpu_pct = 100.0 * busy.as_secs_f64() / (n as f64 / RATE as f64);
 
-    // Double talk: the near end joins at 4 s, the far end goes on.
-    let start = 4 * RATE;
-    let mut near = vec![0.0; n];
-    for (i, v) in near_clip.iter().enumerate() {
-        if start + i < n {
-            near[start + i] = *v;
-        }
-    }
-    let mic: Vec<f64> = echo.iter().zip(&near).map(|(e, s)| e + s).collect();
-    let (out, _) = process(tuning, &far, &mic);
-    let span = start..(start + near_clip.len()).min(n);
+    // Double talk.
+    let (out, _) = process(tuning, far, &s.double);
     let (mos_double_echo, mos_double_deg) = mos(
         &far[span.clone()],
-        &mic[span.clone()],
+        &s.double[span.clone()],
         &out[span.clone()],
-        Talk::Double,
-    );
-    let (_, mos_double_deg_ideal) = mos(
-        &far[span.clone()],
-        &mic[span.clone()],
-        &near[span.clone()],
         Talk::Double,
     );
     let double_talk_kept_db = db(energy(&out[span.clone()]) / energy(&near[span.clone()]));
 
     // Near-end single talk: no far end at all.
     let silent = vec![0.0; n];
-    let (out, _) = process(tuning, &silent, &near);
+    let (out, _) = process(tuning, &silent, near);
     let near_only_pesq = pesq_wb(&near[span.clone()], &out[span.clone()], dir).unwrap_or(f64::NAN);
     let (_, mos_near_deg) = mos(
         &silent[span.clone()],
@@ -171,15 +210,9 @@ fn measure(
         Talk::NearEnd,
     );
 
-    // The path changes at 6 s (to the hall, or from it to the room).
-    let other = EchoResponse::preset(if name == "hall" { "room" } else { "hall" }).unwrap();
-    let echo2 = echo_of(&other, &far);
-    let change = 6 * RATE;
-    let mic: Vec<f64> = (0..n)
-        .map(|i| if i < change { echo[i] } else { echo2[i] })
-        .collect();
-    let (out, _) = process(tuning, &far, &mic);
-    let reconverge_ms = settled_after(&mic, &out, change);
+    // The path changes.
+    let (out, _) = process(tuning, far, &s.changed);
+    let reconverge_ms = settled_after(&s.changed, &out, CHANGE);
 
     EchoResult {
         path: name.to_string(),
@@ -195,7 +228,7 @@ fn measure(
         mos_far_echo,
         mos_double_echo,
         mos_double_deg,
-        mos_double_deg_ideal,
+        mos_double_deg_ideal: s.ideal_deg,
         mos_near_deg,
     }
 }
@@ -204,8 +237,9 @@ fn measure(
 pub(crate) fn run(far_clip: &[f64], near_clip: &[f64], dir: &Path) -> Vec<EchoResult> {
     let mut results = Vec::new();
     for name in ECHO_PRESETS {
+        let signals = Signals::new(name, far_clip, near_clip, dir);
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
-            let r = measure(name, tuning, far_clip, near_clip, dir);
+            let r = measure(name, tuning, &signals, dir);
             eprintln!("{r:?}");
             results.push(r);
         }

@@ -86,27 +86,17 @@ pub(crate) fn anchor_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path
     let mut to_callee = callee.stdin.take().unwrap();
     let mut from_caller = std::io::BufReader::new(caller.stdout.take().unwrap()).lines();
     let mut from_callee = std::io::BufReader::new(callee.stdout.take().unwrap()).lines();
-    let said = |lines: &mut dyn Iterator<Item = std::io::Result<String>>, what: &str| loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(&format!("\"{what}\"")) => {
-                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-                return v[what].clone();
-            }
-            Some(Ok(line)) if line.contains("\"error\"") => panic!("anchor: {line}"),
-            Some(_) => {}
-            None => panic!("the anchor driver ended before {what}"),
-        }
-    };
-    let offer = said(&mut from_caller, "offer");
+    let none = || String::new();
+    let offer = said(&mut from_caller, "offer", &none);
     writeln!(to_callee, "offer {offer}").unwrap();
-    let answer = said(&mut from_callee, "answer");
+    let answer = said(&mut from_callee, "answer", &none);
     writeln!(to_caller, "answer {answer}").unwrap();
-    said(&mut from_caller, "connected");
-    said(&mut from_callee, "connected");
+    said(&mut from_caller, "connected", &none);
+    said(&mut from_callee, "connected", &none);
     let secs = read_wav(clip).len() as f64 / 48_000.0 + 1.5;
     std::thread::sleep(Duration::from_secs_f64(secs));
     writeln!(to_callee, "stop").unwrap();
-    said(&mut from_callee, "saved");
+    said(&mut from_callee, "saved", &none);
     writeln!(to_caller, "stop").unwrap();
     let _ = caller.wait();
     let _ = callee.wait();
@@ -128,6 +118,29 @@ pub(crate) fn anchor_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path
         shortened: 0,
         dropped: 0,
         cpu_pct_a: 0.0,
+    }
+}
+
+/// Reads a page driver's JSON lines until one has the key `what`; returns its value.
+/// Panics on an `error` line or the driver's end, with `context` (a box's log).
+fn said(
+    lines: &mut dyn Iterator<Item = std::io::Result<String>>,
+    what: &str,
+    context: &dyn Fn() -> String,
+) -> serde_json::Value {
+    let key = format!("\"{what}\"");
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(&key) => {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                return v[what].clone();
+            }
+            Some(Ok(line)) if line.contains("\"error\"") => {
+                panic!("page: {line}\n{}", context())
+            }
+            Some(_) => {}
+            None => panic!("the page driver ended before {what}:\n{}", context()),
+        }
     }
 }
 
@@ -256,21 +269,14 @@ pub(crate) fn chromium_call(
         .expect("node runs the page driver");
     let mut stdin = page.stdin.take().unwrap();
     let mut lines = std::io::BufReader::new(page.stdout.take().unwrap()).lines();
-    let mut said = |what: &str| loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains(what) => return line,
-            Some(Ok(line)) if line.contains("\"error\"") => panic!("page: {line}\n{}", a.log()),
-            Some(_) => {}
-            None => panic!("the page driver ended before {what}:\n{}", a.log()),
-        }
-    };
-    said("in_call");
+    let log = || a.log();
+    said(&mut lines, "in_call", &log);
     let cpu0 = a.cpu_secs();
     let started = std::time::Instant::now();
     let secs = read_wav(clip).len() as f64 / 48_000.0 + 1.5;
     std::thread::sleep(Duration::from_secs_f64(secs));
     writeln!(stdin, "hang-up").unwrap();
-    said("hung_up");
+    said(&mut lines, "hung_up", &log);
     let _ = page.wait();
     let _ = http.kill();
     let _ = http.wait();
