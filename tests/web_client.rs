@@ -280,6 +280,31 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     if !common::in_private_network(TEST) {
         return;
     }
+    // 5 % of RTP and RTCP lost both ways (version-2 first byte: not DTLS, not STUN): the
+    // box asks the browser for RED, and fills lost frames from it.
+    let rule = [
+        "-A",
+        "INPUT",
+        "-p",
+        "udp",
+        "-m",
+        "u32",
+        "--u32",
+        "0>>22&0x3C@8>>24&0xC0=0x80",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.05",
+        "-j",
+        "DROP",
+    ];
+    let ok = std::process::Command::new("iptables")
+        .args(rule)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "iptables {rule:?} failed");
     let dir = tempfile::tempdir().unwrap();
     let the_box = start_box(dir.path());
     let http = serve(root().join("web"));
@@ -324,8 +349,10 @@ fn a_phone_pairs_and_calls_the_box_from_the_web_page() {
     page.wait("screenshot");
     page.command("hang-up");
     page.wait("hung_up");
-    the_box.expect_event("call_finished", 0, Duration::from_secs(30));
+    let fin = the_box.expect_event("call_finished", 0, Duration::from_secs(30));
     let _ = page.child.wait();
+    // Lost packets came back whole from the next one's RED block.
+    assert!(fin["redundant"].as_u64().unwrap_or(0) > 0, "no RED: {fin}");
 
     // The page heard the box's microphone (the clip)...
     let clip = read_wav(&root().join("assets/speech.wav"));

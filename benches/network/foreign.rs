@@ -118,6 +118,7 @@ pub(crate) fn anchor_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path
         shortened: 0,
         dropped: 0,
         cpu_pct_a: 0.0,
+        wire_kbit: f64::NAN,
     }
 }
 
@@ -175,6 +176,8 @@ pub(crate) struct ForeignResult {
     pub shortened: u64,
     pub dropped: u64,
     pub cpu_pct_a: f64,
+    /// What the sender put on the wire, kbit/s (box B only; `NaN` for the others).
+    pub wire_kbit: f64,
 }
 
 /// The link for `scenario`, and box A (`bin`) on it with a room open.
@@ -316,6 +319,7 @@ fn finish(
         shortened: n("shortened"),
         dropped: n("dropped"),
         cpu_pct_a,
+        wire_kbit: f64::NAN,
     }
 }
 
@@ -331,7 +335,17 @@ pub(crate) fn box_call(
     let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
     let a = crate::start_box_with(bin, &link.a, dir, None);
     let b = crate::start_box(&link.b, dir, Some(clip));
-    let r = crate::scenarios::measure(scenario.name, run, clip, dir, out, a, b, lan_pin);
+    let r = crate::scenarios::measure(
+        scenario.name,
+        run,
+        clip,
+        dir,
+        out,
+        a,
+        b,
+        lan_pin,
+        Some(&link.b),
+    );
     ForeignResult {
         scenario: r.scenario,
         run,
@@ -345,6 +359,7 @@ pub(crate) fn box_call(
         shortened: r.shortened,
         dropped: r.catch_up_drops,
         cpu_pct_a: r.cpu_pct_a,
+        wire_kbit: r.wire_kbit_b,
     }
 }
 
@@ -357,8 +372,8 @@ pub(crate) fn markdown(results: &[ForeignResult]) -> String {
     keys.sort();
     keys.dedup();
     let mut s = String::from(
-        "| scenario | sender | box A | runs | PESQ-WB (median) | one global alignment | all runs | concealed | stretched | shortened | dropped |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | sender | box A | runs | PESQ-WB (median) | one global alignment | all runs | concealed | stretched | shortened | dropped | sender kbit/s on the wire |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (scenario, sender, receiver) in keys {
         let rs: Vec<&ForeignResult> = results
@@ -371,7 +386,7 @@ pub(crate) fn markdown(results: &[ForeignResult]) -> String {
         let global: Vec<f64> = rs.iter().map(|r| r.pesq_wb_global).collect();
         let sum = |f: fn(&ForeignResult) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
         s += &format!(
-            "| {scenario} | {sender} | {receiver} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
+            "| {scenario} | {sender} | {receiver} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |\n",
             rs.len(),
             intercom_test_support::audio::median(&pesq),
             intercom_test_support::audio::median(&global),
@@ -380,6 +395,12 @@ pub(crate) fn markdown(results: &[ForeignResult]) -> String {
             sum(|r| r.stretched),
             sum(|r| r.shortened),
             sum(|r| r.dropped),
+            match intercom_test_support::audio::median(
+                &rs.iter().map(|r| r.wire_kbit).filter(|k| k.is_finite()).collect::<Vec<_>>()
+            ) {
+                k if k.is_finite() => format!("{k:.0}"),
+                _ => "–".to_string(),
+            },
         );
     }
     s

@@ -10,7 +10,9 @@
 //! echo canceller on the simulator's echo paths (see `echo`). Needs iptables, tc (iproute2),
 //! unshare/nsenter (util-linux) and Python's `pesq` and `numpy` (the NAT scenarios also
 //! coturn and the mailbox server); root, or user namespaces (it makes its own and never
-//! touches the machine's network).
+//! touches the machine's network). `-- --foreign [--baseline PATH] [--sender NAME]...`
+//! has foreign senders call box A (see `foreign`; `--sender` picks among `anchor`,
+//! `chromium`, `aiortc` and `box`).
 
 mod codec;
 mod display;
@@ -43,12 +45,20 @@ struct Args {
     foreign: bool,
     /// Another build of the box to measure as box A beside this one.
     baseline: Option<PathBuf>,
+    /// `--sender`: the foreign mode's senders to run (all when empty; the anchor is
+    /// `anchor`).
+    senders: Vec<String>,
 }
 
 impl Args {
     /// Whether `--only` (if given) names `scenario`.
     fn wants(&self, scenario: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == scenario)
+    }
+
+    /// Whether `--sender` (if given) names `sender`.
+    fn sends(&self, sender: &str) -> bool {
+        self.senders.is_empty() || self.senders.iter().any(|s| s == sender)
     }
 }
 
@@ -66,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
         complexities: Vec::new(),
         foreign: false,
         baseline: None,
+        senders: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -88,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--calls: {e}"))?
             }
             "--only" => a.only.push(value("--only")?),
+            "--sender" => a.senders.push(value("--sender")?),
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--no-robustness" => a.robustness = false,
             "--codec" => a.codec = true,
@@ -296,24 +308,30 @@ fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -
     let mut results = Vec::new();
     let mut failed = Vec::new();
     for scenario in scenarios::all() {
-        if !args.wants(scenario.name) {
+        // Foreign senders have no echo path to share.
+        if !args.wants(scenario.name) || scenario.echo_path.is_some() {
             continue;
         }
         for run in 1..=args.runs {
             // The anchor has no box in it: once per run.
-            eprintln!(
-                "{} run {run}/{}: chromium → chromium",
-                scenario.name, args.runs
-            );
-            match std::panic::catch_unwind(|| foreign::anchor_call(&scenario, run, clip, dir)) {
-                Ok(r) => {
-                    eprintln!("  {r:?}");
-                    results.push(r);
+            if args.sends("anchor") {
+                eprintln!(
+                    "{} run {run}/{}: chromium → chromium",
+                    scenario.name, args.runs
+                );
+                match std::panic::catch_unwind(|| foreign::anchor_call(&scenario, run, clip, dir)) {
+                    Ok(r) => {
+                        eprintln!("  {r:?}");
+                        results.push(r);
+                    }
+                    Err(_) => failed.push(format!("{} run {run} chromium→chromium", scenario.name)),
                 }
-                Err(_) => failed.push(format!("{} run {run} chromium→chromium", scenario.name)),
             }
             for (receiver, bin) in &receivers {
                 for sender in ["chromium", "aiortc", "box"] {
+                    if !args.sends(sender) {
+                        continue;
+                    }
                     eprintln!(
                         "{} run {run}/{}: {sender} → {receiver}",
                         scenario.name, args.runs
@@ -411,7 +429,20 @@ fn start_box_with(
     dir: &std::path::Path,
     audio_in: Option<&std::path::Path>,
 ) -> SimBox {
+    start_box_echoing(bin, side, dir, audio_in, None)
+}
+
+/// As [`start_box_with`], its speaker heard by its microphone through `echo_path` (a
+/// preset of `--echo-path`) if given.
+fn start_box_echoing(
+    bin: &std::path::Path,
+    side: &Side,
+    dir: &std::path::Path,
+    audio_in: Option<&std::path::Path>,
+    echo_path: Option<&str>,
+) -> SimBox {
     let mut o = BoxOptions::new(bin, side.name);
+    o.echo_path = echo_path.map(str::to_owned);
     // NETBENCH_CONFIG: more config lines for every box (e.g. to compare a setting).
     o.config = format!(
         "device_name = \"bench-{}\"\nlan_interfaces = [\"{}\"]\nroom_expiry_secs = 120\n{}\n",

@@ -146,7 +146,7 @@ pub(crate) fn run(
         b.stop();
         return result;
     }
-    let call = measure(scenario.name, run, clip, dir, out, a, b, type_code);
+    let call = measure(scenario.name, run, clip, dir, out, a, b, type_code, None);
     NatResult {
         scenario: scenario.name.into(),
         run,

@@ -28,6 +28,8 @@ pub(crate) struct Row {
     pub rss_mb: f64,
     pub recovered: f64,
     pub concealed: f64,
+    /// B → A on the wire, kbit/s.
+    pub wire_kbit: f64,
 }
 
 pub(crate) struct Table {
@@ -66,6 +68,7 @@ impl Table {
                     rss_mb: m(&|r| r.peak_rss_mb_a.max(r.peak_rss_mb_b)),
                     recovered: m(&|r| r.fec_recovered as f64),
                     concealed: m(&|r| r.concealed as f64),
+                    wire_kbit: m(&|r| r.wire_kbit_b),
                 })
             })
             .collect();
@@ -83,8 +86,8 @@ impl Table {
         let mut s = String::from(
             "| scenario | runs | PESQ-WB | PESQ-WB, one global alignment | mouth-to-ear ms | texts in order | text p50/p99 ms \
              | PIN→audio ms | CPU % of a core (max box) | wake-ups/s (max box) | peak RSS MB \
-             | FEC frames | concealed |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+             | FEC frames | concealed | B → A kbit/s on the wire |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in &self.rows {
             let clean = r.scenario == "clean";
@@ -101,7 +104,7 @@ impl Table {
             let connect = at_most(r.connect_ms, 500.0);
             let _ = writeln!(
                 s,
-                "| {} | {} | {pesq} | {:.2} | {m2e} | {} {} | {:.0} / {:.0} | {connect} | {:.1} {} | {:.0} | {:.1} {} | {:.0} | {:.0} |",
+                "| {} | {} | {pesq} | {:.2} | {m2e} | {} {} | {:.0} / {:.0} | {connect} | {:.1} {} | {:.0} | {:.1} {} | {:.0} | {:.0} | {:.0} |",
                 r.scenario,
                 r.runs,
                 r.pesq_global,
@@ -116,6 +119,7 @@ impl Table {
                 mark(r.rss_mb <= 40.0),
                 r.recovered,
                 r.concealed,
+                r.wire_kbit,
             );
         }
         s
@@ -126,12 +130,13 @@ impl Table {
         let mut csv = String::from(
             "scenario,run,pesq_wb,pesq_wb_global,mouth_to_ear_ms,texts_sent,texts_delivered_in_order,\
              text_p50_ms,text_p99_ms,connect_ms,cpu_pct_a,cpu_pct_b,wakes_per_s_a,\
-             wakes_per_s_b,peak_rss_mb_a,peak_rss_mb_b,fec_recovered,concealed,catch_up_drops\n",
+             wakes_per_s_b,peak_rss_mb_a,peak_rss_mb_b,fec_recovered,concealed,catch_up_drops,\
+             wire_kbit_b\n",
         );
         for r in results {
             let _ = writeln!(
                 csv,
-                "{},{},{:.3},{:.3},{:.1},{},{},{:.1},{:.1},{:.1},{:.2},{:.2},{:.0},{:.0},{:.1},{:.1},{},{},{}",
+                "{},{},{:.3},{:.3},{:.1},{},{},{:.1},{:.1},{:.1},{:.2},{:.2},{:.0},{:.0},{:.1},{:.1},{},{},{},{:.1}",
                 r.scenario,
                 r.run,
                 r.pesq_wb,
@@ -150,7 +155,8 @@ impl Table {
                 r.peak_rss_mb_b,
                 r.fec_recovered,
                 r.concealed,
-                r.catch_up_drops
+                r.catch_up_drops,
+                r.wire_kbit_b
             );
         }
         std::fs::write(dir.join("results.csv"), csv).unwrap();
@@ -165,6 +171,7 @@ impl Table {
                     "texts": r.texts, "text_p50_ms": r.text_p50_ms, "text_p99_ms": r.text_p99_ms,
                     "connect_ms": r.connect_ms, "cpu_pct": r.cpu_pct,
                     "wakes_per_s": r.wakes_per_s, "peak_rss_mb": r.rss_mb,
+                    "wire_kbit_b": r.wire_kbit,
                 })
             })
             .collect();

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use intercom_test_support::audio::{align, median, percentile, pesq_wb, read_wav, retime, shifted};
 use intercom_test_support::impair::Impairment;
-use intercom_test_support::netns::Link;
+use intercom_test_support::netns::{Link, Side};
 use intercom_test_support::SimBox;
 
 /// A named network condition, applied to both directions.
@@ -17,6 +17,9 @@ pub(crate) struct Scenario {
     pub impairment: Impairment,
     /// PESQ-WB the issue asks for, if any.
     pub pesq_target: Option<f64>,
+    /// Both boxes' speakers heard by their microphones through this echo path (a
+    /// speakerphone call: echo cancelling and noise suppression on).
+    pub echo_path: Option<&'static str>,
 }
 
 /// The issue's scenarios.
@@ -25,6 +28,7 @@ pub(crate) fn all() -> Vec<Scenario> {
         name,
         impairment,
         pesq_target,
+        echo_path: None,
     };
     vec![
         s("clean", Impairment::default(), Some(4.4)),
@@ -73,6 +77,13 @@ pub(crate) fn all() -> Vec<Scenario> {
             },
             None,
         ),
+        // A clean link between two speakerphones in rooms: what the capture path's
+        // processing costs the voice in a call (B speaks alone; A's canceller removes B's
+        // voice from what A sends back).
+        Scenario {
+            echo_path: Some("room"),
+            ..s("speakerphone", Impairment::default(), Some(4.0))
+        },
     ]
 }
 
@@ -111,6 +122,9 @@ pub(crate) struct CallResult {
     pub underruns: u64,
     pub stretched: u64,
     pub shortened: u64,
+    /// What B sent A on the wire (UDP in IP, every packet, lost ones included) per call
+    /// second, kbit/s; `NaN` where the bench does not count it.
+    pub wire_kbit_b: f64,
 }
 
 /// Texts B sends during each call.
@@ -128,9 +142,21 @@ pub(crate) fn measured_call(
     out: &Path,
 ) -> CallResult {
     let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
-    let a = crate::start_box(&link.a, dir, None);
-    let b = crate::start_box(&link.b, dir, Some(clip));
-    measure(scenario.name, run, clip, dir, out, a, b, lan_pin)
+    let bin = Path::new(env!("CARGO_BIN_EXE_intercom"));
+    let echo = scenario.echo_path;
+    let a = crate::start_box_echoing(bin, &link.a, dir, None, echo);
+    let b = crate::start_box_echoing(bin, &link.b, dir, Some(clip), echo);
+    measure(
+        scenario.name,
+        run,
+        clip,
+        dir,
+        out,
+        a,
+        b,
+        lan_pin,
+        Some(&link.b),
+    )
 }
 
 /// A opens a room and B joins by its PIN, typed as a person does; returns when B's last
@@ -147,7 +173,8 @@ pub(crate) fn lan_pin(a: &SimBox, b: &SimBox) -> u64 {
 
 /// Pairs box B (speaking `clip`) with box A by `pair` (which returns when B's last key
 /// went in, CLOCK_MONOTONIC ns), then measures the call as [`measured_call`] does; `name`
-/// names the logs. Box A records to `a-heard.wav` in `dir`.
+/// names the logs. Box A records to `a-heard.wav` in `dir`. With `wire`, B's side of
+/// the link, what B sends is counted.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn measure(
     name: &str,
@@ -158,6 +185,7 @@ pub(crate) fn measure(
     a: SimBox,
     b: SimBox,
     pair: impl FnOnce(&SimBox, &SimBox) -> u64,
+    wire: Option<&Side>,
 ) -> CallResult {
     let t = Duration::from_secs(20);
     let (ma, mb) = (a.mark(), b.mark());
@@ -182,6 +210,7 @@ pub(crate) fn measure(
     let connect_ms = (flowing[0].max(flowing[1]) - pin_at as f64) / 1e6;
     let (cpu_a0, cpu_b0, call_start) = (a.cpu_secs(), b.cpu_secs(), now_ns());
     let (sleeps_a0, sleeps_b0) = (a.sleeps(), b.sleeps());
+    let wire0 = wire.map(Side::sent_bytes);
 
     let mut sent_at = Vec::new();
     for k in 0..TEXTS {
@@ -193,6 +222,13 @@ pub(crate) fn measure(
     let spoken = TEXT_EVERY.as_secs_f64() * TEXTS as f64;
     std::thread::sleep(Duration::from_secs_f64((clip_secs - spoken).max(0.0) + 1.5));
 
+    let wire_kbit_b = match (wire, wire0) {
+        (Some(w), Some(before)) => {
+            let secs = (now_ns() - call_start) as f64 / 1e9;
+            (w.sent_bytes() - before) as f64 * 8.0 / secs / 1000.0
+        }
+        _ => f64::NAN,
+    };
     let (ma, mb) = (a.mark(), b.mark());
     b.keys("##");
     let fin: Vec<Value> = [(&a, ma), (&b, mb)]
@@ -278,6 +314,7 @@ pub(crate) fn measure(
         underruns: a_fin["underruns"].as_u64().unwrap_or(0),
         stretched: a_fin["stretched"].as_u64().unwrap_or(0),
         shortened: a_fin["shortened"].as_u64().unwrap_or(0),
+        wire_kbit_b,
     }
 }
 

@@ -12,6 +12,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::pacing::ReceivePacing;
 use crate::audio::{BeforeTick, JitterBuffer, OutPacket, PacketOut};
+use intercom_media::red;
 use intercom_media::stamps::ReceiveStamps;
 
 /// Our audio track, with the SSRC and payload type the packets carry.
@@ -52,32 +53,72 @@ impl BeforeTick for ReceivePacing {
     }
 }
 
+/// The payload types the other side's audio may come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Formats {
+    /// Opus.
+    pub opus: u8,
+    /// RED (RFC 2198) around Opus, when negotiated.
+    pub red: Option<u8>,
+}
+
+/// How far back a RED block may reach: Chromium sends the frame before; more than a
+/// few frames back would be older than any jitter buffer's delay.
+const RED_MAX_BACK: u16 = 4;
+
 /// Feeds the remote track's packets into the jitter buffer, each with the time the kernel
-/// received it, until the track ends.
+/// received it, until the track ends. RED packets give their primary Opus packet and
+/// their redundant ones (which fill only slots still empty); other payload types are
+/// not audio the box plays.
 pub(super) async fn receive(
     track: Arc<dyn TrackRemote>,
+    formats: Formats,
     buffer: Arc<Mutex<JitterBuffer>>,
     stamps: Arc<ReceiveStamps>,
 ) {
+    let mut bad_red = 0u64;
     while let Some(ev) = track.poll().await {
         match ev {
             TrackRemoteEvent::OnRtpPacket(p) => {
+                let (seq, ts) = (p.header.sequence_number, p.header.timestamp);
+                let arrived = stamps.take(p.header.ssrc, seq).unwrap_or_else(Instant::now);
+                let pt = p.header.payload_type;
                 if p.payload.is_empty() {
                     continue;
                 }
-                let arrived = stamps
-                    .take(p.header.ssrc, p.header.sequence_number)
-                    .unwrap_or_else(Instant::now);
-                let mut jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
-                jb.push(
-                    p.header.sequence_number,
-                    p.header.timestamp,
-                    p.payload.to_vec(),
-                    arrived,
-                );
+                if pt == formats.opus {
+                    let mut jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                    jb.push(seq, ts, p.payload.to_vec(), arrived);
+                } else if Some(pt) == formats.red {
+                    match red::opus_frames(seq, ts, &p.payload, formats.opus, RED_MAX_BACK) {
+                        Ok((Some(primary), older)) => {
+                            let mut jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                            jb.push(primary.seq, primary.timestamp, primary.data, arrived);
+                            for r in older {
+                                jb.push_redundant(r.seq, r.timestamp, r.data);
+                            }
+                        }
+                        // No Opus to play in it.
+                        Ok((None, _)) => {}
+                        Err(e) => {
+                            // Logged once, then counted: a peer sending garbage must not
+                            // fill the log.
+                            if bad_red == 0 {
+                                tracing::debug!(
+                                    error = &e as &dyn std::error::Error,
+                                    "a RED packet"
+                                );
+                            }
+                            bad_red += 1;
+                        }
+                    }
+                }
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
         }
+    }
+    if bad_red > 0 {
+        tracing::debug!(bad_red, "RED packets that did not parse");
     }
 }

@@ -468,7 +468,11 @@ impl<V: Voice> Live<V> {
                         }
                     }
                     Some(PeerEvent::Track(track)) => {
-                        tokio::spawn(media::receive(track, Arc::clone(&self.jitter), Arc::clone(&self.stamps)));
+                        let formats = match peer.incoming_formats().await {
+                            Ok(f) => f,
+                            Err(e) => return e.into(),
+                        };
+                        tokio::spawn(media::receive(track, formats, Arc::clone(&self.jitter), Arc::clone(&self.stamps)));
                     }
                     Some(PeerEvent::LocalCandidate(candidate)) => {
                         self.trickle(Inner::Candidate { candidate, mid: None }).await;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
 };
 use tokio::sync::mpsc;
 use webrtc::data_channel::DataChannel;
@@ -25,7 +26,7 @@ use webrtc::peer_connection::{
 
 use super::pacing::{PacedRuntime, ReceivePacing};
 use super::remote_loss::{RemoteLoss, ReportReader};
-use super::CallError;
+use super::{media, CallError};
 use intercom_media::stamps::ReceiveStamps;
 
 /// What the peer connection reports.
@@ -154,6 +155,89 @@ pub(super) struct Peer {
     remote_loss: Arc<RemoteLoss>,
 }
 
+/// The payload type `sdp` maps to `encoding` (`a=rtpmap:N <encoding>`), if any.
+fn payload_type_of(sdp: &str, encoding: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let (pt, name) = l.trim_end().strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        if name.eq_ignore_ascii_case(encoding) {
+            pt.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// RED's payload type in `sdp`, if it is there.
+fn red_payload_type(sdp: &str) -> Option<u8> {
+    payload_type_of(sdp, "red/48000/2")
+}
+
+/// The answer as sent: RED first ([`red_first`]) and Opus asked for at
+/// [`OPUS_ASKED_BITRATE`] ([`ask_bitrate`]). Only the text sent changes; the stack keeps
+/// the description it made.
+fn as_sent(sdp: &str) -> String {
+    ask_bitrate(&red_first(sdp), OPUS_ASKED_BITRATE)
+}
+
+/// The Opus bitrate the box asks a sender for (`maxaveragebitrate`, RFC 7587: what the
+/// receiver takes at most, which Chromium uses as its bitrate; its own default is 32
+/// kbit/s, and under loss its FEC takes part of that).
+const OPUS_ASKED_BITRATE: u32 = 64_000;
+
+/// `sdp` with `maxaveragebitrate=bits` added to Opus's `a=fmtp` line, unless one is
+/// there.
+fn ask_bitrate(sdp: &str, bits: u32) -> String {
+    let Some(opus) = payload_type_of(sdp, "opus/48000/2") else {
+        return sdp.to_owned();
+    };
+    let prefix = format!("a=fmtp:{opus} ");
+    let mut out = String::with_capacity(sdp.len() + 32);
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        if body.starts_with(&prefix) && !body.contains("maxaveragebitrate=") {
+            out.push_str(body);
+            out.push_str(&format!(";maxaveragebitrate={bits}"));
+            out.push_str(&line[body.len()..]);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// `sdp` with RED listed first in its audio section, when RED is there: a browser sends
+/// with the first codec of the answer it gets, and RED (RFC 2198) carries each frame
+/// again in the next packet (Chromium's own answers list it after Opus, so browsers
+/// calling browsers do not use it).
+fn red_first(sdp: &str) -> String {
+    let Some(red) = red_payload_type(sdp).map(|pt| pt.to_string()) else {
+        return sdp.to_owned();
+    };
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let end = &line[body.len()..];
+        match body.strip_prefix("m=audio ") {
+            Some(rest) => {
+                let mut words: Vec<&str> = rest.split(' ').collect();
+                // port, protocol, then the payload types.
+                if let Some(i) = words.iter().skip(2).position(|w| *w == red) {
+                    let pt = words.remove(i + 2);
+                    words.insert(2, pt);
+                }
+                out.push_str("m=audio ");
+                out.push_str(&words.join(" "));
+                out.push_str(end);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// RED's MIME type (RFC 2198; the stack names no constant for it).
+const MIME_TYPE_RED: &str = "audio/red";
+
 fn rtc_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> CallError {
     CallError::WebRtc(Box::new(e))
 }
@@ -171,6 +255,24 @@ pub(super) async fn build(
 ) -> Result<Peer, CallError> {
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(rtc_err)?;
+    // RED around Opus (pt 111, the stack's), which a browser sends when the answer
+    // lists it first: each packet carries the frame before it too. The box never sends
+    // it.
+    media
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RED.to_owned(),
+                    clock_rate: 48_000,
+                    channels: 2,
+                    sdp_fmtp_line: "111/111".to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: 63,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(rtc_err)?;
     let remote_loss = RemoteLoss::new();
     // Sender and receiver reports only. The stack's defaults add NACK (retransmission,
     // which audio never uses) and TWCC (feedback for a bandwidth estimator; the voice
@@ -366,7 +468,7 @@ impl Peer {
             .set_local_description(answer)
             .await
             .map_err(rtc_err)?;
-        self.local_sdp(trickle, early).await
+        Ok(as_sent(&self.local_sdp(trickle, early).await?))
     }
 
     /// One of the other side's candidates, trickled after its SDP.
@@ -422,20 +524,87 @@ impl Peer {
         Some(MediaPath { kind, ipv6 })
     }
 
-    /// The negotiated Opus payload type.
+    /// The negotiated Opus payload type, whichever codec the answer lists first: the box
+    /// sends plain Opus (its copies under loss are packets of their own; see
+    /// docs/decisions/red-from-browsers.md).
     pub(super) async fn payload_type(&self) -> Result<u8, CallError> {
         for sender in self.pc.get_senders().await {
             let params = sender.get_parameters().await.map_err(rtc_err)?;
-            if let Some(codec) = params.rtp_parameters.codecs.first() {
+            if let Some(codec) = params
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
+            {
                 return Ok(codec.payload_type);
             }
         }
         Err(CallError::Setup("no negotiated audio codec"))
     }
 
+    /// What the other side's audio packets may carry: Opus, and RED around it when
+    /// this side offered or accepted it.
+    pub(super) async fn incoming_formats(&self) -> Result<media::Formats, CallError> {
+        let opus = self.payload_type().await?;
+        let red = self
+            .pc
+            .local_description()
+            .await
+            .and_then(|d| red_payload_type(&d.sdp));
+        Ok(media::Formats { opus, red })
+    }
+
     /// The worst loss (0.0–1.0) the other side reported for our audio since the last
     /// call (RTCP reception reports); `None` when no report came.
     pub(super) fn remote_loss(&self) -> Option<f32> {
         self.remote_loss.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8\r\n\
+        a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+        a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+
+    #[test]
+    fn red_moves_to_the_front_of_the_audio_section_only() {
+        let out = red_first(ANSWER);
+        assert!(
+            out.contains("\r\nm=audio 9 UDP/TLS/RTP/SAVPF 63 111 9 0 8\r\n"),
+            "{out}"
+        );
+        // Everything else is as it was, line endings included.
+        assert_eq!(out.replace("SAVPF 63 111 9", "SAVPF 111 63 9"), ANSWER);
+        assert_eq!(red_payload_type(ANSWER), Some(63));
+    }
+
+    #[test]
+    fn the_answer_asks_for_a_bitrate_once() {
+        let out = as_sent(ANSWER);
+        assert!(
+            out.contains("\r\na=fmtp:111 minptime=10;useinbandfec=1;maxaveragebitrate=64000\r\n"),
+            "{out}"
+        );
+        // RED's fmtp line and everything else stay as they were.
+        assert!(out.contains("\r\na=fmtp:63 111/111\r\n"));
+        assert_eq!(ask_bitrate(&out, 64_000), out);
+        assert_eq!(out.len(), ANSWER.len() + ";maxaveragebitrate=64000".len());
+    }
+
+    #[test]
+    fn an_answer_without_red_is_left_alone() {
+        let plain = ANSWER
+            .replace(" 63 9", " 9")
+            .replace("a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n", "");
+        assert_eq!(red_payload_type(&plain), None);
+        assert_eq!(red_first(&plain), plain);
+        // Already first: unchanged.
+        let first = red_first(ANSWER);
+        assert_eq!(red_first(&first), first);
     }
 }

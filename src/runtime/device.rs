@@ -328,6 +328,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
             tracing::info!(
                 played = stats.playback.jitter.played,
                 recovered = stats.playback.jitter.recovered,
+                redundant = stats.playback.jitter.redundant,
                 concealed = stats.playback.jitter.concealed,
                 late = stats.playback.jitter.late,
                 dropped = stats.playback.jitter.dropped,

@@ -59,6 +59,7 @@ pub fn to_json(report: &Report, t_ns: u64) -> Value {
                 "received": j.received,
                 "played": j.played,
                 "recovered": j.recovered,
+                "redundant": j.redundant,
                 "concealed": j.concealed,
                 "late": j.late,
                 "duplicates": j.duplicates,

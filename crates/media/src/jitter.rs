@@ -100,6 +100,8 @@ pub struct JitterStats {
     pub played: u64,
     /// Frames rebuilt from FEC.
     pub recovered: u64,
+    /// Lost packets filled in from a later packet's redundant copy (RED).
+    pub redundant: u64,
     /// Frames concealed.
     pub concealed: u64,
     /// Packets that came after their slot.
@@ -222,6 +224,8 @@ pub struct JitterBuffer {
     refusals: u32,
     /// Since when the buffer has held less than its target.
     short_since: Option<Instant>,
+    /// When the newest packet came: the redundant copies it carries came with it.
+    carrier: Option<Instant>,
     stats: JitterStats,
 }
 
@@ -268,6 +272,7 @@ impl JitterBuffer {
             asked: None,
             refusals: 0,
             short_since: None,
+            carrier: None,
             stats: JitterStats::default(),
         }
     }
@@ -379,18 +384,55 @@ impl JitterBuffer {
             self.raise_delay(arrival, excess);
         }
         self.stats.received += 1;
+        self.carrier = Some(arrival);
+        self.queue(ext, payload, arrival, excess);
+    }
+
+    fn queue(&mut self, ext: u64, payload: Vec<u8>, arrival: Instant, excess_ms: f64) {
         self.packets.insert(
             ext,
             Queued {
                 payload,
                 arrival,
-                excess_ms: excess,
+                excess_ms,
             },
         );
         while self.packets.len() > MAX_PACKETS {
             self.packets.pop_first();
             self.stats.dropped += 1;
         }
+    }
+
+    /// A redundant copy of packet `seq`, carried by the packet just
+    /// [`push`](Self::push)ed (RED). It is not counted as an arrival (the loss measured
+    /// stays the wire's) and adds nothing when its packet came. When it fills the slot its
+    /// packet left empty, the loss was repaired: the buffer keeps its frame of room for
+    /// repairs, which covers a copy from the next packet, and counts a copy from further
+    /// back as late by the rest, so it grows to catch such copies as it does for a
+    /// sender's delayed duplicates. One that comes after its slot played raises the
+    /// delay as a late packet does.
+    pub fn push_redundant(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>) {
+        let Some(carried) = self.carrier else {
+            return;
+        };
+        let ext = self.seq.ext(u64::from(seq));
+        if self.first_seq.is_none_or(|f| ext < f) || self.packets.contains_key(&ext) {
+            return;
+        }
+        let ts = self.ts.ext(u64::from(timestamp));
+        let arrival = carried.checked_sub(FRAME).unwrap_or(carried);
+        if self.next.is_some_and(|n| ext < n) {
+            if let Some(i) = self.missed.iter().position(|slot| *slot == ext) {
+                self.missed.remove(i);
+                let excess = self.observe(ts, arrival);
+                self.raise_delay(carried, excess);
+            }
+            return;
+        }
+        self.stats.redundant += 1;
+        self.lost_at = Some(carried);
+        let excess = self.observe(ts, arrival);
+        self.queue(ext, payload, carried, excess);
     }
 
     fn note_missed(&mut self, slot: u64) {
@@ -839,6 +881,82 @@ mod tests {
         assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
         assert!(seqs[seqs.len() - 40..].windows(2).all(|w| w[1] == w[0] + 1));
         assert!(s.jb.target_frames() >= 2);
+    }
+
+    #[test]
+    fn a_lost_packet_plays_whole_from_the_next_packets_redundant_copy() {
+        let mut s = Sim::new();
+        let mut out = Vec::new();
+        for i in 0..60u16 {
+            if i != 20 && i != 40 {
+                s.push(i, f64::from(i) * 20.0);
+                // Each packet carries the one before it (RED, 20 ms behind).
+                s.jb.push_redundant(
+                    i.wrapping_sub(1),
+                    u32::from(i.wrapping_sub(1)).wrapping_mul(TS_STEP),
+                    vec![(i as u8).wrapping_sub(1)],
+                );
+            }
+            out.push(s.pop(f64::from(i) * 20.0 + 1.0));
+        }
+        // The first loss finds nothing queued: that tick waits (concealed) and the
+        // packet plays from its copy a tick late; the buffer, now a frame deeper, plays
+        // the second one whole from its copy on time. No FEC rebuild.
+        assert!(out.contains(&Playout::Packet(vec![20])), "{out:?}");
+        assert!(out.contains(&Playout::Packet(vec![40])), "{out:?}");
+        assert!(!out.iter().any(|p| matches!(p, Playout::Recover { .. })));
+        let st = s.jb.stats();
+        assert_eq!(
+            (st.redundant, st.recovered, st.concealed),
+            (2, 0, 1),
+            "{st:?}"
+        );
+        // Copies of packets that came (every other one here) add nothing, and copies
+        // do not count as arrivals: the loss measured is the wire's.
+        assert_eq!(st.received, 58);
+        assert_eq!(st.duplicates, 0);
+        let a = s.jb.arrivals();
+        assert_eq!((a.sent - a.arrived, a.sent), (2, 60));
+    }
+
+    #[test]
+    fn the_buffer_grows_to_catch_copies_two_frames_back() {
+        // Every packet carries the one two back (RED at 40 ms, as a box sends under
+        // loss); every seventh is lost.
+        let mut s = Sim::new();
+        let mut concealed_at = Vec::new();
+        for i in 0..300u16 {
+            if i % 7 != 3 {
+                s.push(i, f64::from(i) * 20.0);
+                let back = i.wrapping_sub(2);
+                s.jb.push_redundant(back, u32::from(back) * TS_STEP, vec![back as u8]);
+            }
+            let before = s.jb.stats().concealed + s.jb.stats().recovered;
+            s.pop(f64::from(i) * 20.0 + 1.0);
+            if s.jb.stats().concealed + s.jb.stats().recovered > before {
+                concealed_at.push(i);
+            }
+        }
+        // The first losses teach it; after that every lost packet plays from its copy.
+        assert!(concealed_at.iter().all(|&i| i < 60), "{concealed_at:?}");
+        let st = s.jb.stats();
+        assert!(st.redundant >= 36, "{st:?}");
+        assert!(s.jb.target_frames() >= 3, "{}", s.jb.target_frames());
+        assert_eq!(s.jb.arrivals().sent - s.jb.arrivals().arrived, 43);
+    }
+
+    #[test]
+    fn a_redundant_copy_alone_does_not_start_or_move_the_stream() {
+        let mut jb = JitterBuffer::new();
+        // Nothing pushed yet: no carrier, the copy is dropped.
+        jb.push_redundant(7, 7 * 960, vec![7]);
+        assert_eq!((jb.queued(), jb.stats().redundant), (0, 0));
+        let t0 = Instant::now();
+        jb.push(10, 9600, vec![10], t0);
+        // Older than the first packet: before the stream began here, not a loss.
+        jb.push_redundant(9, 9 * 960, vec![9]);
+        assert_eq!((jb.queued(), jb.stats().redundant), (1, 0));
+        assert_eq!(jb.arrivals().sent, 1);
     }
 
     #[test]

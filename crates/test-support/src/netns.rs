@@ -109,6 +109,22 @@ impl Side {
         ]
     }
 
+    /// IP bytes of UDP this side has sent to the other so far, as they left the
+    /// sender (lost ones included).
+    pub fn sent_bytes(&self) -> u64 {
+        let out = self
+            .command("iptables")
+            .args(["-L", "OUTPUT", "1", "-v", "-x", "-n"])
+            .output()
+            .expect("iptables runs");
+        // `pkts bytes target prot …` for the first rule: the counting one.
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(0)
+    }
+
     fn sh(&self, script: &str) {
         run(self.command("sh").args(["-ec", script]));
     }
@@ -209,6 +225,9 @@ impl Link {
                 s.ip,
                 iface = s.iface
             ));
+            // Counts what this side sends to the other (see `sent_bytes`), before any
+            // impairment: a rule with no target only counts.
+            s.sh(&format!("iptables -I OUTPUT 1 -d {} -p udp", s.peer_ip));
         }
         if !imp.is_clean() {
             a.impair(imp, seed);
