@@ -16,7 +16,7 @@ use intercom_test_support::audio::{align, pesq_wb, read_wav, retime, shifted};
 use intercom_test_support::netns::Link;
 use intercom_test_support::SimBox;
 
-use crate::scenarios::{lan_pin, Scenario};
+use crate::scenarios::Scenario;
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/aiortc_guest.py");
 const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
@@ -332,20 +332,7 @@ pub(crate) fn box_call(
     dir: &Path,
     out: &Path,
 ) -> ForeignResult {
-    let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
-    let a = crate::start_box_with(bin, &link.a, dir, None);
-    let b = crate::start_box(&link.b, dir, Some(clip));
-    let r = crate::scenarios::measure(
-        scenario.name,
-        run,
-        clip,
-        dir,
-        out,
-        a,
-        b,
-        lan_pin,
-        Some(&link.b),
-    );
+    let r = crate::scenarios::call_box(scenario, run, bin, clip, dir, out);
     ForeignResult {
         scenario: r.scenario,
         run,

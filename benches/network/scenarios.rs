@@ -141,11 +141,30 @@ pub(crate) fn measured_call(
     dir: &Path,
     out: &Path,
 ) -> CallResult {
+    call_box(
+        scenario,
+        run,
+        Path::new(env!("CARGO_BIN_EXE_intercom")),
+        clip,
+        dir,
+        out,
+    )
+}
+
+/// As [`measured_call`], with the build at `bin` as box A (box B is this build).
+pub(crate) fn call_box(
+    scenario: &Scenario,
+    run: u32,
+    bin: &Path,
+    clip: &Path,
+    dir: &Path,
+    out: &Path,
+) -> CallResult {
     let link = Link::new(&scenario.impairment, 1000 + u64::from(run));
-    let bin = Path::new(env!("CARGO_BIN_EXE_intercom"));
+    let this = Path::new(env!("CARGO_BIN_EXE_intercom"));
     let echo = scenario.echo_path;
     let a = crate::start_box_echoing(bin, &link.a, dir, None, echo);
-    let b = crate::start_box_echoing(bin, &link.b, dir, Some(clip), echo);
+    let b = crate::start_box_echoing(this, &link.b, dir, Some(clip), echo);
     measure(
         scenario.name,
         run,
