@@ -229,7 +229,7 @@ pub(crate) fn measure(
     let connect_ms = (flowing[0].max(flowing[1]) - pin_at as f64) / 1e6;
     let (cpu_a0, cpu_b0, call_start) = (a.cpu_secs(), b.cpu_secs(), now_ns());
     let (sleeps_a0, sleeps_b0) = (a.sleeps(), b.sleeps());
-    let wire0 = wire.map(Side::sent_bytes);
+    let wire0 = wire.map(|w| (w, w.sent_bytes()));
 
     let mut sent_at = Vec::new();
     for k in 0..TEXTS {
@@ -241,13 +241,10 @@ pub(crate) fn measure(
     let spoken = TEXT_EVERY.as_secs_f64() * TEXTS as f64;
     std::thread::sleep(Duration::from_secs_f64((clip_secs - spoken).max(0.0) + 1.5));
 
-    let wire_kbit_b = match (wire, wire0) {
-        (Some(w), Some(before)) => {
-            let secs = (now_ns() - call_start) as f64 / 1e9;
-            (w.sent_bytes() - before) as f64 * 8.0 / secs / 1000.0
-        }
-        _ => f64::NAN,
-    };
+    let wire_kbit_b = wire0.map_or(f64::NAN, |(w, before)| {
+        let secs = (now_ns() - call_start) as f64 / 1e9;
+        (w.sent_bytes() - before) as f64 * 8.0 / secs / 1000.0
+    });
     let (ma, mb) = (a.mark(), b.mark());
     b.keys("##");
     let fin: Vec<Value> = [(&a, ma), (&b, mb)]

@@ -191,18 +191,10 @@ fn ask_bitrate(sdp: &str, bits: u32) -> String {
         return sdp.to_owned();
     };
     let prefix = format!("a=fmtp:{opus} ");
-    let mut out = String::with_capacity(sdp.len() + 32);
-    for line in sdp.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\r', '\n']);
-        if body.starts_with(&prefix) && !body.contains("maxaveragebitrate=") {
-            out.push_str(body);
-            out.push_str(&format!(";maxaveragebitrate={bits}"));
-            out.push_str(&line[body.len()..]);
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
+    rewrite_lines(sdp, |line| {
+        (line.starts_with(&prefix) && !line.contains("maxaveragebitrate="))
+            .then(|| format!("{line};maxaveragebitrate={bits}"))
+    })
 }
 
 /// `sdp` with RED listed first in its audio section, when RED is there: a browser sends
@@ -213,21 +205,27 @@ fn red_first(sdp: &str) -> String {
     let Some(red) = red_payload_type(sdp).map(|pt| pt.to_string()) else {
         return sdp.to_owned();
     };
-    let mut out = String::with_capacity(sdp.len());
+    rewrite_lines(sdp, |line| {
+        let mut words: Vec<&str> = line.strip_prefix("m=audio ")?.split(' ').collect();
+        // port, protocol, then the payload types.
+        if let Some(i) = words.iter().skip(2).position(|w| *w == red) {
+            let pt = words.remove(i + 2);
+            words.insert(2, pt);
+        }
+        Some(format!("m=audio {}", words.join(" ")))
+    })
+}
+
+/// `sdp` with the lines `f` rewrites (it gets and gives a line without its ending, which
+/// is kept) replaced, the others as they were.
+fn rewrite_lines(sdp: &str, f: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(sdp.len() + 32);
     for line in sdp.split_inclusive('\n') {
         let body = line.trim_end_matches(['\r', '\n']);
-        let end = &line[body.len()..];
-        match body.strip_prefix("m=audio ") {
-            Some(rest) => {
-                let mut words: Vec<&str> = rest.split(' ').collect();
-                // port, protocol, then the payload types.
-                if let Some(i) = words.iter().skip(2).position(|w| *w == red) {
-                    let pt = words.remove(i + 2);
-                    words.insert(2, pt);
-                }
-                out.push_str("m=audio ");
-                out.push_str(&words.join(" "));
-                out.push_str(end);
+        match f(body) {
+            Some(new) => {
+                out.push_str(&new);
+                out.push_str(&line[body.len()..]);
             }
             None => out.push_str(line),
         }
