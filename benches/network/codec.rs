@@ -5,11 +5,13 @@
 //! (`intercom::audio::effort`), and to decode. This is where the encoder's complexity is
 //! chosen: it is most of a call's CPU. Then the decoder's concealment: classic PLC
 //! (complexity 0) against libopus's neural deep PLC (5), on a stream with FEC (a box's)
-//! and one without (a browser's), at 5 % and 15 % random loss.
+//! and one without (a browser's), at 5 % and 15 % random loss. Last, the wire rate of
+//! the loss-driven packet copies, speech alone and in a conversation.
 
 use std::path::Path;
 
 use intercom::audio::codec::{packet_samples, VoiceDecoder, VoiceEncoder};
+use intercom::audio::VoiceSender;
 use intercom::hw::FRAME_SAMPLES;
 use nix::time::{clock_gettime, ClockId};
 use rand::{Rng, SeedableRng};
@@ -215,6 +217,77 @@ pub(crate) fn plc(clip: &Path, dir: &Path) -> Vec<PlcResult> {
         }
     }
     results
+}
+
+/// Bytes a packet costs on the wire besides its payload: IPv4 (20), UDP (8), RTP (12)
+/// and SRTP's authentication tag (10).
+const WIRE_OVERHEAD: usize = 50;
+
+/// The sender's wire rate with copies on (a lossy link), kbit/s: every packet copied,
+/// against what it sends (quiet frames once).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct CopiesResult {
+    /// `speech` (the clip alone) or `conversation` (the clip, then as long listening
+    /// to the other side, the room's noise at −60 dBFS as noise suppression leaves it,
+    /// twice).
+    pub talk: String,
+    pub all_copied_kbit: f64,
+    pub sent_kbit: f64,
+}
+
+/// Runs the clip, alone and as one side of a conversation, through a [`VoiceSender`]
+/// with copies on, counting what goes on the wire.
+pub(crate) fn copies(clip: &Path) -> Vec<CopiesResult> {
+    let pcm: Vec<i16> = read_wav(clip).iter().map(|&s| s as i16).collect();
+    let speech = frames(&pcm);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut conversation = Vec::new();
+    for _ in 0..2 {
+        conversation.extend_from_slice(&speech);
+        conversation.extend((0..speech.len()).map(|_| -> [i16; FRAME_SAMPLES] {
+            std::array::from_fn(|_| rng.gen_range(-57..=57))
+        }));
+    }
+    [("speech", speech), ("conversation", conversation)]
+        .into_iter()
+        .map(|(talk, frames)| {
+            let t = std::time::Instant::now();
+            let mut sender = VoiceSender::new(0.05, t).unwrap();
+            sender.tune(0.05, t).unwrap();
+            let (mut originals, mut sent) = (0, 0);
+            for f in &frames {
+                for p in sender.frame(f).unwrap() {
+                    let bytes = p.payload.len() + WIRE_OVERHEAD;
+                    sent += bytes;
+                    if !p.copy {
+                        originals += bytes;
+                    }
+                }
+            }
+            let kbit = |bytes: usize| bytes as f64 * 8.0 / (frames.len() as f64 * 20.0);
+            let r = CopiesResult {
+                talk: talk.to_string(),
+                all_copied_kbit: kbit(2 * originals),
+                sent_kbit: kbit(sent),
+            };
+            eprintln!("  {r:?}");
+            r
+        })
+        .collect()
+}
+
+/// The copies' wire rates as a markdown table.
+pub(crate) fn copies_markdown(results: &[CopiesResult]) -> String {
+    let mut s = String::from(
+        "| with copies (5 % loss) | every packet twice, kbit/s | quiet frames once, kbit/s |\n|---|---|---|\n",
+    );
+    for r in results {
+        s.push_str(&format!(
+            "| {} | {:.1} | {:.1} |\n",
+            r.talk, r.all_copied_kbit, r.sent_kbit
+        ));
+    }
+    s
 }
 
 /// The concealment comparison as a markdown table.

@@ -6,8 +6,9 @@
 //! Per path: far-end single talk (ERLE and total echo loss from 2 s on, time until the
 //! echo stays 20 dB down), double talk (the near end's level kept; PESQ cannot judge
 //! double talk, the unprocessed mix scores as the processed one), near-end single talk
-//! (PESQ-WB against the clip), and a path
-//! that changes mid-call (how long until the echo is 20 dB down again), each scored also
+//! (PESQ-WB against the clip), a speakerphone call (two boxes on the path, the far one
+//! silent, so the near box's far end is the far box's residual of its own voice; PESQ-WB
+//! of what the near box sends), and a path that changes mid-call (how long until the echo is 20 dB down again), each scored also
 //! by AECMOS (echo and degradation, the `speechmos` package's 48 kHz model). CPU:
 //! processing time per 20 ms frame. Each path runs with the box's AEC3 tuning and with
 //! AEC3's stock configuration, side by side.
@@ -34,6 +35,9 @@ pub(crate) struct EchoResult {
     pub converge_ms: Option<f64>,
     pub double_talk_kept_db: f64,
     pub near_only_pesq: f64,
+    /// PESQ-WB of the near end in a speakerphone call: both boxes on this path, the
+    /// far one silent, its residual of the near end's voice the near box's far end.
+    pub call_pesq: f64,
     pub reconverge_ms: Option<f64>,
     pub cpu_pct: f64,
     /// AECMOS echo score in far-end single talk (the whole 12 s, convergence included).
@@ -210,6 +214,11 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
         Talk::NearEnd,
     );
 
+    // A speakerphone call with a silent far box.
+    let path = EchoResponse::preset(name).expect("a preset");
+    let out = call_loop(tuning, &path, near);
+    let call_pesq = pesq_wb(&near[s.span.clone()], &out[s.span.clone()], dir).unwrap_or(f64::NAN);
+
     // The path changes.
     let (out, _) = process(tuning, far, &s.changed);
     let reconverge_ms = settled_after(&s.changed, &out, CHANGE);
@@ -223,6 +232,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
         converge_ms,
         double_talk_kept_db,
         near_only_pesq,
+        call_pesq,
         reconverge_ms,
         cpu_pct,
         mos_far_echo,
@@ -233,10 +243,15 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
     }
 }
 
-/// All presets, each with both tunings; the table on stdout.
-pub(crate) fn run(far_clip: &[f64], near_clip: &[f64], dir: &Path) -> Vec<EchoResult> {
+/// The presets `wanted` (`--only`), each with both tunings; the table on stdout.
+pub(crate) fn run(
+    far_clip: &[f64],
+    near_clip: &[f64],
+    wanted: impl Fn(&str) -> bool,
+    dir: &Path,
+) -> Vec<EchoResult> {
     let mut results = Vec::new();
-    for name in ECHO_PRESETS {
+    for name in ECHO_PRESETS.iter().filter(|n| wanted(n)) {
         let signals = Signals::new(name, far_clip, near_clip, dir);
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
             let r = measure(name, tuning, &signals, dir);
@@ -255,12 +270,13 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
          | AECMOS echo, far end alone (≥ 4.5) | double talk: near end kept dB \
          | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5; a perfect canceller's) \
          | near end alone PESQ-WB (≥ 4.4) / AECMOS degradation \
+         | call, far box silent: near end PESQ-WB \
          | path change: 20 dB down again after ms (≤ 1000) | CPU % of a core (≤ 1.5) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2}) | {:.2} / {:.2} | {} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.2} |\n",
             r.path,
             r.tuning,
             r.erl_db,
@@ -274,9 +290,89 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
             r.mos_double_deg_ideal,
             r.near_only_pesq,
             r.mos_near_deg,
+            r.call_pesq,
             ms(r.reconverge_ms),
             r.cpu_pct,
         ));
     }
     s
+}
+
+/// A speaker's echo path run sample by sample: the loudspeaker's clipping, then the taps.
+struct Room {
+    taps: Vec<(usize, f64)>,
+    clip: f64,
+    played: Vec<f64>,
+}
+
+impl Room {
+    fn new(path: &EchoResponse, n: usize) -> Room {
+        Room {
+            taps: path.taps.iter().map(|&(d, g)| (d, f64::from(g))).collect(),
+            clip: path.clip.map_or(f64::INFINITY, |c| f64::from(c) * 32767.0),
+            played: Vec::with_capacity(n),
+        }
+    }
+
+    /// The speaker plays `frame`; returns the echo the microphone hears meanwhile.
+    fn play(&mut self, frame: &[f64]) -> Vec<f64> {
+        let start = self.played.len();
+        self.played
+            .extend(frame.iter().map(|v| v.clamp(-self.clip, self.clip)));
+        (start..self.played.len())
+            .map(|t| {
+                self.taps
+                    .iter()
+                    .filter_map(|&(d, g)| Some(g * self.played[t.checked_sub(d)?]))
+                    .sum()
+            })
+            .collect()
+    }
+}
+
+/// Frames each way between one box's microphone and the other's speaker in a call
+/// (the frame, the jitter buffer, the devices): 60 ms.
+const CALL_DELAY_FRAMES: usize = 3;
+
+/// A speakerphone call, offline: box B's talker speaks (the near end), box A is silent
+/// and both boxes hear their speaker through `path`; what A plays comes back to B as
+/// A's residual. Returns what B sent.
+fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> Vec<f64> {
+    let n = near.len() / FRAME * FRAME;
+    let mut a = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
+    let mut b = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
+    let (mut room_a, mut room_b) = (Room::new(path, n), Room::new(path, n));
+    let to_i16 = |v: &f64| v.round().clamp(-32768.0, 32767.0) as i16;
+    let silent = vec![0.0; FRAME];
+    // What each box sent, by frame.
+    let (mut sent_a, mut sent_b): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (Vec::new(), Vec::new());
+    for k in 0..n / FRAME {
+        let heard = |sent: &Vec<Vec<f64>>| {
+            k.checked_sub(CALL_DELAY_FRAMES)
+                .map_or(silent.clone(), |i| sent[i].clone())
+        };
+        let (play_a, play_b) = (heard(&sent_b), heard(&sent_a));
+        let side = |p: &mut VoiceProcessor, room: &mut Room, play: &[f64], talk: &[f64]| {
+            let echo = room.play(play);
+            let render: Vec<i16> = play.iter().map(to_i16).collect();
+            let mut mic: Vec<i16> = echo
+                .iter()
+                .zip(talk)
+                .map(|(e, s)| to_i16(&(e + s)))
+                .collect();
+            p.render(&render);
+            p.capture(&mut mic);
+            mic.iter().map(|&s| f64::from(s)).collect::<Vec<f64>>()
+        };
+        let out_b = side(
+            &mut b,
+            &mut room_b,
+            &play_b,
+            &near[k * FRAME..(k + 1) * FRAME],
+        );
+        let out_a = side(&mut a, &mut room_a, &play_a, &silent);
+        sent_a.push(out_a);
+        sent_b.push(out_b);
+    }
+    sent_b.concat()
 }

@@ -6,8 +6,8 @@
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
-//! N]` the online mode across NAT routers (see `nat`), `-- --echo` the capture path's
-//! echo canceller on the simulator's echo paths (see `echo`). Needs iptables, tc (iproute2),
+//! N]` the online mode across NAT routers (see `nat`), `-- --echo [--only PATH]...` the capture
+//! path's echo canceller on the simulator's echo paths (see `echo`). Needs iptables, tc (iproute2),
 //! unshare/nsenter (util-linux) and Python's `pesq` and `numpy` (the NAT scenarios also
 //! coturn and the mailbox server); root, or user namespaces (it makes its own and never
 //! touches the machine's network). `-- --foreign [--baseline PATH] [--sender NAME]...`
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
         };
         let far = wav(include_bytes!("speech.wav"));
         let near = wav(intercom::demo::SPEECH_CLIP);
-        let results = echo::run(&far, &near, work.path());
+        let results = echo::run(&far, &near, |p| args.wants(p), work.path());
         println!("\n{}", echo::markdown(&results));
         let json = serde_json::to_string_pretty(&results).unwrap();
         std::fs::write(args.out.join("echo.json"), json).unwrap();
@@ -163,11 +163,14 @@ fn main() -> ExitCode {
         write_mouth_clip(&clip);
         let results = codec::sweep(&clip, work.path(), &args.complexities);
         let plc = codec::plc(&clip, work.path());
+        let copies = codec::copies(&clip);
         println!("\n{}", codec::markdown(&results));
         println!("\n{}", codec::plc_markdown(&plc));
-        let json =
-            serde_json::to_string_pretty(&serde_json::json!({"encoder": results, "plc": plc}))
-                .unwrap();
+        println!("\n{}", codec::copies_markdown(&copies));
+        let json = serde_json::to_string_pretty(
+            &serde_json::json!({"encoder": results, "plc": plc, "copies": copies}),
+        )
+        .unwrap();
         std::fs::write(args.out.join("codec.json"), json).unwrap();
         println!("written to {}", args.out.join("codec.json").display());
         return ExitCode::SUCCESS;

@@ -46,6 +46,8 @@ pub struct VoiceEncoder {
     effort: EncoderEffort,
     /// The complexity the encoder is set to now.
     complexity: i32,
+    /// The last frame came in a run of quiet and its packet says no voice.
+    quiet: bool,
     out: Box<[u8; MAX_PACKET]>,
 }
 
@@ -71,6 +73,7 @@ impl VoiceEncoder {
             loss_percent: -1,
             effort: EncoderEffort::new(complexity),
             complexity,
+            quiet: false,
             out: Box::new([0; MAX_PACKET]),
         };
         e.tune(expected_loss)?;
@@ -114,17 +117,26 @@ impl VoiceEncoder {
         self.complexity
     }
 
+    /// True if the last frame was quiet: inside a run of quiet frames (the encoder eased
+    /// off for it) and its own packet says no voice. Losing it costs nothing audible.
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Encodes one 20 ms frame, voice at full complexity and quiet at less.
     pub fn encode(&mut self, frame: &AudioFrame) -> Result<Vec<u8>, CodecError> {
         let energy = energy(frame);
         let complexity = self.effort.complexity(energy);
+        let easing = self.effort.easing();
         if complexity != self.complexity {
             self.enc.set_complexity(complexity).map_err(err)?;
             self.complexity = complexity;
         }
         let n = self.enc.encode(frame, &mut self.out[..]).map_err(err)?;
         let packet = self.out[..n].to_vec();
-        self.effort.coded(voice_activity(&packet), energy);
+        let voice = voice_activity(&packet);
+        self.quiet = easing && voice == Some(false);
+        self.effort.coded(voice, energy);
         Ok(packet)
     }
 }

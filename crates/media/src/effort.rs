@@ -86,8 +86,9 @@ impl EncoderEffort {
         }
     }
 
-    /// Coding quiet frames at [`QUIET_COMPLEXITY`].
-    fn easing(&self) -> bool {
+    /// Coding quiet frames at [`QUIET_COMPLEXITY`] (after [`EncoderEffort::complexity`]:
+    /// for the frame about to be coded).
+    pub fn easing(&self) -> bool {
         self.quiet_run >= QUIET_AFTER_FRAMES
     }
 

@@ -63,8 +63,9 @@ pub struct VoiceSender {
     seq: u16,
     timestamp: u32,
     copies: bool,
-    /// Packets waiting for their copy to go out, oldest first.
-    pending: VecDeque<OutPacket>,
+    /// Packets waiting for their copy to go out, oldest first (`None`: a quiet frame's,
+    /// which gets no copy).
+    pending: VecDeque<Option<OutPacket>>,
     /// Since when the measured loss has been low, while copies are on.
     calm_since: Option<Instant>,
     /// When loss was last measured.
@@ -156,7 +157,9 @@ impl VoiceSender {
     }
 
     /// Encodes one 20 ms frame; returns what to send now: its packet, and the copy of the
-    /// packet [`COPY_DELAY_FRAMES`] back while copies are on.
+    /// packet [`COPY_DELAY_FRAMES`] back while copies are on. Quiet frames (between
+    /// sentences, [`VoiceEncoder::quiet`]) get no copy: concealment and the next
+    /// packet's FEC hide their loss (docs/decisions/packet-copies.md).
     pub fn frame(&mut self, frame: &AudioFrame) -> Result<Vec<OutPacket>, CodecError> {
         let payload = bytes::Bytes::from(self.encoder.encode(frame)?);
         let packet = OutPacket {
@@ -169,12 +172,13 @@ impl VoiceSender {
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         let mut out = vec![packet.clone()];
         if self.copies {
-            self.pending.push_back(OutPacket {
+            let quiet = self.encoder.quiet();
+            self.pending.push_back((!quiet).then_some(OutPacket {
                 copy: true,
                 ..packet
-            });
+            }));
             if self.pending.len() > COPY_DELAY_FRAMES {
-                out.extend(self.pending.pop_front());
+                out.extend(self.pending.pop_front().flatten());
             }
         }
         Ok(out)
@@ -231,6 +235,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn quiet_between_sentences_goes_once_and_speech_twice() {
+        use crate::effort::QUIET_AFTER_FRAMES;
+        let t = Instant::now();
+        let mut s = VoiceSender::new(0.0, t).unwrap();
+        s.tune(0.05, t).unwrap();
+        let silence = [0i16; FRAME_SAMPLES];
+        let quiet = 3 * QUIET_AFTER_FRAMES as usize;
+        let mut copied = Vec::new();
+        for k in 0..quiet + 20 {
+            let frame = if k < quiet { silence } else { speech(k) };
+            for p in s.frame(&frame).unwrap() {
+                if p.copy {
+                    copied.push(k - COPY_DELAY_FRAMES);
+                }
+            }
+        }
+        // The quiet's first frames are copied (the encoder has not eased off yet)…
+        assert!(copied.contains(&0));
+        // …then none, until the first spoken frame, and every one after it is.
+        let first_quiet_skipped = (0..quiet).find(|k| !copied.contains(k)).unwrap();
+        assert!(first_quiet_skipped <= QUIET_AFTER_FRAMES as usize + 2);
+        assert!((first_quiet_skipped..quiet).all(|k| !copied.contains(&k)));
+        assert!((quiet..quiet + 20 - COPY_DELAY_FRAMES).all(|k| copied.contains(&k)));
     }
 
     #[test]
