@@ -244,9 +244,11 @@ pub(crate) fn copies(clip: &Path) -> Vec<CopiesResult> {
     let mut conversation = Vec::new();
     for _ in 0..2 {
         conversation.extend_from_slice(&speech);
-        conversation.extend((0..speech.len()).map(|_| -> [i16; FRAME_SAMPLES] {
-            std::array::from_fn(|_| rng.gen_range(-57..=57))
-        }));
+        conversation.extend(
+            (0..speech.len()).map(|_| -> [i16; FRAME_SAMPLES] {
+                std::array::from_fn(|_| rng.gen_range(-57..=57))
+            }),
+        );
     }
     [("speech", speech), ("conversation", conversation)]
         .into_iter()

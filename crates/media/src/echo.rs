@@ -83,7 +83,7 @@ pub enum Tuning {
     /// The box's: see [`aec3_config`].
     #[default]
     Speakerphone,
-    /// AEC3's defaults (with the HMM transparent mode), for comparison.
+    /// AEC3's defaults (with the HMM transparent mode, no residual gate), for comparison.
     Stock,
 }
 
@@ -112,6 +112,71 @@ pub fn aec3_config(tuning: Tuning) -> EchoCanceller3Config {
     }
     c.validate();
     c
+}
+
+/// The residual echo gate: a processed frame quieter than this (mean square, −40 dBFS)…
+const GATE_FLOOR: f64 = 32768.0 * 32768.0 * 1e-4;
+/// …and this far (20 dB) under the loudest frame the speaker played in the last
+/// [`GATE_HOLD_FRAMES`] (the echo's path and reverberation)…
+const GATE_BELOW_RENDER: f64 = 100.0;
+const GATE_HOLD_FRAMES: usize = 10;
+/// …is taken down by 30 dB: it is what is left of the far end's own voice, which the
+/// far box's canceller would otherwise take for its near end's and cut it with.
+const GATE_GAIN: f32 = 0.031_6;
+
+/// Mean square of a frame.
+fn mean_square(frame: &[i16]) -> f64 {
+    frame
+        .iter()
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum::<f64>()
+        / frame.len().max(1) as f64
+}
+
+/// After the canceller, takes what is left of the echo down while the far end talks and
+/// the near end does not: residual echo 20 dB under the far end and under −40 dBFS in
+/// all. AEC3 leaves the far end's voice 30–60 dB down, which a person does not hear, but
+/// when the far end is a box too, its canceller gets that faint copy of its own talker's
+/// voice as its reference and its linear filter learns to predict the talker from it:
+/// the talker's words get cut (the echo benchmark's call column, docs/benchmarks.md).
+#[derive(Debug, Clone)]
+struct ResidualGate {
+    /// Mean squares of the last frames played, newest last.
+    played: std::collections::VecDeque<f64>,
+    /// The gain the last frame ended at (ramped across a frame, so nothing clicks).
+    gain: f32,
+}
+
+impl ResidualGate {
+    fn new() -> ResidualGate {
+        ResidualGate {
+            played: std::collections::VecDeque::with_capacity(GATE_HOLD_FRAMES + 1),
+            gain: 1.0,
+        }
+    }
+
+    fn render(&mut self, frame: &[i16]) {
+        self.played.push_back(mean_square(frame));
+        if self.played.len() > GATE_HOLD_FRAMES {
+            self.played.pop_front();
+        }
+    }
+
+    fn capture(&mut self, frame: &mut [i16]) {
+        let out = mean_square(frame);
+        let far = self.played.iter().copied().fold(0.0, f64::max);
+        let target = if out < GATE_FLOOR && out * GATE_BELOW_RENDER < far {
+            GATE_GAIN
+        } else {
+            1.0
+        };
+        let n = frame.len() as f32;
+        for (i, s) in frame.iter_mut().enumerate() {
+            let g = self.gain + (target - self.gain) * (i + 1) as f32 / n;
+            *s = (f32::from(*s) * g).round() as i16;
+        }
+        self.gain = target;
+    }
 }
 
 /// The microphone's high-pass: a second-order Butterworth at 60 Hz (RBJ's biquad), for
@@ -236,6 +301,8 @@ pub struct VoiceProcessor {
     full: [f32; BLOCK],
     bands: [[f32; SPLIT_BAND_SIZE]; NUM_BANDS],
     hint_ms: i32,
+    /// With the box's tuning and the canceller on.
+    gate: Option<ResidualGate>,
 }
 
 impl std::fmt::Debug for VoiceProcessor {
@@ -274,6 +341,8 @@ impl VoiceProcessor {
             full: [0.0; BLOCK],
             bands: [[0.0; SPLIT_BAND_SIZE]; NUM_BANDS],
             hint_ms: 0,
+            gate: (settings.echo_cancellation && tuning == Tuning::Speakerphone)
+                .then(ResidualGate::new),
         }
     }
 
@@ -295,6 +364,9 @@ impl VoiceProcessor {
     /// The far end's frame exactly as the speaker plays it (zeros when it played none).
     pub fn render(&mut self, frame: &[i16]) {
         let Some(aec) = &mut self.aec else { return };
+        if let Some(gate) = &mut self.gate {
+            gate.render(frame);
+        }
         for chunk in frame.chunks_exact(BLOCK) {
             for (d, &s) in self.full.iter_mut().zip(chunk) {
                 *d = f32::from(s);
@@ -334,6 +406,9 @@ impl VoiceProcessor {
             for (d, &s) in chunk.iter_mut().zip(self.full.iter()) {
                 *d = s.round().clamp(-32768.0, 32767.0) as i16;
             }
+        }
+        if let Some(gate) = &mut self.gate {
+            gate.capture(frame);
         }
     }
 
@@ -567,6 +642,33 @@ mod tests {
             loss > 30.0,
             "echo loss from 2 s after the change {loss:.1} dB"
         );
+    }
+
+    #[test]
+    fn the_residual_gate_takes_faint_residue_down_while_the_far_end_talks() {
+        let mut gate = ResidualGate::new();
+        let loud = [8000i16; FRAME_SAMPLES];
+        let faint = [60i16; FRAME_SAMPLES]; // −55 dBFS
+        let near = [3000i16; FRAME_SAMPLES]; // −21 dBFS
+        gate.render(&loud);
+        let mut f = faint;
+        gate.capture(&mut f);
+        let mut f = faint;
+        gate.capture(&mut f);
+        assert!(f.iter().all(|&s| s == 2), "30 dB down: {:?}", &f[..4]);
+        // The near end talking over the far end passes whole (after one frame's ramp).
+        let mut f = near;
+        gate.capture(&mut f);
+        let mut f = near;
+        gate.capture(&mut f);
+        assert_eq!(f, near);
+        // Once the far end has been quiet for the hold, faint sound passes too.
+        for _ in 0..GATE_HOLD_FRAMES {
+            gate.render(&[0; FRAME_SAMPLES]);
+        }
+        let mut f = faint;
+        gate.capture(&mut f);
+        assert_eq!(f, faint);
     }
 
     #[test]
