@@ -26,6 +26,7 @@ use sonora_aec3::frame_blocker::FrameBlocker;
 use sonora_ns::config::{NsConfig, SuppressionLevel};
 use sonora_ns::noise_suppressor::NoiseSuppressor;
 
+use crate::effort::energy;
 use crate::format::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Samples in one of the stack's 10 ms frames.
@@ -124,15 +125,6 @@ const GATE_HOLD_FRAMES: usize = 10;
 /// far box's canceller would otherwise take for its near end's and cut it with.
 const GATE_GAIN: f32 = 0.031_6;
 
-/// Mean square of a frame.
-fn mean_square(frame: &[i16]) -> f64 {
-    frame
-        .iter()
-        .map(|&s| f64::from(s) * f64::from(s))
-        .sum::<f64>()
-        / frame.len().max(1) as f64
-}
-
 /// After the canceller, takes what is left of the echo down while the far end talks and
 /// the near end does not: residual echo 20 dB under the far end and under −40 dBFS in
 /// all. AEC3 leaves the far end's voice 30–60 dB down, which a person does not hear, but
@@ -156,14 +148,14 @@ impl ResidualGate {
     }
 
     fn render(&mut self, frame: &[i16]) {
-        self.played.push_back(mean_square(frame));
+        self.played.push_back(energy(frame));
         if self.played.len() > GATE_HOLD_FRAMES {
             self.played.pop_front();
         }
     }
 
     fn capture(&mut self, frame: &mut [i16]) {
-        let out = mean_square(frame);
+        let out = energy(frame);
         let far = self.played.iter().copied().fold(0.0, f64::max);
         let target = if out < GATE_FLOOR && out * GATE_BELOW_RENDER < far {
             GATE_GAIN
@@ -474,10 +466,6 @@ mod tests {
                 (acc * gain).clamp(-32768.0, 32767.0) as i16
             })
             .collect()
-    }
-
-    fn energy(x: &[i16]) -> f64 {
-        x.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / x.len().max(1) as f64
     }
 
     fn db(ratio: f64) -> f64 {
