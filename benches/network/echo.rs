@@ -8,7 +8,8 @@
 //! double talk, the unprocessed mix scores as the processed one), near-end single talk
 //! (PESQ-WB against the clip), a speakerphone call (two boxes on the path, the far one
 //! silent, so the near box's far end is the far box's residual of its own voice; PESQ-WB
-//! of what the near box sends), and a path that changes mid-call (how long until the echo is 20 dB down again), each scored also
+//! of what the near box sends), street noise behind the near end (how far it drops in
+//! what is sent while the far end talks), and a path that changes mid-call (how long until the echo is 20 dB down again), each scored also
 //! by AECMOS (echo and degradation, the `speechmos` package's 48 kHz model). CPU:
 //! processing time per 20 ms frame. Each path runs with the box's AEC3 tuning and with
 //! AEC3's stock configuration, side by side.
@@ -19,7 +20,8 @@ use std::time::Instant;
 use intercom::audio::echo::Tuning;
 use intercom::audio::{ProcessingSettings, VoiceProcessor};
 use intercom::hw::sim::{EchoResponse, ECHO_PRESETS};
-use intercom_test_support::audio::{aecmos, pesq_wb, Talk};
+use intercom_test_support::audio::{aecmos, median, pesq_wb, Talk};
+use rand::{Rng, SeedableRng};
 
 const RATE: usize = 48_000;
 const FRAME: usize = 960;
@@ -50,6 +52,9 @@ pub(crate) struct EchoResult {
     pub mos_double_deg_ideal: f64,
     /// AECMOS degradation score with the near end alone.
     pub mos_near_deg: f64,
+    /// How far a street's noise at the near end falls in what is sent while the far end
+    /// talks, against while it is silent (median frame levels, dB; 0 is steady).
+    pub noise_drop_db: f64,
 }
 
 fn energy(x: &[f64]) -> f64 {
@@ -219,6 +224,9 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
     let out = call_loop(tuning, &path, near);
     let call_pesq = pesq_wb(&near[s.span.clone()], &out[s.span.clone()], dir).unwrap_or(f64::NAN);
 
+    // A street behind the near end; the far end silent for 3 s, then talking.
+    let noise_drop_db = noise_drop(tuning, &path, far);
+
     // The path changes.
     let (out, _) = process(tuning, far, &s.changed);
     let reconverge_ms = settled_after(&s.changed, &out, CHANGE);
@@ -240,7 +248,44 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
         mos_double_deg,
         mos_double_deg_ideal: s.ideal_deg,
         mos_near_deg,
+        noise_drop_db,
     }
+}
+
+/// Street noise (−45 dBFS, low-passed white noise, seeded) at the near end, the far end
+/// silent for 3 s and then talking: the median level of the frames sent while the far
+/// end is silent (from 1.5 s, once noise suppression settled) minus that of the frames
+/// sent while it talks (from 5 s, frames whose far end is above −40 dBFS), dB.
+fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64]) -> f64 {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(45);
+    let mut lp = 0.0;
+    let street: Vec<f64> = (0..far.len())
+        .map(|_| {
+            lp = 0.8 * lp + 0.2 * rng.gen_range(-1.0..1.0);
+            lp
+        })
+        .collect();
+    let scale = (32768.0 * 32768.0 * 10f64.powf(-4.5) / energy(&street)).sqrt();
+    let far: Vec<f64> = (0..far.len())
+        .map(|i| if i < 3 * RATE { 0.0 } else { far[i] })
+        .collect();
+    let echo = echo_of(path, &far);
+    let mic: Vec<f64> = echo
+        .iter()
+        .zip(&street)
+        .map(|(e, n)| e + n * scale)
+        .collect();
+    let (out, _) = process(tuning, &far, &mic);
+    let level = |f: usize| db(energy(&out[f * FRAME..(f + 1) * FRAME]));
+    let frames = out.len() / FRAME;
+    let silent: Vec<f64> = (RATE * 3 / 2 / FRAME..3 * RATE / FRAME)
+        .map(level)
+        .collect();
+    let talking: Vec<f64> = (5 * RATE / FRAME..frames)
+        .filter(|&f| energy(&far[f * FRAME..(f + 1) * FRAME]) > 32768.0 * 32768.0 * 1e-4)
+        .map(level)
+        .collect();
+    median(&silent) - median(&talking)
 }
 
 /// The presets `wanted` (`--only`), each with both tunings; the table on stdout.
@@ -271,12 +316,13 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
          | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5; a perfect canceller's) \
          | near end alone PESQ-WB (≥ 4.4) / AECMOS degradation \
          | call, far box silent: near end PESQ-WB \
-         | path change: 20 dB down again after ms (≤ 1000) | CPU % of a core (≤ 1.5) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | path change: 20 dB down again after ms (≤ 1000) \
+         | street noise drop under the far end dB (0: steady) | CPU % of a core (≤ 1.5) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
             r.path,
             r.tuning,
             r.erl_db,
@@ -292,6 +338,7 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
             r.mos_near_deg,
             r.call_pesq,
             ms(r.reconverge_ms),
+            r.noise_drop_db,
             r.cpu_pct,
         ));
     }

@@ -117,6 +117,9 @@ pub(crate) fn anchor_call(scenario: &Scenario, run: u32, clip: &Path, dir: &Path
         stretched: 0,
         shortened: 0,
         dropped: 0,
+        nacked: 0,
+        target_delay_ms: f64::NAN,
+        mouth_to_ear_ms: f64::NAN,
         cpu_pct_a: 0.0,
         wire_kbit: f64::NAN,
     }
@@ -175,6 +178,12 @@ pub(crate) struct ForeignResult {
     pub stretched: u64,
     pub shortened: u64,
     pub dropped: u64,
+    /// Lost packets A asked again for (RTCP NACK), each ask counted.
+    pub nacked: u64,
+    /// A's jitter buffer target when the call ended, ms.
+    pub target_delay_ms: f64,
+    /// B's microphone to A's speaker, ms (box B only; `NaN` for the others).
+    pub mouth_to_ear_ms: f64,
     pub cpu_pct_a: f64,
     /// What the sender put on the wire, kbit/s (box B only; `NaN` for the others).
     pub wire_kbit: f64,
@@ -318,6 +327,9 @@ fn finish(
         stretched: n("stretched"),
         shortened: n("shortened"),
         dropped: n("dropped"),
+        nacked: n("nacked"),
+        target_delay_ms: fin["target_delay_ms"].as_f64().unwrap_or(f64::NAN),
+        mouth_to_ear_ms: f64::NAN,
         cpu_pct_a,
         wire_kbit: f64::NAN,
     }
@@ -345,6 +357,9 @@ pub(crate) fn box_call(
         stretched: r.stretched,
         shortened: r.shortened,
         dropped: r.catch_up_drops,
+        nacked: r.nacked,
+        target_delay_ms: f64::NAN,
+        mouth_to_ear_ms: r.mouth_to_ear_ms,
         cpu_pct_a: r.cpu_pct_a,
         wire_kbit: r.wire_kbit_b,
     }
@@ -359,8 +374,8 @@ pub(crate) fn markdown(results: &[ForeignResult]) -> String {
     keys.sort();
     keys.dedup();
     let mut s = String::from(
-        "| scenario | sender | box A | runs | PESQ-WB (median) | one global alignment | all runs | concealed | stretched | shortened | dropped | sender kbit/s on the wire |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | sender | box A | runs | PESQ-WB (median) | one global alignment | all runs | concealed | stretched | shortened | dropped | asked again (NACK) | A's delay at the end, ms | mouth-to-ear ms | sender kbit/s on the wire |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (scenario, sender, receiver) in keys {
         let rs: Vec<&ForeignResult> = results
@@ -373,7 +388,7 @@ pub(crate) fn markdown(results: &[ForeignResult]) -> String {
         let global: Vec<f64> = rs.iter().map(|r| r.pesq_wb_global).collect();
         let sum = |f: fn(&ForeignResult) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
         s += &format!(
-            "| {scenario} | {sender} | {receiver} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |\n",
+            "| {scenario} | {sender} | {receiver} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             rs.len(),
             intercom_test_support::audio::median(&pesq),
             intercom_test_support::audio::median(&global),
@@ -382,13 +397,21 @@ pub(crate) fn markdown(results: &[ForeignResult]) -> String {
             sum(|r| r.stretched),
             sum(|r| r.shortened),
             sum(|r| r.dropped),
-            match intercom_test_support::audio::median(
-                &rs.iter().map(|r| r.wire_kbit).filter(|k| k.is_finite()).collect::<Vec<_>>()
-            ) {
-                k if k.is_finite() => format!("{k:.0}"),
-                _ => "–".to_string(),
-            },
+            sum(|r| r.nacked),
+            median_or_dash(rs.iter().map(|r| r.target_delay_ms)),
+            median_or_dash(rs.iter().map(|r| r.mouth_to_ear_ms)),
+            median_or_dash(rs.iter().map(|r| r.wire_kbit)),
         );
     }
     s
+}
+
+/// The median of the finite values, rounded, or a dash when there are none.
+fn median_or_dash(values: impl Iterator<Item = f64>) -> String {
+    match intercom_test_support::audio::median(
+        &values.filter(|k| k.is_finite()).collect::<Vec<_>>(),
+    ) {
+        k if k.is_finite() => format!("{k:.0}"),
+        _ => "–".to_string(),
+    }
 }

@@ -122,6 +122,8 @@ pub(crate) struct CallResult {
     pub underruns: u64,
     pub stretched: u64,
     pub shortened: u64,
+    /// Lost packets A asked B for again (RTCP NACK), each ask counted.
+    pub nacked: u64,
     /// What B sent A on the wire (UDP in IP, every packet, lost ones included) per call
     /// second, kbit/s; `NaN` where the bench does not count it.
     pub wire_kbit_b: f64,
@@ -330,6 +332,7 @@ pub(crate) fn measure(
         underruns: a_fin["underruns"].as_u64().unwrap_or(0),
         stretched: a_fin["stretched"].as_u64().unwrap_or(0),
         shortened: a_fin["shortened"].as_u64().unwrap_or(0),
+        nacked: a_fin["nacked"].as_u64().unwrap_or(0),
         wire_kbit_b,
     }
 }

@@ -5,6 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    nack_pairs_from_sequence_numbers, TransportLayerNack,
+};
 use rtc::rtp;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
@@ -70,9 +73,15 @@ const RED_MAX_BACK: u16 = 4;
 /// received it, until the track ends. RED packets give their primary Opus packet and
 /// their redundant ones (which fill only slots still empty); other payload types are
 /// not audio the box plays.
+///
+/// Lost packets the jitter buffer wants again are asked for with RTCP Generic NACKs
+/// from `our_ssrc`: a sender that keeps what it sent (aiortc does, for audio too) resends
+/// them; one that does not ignores the ask (RFC 4585 lets a receiver send feedback no
+/// `rtcp-fb` line listed, and tells it not to rely on an answer).
 pub(super) async fn receive(
     track: Arc<dyn TrackRemote>,
     formats: Formats,
+    our_ssrc: u32,
     buffer: Arc<Mutex<JitterBuffer>>,
     stamps: Arc<ReceiveStamps>,
 ) {
@@ -86,9 +95,11 @@ pub(super) async fn receive(
                 if p.payload.is_empty() {
                     continue;
                 }
+                let mut ask = Vec::new();
                 if pt == formats.opus {
                     let mut jb = buffer.lock().unwrap_or_else(|e| e.into_inner());
                     jb.push(seq, ts, p.payload.to_vec(), arrived);
+                    ask = jb.take_nacks();
                 } else if Some(pt) == formats.red {
                     match red::opus_frames(seq, ts, &p.payload, formats.opus, RED_MAX_BACK) {
                         Ok((Some(primary), older)) => {
@@ -97,6 +108,7 @@ pub(super) async fn receive(
                             for r in older {
                                 jb.push_redundant(r.seq, r.timestamp, r.data);
                             }
+                            ask = jb.take_nacks();
                         }
                         // No Opus to play in it.
                         Ok((None, _)) => {}
@@ -111,6 +123,16 @@ pub(super) async fn receive(
                             }
                             bad_red += 1;
                         }
+                    }
+                }
+                if !ask.is_empty() {
+                    let nack = TransportLayerNack {
+                        sender_ssrc: our_ssrc,
+                        media_ssrc: p.header.ssrc,
+                        nacks: nack_pairs_from_sequence_numbers(&ask),
+                    };
+                    if let Err(e) = track.write_rtcp(vec![Box::new(nack)]).await {
+                        tracing::debug!("NACK: {e}");
                     }
                 }
             }

@@ -472,7 +472,7 @@ impl<V: Voice> Live<V> {
                             Ok(f) => f,
                             Err(e) => return e.into(),
                         };
-                        tokio::spawn(media::receive(track, formats, Arc::clone(&self.jitter), Arc::clone(&self.stamps)));
+                        tokio::spawn(media::receive(track, formats, peer.ssrc, Arc::clone(&self.jitter), Arc::clone(&self.stamps)));
                     }
                     Some(PeerEvent::LocalCandidate(candidate)) => {
                         self.trickle(Inner::Candidate { candidate, mid: None }).await;

@@ -68,6 +68,7 @@ pub fn to_json(report: &Report, t_ns: u64) -> Value {
                 "stretched": j.stretched,
                 "shortened": j.shortened,
                 "tsm_refused": j.refused,
+                "nacked": j.nacked,
                 "unsettled_ticks": s.playback.unsettled_ticks,
                 "texts_sent": s.texts_sent,
                 "texts_delivered": s.texts_delivered,

@@ -125,18 +125,34 @@ const GATE_HOLD_FRAMES: usize = 10;
 /// far box's canceller would otherwise take for its near end's and cut it with.
 const GATE_GAIN: f32 = 0.031_6;
 
+/// How fast the background's estimate may rise per frame while the gate is open (a
+/// level that rises 2 dB a second: a street getting louder, not a word).
+const BACKGROUND_RISE: f64 = 1.023;
+
 /// After the canceller, takes what is left of the echo down while the far end talks and
 /// the near end does not: residual echo 20 dB under the far end and under −40 dBFS in
 /// all. AEC3 leaves the far end's voice 30–60 dB down, which a person does not hear, but
 /// when the far end is a box too, its canceller gets that faint copy of its own talker's
 /// voice as its reference and its linear filter learns to predict the talker from it:
 /// the talker's words get cut (the echo benchmark's call column, docs/benchmarks.md).
+///
+/// What it takes down is filled with comfort noise at the background's level and tilt,
+/// as the gate last heard it open, so a street or a room's hum does not drop out each
+/// time the far end speaks.
 #[derive(Debug, Clone)]
 struct ResidualGate {
     /// Mean squares of the last frames played, newest last.
     played: std::collections::VecDeque<f64>,
     /// The gain the last frame ended at (ramped across a frame, so nothing clicks).
     gain: f32,
+    /// The background's mean square: the quietest open frame, rising slowly.
+    background: Option<f64>,
+    /// The background's correlation between neighbouring samples (its tilt: a hum or a
+    /// street's rumble is near 1, hiss near 0).
+    tilt: f32,
+    /// The comfort noise's last sample and its generator's state.
+    noise: f32,
+    seed: u32,
 }
 
 impl ResidualGate {
@@ -144,6 +160,10 @@ impl ResidualGate {
         ResidualGate {
             played: std::collections::VecDeque::with_capacity(GATE_HOLD_FRAMES + 1),
             gain: 1.0,
+            background: None,
+            tilt: 0.0,
+            noise: 0.0,
+            seed: 0x1234_5678,
         }
     }
 
@@ -157,17 +177,62 @@ impl ResidualGate {
     fn capture(&mut self, frame: &mut [i16]) {
         let out = energy(frame);
         let far = self.played.iter().copied().fold(0.0, f64::max);
-        let target = if out < GATE_FLOOR && out * GATE_BELOW_RENDER < far {
-            GATE_GAIN
-        } else {
-            1.0
-        };
+        let gated = out < GATE_FLOOR && out * GATE_BELOW_RENDER < far;
+        // The background is learnt only from a frame 20 dB louder than anything the
+        // speaker played for the hold: no echo can be much of it, even in an enclosure
+        // that hears the speaker louder than it plays.
+        if !gated && out < GATE_FLOOR && far * GATE_BELOW_RENDER < out {
+            self.learn_background(frame, out);
+        }
+        let target = if gated { GATE_GAIN } else { 1.0 };
+        let level = self.background.unwrap_or(0.0).sqrt() as f32;
         let n = frame.len() as f32;
         for (i, s) in frame.iter_mut().enumerate() {
             let g = self.gain + (target - self.gain) * (i + 1) as f32 / n;
-            *s = (f32::from(*s) * g).round() as i16;
+            // As much noise as the gain takes away of a background-only frame.
+            let fill = level * (1.0 - g) / (1.0 - GATE_GAIN);
+            let cn = if fill > 0.0 {
+                fill * self.next_noise()
+            } else {
+                0.0
+            };
+            *s = (f32::from(*s) * g + cn).round().clamp(-32768.0, 32767.0) as i16;
         }
         self.gain = target;
+    }
+
+    /// An open frame with no loud sound: it may be the background.
+    fn learn_background(&mut self, frame: &[i16], out: f64) {
+        let rising = self.background.map_or(out, |b| b * BACKGROUND_RISE);
+        if out > rising {
+            // Louder than the background can rise to: a word, not the background.
+            self.background = Some(rising);
+            return;
+        }
+        self.background = Some(out);
+        let (mut lag, mut zero) = (0.0f64, 0.0f64);
+        for w in frame.windows(2) {
+            lag += f64::from(w[0]) * f64::from(w[1]);
+            zero += f64::from(w[1]) * f64::from(w[1]);
+        }
+        if zero > 0.0 {
+            let r = (lag / zero).clamp(0.0, 0.98) as f32;
+            self.tilt = 0.8 * self.tilt + 0.2 * r;
+        }
+    }
+
+    /// The next comfort-noise sample: white noise through one pole at the background's
+    /// tilt, at unit power.
+    fn next_noise(&mut self) -> f32 {
+        // xorshift32: cheap, and comfort noise needs no better.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 17;
+        self.seed ^= self.seed << 5;
+        // Uniform in ±√3: unit power.
+        let white = (self.seed as f32 / u32::MAX as f32 * 2.0 - 1.0) * 1.732;
+        let a = self.tilt;
+        self.noise = a * self.noise + (1.0 - a * a).sqrt() * white;
+        self.noise
     }
 }
 
@@ -657,6 +722,51 @@ mod tests {
         let mut f = faint;
         gate.capture(&mut f);
         assert_eq!(f, faint);
+    }
+
+    #[test]
+    fn comfort_noise_keeps_the_background_steady_while_the_far_end_talks() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        // A street at about −50 dBFS with a low-frequency tilt.
+        let mut lp = 0.0f64;
+        let mut street = || -> [i16; FRAME_SAMPLES] {
+            let mut f = [0i16; FRAME_SAMPLES];
+            for s in f.iter_mut() {
+                lp = 0.9 * lp + 0.1 * rng.gen_range(-1.0..1.0);
+                *s = (lp * 800.0) as i16;
+            }
+            f
+        };
+        let mut gate = ResidualGate::new();
+        let mut before = Vec::new();
+        for _ in 0..100 {
+            gate.render(&[0; FRAME_SAMPLES]);
+            let mut f = street();
+            gate.capture(&mut f);
+            before.push(energy(&f));
+        }
+        let (mut after, mut kept) = (Vec::new(), 0.0);
+        for _ in 0..100 {
+            gate.render(&[8000; FRAME_SAMPLES]);
+            let input = street();
+            let mut f = input;
+            gate.capture(&mut f);
+            after.push(energy(&f));
+            // What is sent is new noise, not the input turned down.
+            let dot: f64 = f
+                .iter()
+                .zip(&input)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            kept += dot / (energy(&input) * FRAME_SAMPLES as f64);
+        }
+        let level = |v: &[f64]| db(v[10..].iter().sum::<f64>() / (v.len() - 10) as f64);
+        let drop = level(&before) - level(&after);
+        assert!(
+            drop.abs() < 3.0,
+            "the background moved {drop:.1} dB under the far end"
+        );
+        assert!(kept / 100.0 < 0.1, "input kept {:.2}", kept / 100.0);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   packets, see [`crate::sender`], are caught from then on); the raise wears off
 //!   while the network stays calm. While packets are being lost, one more frame is held,
 //!   so a lost packet's successor is here in time to rebuild it.
+//! - Lost packets are asked for again ([`crate::nack`], [`JitterBuffer::take_nacks`]); a
+//!   resend is a late packet like any other.
 //! - A missing packet whose successor is here is rebuilt from the successor's in-band FEC;
 //!   one with later packets but not its successor is concealed (Opus PLC). Loss never
 //!   stretches the delay.
@@ -35,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::voice_activity;
 use crate::format::{FRAME_TIME, SAMPLE_RATE};
+use crate::nack::NackTracker;
 
 /// One frame's playout time.
 pub const FRAME: Duration = FRAME_TIME;
@@ -118,6 +121,8 @@ pub struct JitterStats {
     pub shortened: u64,
     /// Lengthenings and shortenings the sound refused (played as they were).
     pub refused: u64,
+    /// Lost packets asked for again (RTCP NACK), each ask counted.
+    pub nacked: u64,
 }
 
 /// What arrived of the incoming stream, for measuring its loss.
@@ -226,6 +231,10 @@ pub struct JitterBuffer {
     short_since: Option<Instant>,
     /// When the newest packet came: the redundant copies it carries came with it.
     carrier: Option<Instant>,
+    /// Which lost packets to ask the sender for again.
+    nack: NackTracker,
+    /// Sequence numbers to ask for, until the call takes them.
+    to_ask: Vec<u16>,
     stats: JitterStats,
 }
 
@@ -273,6 +282,8 @@ impl JitterBuffer {
             refusals: 0,
             short_since: None,
             carrier: None,
+            nack: NackTracker::new(),
+            to_ask: Vec::new(),
             stats: JitterStats::default(),
         }
     }
@@ -351,8 +362,23 @@ impl JitterBuffer {
         })
     }
 
+    /// The lost packets to ask the sender for now (RTCP Generic NACK), in order; each is
+    /// handed out once per ask ([`crate::nack`] decides when).
+    pub fn take_nacks(&mut self) -> Vec<u16> {
+        std::mem::take(&mut self.to_ask)
+    }
+
     /// A packet arrived.
     pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
+        let resend = self.nack.was_asked(seq);
+        let ask = self.nack.arrived(seq, arrival);
+        self.stats.nacked += ask.len() as u64;
+        self.to_ask.extend(ask);
+        // Asks the call never took (no sender to tell) do not pile up.
+        if self.to_ask.len() > crate::nack::MAX_MISSING {
+            let extra = self.to_ask.len() - crate::nack::MAX_MISSING;
+            self.to_ask.drain(..extra);
+        }
         let ext = self.seq.ext(u64::from(seq));
         let first = self.first_seq.get_or_insert(ext);
         *first = (*first).min(ext);
@@ -365,7 +391,10 @@ impl JitterBuffer {
                 // Late packets count for the jitter estimate: they are why the delay
                 // must grow.
                 let excess = self.observe(ts, arrival);
-                self.raise_delay(arrival, excess);
+                // Unless it is a resend too late to be worth the delay.
+                if !resend || excess <= crate::nack::MAX_RESEND_WAIT.as_secs_f64() * 1000.0 {
+                    self.raise_delay(arrival, excess);
+                }
             } else {
                 // A second copy of a packet that played (a sender resending, or the
                 // network duplicating): nothing to learn.
@@ -419,6 +448,7 @@ impl JitterBuffer {
         if self.first_seq.is_none_or(|f| ext < f) || self.packets.contains_key(&ext) {
             return;
         }
+        self.nack.filled(seq);
         let ts = self.ts.ext(u64::from(timestamp));
         let arrival = carried.checked_sub(FRAME).unwrap_or(carried);
         if self.next.is_some_and(|n| ext < n) {
@@ -1049,6 +1079,46 @@ mod tests {
         // …after which every lost original is replaced by its copy in time.
         assert!(odd.iter().all(|(i, _)| *i < 100), "{odd:?}");
         assert!(st.late <= 8, "{st:?}");
+    }
+
+    #[test]
+    fn lost_packets_are_asked_for_and_their_resends_play_whole() {
+        // A sender with no FEC of its own that answers NACKs a 70 ms round trip later;
+        // every 20th packet is lost on its first way.
+        let mut s = Sim::new();
+        let mut resends: Vec<(f64, u16)> = Vec::new();
+        let mut asked = Vec::new();
+        let mut out = Vec::new();
+        for i in 0..300u16 {
+            let t = f64::from(i) * 20.0;
+            resends.sort_by(|a, b| a.0.total_cmp(&b.0));
+            while resends.first().is_some_and(|r| r.0 <= t) {
+                let (at, seq) = resends.remove(0);
+                s.push(seq, at);
+            }
+            if i % 20 != 7 {
+                s.push(i, t);
+            }
+            for seq in s.jb.take_nacks() {
+                asked.push(seq);
+                resends.push((t + 70.0, seq));
+            }
+            out.push(s.pop(t + 5.0));
+        }
+        let lost: Vec<u16> = (0..298u16).filter(|i| i % 20 == 7).collect();
+        // Each lost packet asked for once (its resend came before a second ask)…
+        assert_eq!(asked, lost);
+        assert_eq!(s.jb.stats().nacked, lost.len() as u64);
+        // …the first resend comes after its slot and raises the delay, and from then on
+        // every lost packet plays whole: nothing concealed or rebuilt after the first.
+        let odd: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p, Playout::Conceal | Playout::Recover { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(odd.iter().all(|i| *i < 30), "{odd:?}");
+        assert!(s.jb.target_frames() >= 5, "{}", s.jb.target_frames());
     }
 
     #[test]

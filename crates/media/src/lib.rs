@@ -1,8 +1,9 @@
 //! What a call carries, without the WebRTC around it: the audio format, Opus coding
 //! ([`codec`], on the SILK-only encoder in [`silk`], working as hard as the frame needs:
 //! [`effort`]), the sending side with its loss-driven copies ([`sender`]), the adaptive
-//! jitter buffer ([`jitter`]) with RED (RFC 2198) payloads taken apart ([`red`]) and the
-//! decoding player ([`player`]); the receive stamps
+//! jitter buffer ([`jitter`]) with RED (RFC 2198) payloads taken apart ([`red`]) and lost
+//! packets asked for again ([`nack`]), and the decoding player ([`player`]); the receive
+//! stamps
 //! and handshake-flight repair the call's sockets use ([`stamps`], [`flight_repeat`]);
 //! and the `chat` text protocol ([`chat`]).
 //!
@@ -17,6 +18,7 @@ pub mod effort;
 pub mod flight_repeat;
 pub mod format;
 pub mod jitter;
+pub mod nack;
 pub mod player;
 pub mod red;
 pub mod sender;
