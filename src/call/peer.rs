@@ -172,32 +172,11 @@ fn red_payload_type(sdp: &str) -> Option<u8> {
     payload_type_of(sdp, "red/48000/2")
 }
 
-/// The answer as sent: RED first ([`red_first`]), Opus asked for at
-/// [`OPUS_ASKED_BITRATE`] ([`ask_bitrate`]) and NACKs for Opus announced
-/// ([`announce_nack`]). Only the text sent changes; the stack keeps the description it
-/// made.
+/// The answer as sent: RED first ([`red_first`]) and Opus asked for at
+/// [`OPUS_ASKED_BITRATE`] ([`ask_bitrate`]). Only the text sent changes; the stack keeps
+/// the description it made.
 fn as_sent(sdp: &str) -> String {
-    announce_nack(&ask_bitrate(&red_first(sdp), OPUS_ASKED_BITRATE))
-}
-
-/// `sdp` with `a=rtcp-fb:<opus> nack` after Opus's `a=rtpmap` line, unless it is there:
-/// the box asks for lost audio packets again (`media::receive`), and a browser keeps
-/// what it sent and answers those asks only for a codec whose answer lists `nack`
-/// (libwebrtc's audio NACK).
-fn announce_nack(sdp: &str) -> String {
-    let Some(opus) = payload_type_of(sdp, "opus/48000/2") else {
-        return sdp.to_owned();
-    };
-    let feedback = format!("a=rtcp-fb:{opus} nack");
-    if sdp.lines().any(|l| l.trim_end() == feedback) {
-        return sdp.to_owned();
-    }
-    let rtpmap = format!("a=rtpmap:{opus} ");
-    let ending = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    rewrite_lines(sdp, |line| {
-        line.starts_with(&rtpmap)
-            .then(|| format!("{line}{ending}{feedback}"))
-    })
+    ask_bitrate(&red_first(sdp), OPUS_ASKED_BITRATE)
 }
 
 /// The Opus bitrate the box asks a sender for (`maxaveragebitrate`, RFC 7587: what the
@@ -613,21 +592,7 @@ mod tests {
         // RED's fmtp line and everything else stay as they were.
         assert!(out.contains("\r\na=fmtp:63 111/111\r\n"));
         assert_eq!(ask_bitrate(&out, 64_000), out);
-        assert!(out.contains("\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 nack\r\n"));
-        assert_eq!(
-            out.len(),
-            ANSWER.len() + ";maxaveragebitrate=64000".len() + "a=rtcp-fb:111 nack\r\n".len()
-        );
-    }
-
-    #[test]
-    fn nack_is_announced_once_for_opus_only() {
-        let out = announce_nack(ANSWER);
-        assert_eq!(out.matches("a=rtcp-fb:").count(), 1);
-        assert_eq!(announce_nack(&out), out);
-        // An SDP with no Opus has nothing to announce.
-        let other = ANSWER.replace("opus/48000/2", "PCMU/8000");
-        assert_eq!(announce_nack(&other), other);
+        assert_eq!(out.len(), ANSWER.len() + ";maxaveragebitrate=64000".len());
     }
 
     #[test]

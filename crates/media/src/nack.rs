@@ -12,7 +12,7 @@
 //!   still be reordering on a jittery link).
 //! - Each is asked for at most [`MAX_ASKS`] times, [`ASK_AGAIN`] apart, and forgotten
 //!   [`GIVE_UP`] after it went missing.
-//! - The round trip is measured on the resends (ask to arrival, the least of the last
+//! - The round trip is measured on the resends (ask to arrival, the median of the last
 //!   [`RTT_MEMORY`]); over [`MAX_RTT`] nothing is asked: a resend would come too late to
 //!   be worth its delay, and the buffer lets one that late go by
 //!   ([`NackTracker::was_asked`], [`MAX_RESEND_WAIT`]).
@@ -81,10 +81,13 @@ impl NackTracker {
         self.missing.len()
     }
 
-    /// The round trip the latest resends took (the least of those in the last
-    /// [`RTT_MEMORY`]), if any came.
+    /// The round trip the latest resends took (the median of those in the last
+    /// [`RTT_MEMORY`]: an original that was only reordering comes soon after its ask,
+    /// and must not pass for a short round trip), if any came.
     pub fn rtt(&self) -> Option<Duration> {
-        self.rtts.iter().map(|(_, r)| *r).min()
+        let mut v: Vec<Duration> = self.rtts.iter().map(|(_, r)| *r).collect();
+        v.sort();
+        v.get(v.len() / 2).copied()
     }
 
     /// Whether packet `seq` is one asked for and not yet here: when it comes, it is a
