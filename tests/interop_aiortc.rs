@@ -9,10 +9,12 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::audio::{compare, read_wav};
+use intercom_pairing::Invite;
 use intercom_test_support::impair::Impairment;
 use intercom_test_support::netns::Link;
 use intercom_test_support::{BoxOptions, SimBox};
@@ -22,6 +24,49 @@ const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/aiortc_guest
 fn ip(args: &[&str]) {
     let ok = Command::new("ip").args(args).status().unwrap().success();
     assert!(ok, "ip {args:?}");
+}
+
+/// Runs the aiortc guest (through `wrapper`, a namespace's, unless empty) against the
+/// door's open room on its address `ip`, speaking `clip` for 7.5 s and recording what it
+/// hears to `recorded`; its JSON report.
+fn aiortc_guest(
+    wrapper: &[std::ffi::OsString],
+    door: &SimBox,
+    invite: &Invite,
+    ip: &str,
+    clip: &Path,
+    recorded: &Path,
+) -> serde_json::Value {
+    let addr = invite
+        .tcp
+        .iter()
+        .find(|a| a.ip().to_string() == ip)
+        .expect("the invitation names the door's address");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg("python3");
+            c
+        }
+        None => Command::new("python3"),
+    };
+    let out = command
+        .arg(PEER)
+        .arg(addr.to_string())
+        .arg(invite.room.to_hex())
+        .arg(invite.pin.as_ref().unwrap().as_str())
+        .arg(clip)
+        .arg(recorded)
+        .arg("7.5")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aiortc peer failed: {}\nbox log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        door.log()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -47,33 +92,12 @@ fn aiortc_calls_the_box_and_voice_plays_both_ways() {
     door.keys("*");
     door.wait_state("room open", 0, Duration::from_secs(20));
     let invite = door.invite();
-    let addr = invite
-        .tcp
-        .iter()
-        .find(|a| a.ip().to_string() == "10.77.0.1")
-        .unwrap();
     let started = Instant::now();
-    let out = Command::new("python3")
-        .arg(PEER)
-        .arg(addr.to_string())
-        .arg(invite.room.to_hex())
-        .arg(invite.pin.as_ref().unwrap().as_str())
-        .arg(&clip)
-        .arg(&recorded)
-        .arg("7.5")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aiortc peer failed: {}\nbox log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        door.log()
-    );
+    let report = aiortc_guest(&[], &door, &invite, "10.77.0.1", &clip, &recorded);
     println!(
         "aiortc session took {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         report["acked"], true,
         "the box did not acknowledge the text"
@@ -115,11 +139,6 @@ fn the_box_asks_aiortc_for_lost_packets_and_plays_the_resends() {
     door.keys("*");
     door.wait_state("room open", 0, Duration::from_secs(20));
     let invite = door.invite();
-    let addr = invite
-        .tcp
-        .iter()
-        .find(|a| a.ip().to_string() == link.a.ip)
-        .unwrap();
     // Every tenth RTP packet (first byte 128–191, payload type 96–127: not RTCP, STUN
     // or DTLS) from aiortc to the box is dropped, resends included.
     let drop_rule = format!(
@@ -139,24 +158,13 @@ fn the_box_asks_aiortc_for_lost_packets_and_plays_the_resends() {
     };
     iptables(&format!("-A OUTPUT {drop_rule}"));
     let recorded = dir.path().join("aiortc-heard.wav");
-    let wrapper = link.b.wrapper();
-    let out = Command::new(&wrapper[0])
-        .args(&wrapper[1..])
-        .arg("python3")
-        .arg(PEER)
-        .arg(addr.to_string())
-        .arg(invite.room.to_hex())
-        .arg(invite.pin.as_ref().unwrap().as_str())
-        .arg(&clip)
-        .arg(&recorded)
-        .arg("7.5")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aiortc peer failed: {}\nbox log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        door.log()
+    aiortc_guest(
+        &link.b.wrapper(),
+        &door,
+        &invite,
+        link.a.ip,
+        &clip,
+        &recorded,
     );
     // The drop rule's packet count: `pkts bytes target …` on the rule's line.
     let listing = iptables("-L OUTPUT -v -x -n");
