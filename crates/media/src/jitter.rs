@@ -290,7 +290,10 @@ impl JitterBuffer {
 
     /// Counters so far.
     pub fn stats(&self) -> JitterStats {
-        self.stats
+        JitterStats {
+            nacked: self.nack.asked(),
+            ..self.stats
+        }
     }
 
     /// Frames the buffer aims to hold.
@@ -370,16 +373,14 @@ impl JitterBuffer {
 
     /// A packet arrived.
     pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
-        let resend = self.nack.was_asked(seq);
-        let ask = self.nack.arrived(seq, arrival);
-        self.stats.nacked += ask.len() as u64;
-        self.to_ask.extend(ask);
+        let ext = self.seq.ext(u64::from(seq));
+        let resend = self.nack.was_asked(ext);
+        self.to_ask.extend(self.nack.arrived(ext, arrival));
         // Asks the call never took (no sender to tell) do not pile up.
         if self.to_ask.len() > crate::nack::MAX_MISSING {
             let extra = self.to_ask.len() - crate::nack::MAX_MISSING;
             self.to_ask.drain(..extra);
         }
-        let ext = self.seq.ext(u64::from(seq));
         let first = self.first_seq.get_or_insert(ext);
         *first = (*first).min(ext);
         let ts = self.ts.ext(u64::from(timestamp));
@@ -448,7 +449,7 @@ impl JitterBuffer {
         if self.first_seq.is_none_or(|f| ext < f) || self.packets.contains_key(&ext) {
             return;
         }
-        self.nack.filled(seq);
+        self.nack.filled(ext);
         let ts = self.ts.ext(u64::from(timestamp));
         let arrival = carried.checked_sub(FRAME).unwrap_or(carried);
         if self.next.is_some_and(|n| ext < n) {

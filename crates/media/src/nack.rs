@@ -1,6 +1,8 @@
 //! Which lost packets to ask the sender for again (RTCP Generic NACK, RFC 4585), as
 //! NetEq's NACK tracker does for audio. Pure: arrivals and times are arguments; the call
-//! sends what [`NackTracker::arrived`] returns.
+//! sends what [`NackTracker::arrived`] returns. Sequence numbers come extended to 64 bits
+//! by the jitter buffer, which owns the tracker (one unwrapping for both); asks go out as
+//! the 16-bit numbers on the wire.
 //!
 //! A sender without FEC or copies of its own (a foreign WebRTC stack) loses every dropped
 //! packet to concealment; one that keeps what it sent and answers NACKs gets a second
@@ -90,20 +92,15 @@ impl NackTracker {
         v.get(v.len() / 2).copied()
     }
 
-    /// Whether packet `seq` is one asked for and not yet here: when it comes, it is a
-    /// resend (or an original later than the wait for two more).
-    pub fn was_asked(&self, seq: u16) -> bool {
-        self.highest.is_some()
-            && self
-                .missing
-                .get(&self.extend(seq))
-                .is_some_and(|m| m.asks > 0)
+    /// Whether packet `ext` (extended sequence number) is one asked for and not yet here:
+    /// when it comes, it is a resend (or an original later than the wait for two more).
+    pub fn was_asked(&self, ext: u64) -> bool {
+        self.missing.get(&ext).is_some_and(|m| m.asks > 0)
     }
 
-    /// Packet `seq` arrived at `now`; returns the sequence numbers to ask for now, in
-    /// order (new losses and those due again).
-    pub fn arrived(&mut self, seq: u16, now: Instant) -> Vec<u16> {
-        let ext = self.extend(seq);
+    /// Packet `ext` (extended sequence number) arrived at `now`; returns the sequence
+    /// numbers to ask for now, in order (new losses and those due again).
+    pub fn arrived(&mut self, ext: u64, now: Instant) -> Vec<u16> {
         while self
             .rtts
             .front()
@@ -171,27 +168,10 @@ impl NackTracker {
         ask
     }
 
-    /// Packet `seq` is here by another way (a redundant copy inside a later packet): it
-    /// is no longer missing.
-    pub fn filled(&mut self, seq: u16) {
-        if self.highest.is_some() {
-            let ext = self.extend(seq);
-            self.missing.remove(&ext);
-        }
-    }
-
-    /// Extends a 16-bit sequence number next to the highest seen.
-    fn extend(&self, seq: u16) -> u64 {
-        let Some(h) = self.highest else {
-            // One cycle up, so that a reordered earlier packet stays positive.
-            return u64::from(seq) + (1 << 16);
-        };
-        let forward = u64::from(seq.wrapping_sub(h as u16));
-        if forward < 1 << 15 {
-            h + forward
-        } else {
-            h.saturating_sub((1 << 16) - forward)
-        }
+    /// Packet `ext` (extended sequence number) is here by another way (a redundant copy
+    /// inside a later packet): it is no longer missing.
+    pub fn filled(&mut self, ext: u64) {
+        self.missing.remove(&ext);
     }
 }
 
@@ -232,7 +212,7 @@ mod tests {
     fn a_reordered_packet_is_never_asked_for() {
         let c = clock();
         let mut t = NackTracker::new();
-        let order = [0u16, 2, 1, 3, 5, 4, 6, 7, 8];
+        let order = [0u64, 2, 1, 3, 5, 4, 6, 7, 8];
         for (i, s) in order.iter().enumerate() {
             assert!(t.arrived(*s, c.at(20 * i as u64)).is_empty(), "at {s}");
         }
@@ -246,7 +226,7 @@ mod tests {
         let mut asks = Vec::new();
         t.arrived(100, c.at(0));
         for k in 2..60u16 {
-            let got = t.arrived(100 + k, c.at(20 * u64::from(k)));
+            let got = t.arrived(100 + u64::from(k), c.at(20 * u64::from(k)));
             asks.extend(got.iter().map(|s| (*s, 20 * k)));
         }
         // 101 was never resent: asked at once, then a round trip apart, three times.
@@ -264,8 +244,8 @@ mod tests {
         assert!(t.was_asked(1));
         assert!(!t.was_asked(4));
         // The resend takes 300 ms: too long to be worth waiting for.
-        for k in 4..19u16 {
-            t.arrived(k, c.at(20 * u64::from(k)));
+        for k in 4..19u64 {
+            t.arrived(k, c.at(20 * k));
         }
         t.arrived(1, c.at(360));
         assert_eq!(t.rtt(), Some(Duration::from_millis(300)));
@@ -278,15 +258,18 @@ mod tests {
     }
 
     #[test]
-    fn sequence_numbers_wrap_and_big_jumps_are_not_losses() {
+    fn asks_carry_the_wire_numbers_across_a_wrap_and_big_jumps_are_not_losses() {
         let c = clock();
         let mut t = NackTracker::new();
+        // Extended numbers as the jitter buffer hands them: 65534, then 0 and 1 of the
+        // next cycle.
+        let cycle = 1u64 << 16;
         t.arrived(65534, c.at(0));
-        t.arrived(0, c.at(40));
-        assert_eq!(t.arrived(1, c.at(60)), vec![65535]);
+        t.arrived(cycle, c.at(40));
+        assert_eq!(t.arrived(cycle + 1, c.at(60)), vec![65535]);
         // A restart a thousand numbers on asks for nothing and forgets the old gap.
-        assert!(t.arrived(1001, c.at(80)).is_empty());
-        assert!(t.arrived(1002, c.at(300)).is_empty());
+        assert!(t.arrived(cycle + 1001, c.at(80)).is_empty());
+        assert!(t.arrived(cycle + 1002, c.at(300)).is_empty());
         assert_eq!(t.missing(), 0);
     }
 
@@ -294,9 +277,9 @@ mod tests {
     fn a_flood_of_gaps_keeps_the_list_bounded() {
         let c = clock();
         let mut t = NackTracker::new();
-        let mut seq = 0u16;
+        let mut seq = 0u64;
         for i in 0..1000u64 {
-            seq = seq.wrapping_add(MAX_GAP as u16 + 1);
+            seq += MAX_GAP + 1;
             let ask = t.arrived(seq, c.at(i));
             assert!(ask.len() <= MAX_MISSING);
             assert!(t.missing() <= MAX_MISSING);
