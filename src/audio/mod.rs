@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 
 pub use intercom_media::{
     codec, echo, effort, jitter, player, sender, silk, EchoStats, JitterBuffer, JitterStats,
-    OutPacket, Player, Playout, ProcessingSettings, VoiceDecoder, VoiceEncoder, VoiceProcessor,
-    VoiceSender,
+    LinkReport, OutPacket, Player, Playout, ProcessingSettings, VoiceDecoder, VoiceEncoder,
+    VoiceProcessor, VoiceSender,
 };
 
 use crate::hw::{AudioIn, AudioOut, FrameClock};
@@ -69,7 +69,7 @@ pub trait Voice: Send + 'static {
     fn capture(
         &mut self,
         out: Arc<dyn PacketOut>,
-        loss: watch::Receiver<f32>,
+        loss: watch::Receiver<LinkReport>,
         stop: watch::Receiver<bool>,
     );
 
@@ -184,7 +184,7 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
     fn capture(
         &mut self,
         out: Arc<dyn PacketOut>,
-        loss: watch::Receiver<f32>,
+        loss: watch::Receiver<LinkReport>,
         stop: watch::Receiver<bool>,
     ) {
         let processor = self.processor();
@@ -228,11 +228,11 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
 pub async fn capture<I: AudioIn>(
     mut mic: I,
     out: Arc<dyn PacketOut>,
-    mut loss: watch::Receiver<f32>,
+    mut loss: watch::Receiver<LinkReport>,
     mut stop: watch::Receiver<bool>,
     processor: SharedProcessor,
 ) -> (I, Option<Instant>) {
-    let mut sender = match VoiceSender::new(*loss.borrow(), Instant::now()) {
+    let mut sender = match VoiceSender::new(loss.borrow().loss, Instant::now()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = &e as &dyn std::error::Error, "voice coding");
@@ -258,8 +258,8 @@ pub async fn capture<I: AudioIn>(
             .unwrap_or_else(|e| e.into_inner())
             .capture(&mut frame);
         if loss.has_changed().unwrap_or(false) {
-            let l = *loss.borrow_and_update();
-            if let Err(e) = sender.tune(l, Instant::now()) {
+            let report = loss.borrow_and_update().clone();
+            if let Err(e) = sender.link_report(&report, Instant::now()) {
                 tracing::warn!(error = &e as &dyn std::error::Error, "voice coding");
             }
         }

@@ -32,6 +32,7 @@ use crate::audio::{JitterBuffer, Voice};
 use crate::pairing::Role;
 use crate::signaling::{Inner, Session, SessionEnd, SessionEvent};
 use intercom_media::chat::{Chat, ChatMessage};
+use intercom_media::sender::LinkReport;
 use intercom_media::stamps::ReceiveStamps;
 use pacing::ReceivePacing;
 pub use peer::{MediaPath, NetworkSetup, PathKind, TurnServer};
@@ -200,10 +201,12 @@ struct Live<V> {
     voice: V,
     capturing: bool,
     stop: watch::Receiver<bool>,
-    loss: watch::Sender<f32>,
+    loss: watch::Sender<LinkReport>,
     jitter: Arc<Mutex<JitterBuffer>>,
     /// What had arrived of the incoming stream at the last loss check.
     arrivals: Arrivals,
+    /// Bursts of loss the incoming stream had shown at the last loss check.
+    bursts: u64,
     chat: Chat,
     outbox: Vec<String>,
     stats: CallStats,
@@ -222,7 +225,7 @@ async fn run<V: Voice>(
     events: mpsc::Sender<CallEvent>,
 ) -> (V, CallStats) {
     let (stop_tx, stop) = watch::channel(false);
-    let (loss, _) = watch::channel(0.0f32);
+    let (loss, _) = watch::channel(LinkReport::default());
     let jitter = Arc::new(Mutex::new(JitterBuffer::new()));
     let playback_stats = Arc::new(Mutex::new(PlaybackStats::default()));
     let (first_audio_tx, first_audio) = tokio::sync::oneshot::channel();
@@ -246,6 +249,7 @@ async fn run<V: Voice>(
         loss,
         jitter,
         arrivals: Arrivals::default(),
+        bursts: 0,
         chat: Chat::default(),
         outbox: Vec::new(),
         stats: CallStats::default(),
@@ -534,10 +538,18 @@ impl<V: Voice> Live<V> {
                     // The other side's RTCP reports say how our packets fare; the loss of
                     // what we receive counts too, as a report can itself be lost or late
                     // (LAN and Wi-Fi loss is mostly symmetric). The larger counts.
+                    // How the losses come: its NACKs say which packets it lost, and what
+                    // we receive shows bursts from the start.
                     let remote = peer.remote_loss().unwrap_or(0.0);
                     let incoming = self.incoming_loss();
-                    tracing::debug!(remote, incoming, "loss");
-                    let _ = self.loss.send(remote.max(incoming));
+                    let missing = peer.remote_missing();
+                    let burst = self.incoming_burst();
+                    tracing::debug!(remote, incoming, missing = missing.len(), burst, "loss");
+                    let _ = self.loss.send(LinkReport {
+                        loss: remote.max(incoming),
+                        missing,
+                        burst,
+                    });
                 }
             }
         }
@@ -576,6 +588,12 @@ impl<V: Voice> Live<V> {
             .unwrap_or_else(|e| e.into_inner())
             .arrivals();
         now.loss_since(&std::mem::replace(&mut self.arrivals, now))
+    }
+
+    /// Whether the incoming stream lost packets in a burst since the last call.
+    fn incoming_burst(&mut self) -> bool {
+        let now = (self.jitter.lock().unwrap_or_else(|e| e.into_inner())).bursts();
+        now > std::mem::replace(&mut self.bursts, now)
     }
 
     async fn start_capture(&mut self, peer: &Peer) -> Result<(), CallError> {

@@ -558,6 +558,12 @@ impl Peer {
     pub(super) fn remote_loss(&self) -> Option<f32> {
         self.remote_loss.take()
     }
+
+    /// The packets of our audio the other side asked for a second time (it lost them)
+    /// since the last call.
+    pub(super) fn remote_missing(&self) -> Vec<u16> {
+        self.remote_loss.take_missing()
+    }
 }
 
 #[cfg(test)]

@@ -5,33 +5,49 @@
 //! loses nothing. [`ReportReader`] sits in the interceptor chain next to the wire and reads
 //! the reception report blocks about our streams out of every receiver report and sender
 //! report on the way in; it passes every packet on unchanged.
+//!
+//! It also reads the other side's NACKs for our audio. Our sender does not resend, but
+//! a packet asked for a second time is one the other side truly lost (one only
+//! overtaken by others comes before the second ask): the sender learns from those
+//! whether losses come in bursts ([`RemoteLoss::take_missing`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::reception_report::ReceptionReport;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
 /// No report since the last [`RemoteLoss::take`].
 const NONE: u32 = u32::MAX;
+/// How long an ask is remembered for counting the asks again (a box asks for a packet
+/// once two later ones came, then 80 ms apart, three times at most).
+const ASK_MEMORY: Duration = Duration::from_secs(1);
+/// Asks remembered (a box asks at most 64 at a time); also the most missing packets
+/// kept until taken.
+const ASKS_KEPT: usize = 64;
 
-/// The worst fraction lost the other side reported since it was last taken.
+/// The worst fraction lost the other side reported since it was last taken, and the
+/// packets it asked for a second time.
 #[derive(Debug)]
 pub(super) struct RemoteLoss {
     /// RTCP's fraction lost (0–255, in 256ths), or [`NONE`].
     worst: AtomicU32,
+    /// Sequence numbers asked for twice since the last [`RemoteLoss::take_missing`].
+    missing: Mutex<Vec<u16>>,
 }
 
 impl Default for RemoteLoss {
     fn default() -> Self {
         RemoteLoss {
             worst: AtomicU32::new(NONE),
+            missing: Mutex::new(Vec::new()),
         }
     }
 }
@@ -50,6 +66,18 @@ impl RemoteLoss {
         }
     }
 
+    /// The packets of ours the other side asked for a second time since the last call.
+    pub(super) fn take_missing(&self) -> Vec<u16> {
+        std::mem::take(&mut *self.missing.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn note_missing(&self, seq: u16) {
+        let mut missing = self.missing.lock().unwrap_or_else(|e| e.into_inner());
+        if missing.len() < ASKS_KEPT {
+            missing.push(seq);
+        }
+    }
+
     fn record(&self, fraction_lost: u8) {
         let new = u32::from(fraction_lost);
         let _ = self
@@ -60,11 +88,23 @@ impl RemoteLoss {
     }
 }
 
+/// A packet of ours the other side asked for.
+#[derive(Debug)]
+struct Ask {
+    /// When it was first asked for.
+    at: Instant,
+    seq: u16,
+    /// How many times.
+    times: u8,
+}
+
 /// An interceptor that notes what the other side reports about our streams.
 pub(super) struct ReportReader {
     loss: Arc<RemoteLoss>,
     /// The SSRCs we send.
     ours: Vec<u32>,
+    /// What the other side asked for lately.
+    asks: VecDeque<Ask>,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -75,6 +115,7 @@ impl ReportReader {
         ReportReader {
             loss,
             ours: Vec::new(),
+            asks: VecDeque::new(),
             read: VecDeque::new(),
             write: VecDeque::new(),
         }
@@ -83,6 +124,41 @@ impl ReportReader {
     fn note(&self, reports: &[ReceptionReport]) {
         for r in reports.iter().filter(|r| self.ours.contains(&r.ssrc)) {
             self.loss.record(r.fraction_lost);
+        }
+    }
+
+    /// Notes what a NACK about our stream asks for; a packet asked for the second time
+    /// is missing.
+    fn note_nack(&mut self, nack: &TransportLayerNack, now: Instant) {
+        if !self.ours.contains(&nack.media_ssrc) {
+            return;
+        }
+        while self
+            .asks
+            .front()
+            .is_some_and(|a| now.saturating_duration_since(a.at) > ASK_MEMORY)
+        {
+            self.asks.pop_front();
+        }
+        for seq in nack.nacks.iter().flat_map(|pair| pair.packet_list()) {
+            match self.asks.iter_mut().find(|a| a.seq == seq) {
+                Some(a) => {
+                    a.times = a.times.saturating_add(1);
+                    if a.times == 2 {
+                        self.loss.note_missing(seq);
+                    }
+                }
+                None => {
+                    if self.asks.len() == ASKS_KEPT {
+                        self.asks.pop_front();
+                    }
+                    self.asks.push_back(Ask {
+                        at: now,
+                        seq,
+                        times: 1,
+                    });
+                }
+            }
         }
     }
 }
@@ -102,6 +178,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ReportReader {
                     self.note(&rr.reports);
                 } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
                     self.note(&sr.reports);
+                } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                    let now = msg.now;
+                    self.note_nack(nack, now);
                 }
             }
         }
@@ -220,6 +299,48 @@ mod tests {
         })]))
         .unwrap();
         assert_eq!(loss.take(), None);
+    }
+
+    fn nack(ssrc: u32, seqs: &[u16], now: Instant) -> TaggedPacket {
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::nack_pairs_from_sequence_numbers;
+        TaggedPacket {
+            now,
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(vec![Box::new(TransportLayerNack {
+                sender_ssrc: 1,
+                media_ssrc: ssrc,
+                nacks: nack_pairs_from_sequence_numbers(seqs),
+            })])),
+        }
+    }
+
+    #[test]
+    fn packets_asked_for_a_second_time_are_missing() {
+        let (mut r, loss) = reader(7);
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        // Asked for three times: missing, once.
+        for ms in [0, 80, 160] {
+            r.handle_read(nack(7, &[100], at(ms))).unwrap();
+        }
+        // Asked for once (only overtaken, then it came): not missing.
+        r.handle_read(nack(7, &[101], at(180))).unwrap();
+        assert_eq!(loss.take_missing(), vec![100]);
+        assert_eq!(loss.take_missing(), Vec::<u16>::new(), "taken once");
+        // Two in one NACK, twice, across the wrap.
+        r.handle_read(nack(7, &[65535, 0], at(300))).unwrap();
+        r.handle_read(nack(7, &[65535, 0], at(380))).unwrap();
+        assert_eq!(loss.take_missing(), vec![65535, 0]);
+        // Asks too far apart are two first asks (a new packet with the same number).
+        r.handle_read(nack(7, &[500], at(400))).unwrap();
+        r.handle_read(nack(7, &[500], at(1500))).unwrap();
+        assert!(loss.take_missing().is_empty());
+        // Another stream's asks are not about ours.
+        for ms in [1600, 1680] {
+            r.handle_read(nack(9, &[600, 601], at(ms))).unwrap();
+        }
+        assert!(loss.take_missing().is_empty());
+        assert_eq!(std::iter::from_fn(|| r.poll_read()).count(), 10);
     }
 
     #[test]

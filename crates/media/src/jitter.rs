@@ -4,8 +4,10 @@
 //! - Packets are ordered by extended sequence number; duplicates and packets whose slot
 //!   has already played are dropped (counted).
 //! - The target delay follows the measured jitter: the 95th percentile of each packet's
-//!   transit time above the fastest one in the last few seconds, plus one frame; up at
-//!   once, down a frame at a time after a calm spell. A packet that comes after its slot
+//!   transit time above the fastest one in the last few seconds (at least a frame once
+//!   there is any), plus one frame; up at once, down a frame at a time after a calm
+//!   spell. The jitter part is kept in milliseconds, not rounded up to frames: the delay
+//!   settles within half a frame of it. A packet that comes after its slot
 //!   raises it at once by as much as that packet needed (so the delayed copies of lost
 //!   packets, see [`crate::sender`], are caught from then on); the raise wears off
 //!   while the network stays calm. While packets are being lost, one more frame is held,
@@ -41,6 +43,11 @@ use crate::nack::NackTracker;
 
 /// One frame's playout time.
 pub const FRAME: Duration = FRAME_TIME;
+/// [`FRAME`] in milliseconds.
+const FRAME_MS: f64 = 20.0;
+/// How far (ms) the recent median transit must be above the window's for the delay to
+/// count as rising (under steady jitter it is within a few ms).
+const RISING_MS: f64 = 5.0;
 /// Longest delay the buffer will hold.
 pub const MAX_TARGET_FRAMES: usize = 15;
 /// How far back the jitter estimate looks.
@@ -198,9 +205,14 @@ pub struct JitterBuffer {
     next: Option<u64>,
     epoch: Option<Instant>,
     transits: VecDeque<(Instant, f64)>,
-    jitter_frames: usize,
-    /// When `jitter_frames` last rose or was lowered by one.
+    /// The jitter estimate: how much later (ms) than the fastest a packet may come.
+    jitter_ms: f64,
+    /// When `jitter_ms` last rose or was lowered.
     jitter_at: Option<Instant>,
+    /// The delay is rising (a queue building): the estimate is chased without slack.
+    rising: bool,
+    /// When the incoming stream last lost a burst (for [`LOSS_MEMORY`]).
+    burst_at: Option<Instant>,
     /// The lowest number of frames queued ahead in the current catch-up period.
     queue_floor: Option<usize>,
     floor_since: Option<Instant>,
@@ -262,7 +274,9 @@ impl JitterBuffer {
             next: None,
             epoch: None,
             transits: VecDeque::new(),
-            jitter_frames: 0,
+            jitter_ms: 0.0,
+            rising: false,
+            burst_at: None,
             jitter_at: None,
             queue_floor: None,
             floor_since: None,
@@ -298,8 +312,34 @@ impl JitterBuffer {
 
     /// Frames the buffer aims to hold.
     pub fn target_frames(&self) -> usize {
-        let fec = usize::from(self.lost_at.is_some());
-        (1 + fec + self.jitter_frames.max(self.late_frames)).min(MAX_TARGET_FRAMES)
+        let frames = (self.wanted_ms() / FRAME_MS - 1e-9).ceil().max(0.0) as usize;
+        (1 + frames).min(MAX_TARGET_FRAMES)
+    }
+
+    /// How long (ms) the fastest packet is to wait before it plays: the jitter estimate
+    /// (at least a frame once there is any) and a frame for FEC while packets are being
+    /// lost, or what the latest late packets needed if more. The jitter part is not
+    /// rounded up to whole frames: lengthening moves the delay by parts of one. After a
+    /// burst, the frame for FEC goes on top of what late packets needed too: the late
+    /// copy of a burst's last packet carries the FEC of the one before it.
+    fn wanted_ms(&self) -> f64 {
+        let fec = if self.lost_at.is_some() {
+            FRAME_MS
+        } else {
+            0.0
+        };
+        let jitter = if self.jitter_ms > 0.0 {
+            self.jitter_ms.max(FRAME_MS)
+        } else {
+            0.0
+        };
+        let late = self.late_frames as f64 * FRAME_MS;
+        let wanted = if self.burst_at.is_some() {
+            fec + jitter.max(late)
+        } else {
+            (fec + jitter).max(late)
+        };
+        wanted.min(FRAME_MS * (MAX_TARGET_FRAMES - 1) as f64)
     }
 
     /// The delay the buffer aims for.
@@ -365,6 +405,12 @@ impl JitterBuffer {
         })
     }
 
+    /// Bursts of loss seen in the incoming stream so far (three or more packets in a row
+    /// still missing at their second ask, [`crate::nack::BURST_RUN`]).
+    pub fn bursts(&self) -> u64 {
+        self.nack.bursts()
+    }
+
     /// The lost packets to ask the sender for now (RTCP Generic NACK), in order; each is
     /// handed out once per ask ([`crate::nack`] decides when).
     pub fn take_nacks(&mut self) -> Vec<u16> {
@@ -375,7 +421,11 @@ impl JitterBuffer {
     pub fn push(&mut self, seq: u16, timestamp: u32, payload: Vec<u8>, arrival: Instant) {
         let ext = self.seq.ext(u64::from(seq));
         let resend = self.nack.was_asked(ext);
+        let bursts = self.nack.bursts();
         self.to_ask.extend(self.nack.arrived(ext, arrival));
+        if self.nack.bursts() > bursts {
+            self.burst_at = Some(arrival);
+        }
         // Asks the call never took (no sender to tell) do not pile up.
         if self.to_ask.len() > crate::nack::MAX_MISSING {
             let extra = self.to_ask.len() - crate::nack::MAX_MISSING;
@@ -523,18 +573,19 @@ impl JitterBuffer {
             .map(|(_, d)| d - fastest)
             .collect();
         let drift = (percentile(&mut recent, 50) - median).max(0.0);
-        let frames = ((p95 + drift) / FRAME.as_secs_f64() / 1000.0).ceil() as usize;
-        // Up at once; down a frame at a time, only after it has been lower a while, so
-        // the target does not follow every swing of the estimate (each change of the
-        // target costs a stretched or dropped frame).
-        if frames >= self.jitter_frames {
-            self.jitter_frames = frames;
+        let estimate = p95 + drift;
+        self.rising = drift > RISING_MS;
+        // Up at once; down at most a frame at a time, only after it has been lower a
+        // while, so the target does not follow every swing of the estimate (each change
+        // of the target costs a stretched or dropped frame).
+        if estimate >= self.jitter_ms {
+            self.jitter_ms = estimate;
             self.jitter_at = Some(arrival);
         } else if self
             .jitter_at
             .is_none_or(|t| arrival.saturating_duration_since(t) > JITTER_EASE)
         {
-            self.jitter_frames -= 1;
+            self.jitter_ms = (self.jitter_ms - FRAME_MS).max(estimate);
             self.jitter_at = Some(arrival);
         }
         arrival_ms - media_ms - fastest
@@ -551,7 +602,7 @@ impl JitterBuffer {
             tracing::debug!(
                 from_ms = self.logged_target * 20,
                 to_ms = target * 20,
-                jitter_frames = self.jitter_frames,
+                jitter_ms = self.jitter_ms as u64,
                 late_frames = self.late_frames,
                 fec = self.lost_at.is_some(),
                 "jitter buffer target"
@@ -583,6 +634,12 @@ impl JitterBuffer {
             .is_some_and(|t| now.saturating_duration_since(t) > LOSS_MEMORY)
         {
             self.lost_at = None;
+        }
+        if self
+            .burst_at
+            .is_some_and(|t| now.saturating_duration_since(t) > LOSS_MEMORY)
+        {
+            self.burst_at = None;
         }
         if let Some(shorter) = self.catch_up(now) {
             return shorter;
@@ -685,13 +742,24 @@ impl JitterBuffer {
     fn should_stretch(&mut self, next: u64, now: Instant) -> Option<bool> {
         let q = self.packets.get(&next)?;
         let target = self.target_frames();
-        let wanted = FRAME * (target as u32 - 1);
+        let wanted = Duration::from_secs_f64(self.wanted_ms() / 1000.0);
         // What the fastest packet would wait at this delay: a slow packet due now has
         // waited less, but that is the network's swing, not a short buffer.
         let waited = now.saturating_duration_since(q.arrival)
             + Duration::from_secs_f64(q.excess_ms.max(0.0) / 1000.0);
-        let short =
-            wanted > FRAME / 2 && waited + FRAME / 2 < wanted && self.queued_span(next) < target;
+        // The delay moves by whole ticks, so it settles within half a frame of the
+        // jitter estimate; not while the delay keeps rising (it would fall behind the
+        // ramp). What a late packet needed and the frame for FEC are held whole.
+        let fec = FRAME * u32::from(self.lost_at.is_some());
+        let late = FRAME * self.late_frames as u32;
+        let slack = if self.rising {
+            Duration::ZERO
+        } else {
+            FRAME / 2
+        };
+        let short = wanted > FRAME / 2
+            && (waited + slack < wanted || waited < fec || waited < late)
+            && self.queued_span(next) < target;
         if !short {
             self.short_since = None;
             return None;
@@ -699,11 +767,13 @@ impl JitterBuffer {
         let since = *self.short_since.get_or_insert(now);
         // A buffer without room for even the FEC frame grows at once: the next lost
         // packet's rebuild depends on it. So does one that packets keep missing.
-        let fec = FRAME * u32::from(self.lost_at.is_some());
         let repeated = self
             .previous_late
             .is_some_and(|t| now.saturating_duration_since(t) < LATE_AGAIN);
-        let far_behind = waited + FRAME * 3 / 2 < wanted || waited + FRAME / 2 < fec || repeated;
+        let far_behind = waited + FRAME * 3 / 2 < wanted
+            || waited + FRAME / 2 < fec
+            || waited < late
+            || repeated;
         // One frame short waits for a quiet frame, where a lengthening is a whole frame
         // and moves no word; then lengthens speech. Far behind: one every tick.
         let quiet = self.is_quiet(next);
@@ -1224,6 +1294,10 @@ mod tests {
             "{}",
             s.jb.target_frames()
         );
+        // The jitter part is held to the millisecond: about 44 ms (the 95th percentile
+        // above the fastest of ± 10 ms) and the FEC frame, not 60 + 20 in whole frames.
+        let wanted = s.jb.wanted_ms();
+        assert!((55.0..75.0).contains(&wanted), "{wanted} ms");
     }
 
     #[test]
@@ -1261,18 +1335,19 @@ mod tests {
 
     #[test]
     fn one_late_packet_grows_the_delay_in_a_pause_marked_by_silk() {
-        // An early loss holds a frame for FEC. At 2 s one packet comes 35 ms late: the
-        // ticks concealed while waiting for it (a true underrun) grow the delay by one
-        // frame, and the one more it asked for waits for the pause from 3 s, which only
-        // SILK's voice activity flag shows (its packets are as big as the speech ones),
-        // and is a quiet frame played longer, not a concealed tick.
+        // An early burst holds a frame for FEC on top of what late packets need. At 2 s
+        // one packet comes 35 ms late: the ticks concealed while waiting for it (a true
+        // underrun) grow the delay by what it needed, and the FEC frame on top waits for
+        // the pause from 3 s, which only SILK's voice activity flag shows (its packets
+        // are as big as the speech ones), and is a quiet frame played longer, not a
+        // concealed tick.
         let mut s = Sim::new();
         let mut tick = 0.0;
         let mut stretched_at = Vec::new();
         for i in 0..250u16 {
             let at = f64::from(i) * 20.0 + if i == 100 { 35.0 } else { 0.0 };
             s.tick_until(&mut tick, at, &mut stretched_at);
-            if i != 5 {
+            if !(5..8).contains(&i) {
                 let vad = if (150..175).contains(&i) { 0x00 } else { 0x80 };
                 let mut payload = vec![0x08, vad];
                 payload.resize(100, i as u8);
@@ -1281,7 +1356,9 @@ mod tests {
             }
         }
         let st = s.jb.stats();
-        assert_eq!((st.underruns, st.concealed), (2, 2), "{st:?}");
+        // Two ticks concealed in the burst (then the next packet came, and the ticks
+        // stood for the missing slots), two while waiting for the late packet.
+        assert_eq!((st.underruns, st.concealed), (4, 4), "{st:?}");
         let grown: Vec<u16> = stretched_at.into_iter().filter(|&t| t > 50).collect();
         assert!(
             grown.len() == 1 && (150..176).contains(&grown[0]),

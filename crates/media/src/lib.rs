@@ -31,7 +31,7 @@ pub use echo::{EchoStats, ProcessingSettings, Tuning, VoiceProcessor};
 pub use format::{AudioFrame, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 pub use jitter::{JitterBuffer, JitterStats, Playout};
 pub use player::Player;
-pub use sender::{OutPacket, VoiceSender};
+pub use sender::{LinkReport, OutPacket, VoiceSender};
 
 /// Frame `k` of a steady 440 Hz tone, the test signal of the audio modules' tests.
 #[cfg(test)]

@@ -38,6 +38,10 @@ pub const MAX_GAP: u64 = 25;
 pub const MAX_MISSING: usize = 64;
 /// Later packets that must have arrived before one counts as missing.
 const REORDER: u64 = 2;
+/// Packets in a row still missing at their second ask that make a burst: a sender's
+/// copies (a frame or two later) and reordering have had their chance by then, and at
+/// 5 % random loss three in a row go about once in three minutes.
+pub const BURST_RUN: usize = 3;
 /// A round trip over which nothing is asked for.
 pub const MAX_RTT: Duration = Duration::from_millis(150);
 /// How long a round trip measured on a resend counts.
@@ -54,6 +58,8 @@ struct Missing {
     asks: u8,
     first_ask: Option<Instant>,
     last_ask: Option<Instant>,
+    /// Counted in a burst already.
+    in_burst: bool,
 }
 
 /// Tracks the incoming sequence numbers of one stream and says which to ask for.
@@ -63,6 +69,8 @@ pub struct NackTracker {
     highest: Option<u64>,
     missing: BTreeMap<u64, Missing>,
     asked: u64,
+    /// Runs of [`BURST_RUN`] or more packets lost together.
+    bursts: u64,
     /// Round trips measured on resends, with when, oldest first.
     rtts: VecDeque<(Instant, Duration)>,
 }
@@ -76,6 +84,12 @@ impl NackTracker {
     /// Sequence numbers asked for so far (each ask counted).
     pub fn asked(&self) -> u64 {
         self.asked
+    }
+
+    /// Bursts seen so far: runs of [`BURST_RUN`] or more packets still missing at their
+    /// second ask.
+    pub fn bursts(&self) -> u64 {
+        self.bursts
     }
 
     /// Packets currently missing.
@@ -124,6 +138,7 @@ impl NackTracker {
                                 asks: 0,
                                 first_ask: None,
                                 last_ask: None,
+                                in_burst: false,
                             },
                         );
                     }
@@ -165,7 +180,36 @@ impl NackTracker {
             }
         }
         self.asked += ask.len() as u64;
+        self.count_bursts();
         ask
+    }
+
+    /// Counts each new run of [`BURST_RUN`] or more packets missing past their second ask.
+    fn count_bursts(&mut self) {
+        let mut run: Vec<u64> = Vec::new();
+        let mut runs = Vec::new();
+        for (&s, m) in &self.missing {
+            if m.asks < 2 {
+                continue;
+            }
+            if run.last().is_some_and(|&last| last + 1 != s) {
+                runs.push(std::mem::take(&mut run));
+            }
+            run.push(s);
+        }
+        runs.push(run);
+        for run in runs.into_iter().filter(|r| r.len() >= BURST_RUN) {
+            // A run that grew is the same burst.
+            let counted = run.iter().any(|s| self.missing[s].in_burst);
+            for s in &run {
+                if let Some(m) = self.missing.get_mut(s) {
+                    m.in_burst = true;
+                }
+            }
+            if !counted {
+                self.bursts += 1;
+            }
+        }
     }
 
     /// Packet `ext` (extended sequence number) is here by another way (a redundant copy
@@ -206,6 +250,34 @@ mod tests {
         assert_eq!(t.missing(), 0);
         assert!(t.arrived(15, c.at(200)).is_empty());
         assert_eq!(t.asked(), 1);
+    }
+
+    #[test]
+    fn three_in_a_row_still_missing_at_the_second_ask_are_one_burst() {
+        let c = clock();
+        let mut t = NackTracker::new();
+        // Every packet every 20 ms, but for the gaps below.
+        let feed = |t: &mut NackTracker, from: u64, to: u64, skip: &[u64]| {
+            for s in (from..to).filter(|s| !skip.contains(s)) {
+                t.arrived(s, c.at(20 * s));
+            }
+        };
+        // Single losses and pairs, however many: no burst.
+        feed(&mut t, 0, 100, &[10, 30, 31, 50, 70, 71]);
+        assert_eq!(t.bursts(), 0);
+        // Three in a row, one of them coming late (a copy 40 ms later): no burst.
+        feed(&mut t, 100, 104, &[101, 102, 103]);
+        t.arrived(102, c.at(20 * 104 + 1));
+        feed(&mut t, 104, 150, &[]);
+        assert_eq!(t.bursts(), 0);
+        // Three in a row never coming: one burst, counted once at the second ask…
+        feed(&mut t, 150, 154, &[151, 152, 153]);
+        assert_eq!(t.bursts(), 0, "first ask: they may still come");
+        feed(&mut t, 154, 200, &[]);
+        assert_eq!(t.bursts(), 1);
+        // …and five in a row are one burst too.
+        feed(&mut t, 200, 300, &[210, 211, 212, 213, 214]);
+        assert_eq!(t.bursts(), 2);
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! The sending side of the voice stream: Opus frames numbered as RTP packets, and, while
-//! the link loses packets, a second copy of each packet sent a few frames later.
+//! the link loses packets, a second copy of each packet sent a frame or two later.
 //!
 //! Opus's in-band FEC rebuilds a lost packet from its successor only, so it cannot help
 //! when two packets in a row go (15 % random loss loses a pair every ~45 frames) nor with
 //! bursts. The delayed copy can: the same packet (same sequence number, same bytes) goes
-//! out again [`COPY_DELAY_FRAMES`] frames later, so a burst of up to twice that many
-//! packets on the wire never takes both. Any RTP receiver handles it: the first copy to
-//! arrive plays and the other is an ordinary duplicate (SRTP's replay check drops it).
-//! The protocol is unchanged; the price is twice the packets, so the voice bitrate is
-//! lowered while copies are on, and they are on only while loss is measured (from
-//! 2 %, until none has been seen for 30 s).
+//! out again later. Any RTP receiver handles it: the first copy to arrive plays and the
+//! other is an ordinary duplicate (SRTP's replay check drops it). The protocol is
+//! unchanged; the price is twice the packets, so the voice bitrate is lowered while
+//! copies are on, and they are on only while loss is measured (from 2 %, until none has
+//! been seen for 30 s).
+//!
+//! The copy goes beside the next packet ([`COPY_DELAY_FRAMES`]: the receiver waits for it
+//! no longer than for that packet's FEC) until the other side shows that its losses come
+//! in bursts ([`VoiceSender::missing_reported`]: it lost two copied packets in a row,
+//! both copies of each); then two frames later ([`BURST_COPY_DELAY_FRAMES`]: a
+//! burst of up to four packets never takes both), for [`BURST_MEMORY`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,10 +22,15 @@ use std::time::{Duration, Instant};
 use crate::codec::{CodecError, VoiceEncoder, FEC_FLOOR_PERCENT};
 use crate::format::{AudioFrame, FRAME_SAMPLES};
 
-/// Frames between a packet and its copy (40 ms): bursts of up to 4 packets never take
-/// both, and the receiver waits 20 ms less for a copy than at 60 ms (see
-/// docs/decisions/packet-copies.md).
-pub const COPY_DELAY_FRAMES: usize = 2;
+/// Frames between a packet and its copy on a link losing packets at random (20 ms): the
+/// copy rides beside the next packet, so the receiver waits no longer for it than for
+/// that packet's FEC (see docs/decisions/packet-copies.md).
+pub const COPY_DELAY_FRAMES: usize = 1;
+/// Frames between a packet and its copy once losses come in bursts (40 ms): bursts of up
+/// to 4 packets never take both, at 20 ms more delay.
+pub const BURST_COPY_DELAY_FRAMES: usize = 2;
+/// How long a reported burst keeps the copies [`BURST_COPY_DELAY_FRAMES`] apart.
+pub const BURST_MEMORY: Duration = Duration::from_secs(60);
 /// Measured loss at which copies start.
 pub const COPIES_ON_LOSS: f32 = 0.02;
 /// Measured loss below which copies may stop (none, in practice)…
@@ -43,6 +53,26 @@ pub const FEC_OFF_AFTER: Duration = Duration::from_secs(10);
 /// long without loss (three of the once-a-second loss measurements): starting without
 /// it cost the first losses of lossy calls, holding it longer cost clean calls the bits.
 pub const FEC_AT_START: Duration = Duration::from_secs(3);
+
+/// What the other side's feedback says about the link, for the sender.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkReport {
+    /// The share of packets lost (0.0–1.0).
+    pub loss: f32,
+    /// Sequence numbers of ours it asked for a second time (RTCP NACK): packets it lost
+    /// ([`VoiceSender::missing_reported`]).
+    pub missing: Vec<u16>,
+    /// What we receive lost packets in a burst lately (links mostly lose alike both
+    /// ways, and this is seen from the call's first packets, before any copy is sent).
+    pub burst: bool,
+}
+
+/// Packets remembered with whether they were copied (3 s).
+const SENT_KEPT: usize = 150;
+/// Two neighbouring packets reported missing within this long were lost in one burst.
+const BURST_PAIR_WINDOW: Duration = Duration::from_secs(2);
+/// Missing packets remembered for finding neighbours.
+const MISSING_KEPT: usize = 64;
 
 /// One RTP packet to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +102,14 @@ pub struct VoiceSender {
     last_loss: Option<Instant>,
     /// When the call started.
     started: Instant,
+    /// The latest packets sent and whether each was copied, oldest first.
+    sent: VecDeque<(u16, bool)>,
+    /// Copied packets the other side reported missing lately, and when.
+    missing: VecDeque<(Instant, u16)>,
+    /// When the other side last reported a burst that took both copies.
+    burst_at: Option<Instant>,
+    /// Frames between a packet and its copy.
+    copy_delay: usize,
 }
 
 impl VoiceSender {
@@ -86,6 +124,10 @@ impl VoiceSender {
             calm_since: None,
             last_loss: None,
             started: now,
+            sent: VecDeque::with_capacity(SENT_KEPT),
+            missing: VecDeque::new(),
+            burst_at: None,
+            copy_delay: COPY_DELAY_FRAMES,
         };
         s.tune(loss, now)?;
         Ok(s)
@@ -138,12 +180,89 @@ impl VoiceSender {
         } else {
             0.0
         };
+        self.set_copy_delay(now);
         let fec_was = self.encoder.fec();
         self.encoder.tune(fec_loss)?;
         if self.encoder.fec() != fec_was {
             tracing::debug!(fec = self.encoder.fec(), "in-band FEC");
         }
         Ok(())
+    }
+
+    /// Re-tunes from what the other side's feedback and our own receiving say.
+    pub fn link_report(&mut self, report: &LinkReport, now: Instant) -> Result<(), CodecError> {
+        if report.burst {
+            self.burst_at = Some(now);
+        }
+        self.missing_reported(&report.missing, now);
+        self.tune(report.loss, now)
+    }
+
+    /// The other side lost these packets (it asked for them a second time). Two
+    /// neighbours that were both copied mean a burst took both copies of each: the copies
+    /// go further apart for [`BURST_MEMORY`]. A packet sent once (a quiet frame, or
+    /// before copies were on) says nothing about bursts.
+    pub fn missing_reported(&mut self, seqs: &[u16], now: Instant) {
+        while self
+            .missing
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > BURST_PAIR_WINDOW)
+        {
+            self.missing.pop_front();
+        }
+        for &seq in seqs {
+            let copied = self.sent.iter().any(|(s, c)| *s == seq && *c);
+            if !copied || self.missing.iter().any(|(_, s)| *s == seq) {
+                continue;
+            }
+            let burst = self
+                .missing
+                .iter()
+                .any(|(_, s)| *s == seq.wrapping_add(1) || *s == seq.wrapping_sub(1));
+            if self.missing.len() == MISSING_KEPT {
+                self.missing.pop_front();
+            }
+            self.missing.push_back((now, seq));
+            if burst {
+                self.burst_at = Some(now);
+            }
+        }
+        if !seqs.is_empty() {
+            tracing::debug!(
+                missing = seqs.len(),
+                copied = seqs
+                    .iter()
+                    .filter(|q| self.sent.iter().any(|(s, c)| s == *q && *c))
+                    .count(),
+                "packets the other side lost"
+            );
+        }
+        self.set_copy_delay(now);
+    }
+
+    /// Frames between a packet and its copy now.
+    pub fn copy_delay(&self) -> usize {
+        self.copy_delay
+    }
+
+    fn set_copy_delay(&mut self, now: Instant) {
+        let bursts = self
+            .burst_at
+            .is_some_and(|t| now.saturating_duration_since(t) < BURST_MEMORY);
+        let delay = if bursts {
+            BURST_COPY_DELAY_FRAMES
+        } else {
+            COPY_DELAY_FRAMES
+        };
+        if delay != self.copy_delay {
+            tracing::info!(
+                ms = delay * 20,
+                bursts,
+                "copies go {} ms after their packets",
+                delay * 20
+            );
+            self.copy_delay = delay;
+        }
     }
 
     /// True while each packet carries an FEC copy of the frame before it.
@@ -171,13 +290,19 @@ impl VoiceSender {
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
         let mut out = vec![packet.clone()];
+        let copied = self.copies && !self.encoder.quiet();
+        if self.sent.len() == SENT_KEPT {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((packet.seq, copied));
         if self.copies {
             let quiet = self.encoder.quiet();
             self.pending.push_back((!quiet).then_some(OutPacket {
                 copy: true,
                 ..packet
             }));
-            if self.pending.len() > COPY_DELAY_FRAMES {
+            // When the gap narrows, the older copies all go now.
+            while self.pending.len() > self.copy_delay {
                 out.extend(self.pending.pop_front().flatten());
             }
         }
@@ -216,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn loss_turns_copies_on_and_each_packet_goes_twice_three_frames_apart() {
+    fn loss_turns_copies_on_and_each_packet_goes_twice_a_frame_apart() {
         let t = Instant::now();
         let mut s = VoiceSender::new(0.0, t).unwrap();
         s.tune(0.05, t).unwrap();
@@ -235,6 +360,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn reported_bursts_move_the_copies_two_frames_apart_for_a_while() {
+        let t = Instant::now();
+        let at = |s: u64| t + Duration::from_secs(s);
+        let mut s = VoiceSender::new(0.0, t).unwrap();
+        s.tune(0.1, t).unwrap();
+        // Which packet each tick's copy repeats, as ticks back.
+        let copies_back = |s: &mut VoiceSender, ticks: usize| -> Vec<u16> {
+            let mut back = Vec::new();
+            let mut newest = 0u16;
+            for k in 0..ticks {
+                for p in s.frame(&speech(k)).unwrap() {
+                    if p.copy {
+                        back.push(newest.wrapping_sub(p.seq));
+                    } else {
+                        newest = p.seq;
+                    }
+                }
+            }
+            back
+        };
+        assert_eq!(s.copy_delay(), COPY_DELAY_FRAMES);
+        let first = s.frame(&speech(0)).unwrap()[0].seq;
+        assert!(copies_back(&mut s, 10).iter().all(|b| *b == 1));
+        // Lost packets, but no two neighbours: random loss, the gap stays.
+        s.missing_reported(&[first, first.wrapping_add(2)], at(1));
+        s.missing_reported(&[first.wrapping_add(5)], at(2));
+        assert_eq!(s.copy_delay(), COPY_DELAY_FRAMES);
+        // A neighbour of one reported before (the reports come once a second).
+        s.missing_reported(&[first.wrapping_add(6)], at(3));
+        assert_eq!(s.copy_delay(), BURST_COPY_DELAY_FRAMES);
+        let wider = copies_back(&mut s, 10);
+        // One tick waits for the wider gap, then every copy is two back.
+        assert_eq!(wider.len(), 9, "{wider:?}");
+        assert!(wider.iter().all(|b| *b == 2), "{wider:?}");
+        // Loss reports go on; the burst is remembered…
+        s.tune(0.1, at(30)).unwrap();
+        s.missing_reported(&[], at(31));
+        assert_eq!(s.copy_delay(), BURST_COPY_DELAY_FRAMES);
+        // …until BURST_MEMORY has passed without another.
+        s.tune(0.1, at(64)).unwrap();
+        assert_eq!(s.copy_delay(), COPY_DELAY_FRAMES);
+        // Narrowing sends the waiting copy at once: none is skipped.
+        let narrower = copies_back(&mut s, 3);
+        assert_eq!(narrower, vec![2, 1, 1, 1], "{narrower:?}");
+    }
+
+    #[test]
+    fn neighbours_sent_once_are_not_a_burst() {
+        let t = Instant::now();
+        let mut s = VoiceSender::new(0.0, t).unwrap();
+        // Sent before copies were on: losing two in a row says nothing of bursts.
+        let seqs: Vec<u16> = (0..5)
+            .map(|k| s.frame(&speech(k)).unwrap()[0].seq)
+            .collect();
+        s.tune(0.1, t).unwrap();
+        s.missing_reported(&seqs[1..3], t);
+        assert_eq!(s.copy_delay(), COPY_DELAY_FRAMES);
+        // Nor do numbers it never sent (a confused or hostile peer).
+        s.missing_reported(&[seqs[4].wrapping_add(1000), seqs[4].wrapping_add(1001)], t);
+        assert_eq!(s.copy_delay(), COPY_DELAY_FRAMES);
     }
 
     #[test]
