@@ -218,8 +218,10 @@ pub struct JitterBuffer {
     floor_since: Option<Instant>,
     /// Frames more than the target the last period's floor had: frames to drop.
     surplus: usize,
-    /// Frames of delay the latest late packets needed, and when the last came.
-    late_frames: usize,
+    /// Delay (ms after the fastest) the latest late packets needed, with half a frame
+    /// to spare (the delay settles within half a frame of what is wanted), and when the
+    /// last came.
+    late_ms: f64,
     late_at: Option<Instant>,
     /// When the latest late packet came, and the one before it (`late_at` is also moved
     /// by the wear-off, so it cannot tell).
@@ -281,7 +283,7 @@ impl JitterBuffer {
             queue_floor: None,
             floor_since: None,
             surplus: 0,
-            late_frames: 0,
+            late_ms: 0.0,
             late_at: None,
             last_late: None,
             previous_late: None,
@@ -333,7 +335,7 @@ impl JitterBuffer {
         } else {
             0.0
         };
-        let late = self.late_frames as f64 * FRAME_MS;
+        let late = self.late_ms;
         let wanted = if self.burst_at.is_some() {
             fec + jitter.max(late)
         } else {
@@ -527,9 +529,9 @@ impl JitterBuffer {
     /// enough for such a packet (at once, not a frame at a time) for a while. The need
     /// is absolute, so the late copies of a burst raise it once, not once each.
     fn raise_delay(&mut self, now: Instant, excess_ms: f64) {
-        let frames = (excess_ms / FRAME.as_secs_f64() / 1000.0).ceil().max(1.0) as usize;
-        let frames = frames.min(MAX_TARGET_FRAMES);
-        self.late_frames = self.late_frames.max(frames);
+        let need =
+            (excess_ms + FRAME_MS / 2.0).clamp(FRAME_MS, FRAME_MS * MAX_TARGET_FRAMES as f64);
+        self.late_ms = self.late_ms.max(need);
         self.late_at = Some(now);
         self.previous_late = self.last_late.replace(now);
     }
@@ -603,7 +605,7 @@ impl JitterBuffer {
                 from_ms = self.logged_target * 20,
                 to_ms = target * 20,
                 jitter_ms = self.jitter_ms as u64,
-                late_frames = self.late_frames,
+                late_ms = self.late_ms as u64,
                 fec = self.lost_at.is_some(),
                 "jitter buffer target"
             );
@@ -613,8 +615,8 @@ impl JitterBuffer {
             .late_at
             .is_some_and(|t| now.saturating_duration_since(t) > LATE_MEMORY)
         {
-            self.late_frames = self.late_frames.saturating_sub(1);
-            self.late_at = (self.late_frames > 0).then_some(now);
+            self.late_ms = (self.late_ms - FRAME_MS).max(0.0);
+            self.late_at = (self.late_ms > 0.0).then_some(now);
         }
         let Some(next) = self.next else {
             // Starting (or refilling): wait until the target is queued, then start with
@@ -747,18 +749,18 @@ impl JitterBuffer {
         // waited less, but that is the network's swing, not a short buffer.
         let waited = now.saturating_duration_since(q.arrival)
             + Duration::from_secs_f64(q.excess_ms.max(0.0) / 1000.0);
-        // The delay moves by whole ticks, so it settles within half a frame of the
-        // jitter estimate; not while the delay keeps rising (it would fall behind the
-        // ramp). What a late packet needed and the frame for FEC are held whole.
+        // The delay moves by whole ticks, so it settles within half a frame of what is
+        // wanted; not while the delay keeps rising (it would fall behind the ramp). The
+        // frame for FEC is held whole.
         let fec = FRAME * u32::from(self.lost_at.is_some());
-        let late = FRAME * self.late_frames as u32;
+        let late = Duration::from_secs_f64(self.late_ms / 1000.0);
         let slack = if self.rising {
             Duration::ZERO
         } else {
             FRAME / 2
         };
         let short = wanted > FRAME / 2
-            && (waited + slack < wanted || waited < fec || waited < late)
+            && (waited + slack < wanted || waited < fec)
             && self.queued_span(next) < target;
         if !short {
             self.short_since = None;
@@ -772,7 +774,7 @@ impl JitterBuffer {
             .is_some_and(|t| now.saturating_duration_since(t) < LATE_AGAIN);
         let far_behind = waited + FRAME * 3 / 2 < wanted
             || waited + FRAME / 2 < fec
-            || waited < late
+            || waited + FRAME / 2 < late
             || repeated;
         // One frame short waits for a quiet frame, where a lengthening is a whole frame
         // and moves no word; then lengthens speech. Far behind: one every tick.
