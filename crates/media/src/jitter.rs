@@ -768,7 +768,9 @@ impl JitterBuffer {
         }
         let since = *self.short_since.get_or_insert(now);
         // A buffer without room for even the FEC frame grows at once: the next lost
-        // packet's rebuild depends on it. So does one that packets keep missing.
+        // packet's rebuild depends on it. So does one half a frame short of what a late
+        // packet needed (the next such packet is as late), and one that packets keep
+        // missing.
         let repeated = self
             .previous_late
             .is_some_and(|t| now.saturating_duration_since(t) < LATE_AGAIN);
