@@ -6,7 +6,7 @@
 //! with that build as box A, so a change to the receiver is compared side by side on the
 //! same link seeds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -205,7 +205,9 @@ pub(crate) fn aiortc_call(
     bin: &Path,
     clip: &Path,
     dir: &Path,
+    out: &Path,
 ) -> ForeignResult {
+    let log = log_path(out, scenario, run, "aiortc", bin);
     let (link, a) = room_on_a(scenario, run, bin, dir);
     let invite = a.invite();
     let addr = invite
@@ -246,7 +248,7 @@ pub(crate) fn aiortc_call(
         .wait_event("call_finished", 0, Duration::from_secs(20))
         .unwrap_or_else(|| panic!("call did not end:\n{}", a.log()));
     let cpu_pct_a = 100.0 * (a.cpu_secs() - cpu0) / started.elapsed().as_secs_f64();
-    finish(scenario, run, "aiortc", a, &fin, clip, dir, cpu_pct_a)
+    finish(scenario, run, "aiortc", a, &fin, clip, dir, &log, cpu_pct_a)
 }
 
 /// The web client in headless Chromium (namespace B, the page served on its localhost)
@@ -258,6 +260,7 @@ pub(crate) fn chromium_call(
     bin: &Path,
     clip: &Path,
     dir: &Path,
+    out: &Path,
 ) -> ForeignResult {
     use std::io::{BufRead, Write};
     let (link, a) = room_on_a(scenario, run, bin, dir);
@@ -296,10 +299,23 @@ pub(crate) fn chromium_call(
         .wait_event("call_finished", 0, Duration::from_secs(20))
         .unwrap_or_else(|| panic!("call did not end:\n{}", a.log()));
     let cpu_pct_a = 100.0 * (a.cpu_secs() - cpu0) / started.elapsed().as_secs_f64();
-    finish(scenario, run, "chromium", a, &fin, clip, dir, cpu_pct_a)
+    let log = log_path(out, scenario, run, "chromium", bin);
+    finish(
+        scenario, run, "chromium", a, &fin, clip, dir, &log, cpu_pct_a,
+    )
 }
 
-/// Stops A and scores what it heard against `clip`.
+/// Where box A's log of a foreign sender's call goes: beside the box-to-box calls' logs,
+/// named by the scenario, run, sender and A's binary (this build or the baseline).
+fn log_path(out: &Path, scenario: &Scenario, run: u32, sender: &str, bin: &Path) -> PathBuf {
+    let build = bin
+        .file_name()
+        .map_or("intercom".into(), |n| n.to_string_lossy());
+    out.join("logs")
+        .join(format!("{}-{run}-{sender}-to-{build}-a.log", scenario.name))
+}
+
+/// Stops A, keeps its log at `log`, and scores what it heard against `clip`.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     scenario: &Scenario,
@@ -309,10 +325,18 @@ fn finish(
     fin: &serde_json::Value,
     clip: &Path,
     dir: &Path,
+    log: &Path,
     cpu_pct_a: f64,
 ) -> ForeignResult {
     let heard_path = a.heard().to_path_buf();
-    a.stop();
+    let text = a.stop();
+    if let Err(e) = log
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(log, text))
+    {
+        eprintln!("  (box A's log not kept at {}: {e})", log.display());
+    }
     let (pesq, pesq_wb_global) = score(clip, &heard_path, dir);
     let n = |k: &str| fin[k].as_u64().unwrap_or(0);
     ForeignResult {

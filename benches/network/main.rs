@@ -341,8 +341,12 @@ fn foreign_senders(args: &Args, clip: &std::path::Path, dir: &std::path::Path) -
                     );
                     let r =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sender {
-                            "chromium" => foreign::chromium_call(&scenario, run, bin, clip, dir),
-                            "aiortc" => foreign::aiortc_call(&scenario, run, bin, clip, dir),
+                            "chromium" => {
+                                foreign::chromium_call(&scenario, run, bin, clip, dir, &args.out)
+                            }
+                            "aiortc" => {
+                                foreign::aiortc_call(&scenario, run, bin, clip, dir, &args.out)
+                            }
                             _ => foreign::box_call(&scenario, run, bin, clip, dir, &args.out),
                         }));
                     match r {
