@@ -11,10 +11,11 @@
 //! been seen for 30 s).
 //!
 //! The copy goes beside the next packet ([`COPY_DELAY_FRAMES`]: the receiver waits for it
-//! no longer than for that packet's FEC) until the other side shows that its losses come
-//! in bursts ([`VoiceSender::missing_reported`]: it lost two copied packets in a row,
-//! both copies of each); then two frames later ([`BURST_COPY_DELAY_FRAMES`]: a
-//! burst of up to four packets never takes both), for [`BURST_MEMORY`].
+//! no longer than for that packet's FEC) until losses are seen to come in bursts: in what
+//! this box receives ([`LinkReport::burst`]), or in the other side's NACKs
+//! ([`VoiceSender::missing_reported`]: it lost two copied packets in a row, both copies
+//! of each). Then two frames later ([`BURST_COPY_DELAY_FRAMES`]: a burst of up to four
+//! packets never takes both), for [`BURST_MEMORY`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -106,7 +107,8 @@ pub struct VoiceSender {
     sent: VecDeque<(u16, bool)>,
     /// Copied packets the other side reported missing lately, and when.
     missing: VecDeque<(Instant, u16)>,
-    /// When the other side last reported a burst that took both copies.
+    /// When losses last came in a burst (seen in what we receive, or in the other
+    /// side's NACKs).
     burst_at: Option<Instant>,
     /// Frames between a packet and its copy.
     copy_delay: usize,
