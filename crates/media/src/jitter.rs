@@ -44,7 +44,7 @@ use crate::nack::NackTracker;
 /// One frame's playout time.
 pub const FRAME: Duration = FRAME_TIME;
 /// [`FRAME`] in milliseconds.
-const FRAME_MS: f64 = 20.0;
+const FRAME_MS: f64 = FRAME_TIME.as_millis() as f64;
 /// How far (ms) the recent median transit must be above the window's for the delay to
 /// count as rising (under steady jitter it is within a few ms).
 const RISING_MS: f64 = 5.0;

@@ -167,6 +167,7 @@ impl NackTracker {
         if self.rtt().is_some_and(|r| r > MAX_RTT) {
             return ask;
         }
+        let mut second_asks = Vec::new();
         for (&s, m) in self.missing.iter_mut() {
             let due = m.asks < MAX_ASKS
                 && highest >= s + REORDER
@@ -177,38 +178,36 @@ impl NackTracker {
                 m.first_ask.get_or_insert(now);
                 m.last_ask = Some(now);
                 ask.push(s as u16);
+                if m.asks == 2 {
+                    second_asks.push(s);
+                }
             }
         }
         self.asked += ask.len() as u64;
-        self.count_bursts();
+        for s in second_asks {
+            self.count_burst_around(s);
+        }
         ask
     }
 
-    /// Counts each new run of [`BURST_RUN`] or more packets missing past their second ask.
-    fn count_bursts(&mut self) {
-        let mut run: Vec<u64> = Vec::new();
-        let mut runs = Vec::new();
-        for (&s, m) in &self.missing {
-            if m.asks < 2 {
-                continue;
-            }
-            if run.last().is_some_and(|&last| last + 1 != s) {
-                runs.push(std::mem::take(&mut run));
-            }
-            run.push(s);
+    /// `s` was just asked for the second time: counts the run of packets missing past
+    /// their second ask around it as a burst if it is [`BURST_RUN`] long (a run only grows
+    /// when one of its packets gets its second ask, so this sees every run as it forms).
+    fn count_burst_around(&mut self, s: u64) {
+        let gone = |k: &u64| self.missing.get(k).is_some_and(|m| m.asks >= 2);
+        let first = (0..s).rev().take_while(gone).last().unwrap_or(s);
+        let last = (s + 1..).take_while(gone).last().unwrap_or(s);
+        if last - first + 1 < BURST_RUN as u64 {
+            return;
         }
-        runs.push(run);
-        for run in runs.into_iter().filter(|r| r.len() >= BURST_RUN) {
-            // A run that grew is the same burst.
-            let counted = run.iter().any(|s| self.missing[s].in_burst);
-            for s in &run {
-                if let Some(m) = self.missing.get_mut(s) {
-                    m.in_burst = true;
-                }
-            }
-            if !counted {
-                self.bursts += 1;
-            }
+        // A run that grew is the same burst.
+        let mut counted = false;
+        for m in self.missing.range_mut(first..=last).map(|(_, m)| m) {
+            counted |= m.in_burst;
+            m.in_burst = true;
+        }
+        if !counted {
+            self.bursts += 1;
         }
     }
 

@@ -212,8 +212,10 @@ impl VoiceSender {
         {
             self.missing.pop_front();
         }
+        let mut copied_missing = 0;
         for &seq in seqs {
             let copied = self.sent.iter().any(|(s, c)| *s == seq && *c);
+            copied_missing += usize::from(copied);
             if !copied || self.missing.iter().any(|(_, s)| *s == seq) {
                 continue;
             }
@@ -232,10 +234,7 @@ impl VoiceSender {
         if !seqs.is_empty() {
             tracing::debug!(
                 missing = seqs.len(),
-                copied = seqs
-                    .iter()
-                    .filter(|q| self.sent.iter().any(|(s, c)| s == *q && *c))
-                    .count(),
+                copied = copied_missing,
                 "packets the other side lost"
             );
         }
