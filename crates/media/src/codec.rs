@@ -152,6 +152,18 @@ pub fn voice_activity(packet: &[u8]) -> Option<bool> {
     (silk_only && one_frame).then_some(first & 0x80 != 0)
 }
 
+/// Whether a SILK-only mono Opus packet with one frame carries a FEC copy (LBRR) of the
+/// frame before it (RFC 6716 §4.2.4: the LBRR flag follows the VAD flag, another bit of
+/// probability ½, so it is the first byte's second bit); `None` for other packets.
+pub fn carries_fec(packet: &[u8]) -> Option<bool> {
+    let (&toc, rest) = packet.split_first()?;
+    let silk_only = toc >> 3 <= 11;
+    let mono = toc & 0b100 == 0;
+    let one_frame = toc & 0b11 == 0;
+    let &first = rest.first()?;
+    (silk_only && mono && one_frame).then_some(first & 0x40 != 0)
+}
+
 /// Decoder complexity: 5 turns on libopus's neural PLC (deep PLC) for lost frames.
 pub const DECODER_COMPLEXITY: i32 = 5;
 
@@ -359,6 +371,28 @@ mod tests {
 
     /// Packets coded without expected loss carry no FEC: recovering a lost frame from
     /// the next packet is then plain concealment.
+    #[test]
+    fn carries_fec_reads_silk_lbrr_flag() {
+        let flags = |loss: f32| -> Vec<Option<bool>> {
+            let mut enc = VoiceEncoder::new(loss).unwrap();
+            (0..30)
+                .map(|k| carries_fec(&enc.encode(&changing(k)).unwrap()))
+                .collect()
+        };
+        // With FEC on, nearly every packet of speech after the first carries its
+        // predecessor's (SILK leaves it out where the signal jumps).
+        let on = flags(0.1);
+        let with = on.iter().filter(|f| **f == Some(true)).count();
+        assert!(with >= 26 && on.iter().all(Option::is_some), "{on:?}");
+        let off = flags(0.0);
+        assert!(off.iter().all(|f| *f == Some(false)), "{off:?}");
+        assert_eq!(carries_fec(&[0x08, 0x40]), Some(true));
+        assert_eq!(carries_fec(&[0x08, 0x80]), Some(false));
+        assert_eq!(carries_fec(&[0x0C, 0xC0]), None, "stereo");
+        assert_eq!(carries_fec(&[0xFC, 0xFF, 0x00]), None, "CELT");
+        assert_eq!(carries_fec(&[0x08]), None);
+    }
+
     #[test]
     fn no_expected_loss_codes_no_fec() {
         let recovery_is_concealment = |loss: f32| {
