@@ -210,6 +210,12 @@ struct Queued {
     excess_ms: f64,
 }
 
+/// How long (ms) the fastest packet would have waited by `now` at the delay `q` is
+/// played with: a slow packet has waited less, but that is the network's swing.
+fn held_ms(q: &Queued, now: Instant) -> f64 {
+    now.saturating_duration_since(q.arrival).as_secs_f64() * 1000.0 + q.excess_ms.max(0.0)
+}
+
 /// The jitter buffer for one incoming audio stream.
 pub struct JitterBuffer {
     /// Packets by extended sequence number.
@@ -793,9 +799,8 @@ impl JitterBuffer {
             return;
         };
         self.logged_level = Some(now);
-        let held = now.saturating_duration_since(q.arrival).as_secs_f64() * 1000.0 + q.excess_ms;
         tracing::debug!(
-            held_ms = held as u64,
+            held_ms = held_ms(q, now) as u64,
             wanted_ms = self.wanted_ms() as u64,
             jitter_ms = self.jitter_ms as u64,
             late_ms = self.late_ms as u64,
@@ -842,10 +847,8 @@ impl JitterBuffer {
         let q = self.packets.get(&next)?;
         let target = self.target_frames();
         let wanted = Duration::from_secs_f64(self.wanted_ms() / 1000.0);
-        // What the fastest packet would wait at this delay: a slow packet due now has
-        // waited less, but that is the network's swing, not a short buffer.
-        let waited = now.saturating_duration_since(q.arrival)
-            + Duration::from_secs_f64(q.excess_ms.max(0.0) / 1000.0);
+        // What the fastest packet would wait at this delay: not a short buffer.
+        let waited = Duration::from_secs_f64(held_ms(q, now) / 1000.0);
         // The delay moves by whole ticks, so it settles within half a frame of what is
         // wanted; not while the delay keeps rising (it would fall behind the ramp). The
         // frame for FEC is held whole.
@@ -904,17 +907,15 @@ impl JitterBuffer {
     /// Under jitter the queue's lowest level is lower than the target by the swing, so a
     /// delay a frame above what is wanted is also judged in time: the least time the due
     /// packet was held beyond the wanted delay over the period (measured against the
-    /// fastest packet, so the same for every packet at a steady delay). A frame of that
-    /// to spare, with a few ms more, drops a quiet frame; never speech.
+    /// fastest packet, so the same for every packet at a steady delay). [`SPARE_MS`] of
+    /// that drops a quiet frame; never speech.
     fn catch_up(&mut self, now: Instant) -> Option<Playout> {
         let next = self.next?;
         let span = self.queued_span(next);
         let floor = self.queue_floor.map_or(span, |f| f.min(span));
         self.queue_floor = Some(floor);
         if let Some(q) = self.packets.get(&next) {
-            let held = now.saturating_duration_since(q.arrival).as_secs_f64() * 1000.0
-                + q.excess_ms.max(0.0);
-            let spare = held - self.wanted_ms();
+            let spare = held_ms(q, now) - self.wanted_ms();
             self.spare_floor = Some(self.spare_floor.map_or(spare, |f| f.min(spare)));
         }
         let since = *self.floor_since.get_or_insert(now);
@@ -1686,7 +1687,7 @@ mod tests {
         // What is left is within the half frame lengthening leaves alone.
         let next = s.jb.next.expect("playing");
         let q = s.jb.packets.get(&next).expect("the due packet is here");
-        let held = (s.at(tick) - q.arrival).as_secs_f64() * 1000.0 + q.excess_ms;
+        let held = held_ms(q, s.at(tick));
         assert!(
             held - s.jb.wanted_ms() < 20.0,
             "held {held} wanted {}",
