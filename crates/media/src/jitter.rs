@@ -915,7 +915,11 @@ impl JitterBuffer {
         let floor = self.queue_floor.map_or(span, |f| f.min(span));
         self.queue_floor = Some(floor);
         if let Some(q) = self.packets.get(&next) {
-            let spare = held_ms(q, now) - self.wanted_ms();
+            // A drop also needs the next packet here a frame later (so held at least
+            // half a frame above a frame: the slack lengthening leaves alone), or it
+            // only makes an underrun.
+            let held = held_ms(q, now);
+            let spare = (held - self.wanted_ms()).min(held - FRAME_MS / 2.0);
             self.spare_floor = Some(self.spare_floor.map_or(spare, |f| f.min(spare)));
         }
         let since = *self.floor_since.get_or_insert(now);
@@ -1723,6 +1727,25 @@ mod tests {
             "{} queued: {:?}",
             s.jb.queued(),
             s.jb.stats()
+        );
+    }
+
+    #[test]
+    fn a_clean_stream_held_most_of_a_frame_is_not_cut_short() {
+        // Packets come 17 ms before their tick, on time, all quiet: nothing is wanted
+        // beyond that, but dropping a frame would leave the next one not yet here.
+        let mut s = Sim::new();
+        let mut tick = 0.0;
+        for i in 0..500u16 {
+            let at = f64::from(i) * 20.0 + 3.0;
+            s.tick_until(&mut tick, at, &mut Vec::new());
+            s.jb.push(i, u32::from(i) * TS_STEP, silk(i, false, false), s.at(at));
+        }
+        let st = s.jb.stats();
+        assert_eq!(
+            (st.dropped, st.concealed, st.underruns),
+            (0, 0, 0),
+            "{st:?}"
         );
     }
 }
