@@ -31,8 +31,9 @@
 //!   concealed tick grow it.
 //! - When the queue's lowest level over a second is above the target, or (when no late
 //!   packet or burst is remembered) the least time a due packet was held over a second
-//!   is three quarters of a frame above the wanted delay, quiet frames (small packets)
-//!   are dropped to catch up; speech is played a pitch period shorter
+//!   is three quarters of a frame above the wanted delay (and a frame and a quarter, so
+//!   the next packet is here), quiet frames (small packets) are dropped to catch up; speech
+//!   is played a pitch period shorter
 //!   ([`Playout::Shorten`]) only when far behind.
 //! - A lengthening grows the delay by a pitch period, but packets are still taken at
 //!   every tick until the player holds a whole frame more: the buffer goes on
@@ -915,9 +916,9 @@ impl JitterBuffer {
         let floor = self.queue_floor.map_or(span, |f| f.min(span));
         self.queue_floor = Some(floor);
         if let Some(q) = self.packets.get(&next) {
-            // A drop also needs the next packet here a frame later (so held at least
-            // half a frame above a frame: the slack lengthening leaves alone), or it
-            // only makes an underrun.
+            // A drop also needs the next packet here a frame later: held at least
+            // [`SPARE_MS`] above half a frame (a frame and a quarter), or it only makes
+            // an underrun.
             let held = held_ms(q, now);
             let spare = (held - self.wanted_ms()).min(held - FRAME_MS / 2.0);
             self.spare_floor = Some(self.spare_floor.map_or(spare, |f| f.min(spare)));
