@@ -141,27 +141,31 @@ impl VoiceEncoder {
     }
 }
 
-/// The voice activity flag of a SILK-only Opus packet with one frame (RFC 6716 §4.2.3:
-/// a SILK frame starts with its VAD flag, a range-coded bit of probability ½, which is
-/// the top bit of the first byte after the TOC); `None` for other packets.
-pub fn voice_activity(packet: &[u8]) -> Option<bool> {
+/// The TOC and the first byte after it of a SILK-only Opus packet with one frame, whose
+/// header flags are range-coded bits of probability ½ and so the top bits of that byte;
+/// `None` for other packets.
+fn silk_header(packet: &[u8]) -> Option<(u8, u8)> {
     let (&toc, rest) = packet.split_first()?;
     let silk_only = toc >> 3 <= 11;
     let one_frame = toc & 0b11 == 0;
     let &first = rest.first()?;
-    (silk_only && one_frame).then_some(first & 0x80 != 0)
+    (silk_only && one_frame).then_some((toc, first))
+}
+
+/// The voice activity flag of a SILK-only Opus packet with one frame (RFC 6716 §4.2.3:
+/// a SILK frame starts with its VAD flag, the top bit of the first byte after the TOC);
+/// `None` for other packets.
+pub fn voice_activity(packet: &[u8]) -> Option<bool> {
+    silk_header(packet).map(|(_, first)| first & 0x80 != 0)
 }
 
 /// Whether a SILK-only mono Opus packet with one frame carries a FEC copy (LBRR) of the
-/// frame before it (RFC 6716 §4.2.4: the LBRR flag follows the VAD flag, another bit of
-/// probability ½, so it is the first byte's second bit); `None` for other packets.
+/// frame before it (RFC 6716 §4.2.4: the LBRR flag follows the VAD flag, so it is the
+/// first byte's second bit); `None` for other packets.
 pub fn carries_fec(packet: &[u8]) -> Option<bool> {
-    let (&toc, rest) = packet.split_first()?;
-    let silk_only = toc >> 3 <= 11;
+    let (toc, first) = silk_header(packet)?;
     let mono = toc & 0b100 == 0;
-    let one_frame = toc & 0b11 == 0;
-    let &first = rest.first()?;
-    (silk_only && mono && one_frame).then_some(first & 0x40 != 0)
+    mono.then_some(first & 0x40 != 0)
 }
 
 /// Decoder complexity: 5 turns on libopus's neural PLC (deep PLC) for lost frames.
