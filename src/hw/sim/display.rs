@@ -1,8 +1,14 @@
 //! The simulated display: the real frame buffer at the board's size and colour depth,
 //! written to a PNG on every flush and drawn in the terminal when stdout is one.
+//!
+//! The PNG is written on a thread of its own after the first frame: the device loop
+//! shares its thread with the call's audio, and a file system can hold an `open` or a
+//! `rename` for hundreds of milliseconds (470 ms seen on a CI VM's ext4, while the call
+//! around it heard 800 ms of "jitter").
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
@@ -20,6 +26,8 @@ pub struct SimDisplay<C: ScreenColor> {
     terminal: bool,
     view: Option<TerminalView>,
     flushes: u64,
+    /// Writes every frame after the first, once the first was written.
+    writer: Option<PngWriter>,
 }
 
 impl<C: ScreenColor> SimDisplay<C> {
@@ -33,6 +41,7 @@ impl<C: ScreenColor> SimDisplay<C> {
             terminal,
             view: terminal.then(TerminalView::start),
             flushes: 0,
+            writer: None,
         }
     }
 
@@ -49,32 +58,8 @@ impl<C: ScreenColor> SimDisplay<C> {
     /// Writes the current frame to `path` as a PNG, `scale` screen pixels per image pixel.
     /// The file is replaced atomically: readers never see half a frame.
     pub fn save_png(&self, path: &Path, scale: u32) -> Result<(), HwError> {
-        let err = |reason: String| HwError::Io {
-            what: "display PNG",
-            source: format!("{}: {reason}", path.display()).into(),
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| err("not a file name".into()))?;
         let (width, height, rgb) = self.rgb_pixels(scale.max(1));
-        // Fast compression: a third of the default's CPU; a screen still packs into a few
-        // kB, written in one call.
-        let mut png = Vec::new();
-        let mut encoder = png::Encoder::new(&mut png, width, height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        encoder.set_compression(png::Compression::Fast);
-        encoder.set_filter(png::Filter::Adaptive);
-        encoder
-            .write_header()
-            .and_then(|mut w| {
-                w.write_image_data(&rgb)?;
-                w.finish()
-            })
-            .map_err(|e| err(e.to_string()))?;
-        let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-        std::fs::write(&tmp, &png).map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+        write_png(path, width, height, &rgb).map_err(|reason| png_error(path, reason))
     }
 
     /// The frame as 8-bit RGB rows, each pixel `scale` × `scale`. A screen has a handful
@@ -273,12 +258,144 @@ impl<C: ScreenColor> Display for SimDisplay<C> {
     fn flush(&mut self) -> Result<(), HwError> {
         self.flushes += 1;
         if let Some(path) = &self.png {
-            self.save_png(path, 1)?;
+            match &self.writer {
+                // The first frame is written here, so a path that cannot be written is
+                // reported as the box starts.
+                None => {
+                    self.save_png(path, 1)?;
+                    self.writer = Some(PngWriter::start(path.clone()));
+                }
+                Some(writer) => {
+                    if let Some(reason) = writer.take_failure() {
+                        return Err(png_error(path, reason));
+                    }
+                    let (width, height, rgb) = self.rgb_pixels(1);
+                    writer.submit(width, height, rgb);
+                }
+            }
         }
         if self.terminal {
             self.draw_terminal();
         }
         Ok(())
+    }
+}
+
+fn png_error(path: &Path, reason: String) -> HwError {
+    HwError::Io {
+        what: "display PNG",
+        source: format!("{}: {reason}", path.display()).into(),
+    }
+}
+
+/// Encodes RGB rows as a PNG and replaces `path` with it atomically: readers never see
+/// half a frame.
+fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), String> {
+    let name = path.file_name().ok_or("not a file name")?;
+    // Fast compression: a third of the default's CPU; a screen still packs into a few
+    // kB, written in one call.
+    let mut png = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
+    encoder.set_filter(png::Filter::Adaptive);
+    encoder
+        .write_header()
+        .and_then(|mut w| {
+            w.write_image_data(rgb)?;
+            w.finish()
+        })
+        .map_err(|e| e.to_string())?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, &png).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+}
+
+/// A frame waiting for the writer, as RGB rows.
+struct Pending {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+/// What the flushing side and the writer thread share.
+#[derive(Default)]
+struct Shared {
+    /// The newest frame not yet written: a newer one replaces it (only the last frame
+    /// matters to a reader of the file).
+    next: Option<Pending>,
+    /// Why the last write failed, until a flush reports it.
+    failure: Option<String>,
+    /// Set when the display goes: the writer writes what is pending and ends.
+    closing: bool,
+}
+
+/// Writes frames to one PNG file on its own thread.
+struct PngWriter {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PngWriter {
+    fn start(path: PathBuf) -> PngWriter {
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let theirs = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("display-png".into())
+            .spawn(move || {
+                let (lock, ready) = &*theirs;
+                let lock_shared = || lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    let frame = {
+                        let mut state = lock_shared();
+                        loop {
+                            if let Some(frame) = state.next.take() {
+                                break frame;
+                            }
+                            if state.closing {
+                                return;
+                            }
+                            state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
+                        }
+                    };
+                    let result = write_png(&path, frame.width, frame.height, &frame.rgb);
+                    lock_shared().failure = result.err();
+                }
+            })
+            .ok();
+        PngWriter { shared, thread }
+    }
+
+    /// Queues a frame, replacing one not yet written; never waits for the file system.
+    fn submit(&self, width: u32, height: u32, rgb: Vec<u8>) {
+        let (lock, ready) = &*self.shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).next = Some(Pending { width, height, rgb });
+        ready.notify_one();
+    }
+
+    /// Why the last write failed, if it did (reported once).
+    fn take_failure(&self) -> Option<String> {
+        if self.thread.is_none() {
+            return Some("no thread to write the PNG".into());
+        }
+        let (lock, _) = &*self.shared;
+        lock.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failure
+            .take()
+    }
+}
+
+impl Drop for PngWriter {
+    /// Writes the last frame before the display goes.
+    fn drop(&mut self) {
+        let (lock, ready) = &*self.shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).closing = true;
+        ready.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -340,6 +457,47 @@ mod tests {
         assert_eq!(img.dimensions(), (128, 64));
         assert_eq!(img.get_pixel(3, 4).0, [255, 255, 255]);
         assert_eq!(img.get_pixel(4, 4).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn later_frames_are_written_off_the_flushing_thread_and_the_last_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("screen.png");
+        let mut display = SimDisplay::<Rgb565>::new(Size::new(16, 16), Some(path.clone()), false);
+        display.flush().unwrap();
+        for x in 0..10 {
+            Pixel(Point::new(x, 3), Rgb565::RED)
+                .draw(&mut display)
+                .unwrap();
+            display.flush().unwrap();
+        }
+        // The display going writes what was still pending.
+        drop(display);
+        let img = image::open(&path).unwrap().to_rgb8();
+        assert!((0..10).all(|x| img.get_pixel(x, 3).0 == [255, 0, 0]));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_later_write_that_fails_is_reported_at_a_following_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("screens");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("screen.png");
+        let mut display = SimDisplay::<BinaryColor>::new(Size::new(8, 8), Some(path), false);
+        display.flush().unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let err = loop {
+            match display.flush() {
+                Err(e) => break crate::errors::chain(&e),
+                Ok(()) => {
+                    assert!(std::time::Instant::now() < deadline, "never reported");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        };
+        assert!(err.contains("screen.png"), "{err}");
     }
 
     #[test]
