@@ -39,7 +39,8 @@ pub use peer::{MediaPath, NetworkSetup, PathKind, TurnServer};
 use peer::{Peer, PeerEvent};
 
 /// How long a hang-up waits for its `bye` on the chat channel to go out when there is no
-/// signaling session left to carry one.
+/// signaling session left to carry one, and how long a closed connection's chat channel
+/// is read for a `bye` still on its way in.
 const BYE_GRACE: Duration = Duration::from_millis(300);
 /// How long the SDP exchange may take.
 const SDP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -455,8 +456,18 @@ impl<V: Voice> Live<V> {
                     }
                     Some(PeerEvent::State(RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed)) => {
                         // ICE that gave up before any media flowed found no path (a strict
-                        // NAT, a firewall); one that fails later lost the other side.
-                        return if media_up { CallEnd::PeerLost } else { CallEnd::NoMediaPath };
+                        // NAT, a firewall); one that fails later lost the other side,
+                        // unless its goodbye is still on the way in: a peer that hangs up
+                        // says `bye` and closes a moment later, and the two can arrive
+                        // together (or the close first, when the machine stalled).
+                        if !media_up {
+                            return CallEnd::NoMediaPath;
+                        }
+                        return if self.said_bye_before_closing(chat_channel.as_ref()).await {
+                            CallEnd::Remote
+                        } else {
+                            CallEnd::PeerLost
+                        };
                     }
                     Some(PeerEvent::State(s)) => tracing::debug!("peer connection {s}"),
                     Some(PeerEvent::DataChannel(dc)) => {
@@ -625,6 +636,27 @@ impl<V: Voice> Live<V> {
     }
 
     /// A chat message; true when it was the other side's goodbye.
+    /// Reads what is left on the chat channel once the connection went away, for up to
+    /// [`BYE_GRACE`]: texts are still shown, and a `bye` among them makes the end the
+    /// peer's hang-up rather than a lost connection.
+    async fn said_bye_before_closing(&mut self, dc: Option<&Arc<dyn DataChannel>>) -> bool {
+        let Some(dc) = dc.cloned() else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + BYE_GRACE;
+        loop {
+            match tokio::time::timeout_at(deadline, dc.poll()).await {
+                Ok(Some(DataChannelEvent::OnMessage(m))) => {
+                    if self.on_chat(&m.data, Some(&dc)).await {
+                        return true;
+                    }
+                }
+                Ok(Some(DataChannelEvent::OnClose) | None) | Err(_) => return false,
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
     async fn on_chat(&mut self, data: &[u8], dc: Option<&Arc<dyn DataChannel>>) -> bool {
         let msg = match ChatMessage::parse(data) {
             Ok(m) => m,
