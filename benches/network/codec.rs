@@ -105,10 +105,16 @@ fn decode(packets: &[Vec<u8>], lost: &[bool]) -> (Vec<f64>, f64) {
 
 /// As [`decode`], with the decoder at `complexity`.
 fn decode_at(packets: &[Vec<u8>], lost: &[bool], complexity: i32) -> (Vec<f64>, f64) {
+    let pause = complexity.min(intercom::audio::codec::QUIET_DECODER_COMPLEXITY);
+    decode_with(packets, lost, complexity, pause)
+}
+
+/// As [`decode`], concealing losses in speech at `complexity` and in pauses at `pause`.
+fn decode_with(packets: &[Vec<u8>], lost: &[bool], complexity: i32, pause: i32) -> (Vec<f64>, f64) {
     let mut best = f64::MAX;
     let mut out = Vec::new();
     for _ in 0..PASSES {
-        let mut dec = VoiceDecoder::with_complexity(complexity).unwrap();
+        let mut dec = VoiceDecoder::with_complexities(complexity, pause).unwrap();
         out.clear();
         let t0 = thread_cpu_secs();
         for (i, p) in packets.iter().enumerate() {
@@ -176,6 +182,8 @@ pub(crate) fn sweep(clip: &Path, dir: &Path, complexities: &[i32]) -> Vec<CodecR
 pub(crate) struct PlcResult {
     /// 0: classic PLC; 5: deep PLC.
     pub decoder_complexity: i32,
+    /// The same for losses in pauses (the last packet said no voice).
+    pub pause_complexity: i32,
     /// The sender put FEC in its packets.
     pub fec: bool,
     pub loss: f64,
@@ -201,11 +209,13 @@ pub(crate) fn plc(clip: &Path, dir: &Path) -> Vec<PlcResult> {
         for fec in [true, false] {
             let expected = if fec { loss as f32 } else { 0.0 };
             let (packets, _) = encode(&frames, complexity, expected, 1);
-            for decoder_complexity in [0, 5] {
-                let (out, decode_us) = decode_at(&packets, &lost, decoder_complexity);
+            for (decoder_complexity, pause_complexity) in [(0, 0), (5, 5), (5, 4)] {
+                let (out, decode_us) =
+                    decode_with(&packets, &lost, decoder_complexity, pause_complexity);
                 let deg = retime(&reference, &out, lag);
                 let r = PlcResult {
                     decoder_complexity,
+                    pause_complexity,
                     fec,
                     loss,
                     pesq: pesq_wb(&reference, &deg, dir).unwrap_or_else(|e| panic!("{e}")),
@@ -295,18 +305,16 @@ pub(crate) fn copies_markdown(results: &[CopiesResult]) -> String {
 /// The concealment comparison as a markdown table.
 pub(crate) fn plc_markdown(results: &[PlcResult]) -> String {
     let mut s = String::from(
-        "| loss | sender FEC | PLC | PESQ-WB | decode µs/frame |\n|---|---|---|---|---|\n",
+        "| loss | sender FEC | PLC in speech | in pauses | PESQ-WB | decode µs/frame |\n|---|---|---|---|---|---|\n",
     );
+    let kind = |complexity: i32| if complexity >= 5 { "deep" } else { "classic" };
     for r in results {
         s.push_str(&format!(
-            "| {:.0} % | {} | {} | {:.2} | {:.0} |\n",
+            "| {:.0} % | {} | {} | {} | {:.2} | {:.0} |\n",
             r.loss * 100.0,
             if r.fec { "yes" } else { "no" },
-            if r.decoder_complexity >= 5 {
-                "deep"
-            } else {
-                "classic"
-            },
+            kind(r.decoder_complexity),
+            kind(r.pause_complexity),
             r.pesq,
             r.decode_us
         ));

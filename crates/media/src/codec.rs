@@ -170,33 +170,80 @@ pub fn carries_fec(packet: &[u8]) -> Option<bool> {
 
 /// Decoder complexity: 5 turns on libopus's neural PLC (deep PLC) for lost frames.
 pub const DECODER_COMPLEXITY: i32 = 5;
+/// Decoder complexity for a loss in a pause (the last packet said no voice): classic
+/// PLC. Deep PLC's analysis and synthesis cost about a millisecond per lost frame, and
+/// in a pause they would only make room noise; quiet frames carry no FEC and get no copy,
+/// so most losses a listening box conceals are these.
+pub const QUIET_DECODER_COMPLEXITY: i32 = 4;
 
 /// The receiving side: decodes any Opus stream (mono or stereo) to mono.
 pub struct VoiceDecoder {
     dec: OpusDecoder,
     buf: Vec<i16>,
+    /// The complexity for losses in speech ([`DECODER_COMPLEXITY`] unless asked
+    /// otherwise).
+    complexity: i32,
+    /// The complexity for losses in pauses.
+    pause_complexity: i32,
+    /// The complexity the decoder is set to now.
+    current: i32,
+    /// Whether the last packet decoded may hold voice (SILK's VAD flag; any other packet
+    /// counts as voice).
+    voiced: bool,
 }
 
 impl VoiceDecoder {
-    /// A decoder for 48 kHz mono output, concealing with deep PLC.
+    /// A decoder for 48 kHz mono output, concealing speech with deep PLC and pauses with
+    /// classic PLC.
     pub fn new() -> Result<VoiceDecoder, CodecError> {
         Self::with_complexity(DECODER_COMPLEXITY)
     }
 
     /// As [`VoiceDecoder::new`] at another complexity (0–10; below 5, classic PLC): the
-    /// codec benchmark compares them.
+    /// codec benchmark compares them. Pauses are concealed at no more than
+    /// [`QUIET_DECODER_COMPLEXITY`].
     pub fn with_complexity(complexity: i32) -> Result<VoiceDecoder, CodecError> {
+        Self::with_complexities(complexity, complexity.min(QUIET_DECODER_COMPLEXITY))
+    }
+
+    /// A decoder concealing losses in speech at complexity `speech` and in pauses at
+    /// `pause` (the codec benchmark's comparison).
+    pub fn with_complexities(speech: i32, pause: i32) -> Result<VoiceDecoder, CodecError> {
         let mut dec = OpusDecoder::new(SAMPLE_RATE).map_err(err)?;
-        dec.set_complexity(complexity).map_err(err)?;
+        dec.set_complexity(speech).map_err(err)?;
         Ok(VoiceDecoder {
             dec,
             buf: vec![0; MAX_DECODED],
+            complexity: speech,
+            pause_complexity: pause,
+            current: speech,
+            voiced: true,
         })
+    }
+
+    /// The complexity the decoder conceals the next loss at.
+    pub fn concealing_complexity(&self) -> i32 {
+        if self.voiced {
+            self.complexity
+        } else {
+            self.pause_complexity
+        }
+    }
+
+    /// Sets the decoder for concealing a loss after the last packet decoded.
+    fn before_loss(&mut self) -> Result<(), CodecError> {
+        let want = self.concealing_complexity();
+        if want != self.current {
+            self.dec.set_complexity(want).map_err(err)?;
+            self.current = want;
+        }
+        Ok(())
     }
 
     /// Decodes a packet.
     pub fn decode(&mut self, packet: &[u8]) -> Result<&[i16], CodecError> {
         let n = self.dec.decode(packet, &mut self.buf, false).map_err(err)?;
+        self.voiced = voice_activity(packet).unwrap_or(true);
         Ok(&self.buf[..n])
     }
 
@@ -204,6 +251,7 @@ impl VoiceDecoder {
     /// when `next` carries none); `samples` is the lost packet's length.
     pub fn recover(&mut self, next: &[u8], samples: usize) -> Result<&[i16], CodecError> {
         let samples = samples.clamp(120, MAX_DECODED);
+        self.before_loss()?;
         let n = self
             .dec
             .decode(next, &mut self.buf[..samples], true)
@@ -214,6 +262,7 @@ impl VoiceDecoder {
     /// Packet loss concealment for `samples` samples.
     pub fn conceal(&mut self, samples: usize) -> Result<&[i16], CodecError> {
         let samples = samples.clamp(120, MAX_DECODED);
+        self.before_loss()?;
         let n = self
             .dec
             .decode(&[], &mut self.buf[..samples], false)
@@ -277,6 +326,45 @@ mod tests {
         assert_eq!(voice_activity(&[]), None);
         assert_eq!(voice_activity(&[0x08, 0x80]), Some(true));
         assert_eq!(voice_activity(&[0x48, 0x7F]), Some(false));
+    }
+
+    #[test]
+    fn losses_in_pauses_are_concealed_classically_and_in_speech_with_deep_plc() {
+        let mut enc = VoiceEncoder::new(0.1).unwrap();
+        let mut dec = VoiceDecoder::new().unwrap();
+        for k in 0..20 {
+            dec.decode(&enc.encode(&tone_frame(k)).unwrap()).unwrap();
+        }
+        assert_eq!(dec.concealing_complexity(), DECODER_COMPLEXITY, "in speech");
+        let in_speech = energy(dec.conceal(FRAME_SAMPLES).unwrap()) / energy(&tone_frame(0));
+        assert!(in_speech > 0.1, "{in_speech}");
+        for _ in 0..20 {
+            dec.decode(&enc.encode(&[0; FRAME_SAMPLES]).unwrap())
+                .unwrap();
+        }
+        assert_eq!(
+            dec.concealing_complexity(),
+            QUIET_DECODER_COMPLEXITY,
+            "in a pause"
+        );
+        // A pause's loss (concealed, or "recovered" from a successor without FEC) stays
+        // as quiet as the pause.
+        let quiet = enc.encode(&[0; FRAME_SAMPLES]).unwrap();
+        for rebuilt in [
+            dec.conceal(FRAME_SAMPLES).unwrap().to_vec(),
+            dec.recover(&quiet, FRAME_SAMPLES).unwrap().to_vec(),
+        ] {
+            assert_eq!(rebuilt.len(), FRAME_SAMPLES);
+            assert!(energy(&rebuilt) < 100.0, "{}", energy(&rebuilt));
+        }
+        // Speech again: deep PLC again, and what it makes sounds like the speech.
+        for k in 0..20 {
+            dec.decode(&enc.encode(&tone_frame(k)).unwrap()).unwrap();
+        }
+        assert_eq!(dec.concealing_complexity(), DECODER_COMPLEXITY);
+        let concealed = dec.conceal(FRAME_SAMPLES).unwrap();
+        let ratio = energy(concealed) / energy(&tone_frame(0));
+        assert!(ratio > 0.1, "{ratio}");
     }
 
     #[test]
