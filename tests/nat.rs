@@ -62,7 +62,10 @@ fn pair_by_code(a: &SimBox, b: &SimBox) -> (String, Instant) {
         .as_str()
         .unwrap_or_else(|| panic!("no code: {online}\n{}", a.log()))
         .to_string();
-    let pin = a.invite().pin.expect("a PIN in the QR code");
+    let pin = a
+        .invite_where(|i| i.online.is_some())
+        .pin
+        .expect("a PIN in the QR code");
     b.keys(&format!("#{nameplate}{}#", pin.as_str()));
     (pin.as_str().to_string(), Instant::now())
 }

@@ -87,7 +87,10 @@ fn type_code(a: &SimBox, b: &SimBox) -> u64 {
         .as_str()
         .unwrap_or_else(|| panic!("no code: {online}\n{}", a.log()))
         .to_string();
-    let pin = a.invite().pin.expect("a PIN in the QR code");
+    let pin = a
+        .invite_where(|i| i.online.is_some())
+        .pin
+        .expect("a PIN in the QR code");
     std::thread::sleep(Duration::from_secs(2));
     b.keys("#");
     for d in nameplate.chars().chain(pin.as_str().chars()) {

@@ -635,7 +635,6 @@ impl<V: Voice> Live<V> {
         }
     }
 
-    /// A chat message; true when it was the other side's goodbye.
     /// Reads what is left on the chat channel once the connection went away, for up to
     /// [`BYE_GRACE`]: texts are still shown, and a `bye` among them makes the end the
     /// peer's hang-up rather than a lost connection.
@@ -657,6 +656,7 @@ impl<V: Voice> Live<V> {
         }
     }
 
+    /// A chat message; true when it was the other side's goodbye.
     async fn on_chat(&mut self, data: &[u8], dc: Option<&Arc<dyn DataChannel>>) -> bool {
         let msg = match ChatMessage::parse(data) {
             Ok(m) => m,

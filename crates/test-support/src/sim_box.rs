@@ -224,14 +224,27 @@ impl SimBox {
 
     /// The invitation the screen shows, read back from its QR code.
     pub fn invite(&self) -> intercom_pairing::Invite {
+        self.invite_where(|_| true)
+    }
+
+    /// The invitation the screen shows once it is one `wanted` accepts (the screen's file
+    /// can lag the event that announced the new one by a moment).
+    pub fn invite_where(
+        &self,
+        wanted: impl Fn(&intercom_pairing::Invite) -> bool,
+    ) -> intercom_pairing::Invite {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(invite) =
-                qr_in(&self.png).and_then(|uri| intercom_pairing::Invite::parse(&uri).ok())
+            if let Some(invite) = qr_in(&self.png)
+                .and_then(|uri| intercom_pairing::Invite::parse(&uri).ok())
+                .filter(&wanted)
             {
                 return invite;
             }
-            assert!(Instant::now() < deadline, "no invitation in the QR code");
+            assert!(
+                Instant::now() < deadline,
+                "no such invitation in the QR code"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

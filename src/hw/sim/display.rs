@@ -1,10 +1,11 @@
 //! The simulated display: the real frame buffer at the board's size and colour depth,
 //! written to a PNG on every flush and drawn in the terminal when stdout is one.
 //!
-//! The PNG is written on a thread of its own after the first frame: the device loop
-//! shares its thread with the call's audio, and a file system can hold an `open` or a
-//! `rename` for hundreds of milliseconds (470 ms seen on a CI VM's ext4, while the call
-//! around it heard 800 ms of "jitter").
+//! The PNG is written on a thread of its own after the first frame, and a flush waits
+//! for it only briefly ([`WRITE_WAIT`]): the device loop shares its thread with the
+//! call's audio, and a file system can hold an `open` or a `rename` for hundreds of
+//! milliseconds (470 ms seen on a CI VM's ext4, while the call around it heard 800 ms of
+//! "jitter").
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -258,18 +259,17 @@ impl<C: ScreenColor> Display for SimDisplay<C> {
     fn flush(&mut self) -> Result<(), HwError> {
         self.flushes += 1;
         if let Some(path) = &self.png {
-            match &self.writer {
+            if self.writer.is_none() {
                 // The first frame is written here, so a path that cannot be written is
                 // reported as the box starts.
-                None => {
-                    self.save_png(path, 1)?;
-                    self.writer = Some(PngWriter::start(path.clone()));
+                self.save_png(path, 1)?;
+                self.writer = Some(PngWriter::start(path.clone()));
+            } else {
+                if let Some(reason) = self.writer.as_ref().and_then(PngWriter::take_failure) {
+                    return Err(png_error(path, reason));
                 }
-                Some(writer) => {
-                    if let Some(reason) = writer.take_failure() {
-                        return Err(png_error(path, reason));
-                    }
-                    let (width, height, rgb) = self.rgb_pixels(1);
+                let (width, height, rgb) = self.rgb_pixels(1);
+                if let Some(writer) = &mut self.writer {
                     writer.submit(width, height, rgb);
                 }
             }
@@ -312,8 +312,16 @@ fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), Str
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }
 
+/// How long a flush waits for its frame to be on disk. A healthy file system writes a
+/// screen in well under a millisecond, so a reader who saw what the box did next finds
+/// the screen that went with it; one that stalls holds the loop (and the call's audio)
+/// no longer than this, and the frame lands when the file system is back.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A frame waiting for the writer, as RGB rows.
 struct Pending {
+    /// Its number: frames are numbered from 1 as they are handed over.
+    seq: u64,
     width: u32,
     height: u32,
     rgb: Vec<u8>,
@@ -325,53 +333,88 @@ struct Shared {
     /// The newest frame not yet written: a newer one replaces it (only the last frame
     /// matters to a reader of the file).
     next: Option<Pending>,
+    /// The number of the last frame written (or failed).
+    written: u64,
     /// Why the last write failed, until a flush reports it.
     failure: Option<String>,
     /// Set when the display goes: the writer writes what is pending and ends.
     closing: bool,
 }
 
+/// The shared state and its two signals.
+#[derive(Default)]
+struct Channel {
+    state: Mutex<Shared>,
+    /// A frame is waiting, or the display goes.
+    ready: Condvar,
+    /// A frame was written.
+    done: Condvar,
+}
+
+impl Channel {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Writes frames to one PNG file on its own thread.
 struct PngWriter {
-    shared: Arc<(Mutex<Shared>, Condvar)>,
+    channel: Arc<Channel>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The number of the last frame handed over.
+    submitted: u64,
 }
 
 impl PngWriter {
     fn start(path: PathBuf) -> PngWriter {
-        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
-        let theirs = Arc::clone(&shared);
+        let channel = Arc::new(Channel::default());
+        let theirs = Arc::clone(&channel);
         let thread = std::thread::Builder::new()
             .name("display-png".into())
-            .spawn(move || {
-                let (lock, ready) = &*theirs;
-                let lock_shared = || lock.lock().unwrap_or_else(|e| e.into_inner());
-                loop {
-                    let frame = {
-                        let mut state = lock_shared();
-                        loop {
-                            if let Some(frame) = state.next.take() {
-                                break frame;
-                            }
-                            if state.closing {
-                                return;
-                            }
-                            state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            .spawn(move || loop {
+                let frame = {
+                    let mut state = theirs.lock();
+                    loop {
+                        if let Some(frame) = state.next.take() {
+                            break frame;
                         }
-                    };
-                    let result = write_png(&path, frame.width, frame.height, &frame.rgb);
-                    lock_shared().failure = result.err();
-                }
+                        if state.closing {
+                            return;
+                        }
+                        state = theirs.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+                    }
+                };
+                let result = write_png(&path, frame.width, frame.height, &frame.rgb);
+                let mut state = theirs.lock();
+                state.written = frame.seq;
+                state.failure = result.err();
+                theirs.done.notify_all();
             })
             .ok();
-        PngWriter { shared, thread }
+        PngWriter {
+            channel,
+            thread,
+            submitted: 0,
+        }
     }
 
-    /// Queues a frame, replacing one not yet written; never waits for the file system.
-    fn submit(&self, width: u32, height: u32, rgb: Vec<u8>) {
-        let (lock, ready) = &*self.shared;
-        lock.lock().unwrap_or_else(|e| e.into_inner()).next = Some(Pending { width, height, rgb });
-        ready.notify_one();
+    /// Hands a frame over, replacing one not yet written, and waits up to
+    /// [`WRITE_WAIT`] for it to be written.
+    fn submit(&mut self, width: u32, height: u32, rgb: Vec<u8>) {
+        self.submitted += 1;
+        let seq = self.submitted;
+        let mut state = self.channel.lock();
+        state.next = Some(Pending {
+            seq,
+            width,
+            height,
+            rgb,
+        });
+        self.channel.ready.notify_one();
+        let _ = self
+            .channel
+            .done
+            .wait_timeout_while(state, WRITE_WAIT, |s| s.written < seq);
     }
 
     /// Why the last write failed, if it did (reported once).
@@ -379,20 +422,15 @@ impl PngWriter {
         if self.thread.is_none() {
             return Some("no thread to write the PNG".into());
         }
-        let (lock, _) = &*self.shared;
-        lock.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failure
-            .take()
+        self.channel.lock().failure.take()
     }
 }
 
 impl Drop for PngWriter {
     /// Writes the last frame before the display goes.
     fn drop(&mut self) {
-        let (lock, ready) = &*self.shared;
-        lock.lock().unwrap_or_else(|e| e.into_inner()).closing = true;
-        ready.notify_one();
+        self.channel.lock().closing = true;
+        self.channel.ready.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
