@@ -268,18 +268,7 @@ pub(crate) fn chromium_call(
     let mic = padded_clip(clip, dir);
     let port = 8600 + run;
     let mut http = serve_web(&link.b, port);
-    // The screen's PNG is written a moment after the room opens.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let uri = loop {
-        if let Some(uri) = intercom_test_support::files::qr_in(a.png()) {
-            break uri;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no QR code on A's screen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let uri = a.qr_code_where(|_| true);
     let mut page = link
         .b
         .command("node")

@@ -233,13 +233,18 @@ impl SimBox {
         &self,
         wanted: impl Fn(&intercom_pairing::Invite) -> bool,
     ) -> intercom_pairing::Invite {
+        let parse = |uri: &str| intercom_pairing::Invite::parse(uri).ok();
+        let uri = self.qr_code_where(|uri| parse(uri).is_some_and(|i| wanted(&i)));
+        parse(&uri).expect("parsed a moment ago")
+    }
+
+    /// What the screen's QR code says, once it says something `wanted` accepts; panics
+    /// after 5 s.
+    pub fn qr_code_where(&self, wanted: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(invite) = qr_in(&self.png)
-                .and_then(|uri| intercom_pairing::Invite::parse(&uri).ok())
-                .filter(&wanted)
-            {
-                return invite;
+            if let Some(uri) = qr_in(&self.png).filter(|uri| wanted(uri)) {
+                return uri;
             }
             assert!(
                 Instant::now() < deadline,
