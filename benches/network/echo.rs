@@ -125,12 +125,29 @@ struct Signals {
     near: Vec<f64>,
     /// Echo plus the near end.
     double: Vec<f64>,
-    /// The double-talk span (where the near end speaks).
+    /// Where the near end's clip lies (its leading second of silence included, as PESQ
+    /// wants it).
     span: std::ops::Range<usize>,
+    /// The double-talk span: from the near end's first word to its last. AECMOS scores a
+    /// far-end-only start as the near end cut: in a room, a perfect canceller's
+    /// degradation is 3.1 with the clip's silent second in the span and 3.5 without.
+    talk: std::ops::Range<usize>,
     /// The echo, through another path from 6 s on.
     changed: Vec<f64>,
     /// AECMOS degradation in double talk of the near end alone as output.
     ideal_deg: f64,
+}
+
+/// Where `clip` speaks: from its first 10 ms above −50 dBFS to the end of its last.
+fn spoken(clip: &[f64]) -> std::ops::Range<usize> {
+    let w = RATE / 100;
+    let loud: Vec<bool> = clip
+        .chunks(w)
+        .map(|c| energy(c) > 32768.0 * 32768.0 * 1e-5)
+        .collect();
+    let first = loud.iter().position(|&l| l).unwrap_or(0);
+    let last = loud.iter().rposition(|&l| l).map_or(0, |i| i + 1);
+    first * w..(last * w).min(clip.len())
 }
 
 /// When the path of [`Signals::changed`] changes.
@@ -154,6 +171,8 @@ impl Signals {
         }
         let double: Vec<f64> = echo.iter().zip(&near).map(|(e, s)| e + s).collect();
         let span = start..(start + near_clip.len()).min(n);
+        let spoken = spoken(near_clip);
+        let talk = (start + spoken.start).min(n)..(start + spoken.end).min(n);
         // The path changes (to the hall, or from it to the room).
         let other = EchoResponse::preset(if name == "hall" { "room" } else { "hall" }).unwrap();
         let echo2 = echo_of(&other, &far);
@@ -161,9 +180,9 @@ impl Signals {
             .map(|i| if i < CHANGE { echo[i] } else { echo2[i] })
             .collect();
         let (_, ideal_deg) = aecmos(
-            &far[span.clone()],
-            &double[span.clone()],
-            &near[span.clone()],
+            &far[talk.clone()],
+            &double[talk.clone()],
+            &near[talk.clone()],
             Talk::Double,
             dir,
         )
@@ -174,6 +193,7 @@ impl Signals {
             near,
             double,
             span,
+            talk,
             changed,
             ideal_deg,
         }
@@ -200,13 +220,14 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
 
     // Double talk.
     let (out, _) = process(tuning, far, &s.double);
+    let talk = s.talk.clone();
     let (mos_double_echo, mos_double_deg) = mos(
-        &far[span.clone()],
-        &s.double[span.clone()],
-        &out[span.clone()],
+        &far[talk.clone()],
+        &s.double[talk.clone()],
+        &out[talk.clone()],
         Talk::Double,
     );
-    let double_talk_kept_db = db(energy(&out[span.clone()]) / energy(&near[span.clone()]));
+    let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk]));
 
     // Near-end single talk: no far end at all.
     let silent = vec![0.0; n];
