@@ -2,9 +2,11 @@
 //! microphone through a room's impulse response, mixed with the near end's speech, as in
 //! a door box whose speaker and microphone share one enclosure.
 //!
-//! Time is counted in 20 ms slots since the path was made, so the speaker's and the
-//! microphone's loops (each on its own 20 ms clock) meet at a fixed delay however their
-//! tasks are scheduled. The response is kept sparse (its strongest taps), which keeps a
+//! Time is counted in 20 ms slots since the path was made, and each of the speaker's and
+//! the microphone's loops (each on its own 20 ms clock) takes the slot after its last
+//! while the wall clock agrees within a slot: the two meet at a fixed delay however their
+//! tasks are scheduled, until a stall of more than a slot moves it (as an underrun would
+//! on a sound card). The response is kept sparse (its strongest taps), which keeps a
 //! 700 ms room affordable at 48 kHz.
 
 use std::collections::VecDeque;
@@ -193,6 +195,21 @@ pub struct EchoPath {
     /// What the speaker played, by slot (newest last).
     played: VecDeque<(u64, AudioFrame)>,
     slots_kept: usize,
+    /// The slot the speaker last played in, and the one the microphone last heard.
+    speaker_slot: Option<u64>,
+    mic_slot: Option<u64>,
+}
+
+/// The slot a loop that ticks once a slot is in now: the one after its last while the
+/// wall clock (`wall`, in slots) agrees within a slot, else the wall clock's nearest (a
+/// start, a pause). Rounding the wall clock alone flips between neighbours whenever a
+/// loop ticks near the middle of a slot, and each flip moved the echo by 20 ms or
+/// dropped a frame of it.
+fn next_slot(last: Option<u64>, wall: f64) -> u64 {
+    match last {
+        Some(s) if (wall - (s + 1) as f64).abs() < 1.0 => s + 1,
+        _ => wall.round().max(0.0) as u64,
+    }
 }
 
 /// The path shared by the speaker (writes) and the microphone (reads).
@@ -201,24 +218,33 @@ pub type SharedEchoPath = Arc<Mutex<EchoPath>>;
 impl EchoPath {
     /// A path through `response`, starting now.
     pub fn new(response: EchoResponse) -> SharedEchoPath {
-        let slots_kept = response.span().div_ceil(FRAME_SAMPLES) + 2;
+        // The response's span, the slot being heard, and the speaker up to two slots
+        // ahead of the microphone.
+        let slots_kept = response.span().div_ceil(FRAME_SAMPLES) + 3;
         Arc::new(Mutex::new(EchoPath {
             response,
             epoch: Instant::now(),
             played: VecDeque::new(),
             slots_kept,
+            speaker_slot: None,
+            mic_slot: None,
         }))
     }
 
-    fn slot_now(&self) -> u64 {
-        let t = self.epoch.elapsed().as_micros() as u64;
-        let slot = FRAME_TIME.as_micros() as u64;
-        (t + slot / 2) / slot
+    /// Slots since the path was made.
+    fn wall(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64() / FRAME_TIME.as_secs_f64()
     }
 
     /// The speaker played `frame` now.
     pub fn played(&mut self, frame: &AudioFrame) {
-        let slot = self.slot_now();
+        let wall = self.wall();
+        self.played_at(frame, wall);
+    }
+
+    fn played_at(&mut self, frame: &AudioFrame, wall: f64) {
+        let slot = next_slot(self.speaker_slot, wall);
+        self.speaker_slot = Some(slot);
         let clipped = match self.response.clip {
             Some(c) => {
                 let limit = c * 32767.0;
@@ -242,9 +268,14 @@ impl EchoPath {
 
     /// Adds the echo heard during the slot that ends now to the microphone's `frame`.
     pub fn add_echo(&mut self, frame: &mut AudioFrame) {
-        let now = self.slot_now();
+        let wall = self.wall();
+        self.add_echo_at(frame, wall);
+    }
+
+    fn add_echo_at(&mut self, frame: &mut AudioFrame, wall: f64) {
         // The frame captured during the last slot hears what played until then.
-        let end_slot = now;
+        let end_slot = next_slot(self.mic_slot, wall);
+        self.mic_slot = Some(end_slot);
         let slots = self.slots_kept as u64;
         let first = end_slot.saturating_sub(slots);
         let n = (end_slot - first) as usize * FRAME_SAMPLES;
@@ -352,5 +383,32 @@ mod tests {
             "{:?}",
             &mic[480..484]
         );
+    }
+
+    #[test]
+    fn loops_ticking_mid_slot_meet_at_a_fixed_delay() {
+        let path = EchoPath::new(EchoResponse {
+            taps: vec![(0, 1.0)],
+            clip: None,
+        });
+        let mut p = path.lock().unwrap();
+        // Both loops tick near the middle of a slot, 0.6 ms early or late by turns: the
+        // microphone hears the speaker's frames in order, each once, at one delay.
+        let mut heard = Vec::new();
+        for k in 10..60u32 {
+            let jitter = if k % 2 == 0 { 0.03 } else { -0.03 };
+            p.played_at(&[k as i16; FRAME_SAMPLES], f64::from(k) + 0.5 + jitter);
+            let mut mic = [0i16; FRAME_SAMPLES];
+            p.add_echo_at(&mut mic, f64::from(k) + 0.5 - jitter);
+            assert!(mic.iter().all(|&s| s == mic[0]), "one frame at a time");
+            heard.push(mic[0]);
+        }
+        let delay = 59 - i32::from(*heard.last().unwrap());
+        assert!((1..=2).contains(&delay), "{heard:?}");
+        for (k, h) in (10..60).zip(&heard) {
+            if k - delay >= 10 {
+                assert_eq!(i32::from(*h), k - delay, "{heard:?}");
+            }
+        }
     }
 }
