@@ -3,10 +3,9 @@
 //! a door box whose speaker and microphone share one enclosure.
 //!
 //! Time is counted in 20 ms slots since the path was made, and each of the speaker's and
-//! the microphone's loops (each on its own 20 ms clock) takes the slot after its last
-//! while the wall clock agrees within a slot: the two meet at a fixed delay however their
-//! tasks are scheduled, until a stall of more than a slot moves it (as an underrun would
-//! on a sound card). The response is kept sparse (its strongest taps), which keeps a
+//! the microphone's loops (each on its own 20 ms clock) is placed in slots by its own
+//! phase: the two meet at a fixed delay however their tasks are scheduled, until a stall
+//! of more than 5 ms moves it (as an underrun would on a sound card). The response is kept sparse (its strongest taps), which keeps a
 //! 700 ms room affordable at 48 kHz.
 
 use std::collections::VecDeque;
@@ -195,21 +194,24 @@ pub struct EchoPath {
     /// What the speaker played, by slot (newest last).
     played: VecDeque<(u64, AudioFrame)>,
     slots_kept: usize,
-    /// The slot the speaker last played in, and the one the microphone last heard.
-    speaker_slot: Option<u64>,
-    mic_slot: Option<u64>,
+    /// Where in a slot the speaker's and the microphone's loops tick.
+    speaker_phase: Option<f64>,
+    mic_phase: Option<f64>,
 }
 
-/// The slot a loop that ticks once a slot is in now: the one after its last while the
-/// wall clock (`wall`, in slots) agrees within a slot, else the wall clock's nearest (a
-/// start, a pause). Rounding the wall clock alone flips between neighbours whenever a
-/// loop ticks near the middle of a slot, and each flip moved the echo by 20 ms or
-/// dropped a frame of it.
-fn next_slot(last: Option<u64>, wall: f64) -> u64 {
-    match last {
-        Some(s) if (wall - (s + 1) as f64).abs() < 1.0 => s + 1,
-        _ => wall.round().max(0.0) as u64,
+/// The slot a loop that ticks once a slot is in at `wall` (in slots): the nearest to its
+/// tick with the loop's phase taken out, so a loop that ticks near the middle of a slot
+/// stays in one slot per tick. Rounding the wall clock alone flipped such a loop between
+/// neighbours with the scheduler's jitter, and each flip moved the echo by 20 ms or
+/// dropped a frame of it. The phase is taken at the first tick and again whenever a
+/// tick is more than 5 ms off it (a pause, a stall), as a sound card would restart.
+fn slot_of(phase: &mut Option<f64>, wall: f64) -> u64 {
+    let t = wall - phase.unwrap_or(0.0);
+    if phase.is_none() || (t - t.round()).abs() > 0.25 {
+        *phase = Some(wall - wall.round());
+        return wall.round().max(0.0) as u64;
     }
+    t.round().max(0.0) as u64
 }
 
 /// The path shared by the speaker (writes) and the microphone (reads).
@@ -219,15 +221,15 @@ impl EchoPath {
     /// A path through `response`, starting now.
     pub fn new(response: EchoResponse) -> SharedEchoPath {
         // The response's span, the slot being heard, and the speaker up to two slots
-        // ahead of the microphone.
+        // ahead of the microphone (loops ticking near a slot's middle).
         let slots_kept = response.span().div_ceil(FRAME_SAMPLES) + 3;
         Arc::new(Mutex::new(EchoPath {
             response,
             epoch: Instant::now(),
             played: VecDeque::new(),
             slots_kept,
-            speaker_slot: None,
-            mic_slot: None,
+            speaker_phase: None,
+            mic_phase: None,
         }))
     }
 
@@ -243,8 +245,7 @@ impl EchoPath {
     }
 
     fn played_at(&mut self, frame: &AudioFrame, wall: f64) {
-        let slot = next_slot(self.speaker_slot, wall);
-        self.speaker_slot = Some(slot);
+        let slot = slot_of(&mut self.speaker_phase, wall);
         let clipped = match self.response.clip {
             Some(c) => {
                 let limit = c * 32767.0;
@@ -274,8 +275,7 @@ impl EchoPath {
 
     fn add_echo_at(&mut self, frame: &mut AudioFrame, wall: f64) {
         // The frame captured during the last slot hears what played until then.
-        let end_slot = next_slot(self.mic_slot, wall);
-        self.mic_slot = Some(end_slot);
+        let end_slot = slot_of(&mut self.mic_phase, wall);
         let slots = self.slots_kept as u64;
         let first = end_slot.saturating_sub(slots);
         let n = (end_slot - first) as usize * FRAME_SAMPLES;
