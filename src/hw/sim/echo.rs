@@ -206,12 +206,13 @@ pub struct EchoPath {
 /// dropped a frame of it. The phase is taken at the first tick and again whenever a
 /// tick is more than 5 ms off it (a pause, a stall), as a sound card would restart.
 fn slot_of(phase: &mut Option<f64>, wall: f64) -> u64 {
-    let t = wall - phase.unwrap_or(0.0);
-    if phase.is_none() || (t - t.round()).abs() > 0.25 {
-        *phase = Some(wall - wall.round());
-        return wall.round().max(0.0) as u64;
+    match *phase {
+        Some(p) if (wall - p - (wall - p).round()).abs() <= 0.25 => (wall - p).round() as u64,
+        _ => {
+            *phase = Some(wall - wall.round());
+            wall.round() as u64
+        }
     }
-    t.round().max(0.0) as u64
 }
 
 /// The path shared by the speaker (writes) and the microphone (reads).
