@@ -29,6 +29,9 @@ use sonora_ns::noise_suppressor::NoiseSuppressor;
 use crate::effort::energy;
 use crate::format::{FRAME_SAMPLES, SAMPLE_RATE};
 
+mod leak;
+use leak::LeakDetector;
+
 /// Samples in one of the stack's 10 ms frames.
 const BLOCK: usize = FULL_BAND_SIZE;
 const _: () = assert!(FRAME_SAMPLES == 2 * BLOCK && SAMPLE_RATE == 48_000);
@@ -132,6 +135,10 @@ const GATE_HOLD_FRAMES: usize = 10;
 /// far box's canceller would otherwise take for its near end's and cut it with.
 const GATE_GAIN: f32 = 0.031_6;
 
+/// While the output leaks, a frame up to this much (6 dB) louder than the echo expected
+/// in it is taken for the echo.
+const LEAK_EXPLAINED: f64 = 4.0;
+
 /// How fast the background's estimate may rise per frame while the gate is open (a
 /// level that rises 2 dB a second: a street getting louder, not a word).
 const BACKGROUND_RISE: f64 = 1.023;
@@ -160,6 +167,9 @@ struct ResidualGate {
     /// The comfort noise's last sample and its generator's state.
     noise: f32,
     seed: u32,
+    /// Whether the canceller's output is still the speaker's echo (a path it has not
+    /// found yet).
+    leak: LeakDetector,
 }
 
 impl ResidualGate {
@@ -171,24 +181,36 @@ impl ResidualGate {
             tilt: 0.0,
             noise: 0.0,
             seed: 0x1234_5678,
+            leak: LeakDetector::new(),
         }
     }
 
     fn render(&mut self, frame: &[i16]) {
-        self.played.push_back(energy(frame));
+        let e = energy(frame);
+        self.leak.render(frame, e);
+        self.played.push_back(e);
         if self.played.len() > GATE_HOLD_FRAMES {
             self.played.pop_front();
         }
     }
 
+    /// The microphone's frame before any processing.
+    fn microphone(&mut self, frame: &[i16]) {
+        self.leak.microphone(frame);
+    }
+
     fn capture(&mut self, frame: &mut [i16]) {
         let out = energy(frame);
         let far = self.played.iter().copied().fold(0.0, f64::max);
-        let gated = out < GATE_FLOOR && out * GATE_BELOW_RENDER < far;
+        // A frame the leaking echo explains (within 6 dB) is taken down too, however
+        // loud: the canceller lost the path and sends the far end back.
+        let leaking = self.leak.output(frame);
+        let gated = (out < GATE_FLOOR && out * GATE_BELOW_RENDER < far)
+            || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo);
         // The background is learnt only from a frame 20 dB louder than anything the
         // speaker played for the hold: no echo can be much of it, even in an enclosure
         // that hears the speaker louder than it plays.
-        if !gated && out < GATE_FLOOR && far * GATE_BELOW_RENDER < out {
+        if !gated && leaking.is_none() && out < GATE_FLOOR && far * GATE_BELOW_RENDER < out {
             self.learn_background(frame, out);
         }
         let target = if gated { GATE_GAIN } else { 1.0 };
@@ -445,6 +467,9 @@ impl VoiceProcessor {
         if self.aec.is_none() && self.ns.is_none() {
             return;
         }
+        if let Some(gate) = &mut self.gate {
+            gate.microphone(frame);
+        }
         for chunk in frame.chunks_exact_mut(BLOCK) {
             let saturated = chunk.iter().any(|&s| s >= 32700 || s <= -32700);
             for (d, &s) in self.full.iter_mut().zip(chunk.iter()) {
@@ -537,6 +562,31 @@ mod tests {
                 }
                 (acc * gain).clamp(-32768.0, 32767.0) as i16
             })
+            .collect()
+    }
+
+    /// The far end through a reverberant room: the direct sound after `delay` samples at
+    /// `gain`, then 300 reflections 1.3 ms apart with random signs, 20 dB under it and
+    /// fading with a time constant of `tau_ms`.
+    fn reverberant(far: &[i16], delay: usize, gain: f64, tau_ms: f64) -> Vec<i16> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut taps = vec![(delay, gain)];
+        taps.extend((1..300).map(|k| {
+            let d = k * 62 + 240;
+            let sign = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+            (
+                delay + d,
+                sign * 0.1 * gain * (-(d as f64) / (tau_ms * 48.0)).exp(),
+            )
+        }));
+        let mut out = vec![0.0f64; far.len()];
+        for (d, g) in taps {
+            for (o, &x) in out[d.min(far.len())..].iter_mut().zip(far) {
+                *o += g * f64::from(x);
+            }
+        }
+        out.iter()
+            .map(|v| v.clamp(-32768.0, 32767.0) as i16)
             .collect()
     }
 
@@ -702,6 +752,36 @@ mod tests {
             loss > 30.0,
             "echo loss from 2 s after the change {loss:.1} dB"
         );
+    }
+
+    #[test]
+    fn a_path_that_jumps_is_taken_down_within_a_second() {
+        // From a far wall (400 ms) to a reverberant hall (60 ms), as in the echo
+        // benchmark: AEC3 alone leaves the echo 3 dB down or less for 1.5 s (−2.8 and
+        // 1.4 dB in the windows checked first below); the leak detector finds the
+        // uncancelled echo and the gate takes it down meanwhile (27 and 31 dB).
+        let far = talker(5, 10.0, 0.3);
+        let before = reverberant(&far, 400 * 48, 0.7, 40.0);
+        let after = reverberant(&far, 60 * 48, 0.6, 120.0);
+        let mic: Vec<i16> = (0..far.len())
+            .map(|i| if i < 5 * S { before[i] } else { after[i] })
+            .collect();
+        let mut p = VoiceProcessor::new(ProcessingSettings::SPEAKERPHONE);
+        let out = run(&mut p, &far, &mic);
+        // 500 ms windows every 250 ms from 1 s after the change.
+        for (k, from) in (6 * S..far.len() - S / 2).step_by(S / 4).enumerate() {
+            let window = from..from + S / 2;
+            let echo = energy(&mic[window.clone()]);
+            let loss = db(echo / energy(&out[window]));
+            // Once AEC3 has the path, the hall's reverberation beyond its filter keeps
+            // some windows under 20 dB (the benchmark's hall row); 12 dB holds.
+            let wanted = if k < 2 { 20.0 } else { 12.0 };
+            assert!(
+                echo < 1e4 || loss >= wanted,
+                "{:.2} s after the change: the echo {loss:.1} dB down",
+                (from - 5 * S) as f64 / S as f64
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,375 @@
+//! The echo leak detector: does the canceller still take the speaker's echo out?
+//!
+//! AEC3 notices an echo path that changes (the box moved, a door opened, a delay jumped)
+//! only when its filters find the new path again, which takes seconds; meanwhile its
+//! suppressor takes the uncancelled echo for the near end's voice and sends it. Energy
+//! alone cannot tell the two apart; correlation with what the speaker played can: the
+//! echo is the speaker's sound through a path, a fixed time later, and a near end's voice
+//! is not.
+//!
+//! Per 20 ms frame, the speaker, the microphone and the processed output are brought to
+//! 4 kHz and whitened (speech's own correlation over time would otherwise smear every
+//! lag), and their correlations with the speaker at every lag up to 512 ms are kept,
+//! smoothed over ~250 ms. The microphone's strongest lag is the echo's, and the
+//! speaker's regression gain there is the echo's level; the output's strongest gain at
+//! any lag is what got through (at the echo's lag, or at an old one where a canceller
+//! that kept the old path adds its own copy of the speaker). A near end's voice adds to
+//! neither correlation, so it neither hides a leak nor fakes one. With less than 10 dB
+//! between the two, the output leaks, and the residual gate takes down the frames the
+//! leaking echo explains.
+
+use std::collections::VecDeque;
+
+/// 48 kHz samples averaged into one detector sample (4 kHz).
+const DECIMATE: usize = 12;
+/// Detector samples per 20 ms frame (a multiple of 8: see [`dot`]).
+const PER_FRAME: usize = 80;
+/// Lags looked at: 512 ms at 4 kHz (the longest acoustic path and the devices' delay).
+const LAGS: usize = 2048;
+/// The correlations' smoothing per frame (a time constant of 250 ms).
+const SMOOTHING: f32 = 0.923;
+/// Pre-emphasis that whitens speech enough to find a lag.
+const WHITEN: f32 = 0.9;
+/// A signal holds the speaker's sound when its strongest lag explains this much of it
+/// (less once it leaks: the output's share wavers with the processing's gains).
+const ECHO_RHO2: f32 = 0.2;
+const ECHO_RHO2_LEAKING: f32 = 0.1;
+/// Frames the speaker must have sounded in before a correlation means anything (the
+/// smoothing's time constant: fewer, and a few samples correlate by chance).
+const WARM_UP: usize = 13;
+/// The output leaks when the processing took less than 10 dB off the echo…
+const LEAK_ENTER: f32 = 0.1;
+/// …and stops leaking when it takes 15 dB.
+const LEAK_LEAVE: f32 = 0.031_6;
+/// The frames played that the echo of a frame may come from: the direct sound and the
+/// first reflections (5 frames: 100 ms) at full level, then a reverberation fading by
+/// 1.5 dB a frame (an RT60 of 0.8 s) for up to 500 ms.
+const DIRECT_FRAMES: usize = 5;
+const TAIL_FRAMES: usize = 25;
+const TAIL_FADE: f64 = 0.708;
+/// Below this (whitened, mean square per detector sample), the speaker is silent at a
+/// lag and says nothing there.
+const SILENT: f32 = 1e2;
+
+/// One signal's smoothed correlation with the speaker, by lag.
+#[derive(Debug, Clone)]
+struct Correlation {
+    cross: Vec<f32>,
+    /// Its smoothed power.
+    power: f32,
+    /// The whitening filter's last input.
+    last: f32,
+}
+
+impl Correlation {
+    fn new() -> Correlation {
+        Correlation {
+            cross: vec![0.0; LAGS],
+            power: 0.0,
+            last: 0.0,
+        }
+    }
+
+    /// Adds a frame (reduced) against the speaker's history.
+    fn add(&mut self, reduced: &[f32; PER_FRAME], played: &[f32]) {
+        self.power = SMOOTHING * self.power + reduced.iter().map(|v| v * v).sum::<f32>();
+        for (lag, c) in self.cross.iter_mut().enumerate() {
+            let start = LAGS - lag;
+            *c = SMOOTHING * *c + dot(&played[start..start + PER_FRAME], reduced);
+        }
+    }
+}
+
+/// Tells, frame by frame, whether the output is the speaker's leaking echo.
+#[derive(Debug, Clone)]
+pub(crate) struct LeakDetector {
+    /// The speaker's sound, decimated and whitened, oldest first: `LAGS` past samples
+    /// and the current frame's.
+    played: Vec<f32>,
+    /// The whitening filter's last input for the speaker.
+    last_played: f32,
+    /// Smoothed speaker power by lag.
+    power: Vec<f32>,
+    mic: Correlation,
+    out: Correlation,
+    /// The mean squares of the last frames played (full band), newest last.
+    frames: VecDeque<f64>,
+    /// Frames played with sound in them, up to [`WARM_UP`].
+    sounded: usize,
+    leaking: bool,
+    /// The echo's lag (detector samples) and the output's power over the speaker's
+    /// there, while leaking.
+    lag: usize,
+    ratio: f32,
+}
+
+impl LeakDetector {
+    pub(crate) fn new() -> LeakDetector {
+        LeakDetector {
+            played: vec![0.0; LAGS + PER_FRAME],
+            last_played: 0.0,
+            power: vec![0.0; LAGS],
+            mic: Correlation::new(),
+            out: Correlation::new(),
+            frames: VecDeque::with_capacity(LAGS / PER_FRAME + TAIL_FRAMES + 1),
+            sounded: 0,
+            leaking: false,
+            lag: 0,
+            ratio: 0.0,
+        }
+    }
+
+    /// Brings a 20 ms frame to 4 kHz, whitened.
+    fn reduce(frame: &[i16], last: &mut f32) -> [f32; PER_FRAME] {
+        let mut out = [0.0; PER_FRAME];
+        for (o, chunk) in out.iter_mut().zip(frame.chunks(DECIMATE)) {
+            let mean = chunk.iter().map(|&s| f32::from(s)).sum::<f32>() / DECIMATE as f32;
+            *o = mean - WHITEN * *last;
+            *last = mean;
+        }
+        out
+    }
+
+    /// What the speaker played this frame (first of the frame's three calls).
+    pub(crate) fn render(&mut self, frame: &[i16], energy: f64) {
+        let reduced = LeakDetector::reduce(frame, &mut self.last_played);
+        self.played.copy_within(PER_FRAME.., 0);
+        self.played[LAGS..].copy_from_slice(&reduced);
+        // The speaker's power over a frame at each lag: the newest window, slid one
+        // sample into the past at a time.
+        let mut window: f32 = reduced.iter().map(|v| v * v).sum();
+        if window > SILENT * PER_FRAME as f32 {
+            self.sounded = (self.sounded + 1).min(WARM_UP);
+        }
+        for lag in 0..LAGS {
+            let start = LAGS - lag;
+            self.power[lag] = SMOOTHING * self.power[lag] + window.max(0.0);
+            let (leaving, entering) = (self.played[start + PER_FRAME - 1], self.played[start - 1]);
+            window += entering * entering - leaving * leaving;
+        }
+        self.frames.push_back(energy);
+        if self.frames.len() > LAGS / PER_FRAME + TAIL_FRAMES {
+            self.frames.pop_front();
+        }
+    }
+
+    /// The microphone's frame as it came in (second call).
+    pub(crate) fn microphone(&mut self, frame: &[i16]) {
+        let reduced = LeakDetector::reduce(frame, &mut self.mic.last);
+        self.mic.add(&reduced, &self.played);
+    }
+
+    /// The frame as processed, before any gate (third call). Returns the mean square of
+    /// the echo the frame is expected to hold while the output leaks, `None` while it
+    /// does not.
+    pub(crate) fn output(&mut self, frame: &[i16]) -> Option<f64> {
+        let reduced = LeakDetector::reduce(frame, &mut self.out.last);
+        self.out.add(&reduced, &self.played);
+        let power = &self.power;
+        // Where the speaker explains most of a signal: the lag, ρ² and the gain there.
+        let strongest = |c: &Correlation| {
+            let mut best = (0, 0.0f32, 0.0f32);
+            for (lag, (&x, &p)) in c.cross.iter().zip(power).enumerate() {
+                if p > SILENT * PER_FRAME as f32 {
+                    let rho2 = x * x / (p * c.power.max(f32::MIN_POSITIVE));
+                    if rho2 > best.1 {
+                        best = (lag, rho2, (x / p).powi(2));
+                    }
+                }
+            }
+            best
+        };
+        let (echo_lag, echo_rho2, echo_gain) = strongest(&self.mic);
+        let (_, out_rho2, out_gain) = strongest(&self.out);
+        // The output leaks when much of it is the speaker's sound (at the echo's lag, or
+        // at another where a canceller that kept an old path puts its own copy) and that
+        // sound is not much under the echo in the microphone.
+        let warm = self.sounded >= WARM_UP;
+        let holds = if self.leaking {
+            ECHO_RHO2_LEAKING
+        } else {
+            ECHO_RHO2
+        };
+        let leak = if warm && echo_rho2 > holds && out_rho2 > holds {
+            self.lag = echo_lag;
+            self.ratio = self.out.power / self.power[echo_lag];
+            out_gain / echo_gain
+        } else {
+            0.0
+        };
+        self.leaking = leak > if self.leaking { LEAK_LEAVE } else { LEAK_ENTER };
+        self.leaking.then(|| self.expected_echo())
+    }
+
+    /// The echo expected in this frame: the output's power over the speaker's at the
+    /// echo's lag, times the loudest frame played around the lag (the path's direct
+    /// sound and its first reflections) or before it, fading as a hall's reverberation
+    /// does.
+    fn expected_echo(&self) -> f64 {
+        let frames = self.frames.len();
+        let at = (self.lag / PER_FRAME).saturating_sub(1);
+        let loudest = (0..TAIL_FRAMES)
+            .filter_map(|k| {
+                let i = frames.checked_sub(at + k + 1)?;
+                let fade = TAIL_FADE.powi(k.saturating_sub(DIRECT_FRAMES) as i32);
+                Some(self.frames[i] * fade)
+            })
+            .fold(0.0, f64::max);
+        f64::from(self.ratio) * loudest
+    }
+}
+
+/// `a · b` in eight lanes, which the compiler turns into vector instructions (a plain
+/// sum of floats has to stay in order and does not).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effort::energy;
+    use crate::format::FRAME_SAMPLES;
+    use rand::{Rng, SeedableRng};
+
+    /// A talker: syllables of 150–350 ms with pauses of 50–250 ms, each shaped noise
+    /// and a voice whose pitch glides and wanders around `pitch` Hz as a person's does
+    /// (a steady tone would correlate with itself at every lag); seeded, 0.3 of full
+    /// scale at most.
+    fn talker(seed: u64, seconds: f64, pitch: f64) -> Vec<i16> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n = (seconds * 48_000.0) as usize;
+        let mut out = Vec::with_capacity(n);
+        let (mut lp, mut phase, mut wander) = (0.0f64, 0.0f64, 0.0f64);
+        while out.len() < n {
+            let talk = rng.gen_range(7_200..16_800);
+            let (from, to) = (rng.gen_range(0.8..1.25), rng.gen_range(0.8..1.25));
+            for i in 0..talk {
+                let x = i as f64 / talk as f64;
+                let env = (std::f64::consts::PI * x).sin();
+                lp = 0.7 * lp + 0.3 * rng.gen_range(-1.0..1.0);
+                wander = (0.999 * wander + 0.002 * rng.gen_range(-1.0..1.0)).clamp(-0.1, 0.1);
+                let f0 = pitch * (from + (to - from) * x) * (1.0 + wander);
+                phase += 2.0 * std::f64::consts::PI * f0 / 48_000.0;
+                out.push((0.3 * env * (0.6 * lp + 0.4 * phase.sin()) * 32767.0) as i16);
+            }
+            out.extend(std::iter::repeat_n(0, rng.gen_range(2_400..12_000)));
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// Runs `far` (the speaker), `mic` (the microphone) and `out` (what the processing
+    /// made of it) through a detector; returns, per frame, the echo it expects while it
+    /// finds a leak.
+    fn detect(far: &[i16], mic: &[i16], out: &[i16]) -> Vec<Option<f64>> {
+        let mut d = LeakDetector::new();
+        let frames = |x: &[i16]| {
+            x.chunks_exact(FRAME_SAMPLES)
+                .map(<[i16]>::to_vec)
+                .collect::<Vec<_>>()
+        };
+        frames(far)
+            .into_iter()
+            .zip(frames(mic))
+            .zip(frames(out))
+            .map(|((f, m), o)| {
+                d.render(&f, energy(&f));
+                d.microphone(&m);
+                d.output(&o)
+            })
+            .collect()
+    }
+
+    /// `x` delayed by `ms` and scaled by `gain`.
+    fn delayed(x: &[i16], ms: usize, gain: f32) -> Vec<i16> {
+        let d = ms * 48;
+        (0..x.len())
+            .map(|i| {
+                i.checked_sub(d)
+                    .map_or(0, |j| (f32::from(x[j]) * gain) as i16)
+            })
+            .collect()
+    }
+
+    fn mix(a: &[i16], b: &[i16]) -> Vec<i16> {
+        a.iter().zip(b).map(|(x, y)| x.saturating_add(*y)).collect()
+    }
+
+    #[test]
+    fn an_uncancelled_echo_is_found_within_a_few_frames() {
+        let far = talker(1, 3.0, 140.0);
+        for (ms, gain) in [(2, 1.5), (60, 0.6), (400, 0.7)] {
+            let echo = delayed(&far, ms, gain);
+            let found = detect(&far, &echo, &echo);
+            // Once the speaker has played for the warm-up (260 ms) and the echo came
+            // back, it is found within 140 ms, and from 600 ms on in every frame.
+            let first = found.iter().position(Option::is_some).unwrap();
+            assert!(
+                first * 20 <= ms.max(260) + 140,
+                "{ms} ms: found at frame {first}"
+            );
+            let later = &found[(ms + 600) / 20..];
+            assert!(later.iter().all(Option::is_some), "{ms} ms");
+            // The echo expected is within 6 dB of the echo where there is one.
+            for (k, e) in later.iter().enumerate() {
+                let k = k + (ms + 600) / 20;
+                let actual = energy(&echo[k * FRAME_SAMPLES..(k + 1) * FRAME_SAMPLES]);
+                if actual > 1e5 {
+                    assert!(actual < 4.0 * e.unwrap(), "{ms} ms, frame {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_canceller_that_kept_the_old_path_leaks_its_own_copy() {
+        // The path moved from 2 ms to 60 ms; the output is the new echo minus the old
+        // path's estimate, a copy of the speaker at a lag the microphone has no echo at.
+        let far = talker(1, 3.0, 140.0);
+        let mic = delayed(&far, 60, 0.6);
+        let stale = delayed(&far, 2, -1.0);
+        let out = mix(&mic, &stale);
+        let found = detect(&far, &mic, &out);
+        assert!(found[20..].iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn a_near_end_voice_is_no_leak() {
+        // Double talk: the microphone hears the echo and a near end, the canceller sends
+        // the near end with a faint residual.
+        let far = talker(1, 4.0, 140.0);
+        let near = talker(2, 4.0, 210.0);
+        let mic = mix(&delayed(&far, 20, 0.8), &near);
+        let out = mix(&near, &delayed(&far, 35, 0.003));
+        assert!(detect(&far, &mic, &out).iter().all(Option::is_none));
+        // Nor is it with no echo at all.
+        assert!(detect(&far, &near, &near).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_cancelled_echo_is_no_leak() {
+        // The residual alone, 50 dB under the echo: the canceller works.
+        let far = talker(1, 3.0, 140.0);
+        let mic = delayed(&far, 20, 0.8);
+        let out = delayed(&far, 35, 0.0025);
+        assert!(detect(&far, &mic, &out).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_far_box_returning_the_near_voice_is_no_leak() {
+        // In a call of two boxes, the speaker plays a faint copy of what this box sent
+        // (the far box's residual of it) 60 ms later: the microphone's voice comes first,
+        // so it is not an echo of the speaker.
+        let near = talker(3, 4.0, 120.0);
+        let far = delayed(&near, 60, 0.01);
+        let mic = mix(&near, &delayed(&far, 20, 0.8));
+        assert!(detect(&far, &mic, &near).iter().all(Option::is_none));
+    }
+}
