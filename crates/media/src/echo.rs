@@ -150,6 +150,10 @@ const BACKGROUND_RISE: f64 = 1.023;
 /// voice as its reference and its linear filter learns to predict the talker from it:
 /// the talker's words get cut (the echo benchmark's call column, docs/benchmarks.md).
 ///
+/// While its [`LeakDetector`] finds that the canceller lost the path (the output still
+/// the speaker's echo, a changed room), it also takes down every frame that the leaking
+/// echo explains, however loud.
+///
 /// What it takes down is filled with comfort noise at the background's level and tilt,
 /// as the gate last heard it open, so a street or a room's hum does not drop out each
 /// time the far end speaks.
