@@ -100,7 +100,15 @@ async function talk() {
     writeFileSync(`${outDir}/page-heard.raw`, pcm);
     say({ received_seconds: received.samples.length / received.rate, rate: received.rate });
   }
+  await hangUp();
+}
+
+/** Hangs up and waits until the page has closed its connection (its goodbye gets 300 ms
+ * on the wire first): closing the browser sooner can take the goodbye with it, and the
+ * box then sees a lost peer instead of a hang-up. */
+async function hangUp() {
   await page.click('#hang-up');
+  await page.waitForFunction(() => window.intercom.call?.pc.signalingState === 'closed', null, { timeout: 5000 });
   say({ hung_up: await page.textContent('#status') });
 }
 
@@ -132,8 +140,7 @@ try {
     await page.waitForFunction(() => window.intercom.phase === 'in-call', null, { timeout: 30000 });
     say({ in_call: true });
     await waitCommand('hang-up', 120000);
-    await page.click('#hang-up');
-    say({ hung_up: await page.textContent('#status') });
+    await hangUp();
   } else if (mode === 'online') {
     const r = await tryPin(wrongPin);
     say({ wrong_pin: 1, tries: r.tries, via: await page.evaluate(() => window.intercom.via) });
