@@ -556,16 +556,19 @@ mod tests {
             (1500, 0.2),
             (3100, 0.1),
         ];
-        (0..far.len())
-            .map(|i| {
-                let mut acc = 0.0;
-                for (d, g) in taps {
-                    if let Some(j) = i.checked_sub(delay + d) {
-                        acc += g * f64::from(far[j]);
-                    }
-                }
-                (acc * gain).clamp(-32768.0, 32767.0) as i16
-            })
+        through(far, taps.map(|(d, g)| (delay + d, g * gain)))
+    }
+
+    /// `far` through the response `taps` (delay in samples, gain), clipped to 16 bits.
+    fn through(far: &[i16], taps: impl IntoIterator<Item = (usize, f64)>) -> Vec<i16> {
+        let mut out = vec![0.0f64; far.len()];
+        for (d, g) in taps {
+            for (o, &x) in out[d.min(far.len())..].iter_mut().zip(far) {
+                *o += g * f64::from(x);
+            }
+        }
+        out.iter()
+            .map(|v| v.clamp(-32768.0, 32767.0) as i16)
             .collect()
     }
 
@@ -583,15 +586,7 @@ mod tests {
                 sign * 0.1 * gain * (-(d as f64) / (tau_ms * 48.0)).exp(),
             )
         }));
-        let mut out = vec![0.0f64; far.len()];
-        for (d, g) in taps {
-            for (o, &x) in out[d.min(far.len())..].iter_mut().zip(far) {
-                *o += g * f64::from(x);
-            }
-        }
-        out.iter()
-            .map(|v| v.clamp(-32768.0, 32767.0) as i16)
-            .collect()
+        through(far, taps)
     }
 
     fn db(ratio: f64) -> f64 {
