@@ -310,7 +310,8 @@ pub fn echo_path_of(played: &[f64], recorded: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// Plays a chirp and records it, as door-station vendors' self-tests do: how long the
-/// speaker takes to reach the microphone and how loud it arrives. A warning when the
+/// speaker takes to reach the microphone (beyond the devices' buffers, as far as the
+/// backend knows them) and how loud it arrives. A warning when the
 /// enclosure couples so much that the echo canceller has to take off more than the
 /// speaker played.
 async fn acoustic_check(options: &RunOptions) -> Check {
@@ -348,8 +349,12 @@ async fn acoustic_check(options: &RunOptions) -> Check {
         }
     }
     let _ = speaker.finish();
+    // The devices' own buffering is not the enclosure's: what is left is the path.
+    let buffered = mic.latency().unwrap_or_default() + speaker.latency().unwrap_or_default();
+    let buffered_ms = buffered.as_secs_f64() * 1000.0;
     let cancelling = backends::processing(options).echo_cancellation;
-    let result = match echo_path_of(&played, &recorded) {
+    let path = echo_path_of(&played, &recorded).map(|(ms, db)| ((ms - buffered_ms).max(0.0), db));
+    let result = match path {
         None => Ok("nothing of the speaker heard (a headset, or the speaker is off)".into()),
         Some((ms, db)) if db > COUPLING_WARN_DB => Err(format!(
             "echo after {ms:.0} ms at {db:+.1} dB: the enclosure couples too much \

@@ -5,6 +5,7 @@
 //! `intercom-media` crate, re-exported here. The call hands packets in (into the jitter
 //! buffer) and takes them out (through [`PacketOut`]); it never touches a device.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ pub use intercom_media::{
     VoiceProcessor, VoiceSender,
 };
 
-use crate::hw::{AudioIn, AudioOut, FrameClock};
+use crate::hw::{AudioFrame, AudioIn, AudioOut, FrameClock, FRAME_TIME};
 
 /// Where the capture loop's packets go (the call's RTP track).
 #[async_trait::async_trait]
@@ -80,7 +81,94 @@ pub trait Voice: Send + 'static {
 
 /// The voice processing both loops of a call share: playback hands it what the speaker
 /// plays, capture cleans the microphone with it.
-pub type SharedProcessor = Arc<Mutex<VoiceProcessor>>;
+pub type SharedProcessor = Arc<Mutex<Canceller>>;
+
+/// Frames the speaker played that the canceller holds until the microphone's loop takes
+/// them (500 ms: a microphone that stopped does not make it grow).
+const PLAYED_HELD: usize = 25;
+/// Microphone frames held for a late playback loop before they go on without its
+/// frames (60 ms): a stalled speaker does not stall what the box sends.
+const CAPTURED_HELD: usize = 3;
+
+/// The capture path's processor, with the speaker's frames it has not seen yet and the
+/// microphone's frames waiting for them.
+///
+/// Both loops tick on the same 20 ms boundaries, in either order (the playback loop
+/// reads the sockets and decodes before it writes, so it runs second and, on a busy
+/// machine, late). A microphone frame is cleaned with what the speaker was given up to
+/// the tick two before its own, each played frame stamped with its tick, and waits (up
+/// to [`CAPTURED_HELD`] frames) for the playback loop to get there: the echo's delay the
+/// canceller sees is then fixed by the devices (whose buffers hold more than that), not
+/// by which loop ran first or how late. (Handing over what had been played by the time
+/// the microphone's frame came moved the echo by a frame at random, and AEC3 then now
+/// and then lost the path for seconds.)
+#[derive(Debug)]
+pub struct Canceller {
+    processor: VoiceProcessor,
+    played: VecDeque<(Instant, AudioFrame)>,
+    /// The tick of the newest frame the speaker was given.
+    latest_played: Option<Instant>,
+    captured: VecDeque<(Instant, AudioFrame)>,
+}
+
+impl Canceller {
+    /// A canceller around `processor`.
+    pub fn new(processor: VoiceProcessor) -> Canceller {
+        Canceller {
+            processor,
+            played: VecDeque::with_capacity(PLAYED_HELD),
+            latest_played: None,
+            captured: VecDeque::with_capacity(CAPTURED_HELD + 1),
+        }
+    }
+
+    /// The speaker was given `frame` at the tick `tick`.
+    pub fn played(&mut self, tick: Instant, frame: &AudioFrame) {
+        if !self.processor.settings().echo_cancellation {
+            return;
+        }
+        if self.played.len() == PLAYED_HELD {
+            self.played.pop_front();
+        }
+        self.played.push_back((tick, *frame));
+        self.latest_played = Some(tick);
+    }
+
+    /// The microphone's `frame`, captured at `captured` (its tick): take it back, cleaned,
+    /// from [`Canceller::cleaned`].
+    pub fn captured(&mut self, captured: Instant, frame: &AudioFrame) {
+        self.captured.push_back((captured, *frame));
+    }
+
+    /// The oldest microphone frame, cleaned, once the speaker's frames it needs are in
+    /// (or it has waited long enough); `None` while it waits.
+    pub fn cleaned(&mut self) -> Option<AudioFrame> {
+        let &(captured, _) = self.captured.front()?;
+        // The frames played at ticks a frame and a half before the microphone's or more.
+        let due = captured.checked_sub(FRAME_TIME * 3 / 2).unwrap_or(captured);
+        let waiting = self.processor.settings().echo_cancellation
+            && self.captured.len() <= CAPTURED_HELD
+            && self
+                .latest_played
+                .is_some_and(|latest| latest + FRAME_TIME / 2 < due);
+        if waiting {
+            return None;
+        }
+        let (_, mut frame) = self.captured.pop_front()?;
+        while self.played.front().is_some_and(|(tick, _)| *tick <= due) {
+            if let Some((_, played)) = self.played.pop_front() {
+                self.processor.render(&played);
+            }
+        }
+        self.processor.capture(&mut frame);
+        Some(frame)
+    }
+
+    /// What the canceller measured so far.
+    pub fn stats(&self) -> EchoStats {
+        self.processor.stats()
+    }
+}
 
 /// A microphone and a speaker, lent to one call at a time.
 pub struct Devices<I, O> {
@@ -140,7 +228,7 @@ impl<I: AudioIn, O: AudioOut> Devices<I, O> {
             .get_or_insert_with(|| {
                 let mut p = VoiceProcessor::new(settings);
                 p.set_delay_hint_ms(i32::try_from(hint.as_millis()).unwrap_or(500));
-                Arc::new(Mutex::new(p))
+                Arc::new(Mutex::new(Canceller::new(p)))
             })
             .clone()
     }
@@ -245,33 +333,37 @@ pub async fn capture<I: AudioIn>(
             _ = stop.changed() => return (mic, started),
             frame = mic.read_frame() => frame,
         };
-        started.get_or_insert_with(Instant::now);
-        let mut frame = match frame {
+        let read_at = Instant::now();
+        started.get_or_insert(read_at);
+        let frame = match frame {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = &e as &dyn std::error::Error, "microphone");
                 continue;
             }
         };
+        let clean = |p: &SharedProcessor| p.lock().unwrap_or_else(|e| e.into_inner()).cleaned();
         processor
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .capture(&mut frame);
-        if loss.has_changed().unwrap_or(false) {
-            let report = loss.borrow_and_update().clone();
-            if let Err(e) = sender.link_report(&report, Instant::now()) {
-                tracing::warn!(error = &e as &dyn std::error::Error, "voice coding");
+            .captured(mic.captured_at().unwrap_or(read_at), &frame);
+        while let Some(frame) = clean(&processor) {
+            if loss.has_changed().unwrap_or(false) {
+                let report = loss.borrow_and_update().clone();
+                if let Err(e) = sender.link_report(&report, Instant::now()) {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "voice coding");
+                }
             }
-        }
-        let packets = match sender.frame(&frame) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = &e as &dyn std::error::Error, "voice coding");
-                continue;
+            let packets = match sender.frame(&frame) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "voice coding");
+                    continue;
+                }
+            };
+            for p in packets {
+                out.send(p).await;
             }
-        };
-        for p in packets {
-            out.send(p).await;
         }
     }
 }
@@ -299,10 +391,10 @@ pub async fn playback<O: AudioOut>(
     };
     let mut clock = FrameClock::new();
     loop {
-        tokio::select! {
+        let boundary = tokio::select! {
             _ = stop.changed() => break,
-            _ = clock.tick() => {}
-        }
+            at = clock.tick() => at.into_std(),
+        };
         let settled = before_tick.before_tick().await;
         let now = Instant::now();
         let tick = player.tick(&mut buffer.lock().unwrap_or_else(|e| e.into_inner()), now);
@@ -313,7 +405,7 @@ pub async fn playback<O: AudioOut>(
             }
         }
         let frame = tick.frame;
-        let played = match speaker.write_frame(&frame) {
+        let played = match speaker.write_frame_at(&frame, Some(boundary)) {
             Ok(()) => &frame,
             Err(e) => {
                 tracing::warn!(error = &e as &dyn std::error::Error, "speaker");
@@ -323,7 +415,7 @@ pub async fn playback<O: AudioOut>(
         processor
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .render(played);
+            .played(boundary, played);
         let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
         st.started.get_or_insert(now);
         st.frames_out += 1;

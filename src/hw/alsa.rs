@@ -150,6 +150,8 @@ fn libc_estrpipe() -> i32 {
 /// A microphone on an ALSA capture device.
 pub struct AlsaIn {
     rx: mpsc::Receiver<(Instant, AudioFrame)>,
+    /// When the frame last read was captured.
+    captured: Option<Instant>,
     stop: Arc<AtomicBool>,
     stats: Arc<AlsaStats>,
     thread: Option<JoinHandle<()>>,
@@ -174,6 +176,7 @@ impl AlsaIn {
             })?;
         Ok(AlsaIn {
             rx,
+            captured: None,
             stop,
             stats,
             thread: Some(thread),
@@ -207,6 +210,7 @@ impl AudioIn for AlsaIn {
                 source: "the capture thread stopped".into(),
             })?;
             if captured.elapsed() <= STALE || self.rx.is_empty() {
+                self.captured = Some(captured);
                 return Ok(frame);
             }
         }
@@ -214,6 +218,10 @@ impl AudioIn for AlsaIn {
 
     fn latency(&self) -> Option<std::time::Duration> {
         Some(self.stats.delay())
+    }
+
+    fn captured_at(&self) -> Option<Instant> {
+        self.captured
     }
 }
 

@@ -189,12 +189,31 @@ pub trait AudioIn: Send + 'static {
     fn latency(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// When the frame [`AudioIn::read_frame`] last returned was captured (its period's
+    /// tick), when the backend knows: the echo canceller pairs it with what the speaker
+    /// played before then.
+    fn captured_at(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 /// A speaker taking 20 ms frames.
 pub trait AudioOut: Send + 'static {
     /// Queues one frame for playback.
     fn write_frame(&mut self, frame: &AudioFrame) -> Result<(), HwError>;
+
+    /// Queues the frame of the tick `tick` (a frame boundary of the box's audio clock):
+    /// a backend that models time (the simulator) places it by its tick, however late
+    /// the loop got to it. Others queue it as [`AudioOut::write_frame`] does.
+    fn write_frame_at(
+        &mut self,
+        frame: &AudioFrame,
+        tick: Option<std::time::Instant>,
+    ) -> Result<(), HwError> {
+        let _ = tick;
+        self.write_frame(frame)
+    }
     /// Flushes and closes the output (a file gets its final header).
     fn finish(&mut self) -> Result<(), HwError>;
 

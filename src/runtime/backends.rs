@@ -109,6 +109,13 @@ impl AudioIn for Microphone {
             Microphone::Alsa(m) => m.latency(),
         }
     }
+
+    fn captured_at(&self) -> Option<std::time::Instant> {
+        match self {
+            Microphone::Wav(m) => m.captured_at(),
+            Microphone::Alsa(m) => m.captured_at(),
+        }
+    }
 }
 
 /// The speaker: a WAV file, or an ALSA device.
@@ -124,6 +131,16 @@ impl AudioOut for Speaker {
         match self {
             Speaker::Wav(s) => s.write_frame(frame),
             Speaker::Alsa(s) => s.write_frame(frame),
+        }
+    }
+    fn write_frame_at(
+        &mut self,
+        frame: &AudioFrame,
+        tick: Option<std::time::Instant>,
+    ) -> Result<(), HwError> {
+        match self {
+            Speaker::Wav(s) => s.write_frame_at(frame, tick),
+            Speaker::Alsa(s) => s.write_frame_at(frame, tick),
         }
     }
 

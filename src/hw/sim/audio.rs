@@ -15,6 +15,8 @@ pub struct WavIn {
     clock: Option<FrameClock>,
     /// The speaker's sound coming back, if the simulator has an echo path.
     echo: Option<SharedEchoPath>,
+    /// The tick the last frame was read at.
+    tick: Option<std::time::Instant>,
 }
 
 impl WavIn {
@@ -25,6 +27,7 @@ impl WavIn {
             pos: 0,
             clock: None,
             echo: None,
+            tick: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl WavIn {
             pos: 0,
             clock: None,
             echo: None,
+            tick: None,
         })
     }
 
@@ -110,15 +114,28 @@ impl WavIn {
 }
 
 impl AudioIn for WavIn {
+    fn captured_at(&self) -> Option<std::time::Instant> {
+        self.tick
+    }
+
+    /// With an echo path, the microphone's buffer (a frame).
+    fn latency(&self) -> Option<std::time::Duration> {
+        self.echo
+            .as_ref()
+            .map(|_| super::echo::EchoPath::CAPTURE_LATENCY)
+    }
+
     async fn read_frame(&mut self) -> Result<AudioFrame, HwError> {
         // Frames leave on the box's 20 ms audio clock, as a sound card would deliver them;
         // after a pause (between calls) the clock carries on from now.
-        self.clock.get_or_insert_with(FrameClock::new).tick().await;
+        let tick = self.clock.get_or_insert_with(FrameClock::new).tick().await;
+        let tick = tick.into_std();
+        self.tick = Some(tick);
         let mut frame = self.take_frame();
         if let Some(echo) = &self.echo {
             echo.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .add_echo(&mut frame);
+                .add_echo(&mut frame, tick);
         }
         Ok(frame)
     }
@@ -175,9 +192,19 @@ impl WavOut {
 
 impl AudioOut for WavOut {
     fn write_frame(&mut self, frame: &AudioFrame) -> Result<(), HwError> {
+        self.write_frame_at(frame, None)
+    }
+
+    fn write_frame_at(
+        &mut self,
+        frame: &AudioFrame,
+        tick: Option<std::time::Instant>,
+    ) -> Result<(), HwError> {
         self.frames += 1;
         if let Some(echo) = &self.echo {
-            echo.lock().unwrap_or_else(|e| e.into_inner()).played(frame);
+            echo.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .played(frame, tick);
         }
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
@@ -190,6 +217,13 @@ impl AudioOut for WavOut {
             what: "audio output WAV",
             source: e.into(),
         })
+    }
+
+    /// With an echo path, the speaker's buffer (a frame) before the path hears it.
+    fn latency(&self) -> Option<std::time::Duration> {
+        self.echo
+            .as_ref()
+            .map(|_| super::echo::EchoPath::PLAYBACK_LATENCY)
     }
 
     fn finish(&mut self) -> Result<(), HwError> {

@@ -2,17 +2,22 @@
 //! microphone through a room's impulse response, mixed with the near end's speech, as in
 //! a door box whose speaker and microphone share one enclosure.
 //!
-//! Time is counted in 20 ms slots since the path was made, and each of the speaker's and
-//! the microphone's loops (each on its own 20 ms clock) is placed in slots by its own
-//! phase: the two meet at a fixed delay however their tasks are scheduled, until a stall
-//! of more than 5 ms moves it (as an underrun would on a sound card). The response is kept sparse (its strongest taps), which keeps a
-//! 700 ms room affordable at 48 kHz.
+//! Time is counted in 20 ms slots on the box's frame clock ([`frame_boundary`]), which
+//! both the speaker's and the microphone's loops tick on, as one sound card's two
+//! directions share a clock. Each direction has a frame of buffer: the frame the speaker
+//! is given for a tick plays in the slot after it, and the frame the microphone gives at
+//! a tick was captured in the slot before the last. Frames are placed by the tick they
+//! belong to, not by when their loop got to them, so a loop woken late, or before or
+//! after the other, changes nothing (a speaker frame later than its slot's hearing is
+//! lost, as an underrun would lose it). The response is kept sparse (its strongest
+//! taps), which keeps a 700 ms room affordable at 48 kHz.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::hw::clock::frame_boundary;
 use crate::hw::{AudioFrame, HwError, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 
 /// Taps kept from an impulse response file.
@@ -190,29 +195,11 @@ impl EchoResponse {
 #[derive(Debug)]
 pub struct EchoPath {
     response: EchoResponse,
+    /// A frame boundary: slot 0 starts here.
     epoch: Instant,
-    /// What the speaker played, by slot (newest last).
-    played: VecDeque<(u64, AudioFrame)>,
-    slots_kept: usize,
-    /// Where in a slot the speaker's and the microphone's loops tick.
-    speaker_phase: Option<f64>,
-    mic_phase: Option<f64>,
-}
-
-/// The slot a loop that ticks once a slot is in at `wall` (in slots): the nearest to its
-/// tick with the loop's phase taken out, so a loop that ticks near the middle of a slot
-/// stays in one slot per tick. Rounding the wall clock alone flipped such a loop between
-/// neighbours with the scheduler's jitter, and each flip moved the echo by 20 ms or
-/// dropped a frame of it. The phase is taken at the first tick and again whenever a
-/// tick is more than 5 ms off it (a pause, a stall), as a sound card would restart.
-fn slot_of(phase: &mut Option<f64>, wall: f64) -> u64 {
-    match *phase {
-        Some(p) if (wall - p - (wall - p).round()).abs() <= 0.25 => (wall - p).round() as u64,
-        _ => {
-            *phase = Some(wall - wall.round());
-            wall.round() as u64
-        }
-    }
+    /// What the speaker played, by slot, through its clipping.
+    played: BTreeMap<u64, AudioFrame>,
+    slots_kept: u64,
 }
 
 /// The path shared by the speaker (writes) and the microphone (reads).
@@ -221,76 +208,79 @@ pub type SharedEchoPath = Arc<Mutex<EchoPath>>;
 impl EchoPath {
     /// A path through `response`, starting now.
     pub fn new(response: EchoResponse) -> SharedEchoPath {
-        // The response's span, the slot being heard, and the speaker up to two slots
-        // ahead of the microphone (loops ticking near a slot's middle).
-        let slots_kept = response.span().div_ceil(FRAME_SAMPLES) + 3;
+        // The response's span, the slot being heard, and the speaker's frames up to a
+        // few slots ahead of it.
+        let slots_kept = response.span().div_ceil(FRAME_SAMPLES) as u64 + 5;
+        // The boundary before now (`frame_boundary` gives the one at or after).
+        let next = frame_boundary(tokio::time::Instant::now()).into_std();
+        let epoch = next.checked_sub(FRAME_TIME).unwrap_or(next);
         Arc::new(Mutex::new(EchoPath {
             response,
-            epoch: Instant::now(),
-            played: VecDeque::new(),
+            epoch,
+            played: BTreeMap::new(),
             slots_kept,
-            speaker_phase: None,
-            mic_phase: None,
         }))
     }
 
-    /// Slots since the path was made.
-    fn wall(&self) -> f64 {
-        self.epoch.elapsed().as_secs_f64() / FRAME_TIME.as_secs_f64()
+    /// How long the speaker's frame waits before it plays: a slot.
+    pub const PLAYBACK_LATENCY: std::time::Duration = FRAME_TIME;
+    /// How old the sound in the microphone's frame is: a slot more than the last.
+    pub const CAPTURE_LATENCY: std::time::Duration = FRAME_TIME;
+
+    /// The slot a frame boundary starts.
+    fn slot_of(&self, tick: Instant) -> u64 {
+        let frame_ns = FRAME_TIME.as_nanos();
+        let since = tick.saturating_duration_since(self.epoch).as_nanos();
+        ((since + frame_ns / 2) / frame_ns) as u64
     }
 
-    /// The speaker played `frame` now.
-    pub fn played(&mut self, frame: &AudioFrame) {
-        let wall = self.wall();
-        self.played_at(frame, wall);
-    }
-
-    fn played_at(&mut self, frame: &AudioFrame, wall: f64) {
-        let slot = slot_of(&mut self.speaker_phase, wall);
-        let clipped = match self.response.clip {
-            Some(c) => {
-                let limit = c * 32767.0;
-                let mut f = *frame;
-                for s in &mut f {
-                    *s = (f32::from(*s)).clamp(-limit, limit) as i16;
-                }
-                f
-            }
-            None => *frame,
+    /// The speaker was given `frame` for the tick `tick` (a frame boundary), or now
+    /// when its loop knows no tick: it plays in the slot after.
+    pub fn played(&mut self, frame: &AudioFrame, tick: Option<Instant>) {
+        let slot = match tick {
+            Some(t) => self.slot_of(t),
+            None => (self.epoch.elapsed().as_secs_f64() / FRAME_TIME.as_secs_f64()).floor() as u64,
         };
-        // A slot written twice (a late tick) keeps its latest frame.
-        if self.played.back().is_some_and(|(s, _)| *s == slot) {
-            self.played.pop_back();
-        }
-        self.played.push_back((slot, clipped));
-        while self.played.len() > self.slots_kept {
-            self.played.pop_front();
-        }
+        self.played_in(frame, slot);
     }
 
-    /// Adds the echo heard during the slot that ends now to the microphone's `frame`.
-    pub fn add_echo(&mut self, frame: &mut AudioFrame) {
-        let wall = self.wall();
-        self.add_echo_at(frame, wall);
+    /// `frame`, given during slot `slot`, plays in the next.
+    fn played_in(&mut self, frame: &AudioFrame, slot: u64) {
+        let mut f = *frame;
+        if let Some(c) = self.response.clip {
+            let limit = c * 32767.0;
+            for s in &mut f {
+                *s = (f32::from(*s)).clamp(-limit, limit) as i16;
+            }
+        }
+        self.played.insert(slot + 1, f);
+        let newest = self.played.keys().next_back().copied().unwrap_or(0);
+        self.played = self
+            .played
+            .split_off(&newest.saturating_sub(self.slots_kept));
     }
 
-    fn add_echo_at(&mut self, frame: &mut AudioFrame, wall: f64) {
-        // The frame captured during the last slot hears what played until then.
-        let end_slot = slot_of(&mut self.mic_phase, wall);
-        let slots = self.slots_kept as u64;
-        let first = end_slot.saturating_sub(slots);
+    /// Adds the echo to the microphone's `frame` of the tick `tick` (a frame boundary):
+    /// what played until the end of the slot before the last.
+    pub fn add_echo(&mut self, frame: &mut AudioFrame, tick: Instant) {
+        let slot = self.slot_of(tick);
+        self.hear(frame, slot);
+    }
+
+    /// Adds what the microphone of the tick starting slot `tick` hears.
+    fn hear(&mut self, frame: &mut AudioFrame, tick: u64) {
+        let end_slot = tick.saturating_sub(1);
+        let first = end_slot.saturating_sub(self.slots_kept);
         let n = (end_slot - first) as usize * FRAME_SAMPLES;
         if n < FRAME_SAMPLES {
             return;
         }
         // The speaker's signal over those slots, silence where nothing played.
         let mut x = vec![0f32; n];
-        for (slot, f) in &self.played {
-            if *slot >= first && *slot < end_slot {
-                let at = (*slot - first) as usize * FRAME_SAMPLES;
-                for (dst, src) in x[at..at + FRAME_SAMPLES].iter_mut().zip(f.iter()) {
-                    *dst = f32::from(*src);
-                }
+        for (slot, f) in self.played.range(first..end_slot) {
+            let at = (*slot - first) as usize * FRAME_SAMPLES;
+            for (dst, src) in x[at..at + FRAME_SAMPLES].iter_mut().zip(f.iter()) {
+                *dst = f32::from(*src);
             }
         }
         let base = n - FRAME_SAMPLES;
@@ -369,15 +359,17 @@ mod tests {
             clip: None,
         });
         let mut p = path.lock().unwrap();
-        // Pretend two slots passed: play a loud frame in slot k, read slot k + 1.
-        p.epoch -= FRAME_TIME * 10;
-        let loud = [10_000i16; FRAME_SAMPLES];
-        p.played(&loud);
-        p.epoch -= FRAME_TIME;
+        // A loud frame for the tick starting slot 10 plays in slot 11, which the
+        // microphone's frame of the tick starting slot 13 holds.
+        p.played_in(&[10_000i16; FRAME_SAMPLES], 10);
+        for tick in [11, 12] {
+            let mut mic = [0i16; FRAME_SAMPLES];
+            p.hear(&mut mic, tick);
+            assert!(mic.iter().all(|&s| s == 0), "tick {tick}");
+        }
         let mut mic = [0i16; FRAME_SAMPLES];
-        p.add_echo(&mut mic);
-        // The microphone's frame covers the slot the loud frame played in: heard 10 ms
-        // (480 samples) late at half level, it fills the frame's second half.
+        p.hear(&mut mic, 13);
+        // Heard 10 ms (480 samples) late at half level, it fills the frame's second half.
         assert!(mic[..480].iter().all(|&s| s == 0), "{:?}", &mic[..4]);
         assert!(
             mic[480..].iter().all(|&s| s == 5_000),
@@ -387,29 +379,49 @@ mod tests {
     }
 
     #[test]
-    fn loops_ticking_mid_slot_meet_at_a_fixed_delay() {
+    fn frames_are_placed_by_their_tick_however_late_their_loop_runs() {
         let path = EchoPath::new(EchoResponse {
             taps: vec![(0, 1.0)],
             clip: None,
         });
         let mut p = path.lock().unwrap();
-        // Both loops tick near the middle of a slot, 0.6 ms early or late by turns: the
-        // microphone hears the speaker's frames in order, each once, at one delay.
+        let epoch = p.epoch;
+        let tick = |k: u32| epoch + FRAME_TIME * k;
+        // The speaker's loop runs a tick behind now and then, two at once after; the
+        // microphone hears each frame once, in order, three ticks after its own.
         let mut heard = Vec::new();
-        for k in 10..60u32 {
-            let jitter = if k % 2 == 0 { 0.03 } else { -0.03 };
-            p.played_at(&[k as i16; FRAME_SAMPLES], f64::from(k) + 0.5 + jitter);
+        for k in 10..40u32 {
+            if k % 5 != 0 {
+                p.played(&[k as i16; FRAME_SAMPLES], Some(tick(k)));
+                if k % 5 == 1 {
+                    p.played(&[(k - 1) as i16; FRAME_SAMPLES], Some(tick(k - 1)));
+                }
+            }
             let mut mic = [0i16; FRAME_SAMPLES];
-            p.add_echo_at(&mut mic, f64::from(k) + 0.5 - jitter);
+            p.add_echo(&mut mic, tick(k));
             assert!(mic.iter().all(|&s| s == mic[0]), "one frame at a time");
             heard.push(mic[0]);
         }
-        let delay = 59 - i32::from(*heard.last().unwrap());
-        assert!((1..=2).contains(&delay), "{heard:?}");
-        for (k, h) in (10..60).zip(&heard) {
-            if k - delay >= 10 {
-                assert_eq!(i32::from(*h), k - delay, "{heard:?}");
-            }
-        }
+        let want: Vec<i16> = (10..40).map(|k| if k < 13 { 0 } else { k - 3 }).collect();
+        assert_eq!(heard, want);
+    }
+
+    #[test]
+    fn a_tick_the_speaker_missed_is_silent() {
+        let path = EchoPath::new(EchoResponse {
+            taps: vec![(0, 1.0)],
+            clip: None,
+        });
+        let mut p = path.lock().unwrap();
+        p.played_in(&[1; FRAME_SAMPLES], 10);
+        p.played_in(&[3; FRAME_SAMPLES], 12);
+        let heard: Vec<i16> = (13..16)
+            .map(|k| {
+                let mut mic = [0i16; FRAME_SAMPLES];
+                p.hear(&mut mic, k);
+                mic[0]
+            })
+            .collect();
+        assert_eq!(heard, [1, 0, 3]);
     }
 }
