@@ -426,3 +426,123 @@ pub async fn playback<O: AudioOut>(
     }
     speaker
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hw::FRAME_SAMPLES;
+
+    fn canceller(settings: ProcessingSettings) -> Canceller {
+        Canceller::new(VoiceProcessor::new(settings))
+    }
+
+    #[test]
+    fn a_microphone_frame_waits_for_the_speakers_frames_it_needs() {
+        let t0 = Instant::now();
+        let tick = |k: u32| t0 + FRAME_TIME * k;
+        let mut c = canceller(ProcessingSettings::SPEAKERPHONE);
+        let (mic, far) = ([100i16; FRAME_SAMPLES], [0i16; FRAME_SAMPLES]);
+        for k in 0..=10 {
+            c.played(tick(k), &far);
+        }
+        // Tick 12's frame needs the speaker's up to tick 10: in.
+        c.captured(tick(12), &mic);
+        assert!(c.cleaned().is_some());
+        // Tick 13's needs tick 11's, which the playback loop has not given yet.
+        c.captured(tick(13), &mic);
+        assert!(c.cleaned().is_none());
+        c.played(tick(11), &far);
+        assert!(c.cleaned().is_some());
+        assert!(c.cleaned().is_none(), "nothing else held");
+        // A playback loop that stalls holds the microphone three frames, no more.
+        for k in 14..17 {
+            c.captured(tick(k), &mic);
+            assert!(c.cleaned().is_none(), "tick {k}");
+        }
+        c.captured(tick(17), &mic);
+        assert!(c.cleaned().is_some());
+        assert!(c.cleaned().is_none());
+    }
+
+    #[test]
+    fn nothing_waits_before_the_speaker_plays_or_without_a_canceller() {
+        let t0 = Instant::now();
+        let mic = [100i16; FRAME_SAMPLES];
+        let mut c = canceller(ProcessingSettings::SPEAKERPHONE);
+        c.captured(t0, &mic);
+        assert!(c.cleaned().is_some(), "no playback yet");
+        let mut off = canceller(ProcessingSettings::OFF);
+        off.played(t0, &[0; FRAME_SAMPLES]);
+        off.captured(t0 + FRAME_TIME * 9, &mic);
+        assert_eq!(off.cleaned(), Some(mic), "untouched");
+    }
+
+    #[test]
+    fn which_loop_runs_first_or_late_changes_nothing_the_canceller_sends() {
+        // The speaker plays shaped noise in bursts; the microphone hears it two frames and
+        // 3 ms later at half level.
+        let frames = 150u32;
+        let mut seed = 0x2545_f491_u32;
+        let far: Vec<AudioFrame> = (0..frames)
+            .map(|k| {
+                let mut f = [0i16; FRAME_SAMPLES];
+                if k % 25 < 18 {
+                    for s in &mut f {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 17;
+                        seed ^= seed << 5;
+                        *s = (seed >> 20) as i16 - 2048;
+                    }
+                }
+                f
+            })
+            .collect();
+        let flat: Vec<i16> = far.iter().flatten().copied().collect();
+        let delay = 2 * FRAME_SAMPLES + 144;
+        let mic: Vec<AudioFrame> = (0..frames as usize)
+            .map(|k| {
+                let mut f = [0i16; FRAME_SAMPLES];
+                for (i, s) in f.iter_mut().enumerate() {
+                    let t = k * FRAME_SAMPLES + i;
+                    *s = t.checked_sub(delay).map_or(0, |j| flat[j] / 2);
+                }
+                f
+            })
+            .collect();
+        let t0 = Instant::now();
+        let tick = |k: u32| t0 + FRAME_TIME * k;
+        // `late(k)`: how many ticks behind the playback loop gives tick k's frame.
+        let run = |late: &dyn Fn(u32) -> u32, speaker_first: bool| {
+            let mut c = canceller(ProcessingSettings::SPEAKERPHONE);
+            let mut sent = Vec::new();
+            let mut given = 0u32;
+            for k in 0..frames {
+                let play = |c: &mut Canceller, given: &mut u32| {
+                    while *given < frames && *given + late(*given) <= k {
+                        c.played(tick(*given), &far[*given as usize]);
+                        *given += 1;
+                    }
+                };
+                if speaker_first {
+                    play(&mut c, &mut given);
+                }
+                c.captured(tick(k), &mic[k as usize]);
+                if !speaker_first {
+                    play(&mut c, &mut given);
+                }
+                while let Some(f) = c.cleaned() {
+                    sent.push(f);
+                }
+            }
+            sent
+        };
+        let on_time = run(&|_| 0, true);
+        assert_eq!(on_time.len(), frames as usize);
+        assert_eq!(run(&|_| 0, false), on_time, "the microphone's loop first");
+        assert_eq!(
+            run(&|k| u32::from(k % 7 == 3) * 2, false),
+            on_time[..],
+            "a playback loop two ticks late now and then"
+        );
+    }
+}
