@@ -301,6 +301,14 @@ impl EchoPath {
 mod tests {
     use super::*;
 
+    /// A path of one reflection, `delay` samples late at `gain`, linear.
+    fn one_tap(delay: usize, gain: f32) -> SharedEchoPath {
+        EchoPath::new(EchoResponse {
+            taps: vec![(delay, gain)],
+            clip: None,
+        })
+    }
+
     #[test]
     fn presets_exist_and_unknown_names_say_what_exists() {
         for p in PRESETS {
@@ -354,10 +362,7 @@ mod tests {
 
     #[test]
     fn what_the_speaker_plays_comes_back_delayed() {
-        let path = EchoPath::new(EchoResponse {
-            taps: vec![(480, 0.5)],
-            clip: None,
-        });
+        let path = one_tap(480, 0.5);
         let mut p = path.lock().unwrap();
         // A loud frame for the tick starting slot 10 plays in slot 11, which the
         // microphone's frame of the tick starting slot 13 holds.
@@ -380,10 +385,7 @@ mod tests {
 
     #[test]
     fn frames_are_placed_by_their_tick_however_late_their_loop_runs() {
-        let path = EchoPath::new(EchoResponse {
-            taps: vec![(0, 1.0)],
-            clip: None,
-        });
+        let path = one_tap(0, 1.0);
         let mut p = path.lock().unwrap();
         let epoch = p.epoch;
         let tick = |k: u32| epoch + FRAME_TIME * k;
@@ -408,10 +410,7 @@ mod tests {
 
     #[test]
     fn a_tick_the_speaker_missed_is_silent() {
-        let path = EchoPath::new(EchoResponse {
-            taps: vec![(0, 1.0)],
-            clip: None,
-        });
+        let path = one_tap(0, 1.0);
         let mut p = path.lock().unwrap();
         p.played_in(&[1; FRAME_SAMPLES], 10);
         p.played_in(&[3; FRAME_SAMPLES], 12);
