@@ -227,6 +227,9 @@ impl<I: AudioIn, O: AudioOut> Devices<I, O> {
         self.processor
             .get_or_insert_with(|| {
                 let mut p = VoiceProcessor::new(settings);
+                // The canceller is handed each played frame a tick later than it was
+                // written (see `Canceller`): the echo follows it by that much less.
+                let hint = hint.saturating_sub(FRAME_TIME);
                 p.set_delay_hint_ms(i32::try_from(hint.as_millis()).unwrap_or(500));
                 Arc::new(Mutex::new(Canceller::new(p)))
             })
