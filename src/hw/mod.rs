@@ -214,6 +214,7 @@ pub trait AudioOut: Send + 'static {
         let _ = tick;
         self.write_frame(frame)
     }
+
     /// Flushes and closes the output (a file gets its final header).
     fn finish(&mut self) -> Result<(), HwError>;
 
