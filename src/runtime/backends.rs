@@ -133,6 +133,7 @@ impl AudioOut for Speaker {
             Speaker::Alsa(s) => s.write_frame(frame),
         }
     }
+
     fn write_frame_at(
         &mut self,
         frame: &AudioFrame,

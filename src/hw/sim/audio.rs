@@ -128,8 +128,12 @@ impl AudioIn for WavIn {
     async fn read_frame(&mut self) -> Result<AudioFrame, HwError> {
         // Frames leave on the box's 20 ms audio clock, as a sound card would deliver them;
         // after a pause (between calls) the clock carries on from now.
-        let tick = self.clock.get_or_insert_with(FrameClock::new).tick().await;
-        let tick = tick.into_std();
+        let tick = self
+            .clock
+            .get_or_insert_with(FrameClock::new)
+            .tick()
+            .await
+            .into_std();
         self.tick = Some(tick);
         let mut frame = self.take_frame();
         if let Some(echo) = &self.echo {

@@ -255,9 +255,14 @@ impl EchoPath {
         }
         self.played.insert(slot + 1, f);
         let newest = self.played.keys().next_back().copied().unwrap_or(0);
-        self.played = self
+        let oldest_kept = newest.saturating_sub(self.slots_kept);
+        while self
             .played
-            .split_off(&newest.saturating_sub(self.slots_kept));
+            .first_key_value()
+            .is_some_and(|(s, _)| *s < oldest_kept)
+        {
+            self.played.pop_first();
+        }
     }
 
     /// Adds the echo to the microphone's `frame` of the tick `tick` (a frame boundary):
