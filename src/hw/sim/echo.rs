@@ -164,13 +164,7 @@ impl EchoResponse {
     /// The echo of `far` through this path, offline (the benchmark's): the speaker's
     /// clipping, then the response.
     pub fn apply(&self, far: &[i16]) -> Vec<f32> {
-        let x: Vec<f32> = far
-            .iter()
-            .map(|&s| match self.clip {
-                Some(c) => f32::from(s).clamp(-c * 32767.0, c * 32767.0),
-                None => f32::from(s),
-            })
-            .collect();
+        let x: Vec<f32> = far.iter().map(|&s| self.speaker(s)).collect();
         (0..x.len())
             .map(|t| {
                 self.taps
@@ -179,6 +173,14 @@ impl EchoResponse {
                     .sum()
             })
             .collect()
+    }
+
+    /// A sample as the loudspeaker plays it: clipped, if it clips.
+    fn speaker(&self, s: i16) -> f32 {
+        match self.clip {
+            Some(c) => f32::from(s).clamp(-c * 32767.0, c * 32767.0),
+            None => f32::from(s),
+        }
     }
 
     fn span(&self) -> usize {
@@ -246,13 +248,7 @@ impl EchoPath {
 
     /// `frame`, given during slot `slot`, plays in the next.
     fn played_in(&mut self, frame: &AudioFrame, slot: u64) {
-        let mut f = *frame;
-        if let Some(c) = self.response.clip {
-            let limit = c * 32767.0;
-            for s in &mut f {
-                *s = (f32::from(*s)).clamp(-limit, limit) as i16;
-            }
-        }
+        let f = frame.map(|s| self.response.speaker(s) as i16);
         self.played.insert(slot + 1, f);
         let newest = self.played.keys().next_back().copied().unwrap_or(0);
         let oldest_kept = newest.saturating_sub(self.slots_kept);
