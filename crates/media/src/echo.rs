@@ -198,6 +198,13 @@ impl ResidualGate {
         }
     }
 
+    /// The low band before and after the canceller's linear filter, sums of squares.
+    fn linear_filter(&mut self, heard: f64, left: f64) {
+        // The low band is a third of the samples.
+        self.leak
+            .linear_filter(heard, left, FRAME_SAMPLES / NUM_BANDS);
+    }
+
     /// The microphone's frame before any processing.
     fn microphone(&mut self, frame: &[i16]) {
         self.leak.microphone(frame);
@@ -321,6 +328,12 @@ struct Aec3 {
     block: Block,
     /// `[band][channel]` of one processed sub-frame.
     sub_frame: Vec<Vec<Vec<f32>>>,
+    /// The linear filter's output (low band) for the block last processed.
+    linear: Block,
+    /// This frame's low band, sums of squares: as it came in and as the linear filter
+    /// alone left it (what the adaptive filter, not the suppressor, took off).
+    heard: f64,
+    left: f64,
 }
 
 impl Aec3 {
@@ -332,6 +345,9 @@ impl Aec3 {
             framer: BlockFramer::new(NUM_BANDS, 1),
             block: Block::new(NUM_BANDS, 1),
             sub_frame: vec![vec![vec![0.0; SUB_FRAME]]; NUM_BANDS],
+            linear: Block::new(1, 1),
+            heard: 0.0,
+            left: 0.0,
         }
     }
 
@@ -356,14 +372,32 @@ impl Aec3 {
         }
     }
 
+    /// Runs the block in `self.block` through the canceller, summing its low band's
+    /// energy before and after the linear filter.
+    fn process_block(&mut self, saturated: bool) {
+        let low = self.block.view(0, 0);
+        self.heard += low
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum::<f64>();
+        // Where AEC3 runs no filter yet it leaves this as it was: nothing taken off.
+        self.linear.view_mut(0, 0).copy_from_slice(low);
+        self.processor
+            .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
+        let left = self.linear.view(0, 0);
+        self.left += left
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum::<f64>();
+    }
+
     fn capture(&mut self, bands: &mut [[f32; SPLIT_BAND_SIZE]; NUM_BANDS], saturated: bool) {
         for half in 0..2 {
             let views = Aec3::views(bands, half);
             self.capture_blocker
                 .insert_sub_frame_and_extract_block(&views, &mut self.block);
             drop(views);
-            self.processor
-                .process_capture(false, saturated, None, &mut self.block);
+            self.process_block(saturated);
             self.framer
                 .insert_block_and_extract_sub_frame(&self.block, &mut self.sub_frame);
             for (band, view) in bands.iter_mut().zip(&self.sub_frame) {
@@ -372,8 +406,7 @@ impl Aec3 {
         }
         if self.capture_blocker.is_block_available() {
             self.capture_blocker.extract_block(&mut self.block);
-            self.processor
-                .process_capture(false, saturated, None, &mut self.block);
+            self.process_block(saturated);
             self.framer.insert_block(&self.block);
         }
     }
@@ -474,6 +507,9 @@ impl VoiceProcessor {
         if let Some(gate) = &mut self.gate {
             gate.microphone(frame);
         }
+        if let Some(aec) = &mut self.aec {
+            (aec.heard, aec.left) = (0.0, 0.0);
+        }
         for chunk in frame.chunks_exact_mut(BLOCK) {
             let saturated = chunk.iter().any(|&s| s >= 32700 || s <= -32700);
             for (d, &s) in self.full.iter_mut().zip(chunk.iter()) {
@@ -501,6 +537,9 @@ impl VoiceProcessor {
             }
         }
         if let Some(gate) = &mut self.gate {
+            if let Some(aec) = &self.aec {
+                gate.linear_filter(aec.heard, aec.left);
+            }
             gate.capture(frame);
         }
     }

@@ -16,7 +16,9 @@
 //! that kept the old path adds its own copy of the speaker). A near end's voice adds to
 //! neither correlation, so it neither hides a leak nor fakes one. With less than 10 dB
 //! between the two, the output leaks, and the residual gate takes down the frames the
-//! leaking echo explains.
+//! leaking echo explains. A leak ends when the output has been 15 dB under the echo for
+//! 500 ms, or sooner once the canceller's linear filter takes the echo down again: its
+//! suppressor alone damps a lost echo now and then, only to let the next words through.
 
 use std::collections::VecDeque;
 
@@ -39,8 +41,19 @@ const ECHO_RHO2_LEAKING: f32 = 0.1;
 const WARM_UP: usize = 13;
 /// The output leaks when the processing took less than 10 dB off the echo…
 const LEAK_ENTER: f32 = 0.1;
-/// …and stops leaking when it takes 15 dB.
+/// …and stops leaking when it takes 15 dB, and either its linear filter cancels again
+/// or that has held for [`LEAK_HOLD`] frames: its suppressor alone damps an echo it has
+/// lost the path of now and then (a word's end, a pause), only to let the next word
+/// through.
 const LEAK_LEAVE: f32 = 0.031_6;
+/// 500 ms.
+const LEAK_HOLD: usize = 25;
+/// The linear filter cancels when it takes 10 dB off the microphone's low band…
+const FILTER_CANCELS: f64 = 10.0;
+/// …judged on frames with some sound in them (−60 dBFS, a sum of squares per sample),
+/// smoothed over 100 ms (the filter's state changes faster than the correlations').
+const FILTER_HEARD: f64 = 32768.0 * 32768.0 * 1e-6;
+const FILTER_SMOOTHING: f64 = 0.8;
 /// The frames played that the echo of a frame may come from: the direct sound and the
 /// first reflections (5 frames: 100 ms) at full level, then a reverberation fading by
 /// 1.5 dB a frame (an RT60 of 0.8 s) for up to 500 ms.
@@ -97,6 +110,12 @@ pub(crate) struct LeakDetector {
     /// Frames played with sound in them, up to [`WARM_UP`].
     sounded: usize,
     leaking: bool,
+    /// Frames in a row the output has not leaked while `leaking` held.
+    quiet: usize,
+    /// The microphone's low band and what the linear filter left of it, sums of squares
+    /// smoothed.
+    filter_heard: f64,
+    filter_left: f64,
     /// The echo's lag (detector samples) and the output's power over the speaker's
     /// there, while leaking.
     lag: usize,
@@ -114,6 +133,9 @@ impl LeakDetector {
             frames: VecDeque::with_capacity(LAGS / PER_FRAME + TAIL_FRAMES + 1),
             sounded: 0,
             leaking: false,
+            quiet: 0,
+            filter_heard: 0.0,
+            filter_left: 0.0,
             lag: 0,
             ratio: 0.0,
         }
@@ -159,6 +181,20 @@ impl LeakDetector {
         self.mic.add(&reduced, &self.played);
     }
 
+    /// The low band of the microphone's frame before and after the canceller's linear
+    /// filter, sums of squares over `samples` (before [`LeakDetector::output`]).
+    pub(crate) fn linear_filter(&mut self, heard: f64, left: f64, samples: usize) {
+        if heard > FILTER_HEARD * samples as f64 {
+            self.filter_heard = FILTER_SMOOTHING * self.filter_heard + heard;
+            self.filter_left = FILTER_SMOOTHING * self.filter_left + left;
+        }
+    }
+
+    /// Whether the canceller's linear filter takes the echo down (it found the path).
+    fn filter_cancels(&self) -> bool {
+        self.filter_heard > FILTER_CANCELS * self.filter_left
+    }
+
     /// The frame as processed, before any gate (third call). Returns the mean square of
     /// the echo the frame is expected to hold while the output leaks, `None` while it
     /// does not.
@@ -197,7 +233,13 @@ impl LeakDetector {
         } else {
             0.0
         };
-        self.leaking = leak > if self.leaking { LEAK_LEAVE } else { LEAK_ENTER };
+        self.leaking = if self.leaking {
+            self.quiet = if leak > LEAK_LEAVE { 0 } else { self.quiet + 1 };
+            self.quiet == 0 || (self.quiet <= LEAK_HOLD && !self.filter_cancels())
+        } else {
+            self.quiet = 0;
+            leak > LEAK_ENTER
+        };
         self.leaking.then(|| self.expected_echo())
     }
 
@@ -269,6 +311,17 @@ mod tests {
     /// made of it) through a detector; returns, per frame, the echo it expects while it
     /// finds a leak.
     fn detect(far: &[i16], mic: &[i16], out: &[i16]) -> Vec<Option<f64>> {
+        detect_filtered(far, mic, out, |_| 1.0)
+    }
+
+    /// As [`detect`], with the linear filter taking `removed(frame)` (a power ratio) off
+    /// the microphone's low band in each frame.
+    fn detect_filtered(
+        far: &[i16],
+        mic: &[i16],
+        out: &[i16],
+        removed: impl Fn(usize) -> f64,
+    ) -> Vec<Option<f64>> {
         let mut d = LeakDetector::new();
         let frames = |x: &[i16]| {
             x.chunks_exact(FRAME_SAMPLES)
@@ -279,10 +332,31 @@ mod tests {
             .into_iter()
             .zip(frames(mic))
             .zip(frames(out))
-            .map(|((f, m), o)| {
+            .enumerate()
+            .map(|(k, ((f, m), o))| {
                 d.render(&f, energy(&f));
                 d.microphone(&m);
+                let heard = energy(&m) * LOW_SAMPLES as f64;
+                d.linear_filter(heard, heard / removed(k), LOW_SAMPLES);
                 d.output(&o)
+            })
+            .collect()
+    }
+
+    /// Samples in a frame's low band (a third).
+    const LOW_SAMPLES: usize = FRAME_SAMPLES / 3;
+
+    /// `x` scaled by `gain` in frames `from..to`.
+    fn damped(x: &[i16], frames: std::ops::Range<usize>, gain: f32) -> Vec<i16> {
+        let span = frames.start * FRAME_SAMPLES..frames.end * FRAME_SAMPLES;
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if span.contains(&i) {
+                    (f32::from(v) * gain) as i16
+                } else {
+                    v
+                }
             })
             .collect()
     }
@@ -371,5 +445,46 @@ mod tests {
         let far = delayed(&near, 60, 0.01);
         let mic = mix(&near, &delayed(&far, 20, 0.8));
         assert!(detect(&far, &mic, &near).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_leak_the_suppressor_damps_for_a_moment_is_still_a_leak() {
+        // The path moved and the linear filter has not found it: the output is the
+        // echo, but for 600 ms (frames 40–70) where the suppressor took it 60 dB down,
+        // as it now and then does at a word's end, before letting the next words
+        // through. The leak holds across, so the gate is there when the echo returns.
+        let far = talker(1, 4.0, 140.0);
+        let mic = delayed(&far, 20, 0.8);
+        let out = damped(&mic, 40..70, 0.001);
+        let found = detect(&far, &mic, &out);
+        let missed: Vec<usize> = (20..found.len()).filter(|&k| found[k].is_none()).collect();
+        assert!(missed.is_empty(), "no leak in frames {missed:?}");
+    }
+
+    #[test]
+    fn a_leak_ends_when_the_linear_filter_cancels_again() {
+        // From frame 80 the canceller has the path again: its output is a residual 50
+        // dB under the echo.
+        let far = talker(1, 5.0, 140.0);
+        let mic = delayed(&far, 20, 0.8);
+        let out = mix(
+            &damped(&mic, 80..250, 0.0),
+            &damped(&delayed(&far, 35, 0.0025), 0..80, 0.0),
+        );
+        let last = |found: Vec<Option<f64>>| found.iter().rposition(Option::is_some);
+        // Its linear filter says so (20 dB off the microphone): the leak ends as soon as
+        // the output's correlation has fallen 15 dB (the smoothing's 250 ms and a bit).
+        let filtered = last(detect_filtered(&far, &mic, &out, |k| {
+            if k >= 80 {
+                100.0
+            } else {
+                1.0
+            }
+        }))
+        .unwrap();
+        assert!((80..80 + 40).contains(&filtered), "leak until {filtered}");
+        // Without that word from the filter, it ends the hold (500 ms) later.
+        let held = last(detect(&far, &mic, &out)).unwrap();
+        assert_eq!(held, filtered + LEAK_HOLD, "leak until {held}");
     }
 }
