@@ -14,9 +14,9 @@
 //! speaker's regression gain there is the echo's level; the output's strongest gain at
 //! any lag is what got through (at the echo's lag, or at an old one where a canceller
 //! that kept the old path adds its own copy of the speaker). A near end's voice adds to
-//! neither correlation, so it neither hides a leak nor fakes one. With less than 10 dB
+//! neither correlation, so it neither hides a leak nor fakes one. With less than 15 dB
 //! between the two, the output leaks, and the residual gate takes down the frames the
-//! leaking echo explains. A leak ends when the output has been 15 dB under the echo for
+//! leaking echo explains. A leak ends when the output has been 20 dB under the echo for
 //! 500 ms, or sooner once the canceller's linear filter takes the echo down again: its
 //! suppressor alone damps a lost echo now and then, only to let the next words through.
 
@@ -39,13 +39,13 @@ const ECHO_RHO2_LEAKING: f32 = 0.1;
 /// Frames the speaker must have sounded in before a correlation means anything (the
 /// smoothing's time constant: fewer, and a few samples correlate by chance).
 const WARM_UP: usize = 13;
-/// The output leaks when the processing took less than 10 dB off the echo…
-const LEAK_ENTER: f32 = 0.1;
-/// …and stops leaking when it takes 15 dB, and either its linear filter cancels again
+/// The output leaks when the processing took less than 15 dB off the echo…
+const LEAK_ENTER: f32 = 0.031_6;
+/// …and stops leaking when it takes 20 dB, and either its linear filter cancels again
 /// or that has held for [`LEAK_HOLD`] frames: its suppressor alone damps an echo it has
 /// lost the path of now and then (a word's end, a pause), only to let the next word
 /// through.
-const LEAK_LEAVE: f32 = 0.031_6;
+const LEAK_LEAVE: f32 = 0.01;
 /// 500 ms.
 const LEAK_HOLD: usize = 25;
 /// The linear filter cancels when it takes 10 dB off the microphone's low band…
@@ -473,7 +473,7 @@ mod tests {
         );
         let last = |found: Vec<Option<f64>>| found.iter().rposition(Option::is_some);
         // Its linear filter says so (20 dB off the microphone): the leak ends as soon as
-        // the output's correlation has fallen 15 dB (the smoothing's 250 ms and a bit).
+        // the output's correlation has fallen 20 dB (the smoothing's 250 ms and a bit).
         let filtered = last(detect_filtered(&far, &mic, &out, |k| {
             if k >= 80 {
                 100.0
