@@ -346,7 +346,7 @@ mod tests {
     /// Samples in a frame's low band (a third).
     const LOW_SAMPLES: usize = FRAME_SAMPLES / 3;
 
-    /// `x` scaled by `gain` in frames `from..to`.
+    /// `x` scaled by `gain` in `frames` (20 ms each).
     fn damped(x: &[i16], frames: std::ops::Range<usize>, gain: f32) -> Vec<i16> {
         let span = frames.start * FRAME_SAMPLES..frames.end * FRAME_SAMPLES;
         x.iter()
