@@ -376,19 +376,12 @@ impl Aec3 {
     /// energy before and after the linear filter.
     fn process_block(&mut self, saturated: bool) {
         let low = self.block.view(0, 0);
-        self.heard += low
-            .iter()
-            .map(|&s| f64::from(s) * f64::from(s))
-            .sum::<f64>();
+        self.heard += sum_of_squares(low);
         // Where AEC3 runs no filter yet it leaves this as it was: nothing taken off.
         self.linear.view_mut(0, 0).copy_from_slice(low);
         self.processor
             .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
-        let left = self.linear.view(0, 0);
-        self.left += left
-            .iter()
-            .map(|&s| f64::from(s) * f64::from(s))
-            .sum::<f64>();
+        self.left += sum_of_squares(self.linear.view(0, 0));
     }
 
     fn capture(&mut self, bands: &mut [[f32; SPLIT_BAND_SIZE]; NUM_BANDS], saturated: bool) {
@@ -410,6 +403,11 @@ impl Aec3 {
             self.framer.insert_block(&self.block);
         }
     }
+}
+
+/// `Σ x²` of a band's samples.
+fn sum_of_squares(x: &[f32]) -> f64 {
+    x.iter().map(|&s| f64::from(s) * f64::from(s)).sum()
 }
 
 /// The capture path's processing for one call.
