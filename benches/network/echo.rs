@@ -12,7 +12,8 @@
 //! what is sent while the far end talks), and a path that changes mid-call (how long until the echo is 20 dB down again), each scored also
 //! by AECMOS (echo and degradation, the `speechmos` package's 48 kHz model). CPU:
 //! processing time per 20 ms frame. Each path runs with the box's AEC3 tuning and with
-//! AEC3's stock configuration, side by side.
+//! AEC3's stock configuration, side by side, [`RUNS`] times with the microphone dithered
+//! differently; the table has each figure's median.
 
 use std::path::Path;
 use std::time::Instant;
@@ -57,6 +58,44 @@ pub(crate) struct EchoResult {
     pub noise_drop_db: f64,
 }
 
+/// Runs per path and tuning, each with its own dither; the table has their medians.
+const RUNS: u64 = 3;
+
+impl EchoResult {
+    /// Each figure's median over `runs` (a time never reached counts as the longest).
+    fn median(runs: Vec<EchoResult>) -> EchoResult {
+        let m = |f: fn(&EchoResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+        let ms = |f: fn(&EchoResult) -> Option<f64>| {
+            let v = median(
+                &runs
+                    .iter()
+                    .map(|r| f(r).unwrap_or(f64::INFINITY))
+                    .collect::<Vec<_>>(),
+            );
+            v.is_finite().then_some(v)
+        };
+        EchoResult {
+            path: runs[0].path.clone(),
+            tuning: runs[0].tuning.clone(),
+            erl_db: m(|r| r.erl_db),
+            erle_db: m(|r| r.erle_db),
+            total_loss_db: m(|r| r.total_loss_db),
+            converge_ms: ms(|r| r.converge_ms),
+            double_talk_kept_db: m(|r| r.double_talk_kept_db),
+            near_only_pesq: m(|r| r.near_only_pesq),
+            call_pesq: m(|r| r.call_pesq),
+            reconverge_ms: ms(|r| r.reconverge_ms),
+            cpu_pct: m(|r| r.cpu_pct),
+            mos_far_echo: m(|r| r.mos_far_echo),
+            mos_double_echo: m(|r| r.mos_double_echo),
+            mos_double_deg: m(|r| r.mos_double_deg),
+            mos_double_deg_ideal: m(|r| r.mos_double_deg_ideal),
+            mos_near_deg: m(|r| r.mos_near_deg),
+            noise_drop_db: m(|r| r.noise_drop_db),
+        }
+    }
+}
+
 fn energy(x: &[f64]) -> f64 {
     x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64
 }
@@ -69,16 +108,25 @@ fn looped(x: &[f64], n: usize) -> Vec<f64> {
     x.iter().copied().cycle().take(n).collect()
 }
 
-/// Runs the processor over `far` (the speaker) and `mic`; returns what it sent and the
+/// Runs the processor over `far` (the speaker) and `mic`, the microphone with a
+/// converter's dither (TPDF, ±1 LSB, seeded by `run`); returns what it sent and the
 /// processing time.
-fn process(tuning: Tuning, far: &[f64], mic: &[f64]) -> (Vec<f64>, std::time::Duration) {
+///
+/// The dither is why each figure is a median of [`RUNS`]: AEC3 and the gates are
+/// deterministic but not smooth, and a microphone differing by one LSB here and there
+/// moved the hall's double-talk degradation 2.44 ↔ 2.71 (docs/benchmarks.md).
+fn process(tuning: Tuning, far: &[f64], mic: &[f64], run: u64) -> (Vec<f64>, std::time::Duration) {
     let mut p = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let mut out = Vec::with_capacity(mic.len());
     let mut busy = std::time::Duration::ZERO;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(run);
     let to_i16 = |v: f64| v.round().clamp(-32768.0, 32767.0) as i16;
     for (f, m) in far.chunks_exact(FRAME).zip(mic.chunks_exact(FRAME)) {
         let fr: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
-        let mut mr: Vec<i16> = m.iter().map(|&v| to_i16(v)).collect();
+        let mut mr: Vec<i16> = m
+            .iter()
+            .map(|&v| to_i16(v + rng.gen_range(-0.5..0.5) + rng.gen_range(-0.5..0.5)))
+            .collect();
         let t = Instant::now();
         p.render(&fr);
         p.capture(&mut mr);
@@ -201,7 +249,7 @@ impl Signals {
 }
 
 /// One path, all four situations.
-fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
+fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path, run: u64) -> EchoResult {
     let mos = |far: &[f64], mic: &[f64], out: &[f64], talk| {
         aecmos(far, mic, out, talk, dir).unwrap_or_else(|e| panic!("{e}"))
     };
@@ -209,7 +257,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
     let n = far.len();
 
     // Far-end single talk.
-    let (out, busy) = process(tuning, far, echo);
+    let (out, busy) = process(tuning, far, echo, run);
     let (mos_far_echo, _) = mos(far, echo, &out, Talk::FarEnd);
     let from = 2 * RATE;
     let erl_db = db(energy(&far[from..]) / energy(&echo[from..]));
@@ -219,7 +267,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
     let cpu_pct = 100.0 * busy.as_secs_f64() / (n as f64 / RATE as f64);
 
     // Double talk.
-    let (out, _) = process(tuning, far, &s.double);
+    let (out, _) = process(tuning, far, &s.double, run);
     let talk = s.talk.clone();
     let (mos_double_echo, mos_double_deg) = mos(
         &far[talk.clone()],
@@ -231,7 +279,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
 
     // Near-end single talk: no far end at all.
     let silent = vec![0.0; n];
-    let (out, _) = process(tuning, &silent, near);
+    let (out, _) = process(tuning, &silent, near, run);
     let near_only_pesq = pesq_wb(&near[span.clone()], &out[span.clone()], dir).unwrap_or(f64::NAN);
     let (_, mos_near_deg) = mos(
         &silent[span.clone()],
@@ -246,10 +294,10 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
     let call_pesq = pesq_wb(&near[s.span.clone()], &out[s.span.clone()], dir).unwrap_or(f64::NAN);
 
     // A street behind the near end; the far end silent for 3 s, then talking.
-    let noise_drop_db = noise_drop(tuning, &path, far);
+    let noise_drop_db = noise_drop(tuning, &path, far, run);
 
     // The path changes.
-    let (out, _) = process(tuning, far, &s.changed);
+    let (out, _) = process(tuning, far, &s.changed, run);
     let reconverge_ms = settled_after(&s.changed, &out, CHANGE);
 
     EchoResult {
@@ -277,7 +325,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path) -> EchoResult {
 /// silent for 3 s and then talking: the median level of the frames sent while the far
 /// end is silent (from 1.5 s, once noise suppression settled) minus that of the frames
 /// sent while it talks (from 5 s, frames whose far end is above −40 dBFS), dB.
-fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64]) -> f64 {
+fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64], run: u64) -> f64 {
     let mut rng = rand::rngs::StdRng::seed_from_u64(45);
     let mut lp = 0.0;
     let street: Vec<f64> = (0..far.len())
@@ -296,7 +344,7 @@ fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64]) -> f64 {
         .zip(&street)
         .map(|(e, n)| e + n * scale)
         .collect();
-    let (out, _) = process(tuning, &far, &mic);
+    let (out, _) = process(tuning, &far, &mic, run);
     let level = |f: usize| db(energy(&out[f * FRAME..(f + 1) * FRAME]));
     let frames = out.len() / FRAME;
     let silent: Vec<f64> = (RATE * 3 / 2 / FRAME..3 * RATE / FRAME)
@@ -320,9 +368,14 @@ pub(crate) fn run(
     for name in ECHO_PRESETS.iter().filter(|n| wanted(n)) {
         let signals = Signals::new(name, far_clip, near_clip, dir);
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
-            let r = measure(name, tuning, &signals, dir);
-            eprintln!("{r:?}");
-            results.push(r);
+            let runs: Vec<EchoResult> = (1..=RUNS)
+                .map(|run| {
+                    let r = measure(name, tuning, &signals, dir, run);
+                    eprintln!("{r:?}");
+                    r
+                })
+                .collect();
+            results.push(EchoResult::median(runs));
         }
     }
     results

@@ -30,7 +30,9 @@ use crate::effort::energy;
 use crate::format::{FRAME_SAMPLES, SAMPLE_RATE};
 
 mod leak;
+mod tail;
 use leak::LeakDetector;
+use tail::TailFollower;
 
 /// Samples in one of the stack's 10 ms frames.
 const BLOCK: usize = FULL_BAND_SIZE;
@@ -131,6 +133,12 @@ const GATE_FLOOR: f64 = 32768.0 * 32768.0 * 1e-4;
 /// [`GATE_HOLD_FRAMES`] (the echo's path and reverberation)…
 const GATE_BELOW_RENDER: f64 = 100.0;
 const GATE_HOLD_FRAMES: usize = 10;
+/// Frames played that are kept (800 ms): enough to look back past the echo's delay
+/// (AEC3 estimates up to 500 ms) to what arrives now.
+const PLAYED_FRAMES: usize = 40;
+/// A frame played under this (mean square, −55 dBFS) is silence: when the two frames
+/// whose sound arrives now by the echo's delay were, the far end pauses.
+const PAUSE_QUIET: f64 = 32768.0 * 32768.0 * 3.16e-6;
 /// …is taken down by 30 dB: it is what is left of the far end's own voice, which the
 /// far box's canceller would otherwise take for its near end's and cut it with.
 const GATE_GAIN: f32 = 0.031_6;
@@ -150,6 +158,9 @@ const BACKGROUND_RISE: f64 = 1.023;
 /// voice as its reference and its linear filter learns to predict the talker from it:
 /// the talker's words get cut (the echo benchmark's call column, docs/benchmarks.md).
 ///
+/// In the far end's pauses, its [`TailFollower`] takes down the echo's reverberant tail,
+/// which outlasts the hold in a hall.
+///
 /// While its [`LeakDetector`] finds that the canceller lost the path (the output still
 /// the speaker's echo, a changed room), it also takes down every frame that the leaking
 /// echo explains, however loud.
@@ -159,8 +170,12 @@ const BACKGROUND_RISE: f64 = 1.023;
 /// time the far end speaks.
 #[derive(Debug, Clone)]
 struct ResidualGate {
-    /// Mean squares of the last frames played, newest last.
+    /// Mean squares of the last [`PLAYED_FRAMES`] frames played, newest last.
     played: std::collections::VecDeque<f64>,
+    /// The microphone's frame, mean square, before any processing.
+    mic: f64,
+    /// The echo's delay as the canceller estimated it, frames.
+    delay_frames: usize,
     /// The gain the last frame ended at (ramped across a frame, so nothing clicks).
     gain: f32,
     /// The background's mean square: the quietest open frame, rising slowly.
@@ -174,18 +189,23 @@ struct ResidualGate {
     /// Whether the canceller's output is still the speaker's echo (a path it has not
     /// found yet).
     leak: LeakDetector,
+    /// The echo's tail in the far end's pauses.
+    tail: TailFollower,
 }
 
 impl ResidualGate {
     fn new() -> ResidualGate {
         ResidualGate {
-            played: std::collections::VecDeque::with_capacity(GATE_HOLD_FRAMES + 1),
+            played: std::collections::VecDeque::with_capacity(PLAYED_FRAMES + 1),
+            mic: 0.0,
+            delay_frames: 0,
             gain: 1.0,
             background: None,
             tilt: 0.0,
             noise: 0.0,
             seed: 0x1234_5678,
             leak: LeakDetector::new(),
+            tail: TailFollower::new(),
         }
     }
 
@@ -193,7 +213,7 @@ impl ResidualGate {
         let e = energy(frame);
         self.leak.render(frame, e);
         self.played.push_back(e);
-        if self.played.len() > GATE_HOLD_FRAMES {
+        if self.played.len() > PLAYED_FRAMES {
             self.played.pop_front();
         }
     }
@@ -207,17 +227,44 @@ impl ResidualGate {
 
     /// The microphone's frame before any processing.
     fn microphone(&mut self, frame: &[i16]) {
+        self.mic = energy(frame);
         self.leak.microphone(frame);
+    }
+
+    /// The echo's delay as the canceller estimated it, ms.
+    fn echo_delay(&mut self, ms: i32) {
+        let frames =
+            usize::try_from(ms).unwrap_or(0) / (FRAME_SAMPLES * 1000 / SAMPLE_RATE as usize);
+        self.delay_frames = frames.min(PLAYED_FRAMES - 2);
+    }
+
+    /// Whether the far end pauses: the two frames played whose sound arrives now by the
+    /// echo's delay were silent.
+    fn pause(&self) -> bool {
+        let n = self.played.len();
+        let d = self.delay_frames;
+        n >= d + 2
+            && self
+                .played
+                .range(n - d - 2..n - d)
+                .all(|&e| e < PAUSE_QUIET)
     }
 
     fn capture(&mut self, frame: &mut [i16]) {
         let out = energy(frame);
-        let far = self.played.iter().copied().fold(0.0, f64::max);
+        let n = self.played.len();
+        let far = self
+            .played
+            .range(n.saturating_sub(GATE_HOLD_FRAMES)..)
+            .copied()
+            .fold(0.0, f64::max);
         // A frame the leaking echo explains (within 6 dB) is taken down too, however
         // loud: the canceller lost the path and sends the far end back.
         let leaking = self.leak.output(frame);
+        let tail = self.tail.frame(self.pause(), far, self.mic, out);
         let gated = (out < GATE_FLOOR && out * GATE_BELOW_RENDER < far)
-            || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo);
+            || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
+            || tail;
         // The background is learnt only from a frame 20 dB louder than anything the
         // speaker played for the hold: no echo can be much of it, even in an enclosure
         // that hears the speaker louder than it plays.
@@ -537,6 +584,7 @@ impl VoiceProcessor {
         if let Some(gate) = &mut self.gate {
             if let Some(aec) = &self.aec {
                 gate.linear_filter(aec.heard, aec.left);
+                gate.echo_delay(aec.processor.get_metrics().delay_ms);
             }
             gate.capture(frame);
         }

@@ -1,0 +1,236 @@
+//! The echo's reverberant tail after the far end pauses: a hall's echo rings on for
+//! 300–500 ms after the speaker falls silent, beyond the canceller's 160 ms filter and
+//! beyond the residual gate's 200 ms hold, and AEC3's suppressor, hearing no speaker,
+//! takes it for the near end and lets it through (−31 to −45 dBFS in the echo benchmark's
+//! hall, most of what it sent).
+//!
+//! In a pause (nothing the speaker played can still arrive by the echo's direct path),
+//! each frame's microphone level is compared with the echo's level just before the
+//! pause, frame by frame into it. How far under that level the tail lies `k` frames into
+//! a pause is learnt per `k` as a low quantile: it falls at once to a quieter pause and
+//! rises slowly, so a near end talking in the pauses hardly moves it. A frame no louder
+//! than that (plus a margin) is the tail, until the microphone rises in the pause (the
+//! near end started to talk) or stops falling (the tail is down to the background): the
+//! rest of the pause is left alone.
+//!
+//! Sans-IO and per frame: levels are mean squares of 20 ms frames.
+
+/// Frames into a pause the tail is followed (500 ms: a hall's tail, the far wall's
+/// delay aside).
+const PAUSE_FRAMES: usize = 25;
+/// The echo's level before a pause fades this much per frame (0.46 dB): the loudest
+/// recent echo-dominated frame, not one word's end.
+const LEVEL_FADE: f64 = 0.9;
+/// A frame is echo-dominated when the processing took at least this much (10 dB) off it.
+const ECHO_DOMINATED: f64 = 10.0;
+/// The speaker counts as talking above this (mean square, −40 dBFS): a far box's
+/// residual or comfort noise does not start a tail.
+const FAR_TALKING: f64 = 32768.0 * 32768.0 * 1e-4;
+/// A pause whose echo level before it was under this (−60 dBFS) has no tail to follow.
+const LEVEL_MIN: f64 = 32768.0 * 32768.0 * 1e-6;
+/// The tail as first assumed: 1.5 dB a frame under the level per frame into the pause
+/// (a hall's; a room's tail is learnt within a few pauses).
+const PRIOR_DB_PER_FRAME: f64 = 1.5;
+/// The learnt profile falls half way to a quieter observation, rises 0.1 dB on a louder.
+const PROFILE_FALL: f64 = 0.5;
+const PROFILE_RISE_DB: f64 = 0.1;
+/// Observations are floored here (dB under the level): digital silence says no more.
+const PROFILE_FLOOR_DB: f64 = -60.0;
+/// A frame up to this much (3 dB) over the profile is the tail.
+const MARGIN_DB: f64 = 3.0;
+/// A frame this much (1.5 dB) louder than the one before it in a pause: the near end.
+const RISE_DB: f64 = 1.5;
+/// A tail falls at least this much (0.5 dB) over two frames; a level that does not is the
+/// background (a street, a microphone's own noise), which the gate leaves to the comfort
+/// noise's estimate.
+const FALL_DB: f64 = 0.5;
+
+/// Follows the echo's tail through the far end's pauses; see the module.
+#[derive(Debug, Clone)]
+pub(crate) struct TailFollower {
+    /// The echo's recent level outside pauses (mean square).
+    level: f64,
+    /// The level when the current pause began; `None` outside a pause.
+    reference: Option<f64>,
+    /// Frames into the current pause.
+    into: usize,
+    /// The tail's level per frame into a pause, dB under the reference.
+    profile: [f64; PAUSE_FRAMES],
+    /// The microphone's last frame (mean square).
+    last_mic: f64,
+    /// The one before it.
+    before_last: f64,
+    /// The microphone rose in this pause (the near end talks) or stopped falling (the
+    /// tail reached the background): nothing more of this pause is the tail.
+    done: bool,
+}
+
+impl TailFollower {
+    pub(crate) fn new() -> TailFollower {
+        TailFollower {
+            level: 0.0,
+            reference: None,
+            into: 0,
+            profile: std::array::from_fn(|k| -PRIOR_DB_PER_FRAME * (k + 1) as f64),
+            last_mic: 0.0,
+            before_last: 0.0,
+            done: false,
+        }
+    }
+
+    /// One frame: whether the far end pauses (nothing it played can still arrive by the
+    /// direct path), the loudest frame the speaker played lately, the microphone's and
+    /// the processed output's levels. Returns whether the frame is the echo's tail.
+    pub(crate) fn frame(&mut self, pause: bool, far: f64, mic: f64, out: f64) -> bool {
+        let tail = if pause {
+            self.in_pause(mic)
+        } else {
+            self.level *= LEVEL_FADE;
+            if far > FAR_TALKING && out * ECHO_DOMINATED < mic {
+                self.level = self.level.max(mic);
+            }
+            self.reference = None;
+            false
+        };
+        self.before_last = self.last_mic;
+        self.last_mic = mic;
+        tail
+    }
+
+    fn in_pause(&mut self, mic: f64) -> bool {
+        let reference = match self.reference {
+            Some(r) => r,
+            None => {
+                self.into = 0;
+                self.done = false;
+                self.reference = Some(self.level);
+                self.level
+            }
+        };
+        let k = self.into;
+        self.into += 1;
+        if reference < LEVEL_MIN || k >= PAUSE_FRAMES {
+            return false;
+        }
+        let rose = k > 0 && mic > self.last_mic * 10f64.powf(RISE_DB / 10.0);
+        let flat = k > 1 && mic > self.before_last * 10f64.powf(-FALL_DB / 10.0);
+        self.done |= rose || flat;
+        let heard = (10.0 * (mic.max(1e-3) / reference).log10()).max(PROFILE_FLOOR_DB);
+        let expected = &mut self.profile[k];
+        let tail = !self.done && heard <= *expected + MARGIN_DB;
+        if heard < *expected {
+            *expected += PROFILE_FALL * (heard - *expected);
+        } else {
+            *expected += PROFILE_RISE_DB;
+        }
+        tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FS: f64 = 32768.0 * 32768.0;
+
+    fn level(dbfs: f64) -> f64 {
+        FS * 10f64.powf(dbfs / 10.0)
+    }
+
+    /// A word (8 frames of far end at −20 dBFS, its echo at −22, cancelled to −70), then
+    /// a pause of `pause` microphone levels; returns which pause frames were the tail.
+    fn word_then_pause(t: &mut TailFollower, pause: &[f64]) -> Vec<bool> {
+        for _ in 0..8 {
+            assert!(!t.frame(false, level(-20.0), level(-22.0), level(-70.0)));
+        }
+        pause
+            .iter()
+            .map(|&dbfs| t.frame(true, 0.0, level(dbfs), level(dbfs)))
+            .collect()
+    }
+
+    /// A hall's tail: from −24 dBFS, 1.5 dB a frame with a ±1 dB wobble, to −70.
+    fn hall_tail() -> Vec<f64> {
+        (0..30)
+            .map(|k| (-24.0 - 1.5 * k as f64 + if k % 2 == 0 { 1.0 } else { -1.0 }).max(-70.0))
+            .collect()
+    }
+
+    #[test]
+    fn a_halls_tail_in_the_pauses_is_found() {
+        let mut t = TailFollower::new();
+        let mut last = Vec::new();
+        for _ in 0..6 {
+            last = word_then_pause(&mut t, &hall_tail());
+        }
+        let found = last[..PAUSE_FRAMES].iter().filter(|&&g| g).count();
+        assert!(
+            found >= 22,
+            "{found} of {PAUSE_FRAMES} tail frames: {last:?}"
+        );
+        // Beyond the frames followed, nothing is taken.
+        assert!(last[PAUSE_FRAMES..].iter().all(|&g| !g));
+    }
+
+    #[test]
+    fn a_near_end_starting_in_a_pause_is_left_alone() {
+        let mut t = TailFollower::new();
+        for _ in 0..6 {
+            word_then_pause(&mut t, &hall_tail());
+        }
+        // The near end starts 5 frames in at −26 dBFS, over a tail near −32.
+        let mut pause = hall_tail();
+        for (k, v) in pause.iter_mut().enumerate().skip(5) {
+            *v = -26.0 + if k % 3 == 0 { -4.0 } else { 0.0 };
+        }
+        let gated = word_then_pause(&mut t, &pause);
+        assert!(gated[5..].iter().all(|&g| !g), "{gated:?}");
+    }
+
+    #[test]
+    fn a_learnt_room_stops_taking_the_near_end_under_a_halls_prior() {
+        // A room's tail falls 4 dB a frame; once learnt, a near end at −45 dBFS ten
+        // frames into a pause (where a hall's tail would still be −39) is no tail.
+        let mut t = TailFollower::new();
+        let room: Vec<f64> = (0..30)
+            .map(|k| (-24.0 - 4.0 * k as f64).max(-90.0))
+            .collect();
+        for _ in 0..6 {
+            word_then_pause(&mut t, &room);
+        }
+        let mut pause = room.clone();
+        pause[10] = -45.0;
+        pause[9] = -45.5;
+        let gated = word_then_pause(&mut t, &pause);
+        assert!(!gated[10] && !gated[9], "{gated:?}");
+    }
+
+    #[test]
+    fn the_background_under_the_tail_is_left_alone() {
+        // The tail fades into a street at −45 dBFS: once the level stops falling, the
+        // rest of the pause is the street's, and the comfort noise's to match.
+        let mut t = TailFollower::new();
+        let pause: Vec<f64> = hall_tail().iter().map(|&v| v.max(-45.0)).collect();
+        let mut last = Vec::new();
+        for _ in 0..6 {
+            last = word_then_pause(&mut t, &pause);
+        }
+        let street = pause.iter().position(|&v| v == -45.0).unwrap();
+        assert!(last[..street].iter().all(|&g| g), "{last:?}");
+        assert!(last[street + 2..].iter().all(|&g| !g), "{last:?}");
+    }
+
+    #[test]
+    fn without_a_far_end_talking_nothing_is_a_tail() {
+        // The speaker only ever played a far box's faint residual (−50 dBFS).
+        let mut t = TailFollower::new();
+        for _ in 0..6 {
+            for _ in 0..8 {
+                t.frame(false, level(-50.0), level(-52.0), level(-90.0));
+            }
+            for dbfs in hall_tail() {
+                assert!(!t.frame(true, 0.0, level(dbfs), level(dbfs)));
+            }
+        }
+    }
+}
