@@ -12,8 +12,8 @@
 //! what is sent while the far end talks), and a path that changes mid-call (how long until the echo is 20 dB down again), each scored also
 //! by AECMOS (echo and degradation, the `speechmos` package's 48 kHz model). CPU:
 //! processing time per 20 ms frame. Each path runs with the box's AEC3 tuning and with
-//! AEC3's stock configuration, side by side, [`RUNS`] times with the microphone dithered
-//! differently; the table has each figure's median.
+//! AEC3's stock configuration, side by side, `--runs` times (3 unless told) with the
+//! microphone dithered differently; the table has each figure's median.
 
 use std::path::Path;
 use std::time::Instant;
@@ -57,9 +57,6 @@ pub(crate) struct EchoResult {
     /// talks, against while it is silent (median frame levels, dB; 0 is steady).
     pub noise_drop_db: f64,
 }
-
-/// Runs per path and tuning, each with its own dither; the table has their medians.
-const RUNS: u64 = 3;
 
 impl EchoResult {
     /// Each figure's median over `runs` (a time never reached counts as the longest).
@@ -112,7 +109,7 @@ fn looped(x: &[f64], n: usize) -> Vec<f64> {
 /// converter's dither (TPDF, ±1 LSB, seeded by `run`); returns what it sent and the
 /// processing time.
 ///
-/// The dither is why each figure is a median of [`RUNS`]: AEC3 and the gates are
+/// The dither is why each figure is a median of several runs: AEC3 and the gates are
 /// deterministic but not smooth, and a microphone differing by one LSB here and there
 /// moved the hall's double-talk degradation 2.44 ↔ 2.71 (docs/benchmarks.md).
 fn process(tuning: Tuning, far: &[f64], mic: &[f64], run: u64) -> (Vec<f64>, std::time::Duration) {
@@ -362,20 +359,21 @@ pub(crate) fn run(
     far_clip: &[f64],
     near_clip: &[f64],
     wanted: impl Fn(&str) -> bool,
+    runs: u32,
     dir: &Path,
 ) -> Vec<EchoResult> {
     let mut results = Vec::new();
     for name in ECHO_PRESETS.iter().filter(|n| wanted(n)) {
         let signals = Signals::new(name, far_clip, near_clip, dir);
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
-            let runs: Vec<EchoResult> = (1..=RUNS)
+            let each: Vec<EchoResult> = (1..=u64::from(runs.max(1)))
                 .map(|run| {
                     let r = measure(name, tuning, &signals, dir, run);
                     eprintln!("{r:?}");
                     r
                 })
                 .collect();
-            results.push(EchoResult::median(runs));
+            results.push(EchoResult::median(each));
         }
     }
     results

@@ -6,7 +6,7 @@
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
-//! N]` the online mode across NAT routers (see `nat`), `-- --echo [--only PATH]...` the capture
+//! N]` the online mode across NAT routers (see `nat`), `-- --echo [--runs N] [--only PATH]...` the capture
 //! path's echo canceller on the simulator's echo paths (see `echo`). Needs iptables, tc (iproute2),
 //! unshare/nsenter (util-linux) and Python's `pesq` and `numpy` (the NAT scenarios also
 //! coturn and the mailbox server); root, or user namespaces (it makes its own and never
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
         };
         let far = wav(include_bytes!("speech.wav"));
         let near = wav(intercom::demo::SPEECH_CLIP);
-        let results = echo::run(&far, &near, |p| args.wants(p), work.path());
+        let results = echo::run(&far, &near, |p| args.wants(p), args.runs, work.path());
         println!("\n{}", echo::markdown(&results));
         let json = serde_json::to_string_pretty(&results).unwrap();
         std::fs::write(args.out.join("echo.json"), json).unwrap();
