@@ -27,7 +27,7 @@ use sonora_ns::config::{NsConfig, SuppressionLevel};
 use sonora_ns::noise_suppressor::NoiseSuppressor;
 
 use crate::effort::energy;
-use crate::format::{FRAME_SAMPLES, SAMPLE_RATE};
+use crate::format::{FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 
 mod leak;
 mod tail;
@@ -233,8 +233,7 @@ impl ResidualGate {
 
     /// The echo's delay as the canceller estimated it, ms.
     fn echo_delay(&mut self, ms: i32) {
-        let frames =
-            usize::try_from(ms).unwrap_or(0) / (FRAME_SAMPLES * 1000 / SAMPLE_RATE as usize);
+        let frames = usize::try_from(ms).unwrap_or(0) / FRAME_TIME.as_millis() as usize;
         self.delay_frames = frames.min(PLAYED_FRAMES - 2);
     }
 
