@@ -129,10 +129,9 @@ pub fn aec3_config(tuning: Tuning) -> EchoCanceller3Config {
 
 /// The residual echo gate: a processed frame quieter than this (mean square, −35 dBFS)…
 ///
-/// Not −40: now and then AEC3's suppressor opens for a frame or two in far-end single
-/// talk and lets the echo through 10–12 dB down, at −37 to −39 dBFS, and that one frame
-/// took a room's echo loss from 71 to 39–47 dB in 2 of 6 benchmark runs
-/// (docs/benchmarks.md).
+/// Not −40: now and then AEC3's suppressor opens for a frame in far-end single talk and
+/// lets the echo through only 10–12 dB down, at −37 to −39 dBFS, and one such frame costs
+/// a room tens of dB of echo loss (docs/benchmarks.md).
 const GATE_FLOOR: f64 = 32768.0 * 32768.0 * 3.16e-4;
 /// …and this far (20 dB) under the loudest frame the speaker played whose sound may
 /// arrive now: the [`GATE_HOLD_FRAMES`] up to the echo's delay (its path and
@@ -162,8 +161,8 @@ const BACKGROUND_RISE: f64 = 1.023;
 
 /// After the canceller, takes what is left of the echo down while the far end talks and
 /// the near end does not: residual echo 20 dB under what the far end played that arrives
-/// now (by the echo's delay as AEC3 estimates it) and under −35 dBFS in all. AEC3 leaves the far end's voice 30–60 dB down, which a person does not hear, but
-/// when the far end is a box too, its canceller gets that faint copy of its own talker's
+/// now (by the echo's delay as AEC3 estimates it) and under −35 dBFS in all. AEC3 leaves
+/// the far end's voice 30–60 dB down, which a person does not hear, but when the far end is a box too, its canceller gets that faint copy of its own talker's
 /// voice as its reference and its linear filter learns to predict the talker from it:
 /// the talker's words get cut (the echo benchmark's call column, docs/benchmarks.md).
 ///
@@ -260,9 +259,9 @@ impl ResidualGate {
 
     /// The loudest frame played whose sound may arrive in the microphone now: from the
     /// hold before the echo's delay to two frames after it (the estimate's error and its
-    /// rounding to frames). Not what plays now: a far
-    /// wall's echo comes 400 ms later, and a near end talking before it arrives is no
-    /// echo, nor is the echo still arriving once the far end stopped the background.
+    /// rounding to frames). Not what plays now: a far wall's echo comes 400 ms later, so
+    /// a near end talking before it arrives is no echo, and the echo still arriving after
+    /// the far end stopped is no background.
     fn arriving(&self) -> f64 {
         let (n, d) = (self.played.len(), self.delay_frames);
         let end = (n + 2).saturating_sub(d).min(n);
@@ -926,15 +925,15 @@ mod tests {
             gate.capture(&mut f);
             f == faint
         };
-        // The far end starts: its echo arrives 20 frames later; until then a faint near
-        // end is no echo.
+        // The far end starts: its echo arrives 20 frames later; until two frames before
+        // that (the delay estimate's margin), a faint near end is no echo.
         for _ in 0..17 {
             gate.render(&[8000; FRAME_SAMPLES]);
             assert!(passes(&mut gate), "taken before the echo arrived");
         }
         for _ in 0..2 {
             gate.render(&[8000; FRAME_SAMPLES]);
-            gate.capture(&mut faint.clone());
+            passes(&mut gate);
         }
         assert!(!passes(&mut gate), "the echo's residue passed");
         // The far end stops: its echo still arrives for the delay and the hold.
@@ -944,7 +943,7 @@ mod tests {
         }
         for _ in 0..4 {
             gate.render(&[0; FRAME_SAMPLES]);
-            gate.capture(&mut faint.clone());
+            passes(&mut gate);
         }
         assert!(passes(&mut gate), "taken after the echo ended");
     }
