@@ -6,11 +6,11 @@
 //! `cargo bench --bench network -- [--quick] [--runs N] [--only NAME] [--calls N]
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
-//! N]` the online mode across NAT routers (see `nat`), `-- --echo [--runs N] [--only PATH]...` the capture
-//! path's echo canceller on the simulator's echo paths (see `echo`). Needs iptables, tc (iproute2),
-//! unshare/nsenter (util-linux) and Python's `pesq` and `numpy` (the NAT scenarios also
-//! coturn and the mailbox server); root, or user namespaces (it makes its own and never
-//! touches the machine's network). `-- --foreign [--baseline PATH] [--sender NAME]...`
+//! N]` the online mode across NAT routers (see `nat`), `-- --echo [--runs N] [--only
+//! PATH]...` the capture path's echo canceller on the simulator's echo paths (see
+//! `echo`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
+//! `pesq` and `numpy` (the NAT scenarios also coturn and the mailbox server); root, or
+//! user namespaces (it makes its own and never touches the machine's network). `-- --foreign [--baseline PATH] [--sender NAME]...`
 //! has foreign senders call box A (see `foreign`; `--sender` picks among `anchor`,
 //! `chromium`, `aiortc` and `box`).
 

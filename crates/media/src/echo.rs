@@ -162,9 +162,10 @@ const BACKGROUND_RISE: f64 = 1.023;
 /// After the canceller, takes what is left of the echo down while the far end talks and
 /// the near end does not: residual echo 20 dB under what the far end played that arrives
 /// now (by the echo's delay as AEC3 estimates it) and under −35 dBFS in all. AEC3 leaves
-/// the far end's voice 30–60 dB down, which a person does not hear, but when the far end is a box too, its canceller gets that faint copy of its own talker's
-/// voice as its reference and its linear filter learns to predict the talker from it:
-/// the talker's words get cut (the echo benchmark's call column, docs/benchmarks.md).
+/// the far end's voice 30–60 dB down, which a person does not hear, but when the far end
+/// is a box too, its canceller gets that faint copy of its own talker's voice as its
+/// reference and its linear filter learns to predict the talker from it: the talker's
+/// words get cut (the echo benchmark's call column, docs/benchmarks.md).
 ///
 /// In the far end's pauses, its [`TailFollower`] takes down the echo's reverberant tail,
 /// which outlasts the hold in a hall.
