@@ -276,7 +276,9 @@ impl ResidualGate {
         // A frame the leaking echo explains (within 6 dB) is taken down too, however
         // loud: the canceller lost the path and sends the far end back.
         let leaking = self.leak.output(frame);
-        let tail = self.tail.frame(self.pause(), far, self.mic, out);
+        let tail = self
+            .tail
+            .frame(self.pause(), far, self.mic, out, self.background);
         let gated = (out < GATE_FLOOR && out * GATE_BELOW_RENDER < far)
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail;

@@ -10,8 +10,10 @@
 //! a pause is learnt per `k` as a low quantile: it falls at once to a quieter pause and
 //! rises slowly, so a near end talking in the pauses hardly moves it. A frame no louder
 //! than that (plus a margin) is the tail, until the microphone rises in the pause (the
-//! near end started to talk) or stops falling (the tail is down to the background): the
-//! rest of the pause is left alone.
+//! near end started to talk) or stops falling at the background's level (the tail is
+//! down to a street or a room's hum): the rest of the pause is left alone. A level that
+//! holds far above the background is still the tail: a hall rings on from a louder
+//! passage for a few frames before it falls again.
 //!
 //! Sans-IO and per frame: levels are mean squares of 20 ms frames.
 
@@ -42,8 +44,12 @@ const MARGIN_DB: f64 = 3.0;
 const RISE_DB: f64 = 1.5;
 /// A tail falls at least this much (0.5 dB) over two frames; a level that does not is the
 /// background (a street, a microphone's own noise), which the gate leaves to the comfort
-/// noise's estimate.
+/// noise's estimate…
 const FALL_DB: f64 = 0.5;
+/// …when the output is within this (6 dB) of the background the gate learnt. Far above
+/// it, or with no background known yet, a level that holds is a hall's tail ringing on
+/// from a louder passage, not the background.
+const NEAR_BACKGROUND: f64 = 4.0;
 
 /// Follows the echo's tail through the far end's pauses; see the module.
 #[derive(Debug, Clone)]
@@ -80,10 +86,19 @@ impl TailFollower {
 
     /// One frame: whether the far end pauses (nothing it played can still arrive by the
     /// direct path), the loudest frame the speaker played lately, the microphone's and
-    /// the processed output's levels. Returns whether the frame is the echo's tail.
-    pub(crate) fn frame(&mut self, pause: bool, far: f64, mic: f64, out: f64) -> bool {
+    /// the processed output's levels, and the background's level as the gate learnt it.
+    /// Returns whether the frame is the echo's tail.
+    pub(crate) fn frame(
+        &mut self,
+        pause: bool,
+        far: f64,
+        mic: f64,
+        out: f64,
+        background: Option<f64>,
+    ) -> bool {
         let tail = if pause {
-            self.in_pause(mic)
+            let background_level = background.is_some_and(|b| out < b * NEAR_BACKGROUND);
+            self.in_pause(mic, background_level)
         } else {
             self.level *= LEVEL_FADE;
             if far > FAR_TALKING && out * ECHO_DOMINATED < mic {
@@ -97,7 +112,9 @@ impl TailFollower {
         tail
     }
 
-    fn in_pause(&mut self, mic: f64) -> bool {
+    /// A frame in a pause; `background_level`: the output is at the background's level,
+    /// as far as the gate knows it.
+    fn in_pause(&mut self, mic: f64, background_level: bool) -> bool {
         let reference = match self.reference {
             Some(r) => r,
             None => {
@@ -113,7 +130,8 @@ impl TailFollower {
             return false;
         }
         let rose = k > 0 && mic > self.last_mic * 10f64.powf(RISE_DB / 10.0);
-        let flat = k > 1 && mic > self.before_last * 10f64.powf(-FALL_DB / 10.0);
+        let flat =
+            k > 1 && background_level && mic > self.before_last * 10f64.powf(-FALL_DB / 10.0);
         self.done |= rose || flat;
         let heard = (10.0 * (mic.max(1e-3) / reference).log10()).max(PROFILE_FLOOR_DB);
         let expected = &mut self.profile[k];
@@ -140,12 +158,22 @@ mod tests {
     /// A word (8 frames of far end at −20 dBFS, its echo at −22, cancelled to −70), then
     /// a pause of `pause` microphone levels; returns which pause frames were the tail.
     fn word_then_pause(t: &mut TailFollower, pause: &[f64]) -> Vec<bool> {
+        word_then_pause_over(t, pause, None)
+    }
+
+    /// The same with the background the gate learnt at `background` dBFS.
+    fn word_then_pause_over(
+        t: &mut TailFollower,
+        pause: &[f64],
+        background: Option<f64>,
+    ) -> Vec<bool> {
+        let background = background.map(level);
         for _ in 0..8 {
-            assert!(!t.frame(false, level(-20.0), level(-22.0), level(-70.0)));
+            assert!(!t.frame(false, level(-20.0), level(-22.0), level(-70.0), background));
         }
         pause
             .iter()
-            .map(|&dbfs| t.frame(true, 0.0, level(dbfs), level(dbfs)))
+            .map(|&dbfs| t.frame(true, 0.0, level(dbfs), level(dbfs), background))
             .collect()
     }
 
@@ -213,11 +241,33 @@ mod tests {
         let pause: Vec<f64> = hall_tail().iter().map(|&v| v.max(-45.0)).collect();
         let mut last = Vec::new();
         for _ in 0..6 {
-            last = word_then_pause(&mut t, &pause);
+            last = word_then_pause_over(&mut t, &pause, Some(-45.0));
         }
         let street = pause.iter().position(|&v| v == -45.0).unwrap();
         assert!(last[..street].iter().all(|&g| g), "{last:?}");
         assert!(last[street + 2..].iter().all(|&g| !g), "{last:?}");
+    }
+
+    #[test]
+    fn a_tail_that_holds_far_above_the_background_is_still_the_tail() {
+        // A hall rings on at −33 dBFS for five frames after a loud passage, then falls
+        // again; the background is at −70 dBFS (known), or not known yet.
+        let mut pause = hall_tail();
+        for v in &mut pause[4..9] {
+            *v = -33.0;
+        }
+        for background in [Some(-70.0), None] {
+            let mut t = TailFollower::new();
+            let mut last = Vec::new();
+            for _ in 0..6 {
+                last = word_then_pause_over(&mut t, &pause, background);
+            }
+            let found = last[..PAUSE_FRAMES].iter().filter(|&&g| g).count();
+            assert!(
+                found >= 22,
+                "{background:?}: {found} of {PAUSE_FRAMES} tail frames: {last:?}"
+            );
+        }
     }
 
     #[test]
@@ -226,10 +276,10 @@ mod tests {
         let mut t = TailFollower::new();
         for _ in 0..6 {
             for _ in 0..8 {
-                t.frame(false, level(-50.0), level(-52.0), level(-90.0));
+                t.frame(false, level(-50.0), level(-52.0), level(-90.0), None);
             }
             for dbfs in hall_tail() {
-                assert!(!t.frame(true, 0.0, level(dbfs), level(dbfs)));
+                assert!(!t.frame(true, 0.0, level(dbfs), level(dbfs), None));
             }
         }
     }
