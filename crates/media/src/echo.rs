@@ -133,14 +133,20 @@ pub fn aec3_config(tuning: Tuning) -> EchoCanceller3Config {
 /// lets the echo through only 10–12 dB down, at −37 to −39 dBFS, and one such frame costs
 /// a room tens of dB of echo loss (docs/benchmarks.md).
 const GATE_FLOOR: f64 = 32768.0 * 32768.0 * 3.16e-4;
-/// …and this far (20 dB) under the loudest frame the speaker played whose sound may
+/// …and this far (17 dB) under the loudest frame the speaker played whose sound may
 /// arrive now: the [`GATE_HOLD_FRAMES`] up to the echo's delay (its path and
 /// reverberation) and two frames after it (the delay estimate's error)…
-const GATE_BELOW_RENDER: f64 = 100.0;
+///
+/// Not 20: in a hall, the echo of the far end's quiet syllables comes out of AEC3 12–20
+/// dB under them, and those frames were most of its residual (docs/benchmarks.md).
+const GATE_BELOW_RENDER: f64 = 50.1;
 const GATE_HOLD_FRAMES: usize = 10;
 /// The background is learnt only from open frames under −40 dBFS (mean square): a
 /// street or a room's hum, not a voice.
 const BACKGROUND_CEILING: f64 = 32768.0 * 32768.0 * 1e-4;
+/// …and 20 dB louder than anything played whose sound may arrive now: no echo can be
+/// much of it, even in an enclosure that hears the speaker louder than it plays.
+const BACKGROUND_ABOVE_RENDER: f64 = 100.0;
 /// Frames played that are kept (800 ms): enough to look back past the echo's delay
 /// (AEC3 estimates up to 500 ms) to what arrives now.
 const PLAYED_FRAMES: usize = 40;
@@ -160,7 +166,7 @@ const LEAK_EXPLAINED: f64 = 4.0;
 const BACKGROUND_RISE: f64 = 1.023;
 
 /// After the canceller, takes what is left of the echo down while the far end talks and
-/// the near end does not: residual echo 20 dB under what the far end played that arrives
+/// the near end does not: residual echo 17 dB under what the far end played that arrives
 /// now (by the echo's delay as AEC3 estimates it) and under −35 dBFS in all. AEC3 leaves
 /// the far end's voice 30–60 dB down, which a person does not hear, but when the far end
 /// is a box too, its canceller gets that faint copy of its own talker's voice as its
@@ -282,10 +288,10 @@ impl ResidualGate {
         let gated = (out < GATE_FLOOR && out * GATE_BELOW_RENDER < far)
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail;
-        // The background is learnt only from a frame 20 dB louder than anything played
-        // whose sound may arrive now: no echo can be much of it, even in an enclosure
-        // that hears the speaker louder than it plays.
-        if !gated && leaking.is_none() && out < BACKGROUND_CEILING && far * GATE_BELOW_RENDER < out
+        if !gated
+            && leaking.is_none()
+            && out < BACKGROUND_CEILING
+            && far * BACKGROUND_ABOVE_RENDER < out
         {
             self.learn_background(frame, out);
         }
@@ -916,6 +922,26 @@ mod tests {
         let mut f = faint;
         gate.capture(&mut f);
         assert_eq!(f, faint);
+    }
+
+    #[test]
+    fn the_residual_gate_takes_a_residue_17_db_under_the_far_end() {
+        let mut gate = ResidualGate::new();
+        gate.render(&[3000; FRAME_SAMPLES]); // −20.8 dBFS
+                                             // Whether a steady frame at `level` is taken down (the second frame, past the
+                                             // gain's ramp).
+        let taken = |gate: &mut ResidualGate, level: i16| {
+            let mut f = [level; FRAME_SAMPLES];
+            for _ in 0..2 {
+                f = [level; FRAME_SAMPLES];
+                gate.capture(&mut f);
+            }
+            f.iter().all(|&s| s < level / 10)
+        };
+        // 18 dB under the far end (−38.8 dBFS): the echo of a quiet syllable.
+        assert!(taken(&mut gate, 378));
+        // 16 dB under it (−36.8 dBFS): left alone, it may be the near end.
+        assert!(!taken(&mut gate, 476));
     }
 
     #[test]
