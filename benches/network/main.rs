@@ -10,9 +10,9 @@
 //! PATH]...` the capture path's echo canceller on the simulator's echo paths (see
 //! `echo`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
 //! `pesq` and `numpy` (the NAT scenarios also coturn and the mailbox server); root, or
-//! user namespaces (it makes its own and never touches the machine's network). `-- --foreign [--baseline PATH] [--sender NAME]...`
-//! has foreign senders call box A (see `foreign`; `--sender` picks among `anchor`,
-//! `chromium`, `aiortc` and `box`).
+//! user namespaces (it makes its own and never touches the machine's network).
+//! `-- --foreign [--baseline PATH] [--sender NAME]...` has foreign senders call box A
+//! (see `foreign`; `--sender` picks among `anchor`, `chromium`, `aiortc` and `box`).
 
 mod codec;
 mod display;
