@@ -19,6 +19,13 @@
 //! leaking echo explains. A leak ends when the output has been 20 dB under the echo for
 //! 500 ms, or sooner once the canceller's linear filter takes the echo down again: its
 //! suppressor alone damps a lost echo now and then, only to let the next words through.
+//!
+//! The echo's lag itself moving (by 10 ms or more, held for 100 ms) is a new path too,
+//! leaking or not: a hall's echo is spread over so many reflections that the output's
+//! correlation at any one lag stays low while AEC3, still tuned to the old room, lets
+//! it through only a few dB down. Then the output is taken to leak for 3 s, while AEC3
+//! finds the new path, and the residual gate learns the new room's tail afresh. A near
+//! end talking lowers the microphone's correlation; it does not move it.
 
 use std::collections::VecDeque;
 
@@ -63,6 +70,18 @@ const TAIL_FADE: f64 = 0.708;
 /// Below this (whitened, mean square per detector sample), the speaker is silent at a
 /// lag and says nothing there.
 const SILENT: f32 = 1e2;
+/// The echo's lag has moved when the microphone's strongest lag is this far (10 ms: a
+/// path 3.4 m longer or shorter) from where it settled; an enclosure's own reflections
+/// trade places within 5 ms…
+const LAG_MOVED: usize = 40;
+/// …with ρ² over this (clearly an echo, not a near end's chance correlation)…
+const LAG_RHO2: f32 = 0.3;
+/// …in this many frames (100 ms) before it settles back.
+const LAG_CONFIRM: usize = 5;
+/// After a move the output leaks for at least this long (3 s): AEC3 takes seconds to find
+/// a new path, and meanwhile its suppressor, tuned to the old one, lets the new echo
+/// through (from an enclosure into a hall, only 0–10 dB down for 4 s; docs/benchmarks.md).
+const MOVED_HOLD: usize = 150;
 
 /// One signal's smoothed correlation with the speaker, by lag.
 #[derive(Debug, Clone)]
@@ -120,6 +139,15 @@ pub(crate) struct LeakDetector {
     /// there, while leaking.
     lag: usize,
     ratio: f32,
+    /// Frames a leak holds after the output stopped leaking: [`LEAK_HOLD`], or
+    /// [`MOVED_HOLD`] after the echo's lag moved.
+    hold: usize,
+    /// The echo's lag (detector samples) once it was clearly found…
+    settled: Option<usize>,
+    /// …and a lag away from it, with the frames it has been the strongest in.
+    moving: Option<(usize, usize)>,
+    /// The echo's lag moved since [`LeakDetector::take_moved`] was last asked.
+    moved: bool,
 }
 
 impl LeakDetector {
@@ -138,6 +166,10 @@ impl LeakDetector {
             filter_left: 0.0,
             lag: 0,
             ratio: 0.0,
+            hold: LEAK_HOLD,
+            settled: None,
+            moving: None,
+            moved: false,
         }
     }
 
@@ -217,10 +249,19 @@ impl LeakDetector {
         };
         let (echo_lag, echo_rho2, echo_gain) = strongest(&self.mic);
         let (_, out_rho2, out_gain) = strongest(&self.out);
+        let warm = self.sounded >= WARM_UP;
+        if warm && echo_rho2 > LAG_RHO2 && self.lag_moved(echo_lag) {
+            // A new path: leaking, at the new lag, for as long as AEC3 needs.
+            self.moved = true;
+            self.leaking = true;
+            self.quiet = 0;
+            self.hold = MOVED_HOLD;
+            self.lag = echo_lag;
+            self.ratio = self.out.power / self.power[echo_lag].max(f32::MIN_POSITIVE);
+        }
         // The output leaks when much of it is the speaker's sound (at the echo's lag, or
         // at another where a canceller that kept an old path puts its own copy) and that
         // sound is not much under the echo in the microphone.
-        let warm = self.sounded >= WARM_UP;
         let holds = if self.leaking {
             ECHO_RHO2_LEAKING
         } else {
@@ -235,12 +276,43 @@ impl LeakDetector {
         };
         self.leaking = if self.leaking {
             self.quiet = if leak > LEAK_LEAVE { 0 } else { self.quiet + 1 };
-            self.quiet == 0 || (self.quiet <= LEAK_HOLD && !self.filter_cancels())
+            self.quiet == 0 || (self.quiet <= self.hold && !self.filter_cancels())
         } else {
             self.quiet = 0;
+            self.hold = LEAK_HOLD;
             leak > LEAK_ENTER
         };
         self.leaking.then(|| self.expected_echo())
+    }
+
+    /// Whether the echo's lag moved since this was last asked: a new path, whose tail
+    /// has to be learnt again.
+    pub(crate) fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
+    }
+
+    /// The microphone's strongest lag this frame, clearly an echo: whether the echo's
+    /// lag has now moved from where it settled (the first such lag).
+    fn lag_moved(&mut self, lag: usize) -> bool {
+        let Some(settled) = self.settled else {
+            self.settled = Some(lag);
+            return false;
+        };
+        if settled.abs_diff(lag) < LAG_MOVED {
+            self.moving = None;
+            return false;
+        }
+        let frames = match self.moving {
+            Some((at, frames)) if at.abs_diff(lag) < LAG_MOVED => frames + 1,
+            _ => 1,
+        };
+        if frames < LAG_CONFIRM {
+            self.moving = Some((lag, frames));
+            return false;
+        }
+        self.settled = Some(lag);
+        self.moving = None;
+        true
     }
 
     /// The echo expected in this frame: the output's power over the speaker's at the
@@ -459,6 +531,61 @@ mod tests {
         let found = detect(&far, &mic, &out);
         let missed: Vec<usize> = (20..found.len()).filter(|&k| found[k].is_none()).collect();
         assert!(missed.is_empty(), "no leak in frames {missed:?}");
+    }
+
+    /// The microphone `before` up to frame `at` and `after` from it.
+    fn switched(before: &[i16], after: &[i16], at: usize) -> Vec<i16> {
+        let at = at * FRAME_SAMPLES;
+        before[..at].iter().chain(&after[at..]).copied().collect()
+    }
+
+    #[test]
+    fn an_echo_whose_lag_moves_is_a_new_path() {
+        // At frame 150 the path moves from 2 ms to 60 ms. The canceller's output was a
+        // residual 50 dB under the echo; now it is a residue the speaker explains at no
+        // one lag (a hall's reverberation, spread over its reflections), 6 dB under the
+        // new echo: no correlation with the output finds that, the lag's move does.
+        let far = talker(1, 8.0, 140.0);
+        let mic = switched(&delayed(&far, 2, 1.5), &delayed(&far, 60, 0.6), 150);
+        let residue = delayed(&talker(5, 8.0, 230.0), 0, 0.3);
+        let out = switched(&delayed(&far, 15, 0.0025), &residue, 150);
+        let mut d = LeakDetector::new();
+        let mut moves = Vec::new();
+        let mut found = Vec::new();
+        for (k, ((f, m), o)) in far
+            .chunks_exact(FRAME_SAMPLES)
+            .zip(mic.chunks_exact(FRAME_SAMPLES))
+            .zip(out.chunks_exact(FRAME_SAMPLES))
+            .enumerate()
+        {
+            d.render(f, energy(f));
+            d.microphone(m);
+            found.push(d.output(o).is_some());
+            if d.take_moved() {
+                moves.push(k);
+            }
+        }
+        // Found once, within 1.2 s of the move (the correlation's smoothing and the
+        // 100 ms it must hold); from then on the output leaks for 2 s, and then no more.
+        assert_eq!(moves.len(), 1, "moves at frames {moves:?}");
+        let at = moves[0];
+        assert!((150..210).contains(&at), "moved at frame {at}");
+        assert!(found[..at].iter().all(|&f| !f), "a leak before the move");
+        let held = found[at..].iter().position(|&f| !f).unwrap();
+        assert_eq!(held, MOVED_HOLD, "leaked {held} frames");
+        assert!(found[at + held..].iter().all(|&f| !f));
+    }
+
+    #[test]
+    fn reflections_that_trade_places_are_no_new_path() {
+        // An enclosure's two reflections, 4 ms apart, change which is the louder: the
+        // echo's lag moves by less than the 10 ms a new path needs.
+        let far = talker(1, 6.0, 140.0);
+        let first = mix(&delayed(&far, 2, 0.9), &delayed(&far, 6, 0.5));
+        let second = mix(&delayed(&far, 2, 0.5), &delayed(&far, 6, 0.9));
+        let mic = switched(&first, &second, 150);
+        let out = delayed(&far, 15, 0.0025);
+        assert!(detect(&far, &mic, &out).iter().all(Option::is_none));
     }
 
     #[test]
