@@ -566,7 +566,7 @@ mod tests {
             }
         }
         // Found once, within 1.2 s of the move (the correlation's smoothing and the
-        // 100 ms it must hold); from then on the output leaks for 2 s, and then no more.
+        // 100 ms it must hold); from then on the output leaks for 3 s, and then no more.
         assert_eq!(moves.len(), 1, "moves at frames {moves:?}");
         let at = moves[0];
         assert!((150..210).contains(&at), "moved at frame {at}");
