@@ -256,8 +256,7 @@ impl LeakDetector {
             self.leaking = true;
             self.quiet = 0;
             self.hold = MOVED_HOLD;
-            self.lag = echo_lag;
-            self.ratio = self.out.power / self.power[echo_lag].max(f32::MIN_POSITIVE);
+            self.echo_at(echo_lag);
         }
         // The output leaks when much of it is the speaker's sound (at the echo's lag, or
         // at another where a canceller that kept an old path puts its own copy) and that
@@ -268,8 +267,7 @@ impl LeakDetector {
             ECHO_RHO2
         };
         let leak = if warm && echo_rho2 > holds && out_rho2 > holds {
-            self.lag = echo_lag;
-            self.ratio = self.out.power / self.power[echo_lag];
+            self.echo_at(echo_lag);
             out_gain / echo_gain
         } else {
             0.0
@@ -283,6 +281,13 @@ impl LeakDetector {
             leak > LEAK_ENTER
         };
         self.leaking.then(|| self.expected_echo())
+    }
+
+    /// The echo is at `lag` (one the speaker sounded at): the output's power over the
+    /// speaker's there scales the echo expected.
+    fn echo_at(&mut self, lag: usize) {
+        self.lag = lag;
+        self.ratio = self.out.power / self.power[lag];
     }
 
     /// Whether the echo's lag moved since this was last asked: a new path, whose tail
@@ -394,13 +399,24 @@ mod tests {
         out: &[i16],
         removed: impl Fn(usize) -> f64,
     ) -> Vec<Option<f64>> {
+        detect_moves(far, mic, out, removed).0
+    }
+
+    /// As [`detect_filtered`], with the frames in which the echo's lag moved.
+    fn detect_moves(
+        far: &[i16],
+        mic: &[i16],
+        out: &[i16],
+        removed: impl Fn(usize) -> f64,
+    ) -> (Vec<Option<f64>>, Vec<usize>) {
         let mut d = LeakDetector::new();
+        let mut moves = Vec::new();
         let frames = |x: &[i16]| {
             x.chunks_exact(FRAME_SAMPLES)
                 .map(<[i16]>::to_vec)
                 .collect::<Vec<_>>()
         };
-        frames(far)
+        let found = frames(far)
             .into_iter()
             .zip(frames(mic))
             .zip(frames(out))
@@ -410,9 +426,14 @@ mod tests {
                 d.microphone(&m);
                 let heard = energy(&m) * LOW_SAMPLES as f64;
                 d.linear_filter(heard, heard / removed(k), LOW_SAMPLES);
-                d.output(&o)
+                let found = d.output(&o);
+                if d.take_moved() {
+                    moves.push(k);
+                }
+                found
             })
-            .collect()
+            .collect();
+        (found, moves)
     }
 
     /// Samples in a frame's low band (a third).
@@ -549,31 +570,19 @@ mod tests {
         let mic = switched(&delayed(&far, 2, 1.5), &delayed(&far, 60, 0.6), 150);
         let residue = delayed(&talker(5, 8.0, 230.0), 0, 0.3);
         let out = switched(&delayed(&far, 15, 0.0025), &residue, 150);
-        let mut d = LeakDetector::new();
-        let mut moves = Vec::new();
-        let mut found = Vec::new();
-        for (k, ((f, m), o)) in far
-            .chunks_exact(FRAME_SAMPLES)
-            .zip(mic.chunks_exact(FRAME_SAMPLES))
-            .zip(out.chunks_exact(FRAME_SAMPLES))
-            .enumerate()
-        {
-            d.render(f, energy(f));
-            d.microphone(m);
-            found.push(d.output(o).is_some());
-            if d.take_moved() {
-                moves.push(k);
-            }
-        }
+        let (found, moves) = detect_moves(&far, &mic, &out, |_| 1.0);
         // Found once, within 1.2 s of the move (the correlation's smoothing and the
         // 100 ms it must hold); from then on the output leaks for 3 s, and then no more.
         assert_eq!(moves.len(), 1, "moves at frames {moves:?}");
         let at = moves[0];
         assert!((150..210).contains(&at), "moved at frame {at}");
-        assert!(found[..at].iter().all(|&f| !f), "a leak before the move");
-        let held = found[at..].iter().position(|&f| !f).unwrap();
+        assert!(
+            found[..at].iter().all(Option::is_none),
+            "a leak before the move"
+        );
+        let held = found[at..].iter().position(Option::is_none).unwrap();
         assert_eq!(held, MOVED_HOLD, "leaked {held} frames");
-        assert!(found[at + held..].iter().all(|&f| !f));
+        assert!(found[at + held..].iter().all(Option::is_none));
     }
 
     #[test]
