@@ -284,8 +284,13 @@ impl ResidualGate {
         let leaking = self.leak.output(frame);
         if self.leak.take_moved() {
             // A new path: its tail is learnt afresh (an enclosure's tail, falling fast,
-            // would take a hall's for a near end).
+            // would take a hall's for a near end), and so is the background. Until the
+            // move is found, the new echo arrives later than the old path's delay says,
+            // so it may pass for the background: a room moved into a hall learnt −52
+            // dBFS of echo as its background, which then ended the tail's pauses early,
+            // as if the tail had fallen to it (docs/benchmarks.md).
             self.tail = TailFollower::new();
+            self.background = None;
         }
         let tail = self
             .tail
@@ -974,6 +979,26 @@ mod tests {
         assert!(taken(&mut gate, 378));
         // 16 dB under it (−36.8 dBFS): left alone, it may be the near end.
         assert!(!taken(&mut gate, 476));
+    }
+
+    #[test]
+    fn a_moved_path_forgets_the_background_its_echo_passed_for() {
+        let mut gate = ResidualGate::new();
+        let quiet = [100i16; FRAME_SAMPLES]; // −50 dBFS
+                                             // The far end silent: a quiet open frame is the background.
+        gate.render(&[0; FRAME_SAMPLES]);
+        let mut f = quiet;
+        gate.capture(&mut f);
+        assert!(gate.background.is_some());
+        // The echo's lag moves: whatever was learnt may be the new room's echo.
+        gate.leak.mark_moved();
+        let mut f = [0i16; FRAME_SAMPLES];
+        gate.capture(&mut f);
+        assert_eq!(gate.background, None);
+        // And it is learnt again from the next quiet open frame.
+        let mut f = quiet;
+        gate.capture(&mut f);
+        assert!(gate.background.is_some());
     }
 
     #[test]
