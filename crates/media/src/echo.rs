@@ -984,8 +984,8 @@ mod tests {
     #[test]
     fn a_moved_path_forgets_the_background_its_echo_passed_for() {
         let mut gate = ResidualGate::new();
-        let quiet = [100i16; FRAME_SAMPLES]; // −50 dBFS
-                                             // The far end silent: a quiet open frame is the background.
+        // −50 dBFS; with the far end silent, a quiet open frame is the background.
+        let quiet = [100i16; FRAME_SAMPLES];
         gate.render(&[0; FRAME_SAMPLES]);
         let mut f = quiet;
         gate.capture(&mut f);

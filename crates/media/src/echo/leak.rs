@@ -24,8 +24,8 @@
 //! leaking or not: a hall's echo is spread over so many reflections that the output's
 //! correlation at any one lag stays low while AEC3, still tuned to the old room, lets
 //! it through only a few dB down. Then the output is taken to leak for 3 s, while AEC3
-//! finds the new path, and the residual gate learns the new room's tail afresh. A near
-//! end talking lowers the microphone's correlation; it does not move it.
+//! finds the new path, and the residual gate learns the new room's tail and background
+//! afresh. A near end talking lowers the microphone's correlation; it does not move it.
 
 use std::collections::VecDeque;
 
