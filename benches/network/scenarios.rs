@@ -293,9 +293,15 @@ pub(crate) fn measure(
 
     // Voice: A's recording against B's microphone file.
     let source = read_wav(clip);
-    // Kept beside the logs: a poor score can be listened to and re-scored later.
+    // Kept beside the logs: a poor score can be listened to and re-scored later, and what
+    // B heard back shows whether A sent B's talker back to it (a speakerphone call).
     let heard_path = dir.join("a-heard.wav");
-    let _ = std::fs::copy(&heard_path, logs.join(format!("{name}-{run}-a-heard.wav")));
+    for x in ["a", "b"] {
+        let _ = std::fs::copy(
+            dir.join(format!("{x}-heard.wav")),
+            logs.join(format!("{name}-{run}-{x}-heard.wav")),
+        );
+    }
     let heard = read_wav(&heard_path);
     let (lag, _) = align(&source, &heard);
     let deg = retime(&source, &heard, lag);

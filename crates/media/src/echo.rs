@@ -29,8 +29,10 @@ use sonora_ns::noise_suppressor::NoiseSuppressor;
 use crate::effort::energy;
 use crate::format::{FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 
+mod fit;
 mod leak;
 mod tail;
+use fit::EchoFit;
 use leak::LeakDetector;
 use tail::TailFollower;
 
@@ -176,6 +178,11 @@ const BACKGROUND_RISE: f64 = 1.023;
 /// In the far end's pauses, its [`TailFollower`] takes down the echo's reverberant tail,
 /// which outlasts the hold in a hall.
 ///
+/// Where the canceller's linear filter explains most of the microphone and its
+/// prediction is still in the output ([`EchoFit`]), AEC3's suppressor opened on the echo
+/// alone, and the gate takes the frame down however loud, and the next ones while the
+/// microphone stays mostly that echo.
+///
 /// While its [`LeakDetector`] finds that the canceller lost the path (the output still
 /// the speaker's echo, a changed room), it also takes down every frame that the leaking
 /// echo explains, however loud.
@@ -206,6 +213,10 @@ struct ResidualGate {
     leak: LeakDetector,
     /// The echo's tail in the far end's pauses.
     tail: TailFollower,
+    /// This frame's low band against the linear filter's prediction of its echo…
+    fit: EchoFit,
+    /// …and whether the last frame's output was the echo it predicts.
+    opened_on_echo: bool,
 }
 
 impl ResidualGate {
@@ -221,6 +232,8 @@ impl ResidualGate {
             seed: 0x1234_5678,
             leak: LeakDetector::new(),
             tail: TailFollower::new(),
+            fit: EchoFit::default(),
+            opened_on_echo: false,
         }
     }
 
@@ -233,11 +246,14 @@ impl ResidualGate {
         }
     }
 
-    /// The low band before and after the canceller's linear filter, sums of squares.
-    fn linear_filter(&mut self, heard: f64, left: f64) {
+    /// The low band before and after the canceller's linear filter and after the
+    /// canceller.
+    fn linear_filter(&mut self, fit: EchoFit) {
+        let (heard, left) = fit.heard_and_left();
         // The low band is a third of the samples.
         self.leak
             .linear_filter(heard, left, FRAME_SAMPLES / NUM_BANDS);
+        self.fit = fit;
     }
 
     /// The microphone's frame before any processing.
@@ -292,12 +308,17 @@ impl ResidualGate {
             self.tail = TailFollower::new();
             self.background = None;
         }
+        // AEC3's suppressor opened on the echo alone, taking it for a near end: the frame
+        // is taken down, and so are the next while the microphone stays mostly echo.
+        let on_echo = self.fit.passes_echo() || (self.opened_on_echo && self.fit.mic_is_echo());
+        self.opened_on_echo = on_echo;
         let tail = self
             .tail
             .frame(self.pause(), far, self.mic, out, self.background);
         let gated = (out < GATE_FLOOR && out * GATE_BELOW_RENDER < far)
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
-            || tail;
+            || tail
+            || on_echo;
         if !gated
             && leaking.is_none()
             && out < BACKGROUND_CEILING
@@ -409,12 +430,13 @@ struct Aec3 {
     block: Block,
     /// `[band][channel]` of one processed sub-frame.
     sub_frame: Vec<Vec<Vec<f32>>>,
-    /// The linear filter's output (low band) for the block last processed.
+    /// The linear filter's output (low band) for the block last processed…
     linear: Block,
-    /// This frame's low band, sums of squares: as it came in and as the linear filter
-    /// alone left it (what the adaptive filter, not the suppressor, took off).
-    heard: f64,
-    left: f64,
+    /// …and its low band as it came in.
+    heard: Vec<f32>,
+    /// This frame's low band: as it came in, as the linear filter alone left it (what the
+    /// adaptive filter, not the suppressor, took off) and as it went out.
+    fit: EchoFit,
 }
 
 impl Aec3 {
@@ -427,8 +449,8 @@ impl Aec3 {
             block: Block::new(NUM_BANDS, 1),
             sub_frame: vec![vec![vec![0.0; SUB_FRAME]]; NUM_BANDS],
             linear: Block::new(1, 1),
-            heard: 0.0,
-            left: 0.0,
+            heard: Vec::new(),
+            fit: EchoFit::default(),
         }
     }
 
@@ -453,16 +475,18 @@ impl Aec3 {
         }
     }
 
-    /// Runs the block in `self.block` through the canceller, summing its low band's
-    /// energy before and after the linear filter.
+    /// Runs the block in `self.block` through the canceller, adding its low band before
+    /// and after the linear filter and after the canceller to the frame's fit.
     fn process_block(&mut self, saturated: bool) {
         let low = self.block.view(0, 0);
-        self.heard += sum_of_squares(low);
+        self.heard.clear();
+        self.heard.extend_from_slice(low);
         // Where AEC3 runs no filter yet it leaves this as it was: nothing taken off.
         self.linear.view_mut(0, 0).copy_from_slice(low);
         self.processor
             .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
-        self.left += sum_of_squares(self.linear.view(0, 0));
+        self.fit
+            .add(&self.heard, self.linear.view(0, 0), self.block.view(0, 0));
     }
 
     fn capture(&mut self, bands: &mut [[f32; SPLIT_BAND_SIZE]; NUM_BANDS], saturated: bool) {
@@ -484,11 +508,6 @@ impl Aec3 {
             self.framer.insert_block(&self.block);
         }
     }
-}
-
-/// `Σ x²` of a band's samples.
-fn sum_of_squares(x: &[f32]) -> f64 {
-    x.iter().map(|&s| f64::from(s) * f64::from(s)).sum()
 }
 
 /// The capture path's processing for one call.
@@ -587,7 +606,7 @@ impl VoiceProcessor {
             gate.microphone(frame);
         }
         if let Some(aec) = &mut self.aec {
-            (aec.heard, aec.left) = (0.0, 0.0);
+            aec.fit = EchoFit::default();
         }
         for chunk in frame.chunks_exact_mut(BLOCK) {
             let saturated = chunk.iter().any(|&s| s >= 32700 || s <= -32700);
@@ -617,7 +636,7 @@ impl VoiceProcessor {
         }
         if let Some(gate) = &mut self.gate {
             if let Some(aec) = &self.aec {
-                gate.linear_filter(aec.heard, aec.left);
+                gate.linear_filter(aec.fit);
                 gate.echo_delay(aec.processor.get_metrics().delay_ms);
             }
             gate.capture(frame);
@@ -979,6 +998,51 @@ mod tests {
         assert!(taken(&mut gate, 378));
         // 16 dB under it (−36.8 dBFS): left alone, it may be the near end.
         assert!(!taken(&mut gate, 476));
+    }
+
+    /// A frame's low band: the microphone, the linear filter's prediction of its echo
+    /// (the microphone minus the filter's error) and the canceller's output.
+    fn fit_of(mic: &[f32], prediction: &[f32], out: &[f32]) -> EchoFit {
+        let error: Vec<f32> = mic.iter().zip(prediction).map(|(m, p)| m - p).collect();
+        let mut fit = EchoFit::default();
+        fit.add(mic, &error, out);
+        fit
+    }
+
+    #[test]
+    fn a_suppressor_opened_on_the_echo_alone_is_taken_down_while_the_echo_lasts() {
+        let mut gate = ResidualGate::new();
+        // The far end at −20.8 dBFS; its echo, the near end and the filter's error in the
+        // microphone's low band (each a tone of its own).
+        gate.render(&[3000; FRAME_SAMPLES]);
+        let tone = |level: f32, step: f32| -> Vec<f32> {
+            (0..SPLIT_BAND_SIZE * 2)
+                .map(|i| level * (i as f32 * step).sin())
+                .collect()
+        };
+        let (echo, near, error) = (tone(3000.0, 0.05), tone(6000.0, 0.31), tone(300.0, 0.9));
+        let scaled = |x: &[f32], g: f32| -> Vec<f32> { x.iter().map(|v| g * v).collect() };
+        // Whether a loud frame (−22 dBFS, far over the gate's floor) went out as it came.
+        let passed = |gate: &mut ResidualGate, fit: EchoFit| {
+            gate.linear_filter(fit);
+            let mut f = [2600i16; FRAME_SAMPLES];
+            gate.capture(&mut f);
+            f[FRAME_SAMPLES - 1] > 2000
+        };
+        // AEC3's suppressor lets the echo through 6 dB down, its filter having predicted
+        // 80 % of it: the echo alone, passed on. Taken down.
+        assert!(!passed(
+            &mut gate,
+            fit_of(&echo, &scaled(&echo, 0.8), &scaled(&echo, 0.5))
+        ));
+        // It closes again and passes its filter's error: the microphone still the echo,
+        // the frame held down.
+        assert!(!passed(&mut gate, fit_of(&echo, &echo, &error)));
+        // A near end the filter does not predict joins: the frame goes out.
+        let mic: Vec<f32> = echo.iter().zip(&near).map(|(e, n)| e + n).collect();
+        assert!(passed(&mut gate, fit_of(&mic, &echo, &mic)));
+        // Once open, the filter's error alone is no reason to take a frame down.
+        assert!(passed(&mut gate, fit_of(&echo, &echo, &error)));
     }
 
     #[test]
