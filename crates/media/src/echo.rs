@@ -135,6 +135,11 @@ pub fn aec3_config(tuning: Tuning) -> EchoCanceller3Config {
 /// lets the echo through only 10–12 dB down, at −37 to −39 dBFS, and one such frame costs
 /// a room tens of dB of echo loss (docs/benchmarks.md).
 const GATE_FLOOR: f64 = 32768.0 * 32768.0 * 3.16e-4;
+/// …or than this (−30 dBFS) where the canceller's linear filter explains most of the
+/// microphone ([`EchoFit::mic_is_echo`]): in a hall AEC3's suppressor let such frames
+/// through 13–21 dB under a −20 dBFS echo, at −33 to −38 dBFS, and two of them were most
+/// of what it sent after its first 2 s (docs/benchmarks.md).
+const GATE_FLOOR_ON_ECHO: f64 = 32768.0 * 32768.0 * 1e-3;
 /// …and this far (17 dB) under the loudest frame the speaker played whose sound may
 /// arrive now: the [`GATE_HOLD_FRAMES`] up to the echo's delay (its path and
 /// reverberation) and two frames after it (the delay estimate's error)…
@@ -315,7 +320,12 @@ impl ResidualGate {
         let tail = self
             .tail
             .frame(self.pause(), far, self.mic, out, self.background);
-        let gated = (out < GATE_FLOOR && out * GATE_BELOW_RENDER < far)
+        let floor = if self.fit.mic_is_echo() {
+            GATE_FLOOR_ON_ECHO
+        } else {
+            GATE_FLOOR
+        };
+        let gated = (out < floor && out * GATE_BELOW_RENDER < far)
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
             || on_echo;
@@ -323,6 +333,7 @@ impl ResidualGate {
             && leaking.is_none()
             && out < BACKGROUND_CEILING
             && far * BACKGROUND_ABOVE_RENDER < out
+            && !self.tail.following()
         {
             self.learn_background(frame, out);
         }
@@ -998,6 +1009,71 @@ mod tests {
         assert!(taken(&mut gate, 378));
         // 16 dB under it (−36.8 dBFS): left alone, it may be the near end.
         assert!(!taken(&mut gate, 476));
+    }
+
+    #[test]
+    fn a_louder_residue_is_taken_where_the_filter_explains_the_microphone() {
+        // The far end at −12 dBFS; a frame at −33 dBFS, 21 dB under it: over the gate's
+        // floor, so it may be a quiet near end…
+        let frame = [730i16; FRAME_SAMPLES];
+        let taken = |fit: EchoFit| {
+            let mut gate = ResidualGate::new();
+            gate.render(&[8000; FRAME_SAMPLES]);
+            let mut f = frame;
+            for _ in 0..2 {
+                gate.linear_filter(fit);
+                f = frame;
+                gate.capture(&mut f);
+            }
+            f.iter().all(|&s| s < 100)
+        };
+        assert!(!taken(EchoFit::default()));
+        // …but not where the linear filter predicts most of the microphone (and the
+        // output does not carry that prediction: AEC3 took the echo down 13 dB, not
+        // enough).
+        let tone = |level: f32, step: f32| -> Vec<f32> {
+            (0..SPLIT_BAND_SIZE * 2)
+                .map(|i| level * (i as f32 * step).sin())
+                .collect()
+        };
+        let (echo, error) = (tone(3000.0, 0.05), tone(600.0, 0.9));
+        let fit = fit_of(&echo, &echo, &error);
+        assert!(fit.mic_is_echo() && !fit.passes_echo());
+        assert!(taken(fit));
+    }
+
+    #[test]
+    fn a_tail_that_rings_past_the_hold_is_not_learnt_as_the_background() {
+        let mut gate = ResidualGate::new();
+        // A frame at `dbfs`, a tone at half the sample rate: nothing like what the
+        // speaker played, so it is no echo leaking through.
+        let at = |dbfs: f64| -> [i16; FRAME_SAMPLES] {
+            let a = (32768.0 * 10f64.powf(dbfs / 20.0)) as i16;
+            std::array::from_fn(|i| if i % 2 == 0 { a } else { -a })
+        };
+        // The far end talks at −12 dBFS; its echo at −30 dBFS, cancelled to −60.
+        for _ in 0..20 {
+            gate.render(&[8000; FRAME_SAMPLES]);
+            gate.microphone(&at(-30.0));
+            gate.capture(&mut at(-60.0));
+        }
+        // It pauses; a hall rings on, 0.8 dB a frame, past the gate's hold and under
+        // −40 dBFS after 13 frames, and AEC3 passes it.
+        for k in 0..tail::PAUSE_FRAMES {
+            gate.render(&[0; FRAME_SAMPLES]);
+            let tail = at(-30.8 - 0.8 * k as f64);
+            gate.microphone(&tail);
+            gate.capture(&mut tail.clone());
+            assert_eq!(gate.background, None, "{k} frames into the pause");
+        }
+        // Past the tail's frames (the pause began a frame after the far end's last), a
+        // quiet frame is the background again.
+        for _ in 0..2 {
+            gate.render(&[0; FRAME_SAMPLES]);
+            gate.microphone(&at(-60.0));
+            gate.capture(&mut at(-60.0));
+        }
+        assert!(gate.background.is_some());
     }
 
     /// A frame's low band: the microphone, the linear filter's prediction of its echo

@@ -19,7 +19,7 @@
 
 /// Frames into a pause the tail is followed (500 ms: a hall's tail, the far wall's
 /// delay aside).
-const PAUSE_FRAMES: usize = 25;
+pub(crate) const PAUSE_FRAMES: usize = 25;
 /// The echo's level before a pause fades this much per frame (0.46 dB): the loudest
 /// recent echo-dominated frame, not one word's end.
 const LEVEL_FADE: f64 = 0.9;
@@ -110,6 +110,15 @@ impl TailFollower {
         self.before_last = self.last_mic;
         self.last_mic = mic;
         tail
+    }
+
+    /// Whether the last frame lay in a pause whose tail is still followed: the echo may
+    /// still ring there, however far the far end's last word lies behind the gate's
+    /// hold, so it is no background to learn. A hall's tail 16 frames into a pause, at
+    /// −53 dBFS, was once learnt as the background, and the comfort noise then hissed
+    /// at that level whenever the gate closed (docs/benchmarks.md).
+    pub(crate) fn following(&self) -> bool {
+        self.reference.is_some_and(|r| r >= LEVEL_MIN) && self.into <= PAUSE_FRAMES && !self.done
     }
 
     /// A frame in a pause; `background_level`: the output is at the background's level,
