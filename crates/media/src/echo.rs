@@ -1028,9 +1028,9 @@ mod tests {
             f.iter().all(|&s| s < 100)
         };
         assert!(!taken(EchoFit::default()));
-        // …but not where the linear filter predicts most of the microphone (and the
-        // output does not carry that prediction: AEC3 took the echo down 13 dB, not
-        // enough).
+        // …but where the linear filter predicts most of the microphone, it is the echo
+        // (AEC3 took it down 13 dB, not enough; the output does not carry the
+        // prediction, so it is no false opening): taken.
         let tone = |level: f32, step: f32| -> Vec<f32> {
             (0..SPLIT_BAND_SIZE * 2)
                 .map(|i| level * (i as f32 * step).sin())
