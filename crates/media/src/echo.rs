@@ -137,7 +137,7 @@ pub fn aec3_config(tuning: Tuning) -> EchoCanceller3Config {
 const GATE_FLOOR: f64 = 32768.0 * 32768.0 * 3.16e-4;
 /// …or than this (−30 dBFS) where the canceller's linear filter explains most of the
 /// microphone ([`EchoFit::mic_is_echo`]): in a hall AEC3's suppressor let such frames
-/// through 13–21 dB under a −20 dBFS echo, at −33 to −38 dBFS, and two of them were most
+/// through 13–18 dB under a −20 dBFS echo, at −33 to −37 dBFS, and two of them were most
 /// of what it sent after its first 2 s (docs/benchmarks.md).
 const GATE_FLOOR_ON_ECHO: f64 = 32768.0 * 32768.0 * 1e-3;
 /// …and this far (17 dB) under the loudest frame the speaker played whose sound may
