@@ -315,12 +315,13 @@ impl ResidualGate {
         }
         // AEC3's suppressor opened on the echo alone, taking it for a near end: the frame
         // is taken down, and so are the next while the microphone stays mostly echo.
-        let on_echo = self.fit.passes_echo() || (self.opened_on_echo && self.fit.mic_is_echo());
+        let mic_is_echo = self.fit.mic_is_echo();
+        let on_echo = self.fit.passes_echo() || (self.opened_on_echo && mic_is_echo);
         self.opened_on_echo = on_echo;
         let tail = self
             .tail
             .frame(self.pause(), far, self.mic, out, self.background);
-        let floor = if self.fit.mic_is_echo() {
+        let floor = if mic_is_echo {
             GATE_FLOOR_ON_ECHO
         } else {
             GATE_FLOOR
@@ -1031,11 +1032,6 @@ mod tests {
         // …but where the linear filter predicts most of the microphone, it is the echo
         // (AEC3 took it down 13 dB, not enough; the output does not carry the
         // prediction, so it is no false opening): taken.
-        let tone = |level: f32, step: f32| -> Vec<f32> {
-            (0..SPLIT_BAND_SIZE * 2)
-                .map(|i| level * (i as f32 * step).sin())
-                .collect()
-        };
         let (echo, error) = (tone(3000.0, 0.05), tone(600.0, 0.9));
         let fit = fit_of(&echo, &echo, &error);
         assert!(fit.mic_is_echo() && !fit.passes_echo());
@@ -1076,6 +1072,13 @@ mod tests {
         assert!(gate.background.is_some());
     }
 
+    /// A frame's low band (two blocks) of a tone at `level`, `step` radians a sample.
+    fn tone(level: f32, step: f32) -> Vec<f32> {
+        (0..SPLIT_BAND_SIZE * 2)
+            .map(|i| level * (i as f32 * step).sin())
+            .collect()
+    }
+
     /// A frame's low band: the microphone, the linear filter's prediction of its echo
     /// (the microphone minus the filter's error) and the canceller's output.
     fn fit_of(mic: &[f32], prediction: &[f32], out: &[f32]) -> EchoFit {
@@ -1091,11 +1094,6 @@ mod tests {
         // The far end at −20.8 dBFS; its echo, the near end and the filter's error in the
         // microphone's low band (each a tone of its own).
         gate.render(&[3000; FRAME_SAMPLES]);
-        let tone = |level: f32, step: f32| -> Vec<f32> {
-            (0..SPLIT_BAND_SIZE * 2)
-                .map(|i| level * (i as f32 * step).sin())
-                .collect()
-        };
         let (echo, near, error) = (tone(3000.0, 0.05), tone(6000.0, 0.31), tone(300.0, 0.9));
         let scaled = |x: &[f32], g: f32| -> Vec<f32> { x.iter().map(|v| g * v).collect() };
         // Whether a loud frame (−22 dBFS, far over the gate's floor) went out as it came.
