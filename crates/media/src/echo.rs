@@ -148,6 +148,19 @@ const GATE_FLOOR_ON_ECHO: f64 = 32768.0 * 32768.0 * 1e-3;
 /// dB under them, and those frames were most of its residual (docs/benchmarks.md).
 const GATE_BELOW_RENDER: f64 = 50.1;
 const GATE_HOLD_FRAMES: usize = 10;
+/// Until the linear filter has the echo (see [`FILTER_HAS_ECHO_FRAMES`]) and while the
+/// far end talks ([`tail::FAR_TALKING`]), the gate's floor is [`GATE_FLOOR_ON_ECHO`]
+/// everywhere and a frame need only be this far (10 dB) under the far end arriving: an
+/// unconverged canceller passes a hall's echo only 10–14 dB down, at −30 to −38 dBFS, for
+/// the first seconds, and a far box that is a box too hears its own talker's words come
+/// back and cuts them (the call; docs/benchmarks.md). Not 6 or 8: a room's call then fell
+/// 4.48 → 4.33 or 4.37 in one run of three.
+const GATE_BELOW_RENDER_UNCONVERGED: f64 = 10.0;
+/// The linear filter has the echo after this many frames (500 ms) in which it explained
+/// the microphone and took 10 dB or more off it ([`EchoFit::filter_has_echo`]). Not
+/// fewer: at 10 a hall's third run lost 13 dB of echo loss to a late frame; not more: at
+/// 50 a hall's double talk, which starts 4 s in, lost 0.1–0.2 of its degradation score.
+const FILTER_HAS_ECHO_FRAMES: usize = 25;
 /// The background is learnt only from open frames under −40 dBFS (mean square): a
 /// street or a room's hum, not a voice.
 const BACKGROUND_CEILING: f64 = 32768.0 * 32768.0 * 1e-4;
@@ -178,7 +191,9 @@ const BACKGROUND_RISE: f64 = 1.023;
 /// the far end's voice 30–60 dB down, which a person does not hear, but when the far end
 /// is a box too, its canceller gets that faint copy of its own talker's voice as its
 /// reference and its linear filter learns to predict the talker from it: the talker's
-/// words get cut (the echo benchmark's call column, docs/benchmarks.md).
+/// words get cut (the echo benchmark's call column, docs/benchmarks.md). Until the
+/// canceller's linear filter has the echo, the first half second or more of a call's far
+/// end, it takes more: anything 10 dB under the far end arriving and under −30 dBFS.
 ///
 /// In the far end's pauses, its [`TailFollower`] takes down the echo's reverberant tail,
 /// which outlasts the hold in a hall.
@@ -222,6 +237,9 @@ struct ResidualGate {
     fit: EchoFit,
     /// …and whether the last frame's output was the echo it predicts.
     opened_on_echo: bool,
+    /// Frames so far in which the linear filter had the echo (up to
+    /// [`FILTER_HAS_ECHO_FRAMES`]).
+    filter_frames: usize,
 }
 
 impl ResidualGate {
@@ -239,6 +257,7 @@ impl ResidualGate {
             tail: TailFollower::new(),
             fit: EchoFit::default(),
             opened_on_echo: false,
+            filter_frames: 0,
         }
     }
 
@@ -321,12 +340,21 @@ impl ResidualGate {
         let tail = self
             .tail
             .frame(self.pause(), far, self.mic, out, self.background);
-        let floor = if mic_is_echo {
-            GATE_FLOOR_ON_ECHO
-        } else {
-            GATE_FLOOR
+        if self.fit.filter_has_echo() && self.filter_frames < FILTER_HAS_ECHO_FRAMES {
+            self.filter_frames += 1;
+        }
+        // Before the filter has the echo, a far end that talks is echoed barely down. Not
+        // a far end that does not: a far box's faint residual or comfort noise echoes
+        // under anything a listener hears, and 10 dB under it the gate would close in the
+        // near end's every pause and open across its words' first frames (the voice
+        // benchmark's speakerphone call lost onsets 6–15 dB; docs/benchmarks.md).
+        let unconverged = self.filter_frames < FILTER_HAS_ECHO_FRAMES && far > tail::FAR_TALKING;
+        let (floor, below) = match (unconverged, mic_is_echo) {
+            (true, _) => (GATE_FLOOR_ON_ECHO, GATE_BELOW_RENDER_UNCONVERGED),
+            (false, true) => (GATE_FLOOR_ON_ECHO, GATE_BELOW_RENDER),
+            (false, false) => (GATE_FLOOR, GATE_BELOW_RENDER),
         };
-        let gated = (out < floor && out * GATE_BELOW_RENDER < far)
+        let gated = (out < floor && out * below < far)
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
             || on_echo;
@@ -992,11 +1020,59 @@ mod tests {
         assert_eq!(f, faint);
     }
 
+    /// Plays `far` for [`FILTER_HAS_ECHO_FRAMES`] frames while the linear filter predicts
+    /// the microphone whole: the filter has the echo.
+    fn with_the_echo_found(gate: &mut ResidualGate, far: i16) {
+        let echo = tone(3000.0, 0.05);
+        let fit = fit_of(&echo, &echo, &[0.0; SPLIT_BAND_SIZE * 2]);
+        assert!(fit.filter_has_echo());
+        for _ in 0..FILTER_HAS_ECHO_FRAMES {
+            gate.render(&[far; FRAME_SAMPLES]);
+            gate.linear_filter(fit);
+            gate.capture(&mut [0; FRAME_SAMPLES]);
+        }
+        gate.linear_filter(EchoFit::default());
+    }
+
+    #[test]
+    fn before_the_filter_has_the_echo_a_residue_10_db_under_the_far_end_is_taken() {
+        // Whether a steady frame at `level` is taken down (the second one, past the
+        // gain's ramp).
+        let taken = |gate: &mut ResidualGate, level: i16| {
+            let mut f = [level; FRAME_SAMPLES];
+            gate.capture(&mut f);
+            let mut f = [level; FRAME_SAMPLES];
+            gate.capture(&mut f);
+            f.iter().all(|&s| s < level / 10)
+        };
+        // The far end at −22 dBFS.
+        let far = 2600;
+        let mut gate = ResidualGate::new();
+        gate.render(&[far; FRAME_SAMPLES]);
+        // 11 dB under it (−33 dBFS): the echo an unconverged canceller passes, taken…
+        assert!(taken(&mut gate, 730));
+        // …but not 9 dB under it (−31 dBFS), nor anything over −30 dBFS.
+        assert!(!taken(&mut gate, 920));
+        let mut gate = ResidualGate::new();
+        gate.render(&[8000; FRAME_SAMPLES]);
+        assert!(!taken(&mut gate, 1100));
+        // Once the filter has the echo, −33 dBFS 11 dB under the far end may be the near
+        // end: it passes.
+        let mut gate = ResidualGate::new();
+        with_the_echo_found(&mut gate, far);
+        assert!(!taken(&mut gate, 730));
+        // A far end that does not talk (under −40 dBFS: a far box's residual, its comfort
+        // noise) echoes under anything heard: a frame 12 dB under it is left alone.
+        let mut gate = ResidualGate::new();
+        gate.render(&[300; FRAME_SAMPLES]);
+        assert!(!taken(&mut gate, 75));
+    }
+
     #[test]
     fn the_residual_gate_takes_a_residue_17_db_under_the_far_end() {
         let mut gate = ResidualGate::new();
         // The far end at −20.8 dBFS.
-        gate.render(&[3000; FRAME_SAMPLES]);
+        with_the_echo_found(&mut gate, 3000);
         // Whether a steady frame at `level` is taken down (the second one, past the
         // gain's ramp).
         let taken = |gate: &mut ResidualGate, level: i16| {
@@ -1019,7 +1095,7 @@ mod tests {
         let frame = [730i16; FRAME_SAMPLES];
         let taken = |fit: EchoFit| {
             let mut gate = ResidualGate::new();
-            gate.render(&[8000; FRAME_SAMPLES]);
+            with_the_echo_found(&mut gate, 8000);
             let mut f = frame;
             for _ in 0..2 {
                 gate.linear_filter(fit);

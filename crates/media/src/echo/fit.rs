@@ -26,6 +26,10 @@ const OUT_EXPLAINED: f64 = 0.1;
 /// echo alone is explained 0.85–0.99 in a room and, clipped in an enclosure, 0.6–0.9
 /// (docs/benchmarks.md).
 const MIC_EXPLAINED: f64 = 0.5;
+/// A linear filter that has the echo takes this much (10 dB) off the microphone: in far-end
+/// single talk a room's takes 5–15 dB in its first seconds and 21–35 dB after, a hall's
+/// 3–5 dB for 3 s (docs/benchmarks.md).
+const FILTER_TAKES: f64 = 10.0;
 /// A prediction under this (mean square, −60 dBFS) predicts no echo: its correlations
 /// are chance.
 const PREDICTED: f64 = 32768.0 * 32768.0 * 1e-6;
@@ -94,6 +98,12 @@ impl EchoFit {
         self.samples > 0
             && self.predicted > PREDICTED * self.samples as f64
             && self.mic_explained() > MIC_EXPLAINED
+    }
+
+    /// Whether the linear filter has the echo: it explains the microphone and took at
+    /// least 10 dB off it.
+    pub(crate) fn filter_has_echo(&self) -> bool {
+        self.mic_is_echo() && self.heard > FILTER_TAKES * self.left
     }
 
     /// Whether the output passes the echo: the microphone is mostly the echo the filter

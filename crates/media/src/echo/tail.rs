@@ -27,7 +27,7 @@ const LEVEL_FADE: f64 = 0.9;
 const ECHO_DOMINATED: f64 = 10.0;
 /// The speaker counts as talking above this (mean square, −40 dBFS): a far box's
 /// residual or comfort noise does not start a tail.
-const FAR_TALKING: f64 = 32768.0 * 32768.0 * 1e-4;
+pub(crate) const FAR_TALKING: f64 = 32768.0 * 32768.0 * 1e-4;
 /// A pause whose echo level before it was under this (−60 dBFS) has no tail to follow.
 const LEVEL_MIN: f64 = 32768.0 * 32768.0 * 1e-6;
 /// The tail as first assumed: 1.5 dB a frame under the level per frame into the pause
