@@ -1034,17 +1034,18 @@ mod tests {
         gate.linear_filter(EchoFit::default());
     }
 
+    /// Whether a steady frame at `level` is taken down (the second one, past the gain's
+    /// ramp).
+    fn taken(gate: &mut ResidualGate, level: i16) -> bool {
+        let mut f = [level; FRAME_SAMPLES];
+        gate.capture(&mut f);
+        let mut f = [level; FRAME_SAMPLES];
+        gate.capture(&mut f);
+        f.iter().all(|&s| s < level / 10)
+    }
+
     #[test]
     fn before_the_filter_has_the_echo_a_residue_10_db_under_the_far_end_is_taken() {
-        // Whether a steady frame at `level` is taken down (the second one, past the
-        // gain's ramp).
-        let taken = |gate: &mut ResidualGate, level: i16| {
-            let mut f = [level; FRAME_SAMPLES];
-            gate.capture(&mut f);
-            let mut f = [level; FRAME_SAMPLES];
-            gate.capture(&mut f);
-            f.iter().all(|&s| s < level / 10)
-        };
         // The far end at −22 dBFS.
         let far = 2600;
         let mut gate = ResidualGate::new();
@@ -1073,15 +1074,6 @@ mod tests {
         let mut gate = ResidualGate::new();
         // The far end at −20.8 dBFS.
         with_the_echo_found(&mut gate, 3000);
-        // Whether a steady frame at `level` is taken down (the second one, past the
-        // gain's ramp).
-        let taken = |gate: &mut ResidualGate, level: i16| {
-            let mut f = [level; FRAME_SAMPLES];
-            gate.capture(&mut f);
-            let mut f = [level; FRAME_SAMPLES];
-            gate.capture(&mut f);
-            f.iter().all(|&s| s < level / 10)
-        };
         // 18 dB under the far end (−38.8 dBFS): the echo of a quiet syllable.
         assert!(taken(&mut gate, 378));
         // 16 dB under it (−36.8 dBFS): left alone, it may be the near end.
