@@ -150,10 +150,10 @@ const GATE_BELOW_RENDER: f64 = 50.1;
 const GATE_HOLD_FRAMES: usize = 10;
 /// Until the linear filter has the echo (see [`FILTER_HAS_ECHO_FRAMES`]) and while the
 /// far end talks ([`tail::FAR_TALKING`]), the gate's floor is [`GATE_FLOOR_ON_ECHO`]
-/// everywhere and a frame need only be this far (10 dB) under the far end arriving: an
-/// unconverged canceller passes a hall's echo only 10–14 dB down, at −30 to −38 dBFS, for
-/// the first seconds, and a far box that is a box too hears its own talker's words come
-/// back and cuts them (the call; docs/benchmarks.md). Not 6 or 8: a room's call then fell
+/// everywhere and a frame need only be this far (10 dB) under the far end arriving: for
+/// its first seconds an unconverged canceller passes a hall's echo at −30 to −38 dBFS, only
+/// 10–14 dB under the far end arriving, and a far box that is a box too hears its own
+/// talker's words come back and cuts them (the call; docs/benchmarks.md). Not 6 or 8: a room's call then fell
 /// 4.48 → 4.33 or 4.37 in one run of three.
 const GATE_BELOW_RENDER_UNCONVERGED: f64 = 10.0;
 /// The linear filter has the echo after this many frames (500 ms) in which it explained
@@ -347,7 +347,7 @@ impl ResidualGate {
         // a far end that does not: a far box's faint residual or comfort noise echoes
         // under anything a listener hears, and 10 dB under it the gate would close in the
         // near end's every pause and open across its words' first frames (the voice
-        // benchmark's speakerphone call lost onsets 6–15 dB; docs/benchmarks.md).
+        // benchmark's speakerphone call lost onsets 3–7 dB; docs/benchmarks.md).
         let unconverged = self.filter_frames < FILTER_HAS_ECHO_FRAMES && far > tail::FAR_TALKING;
         let (floor, below) = match (unconverged, mic_is_echo) {
             (true, _) => (GATE_FLOOR_ON_ECHO, GATE_BELOW_RENDER_UNCONVERGED),
