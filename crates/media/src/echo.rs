@@ -153,8 +153,8 @@ const GATE_HOLD_FRAMES: usize = 10;
 /// everywhere and a frame need only be this far (10 dB) under the far end arriving: for
 /// its first seconds an unconverged canceller passes a hall's echo at −30 to −38 dBFS, only
 /// 10–14 dB under the far end arriving, and a far box that is a box too hears its own
-/// talker's words come back and cuts them (the call; docs/benchmarks.md). Not 6 or 8: a room's call then fell
-/// 4.48 → 4.33 or 4.37 in one run of three.
+/// talker's words come back and cuts them (the call; docs/benchmarks.md). Not 6 or 8: a
+/// room's call then fell 4.48 → 4.33 or 4.37 in one run of three.
 const GATE_BELOW_RENDER_UNCONVERGED: f64 = 10.0;
 /// The linear filter has the echo after this many frames (500 ms) in which it explained
 /// the microphone and took 10 dB or more off it ([`EchoFit::filter_has_echo`]). Not
