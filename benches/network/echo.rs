@@ -246,7 +246,38 @@ impl Signals {
 }
 
 /// One path, all four situations.
-fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path, run: u64) -> EchoResult {
+/// Writes `samples` as `{path}-{tuning}-run{run}-{what}.wav` into `keep`, if given.
+struct Keep<'a> {
+    dir: Option<&'a Path>,
+    prefix: String,
+}
+
+impl Keep<'_> {
+    fn wav(&self, what: &str, samples: &[f64]) {
+        if let Some(dir) = self.dir {
+            let path = dir.join(format!("{}-{what}.wav", self.prefix));
+            crate::write_wav(
+                &path,
+                samples
+                    .iter()
+                    .map(|v| v.round().clamp(-32768.0, 32767.0) as i16),
+            );
+        }
+    }
+}
+
+fn measure(
+    name: &str,
+    tuning: Tuning,
+    s: &Signals,
+    dir: &Path,
+    run: u64,
+    keep: Option<&Path>,
+) -> EchoResult {
+    let keep = Keep {
+        dir: keep,
+        prefix: format!("{name}-{tuning:?}-run{run}").to_lowercase(),
+    };
     let mos = |far: &[f64], mic: &[f64], out: &[f64], talk| {
         aecmos(far, mic, out, talk, dir).unwrap_or_else(|e| panic!("{e}"))
     };
@@ -255,6 +286,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path, run: u64) -> Ech
 
     // Far-end single talk.
     let (out, busy) = process(tuning, far, echo, run);
+    keep.wav("far-alone-sent", &out);
     let (mos_far_echo, _) = mos(far, echo, &out, Talk::FarEnd);
     let from = 2 * RATE;
     let erl_db = db(energy(&far[from..]) / energy(&echo[from..]));
@@ -265,6 +297,8 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path, run: u64) -> Ech
 
     // Double talk.
     let (out, _) = process(tuning, far, &s.double, run);
+    keep.wav("double-talk-mic", &s.double);
+    keep.wav("double-talk-sent", &out);
     let talk = s.talk.clone();
     let (mos_double_echo, mos_double_deg) = mos(
         &far[talk.clone()],
@@ -277,6 +311,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path, run: u64) -> Ech
     // Near-end single talk: no far end at all.
     let silent = vec![0.0; n];
     let (out, _) = process(tuning, &silent, near, run);
+    keep.wav("near-alone-sent", &out);
     let near_only_pesq = pesq_wb(&near[span.clone()], &out[span.clone()], dir).unwrap_or(f64::NAN);
     let (_, mos_near_deg) = mos(
         &silent[span.clone()],
@@ -294,7 +329,9 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path, run: u64) -> Ech
     let near_at: Vec<f64> = (0..n)
         .map(|i| i.checked_sub(phase).map_or(0.0, |j| near[j]))
         .collect();
-    let out = call_loop(tuning, &path, &near_at);
+    let (out, out_a) = call_loop(tuning, &path, &near_at);
+    keep.wav("call-b-sent", &out);
+    keep.wav("call-a-sent", &out_a);
     let heard = (s.span.start + phase).min(n)..(s.span.end + phase).min(n);
     let call_pesq = pesq_wb(&near_at[heard.clone()], &out[heard], dir).unwrap_or(f64::NAN);
 
@@ -303,6 +340,7 @@ fn measure(name: &str, tuning: Tuning, s: &Signals, dir: &Path, run: u64) -> Ech
 
     // The path changes.
     let (out, _) = process(tuning, far, &s.changed, run);
+    keep.wav("path-change-sent", &out);
     let reconverge_ms = settled_after(&s.changed, &out, CHANGE);
 
     EchoResult {
@@ -369,6 +407,7 @@ pub(crate) fn run(
     wanted: impl Fn(&str) -> bool,
     runs: u32,
     dir: &Path,
+    keep: Option<&Path>,
 ) -> Vec<EchoResult> {
     let mut results = Vec::new();
     for name in ECHO_PRESETS.iter().filter(|n| wanted(n)) {
@@ -376,7 +415,7 @@ pub(crate) fn run(
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
             let each: Vec<EchoResult> = (1..=u64::from(runs.max(1)))
                 .map(|run| {
-                    let r = measure(name, tuning, &signals, dir, run);
+                    let r = measure(name, tuning, &signals, dir, run, keep);
                     eprintln!("{r:?}");
                     r
                 })
@@ -466,8 +505,8 @@ const CALL_PHASE: usize = RATE / 200;
 
 /// A speakerphone call, offline: box B's talker speaks (the near end), box A is silent
 /// and both boxes hear their speaker through `path`; what A plays comes back to B as
-/// A's residual. Returns what B sent.
-fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> Vec<f64> {
+/// A's residual. Returns what B sent and what A sent.
+fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let n = near.len() / FRAME * FRAME;
     let mut a = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let mut b = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
@@ -504,5 +543,5 @@ fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> Vec<f64> {
         sent_a.push(out_a);
         sent_b.push(out_b);
     }
-    sent_b.concat()
+    (sent_b.concat(), sent_a.concat())
 }

@@ -7,8 +7,9 @@
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
 //! N]` the online mode across NAT routers (see `nat`), `-- --echo [--runs N] [--only
-//! PATH]...` the capture path's echo canceller on the simulator's echo paths (see
-//! `echo`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
+//! PATH]... [--keep-audio]` the capture path's echo canceller on the simulator's echo
+//! paths (see `echo`; `--keep-audio` also writes what each run sent, as WAVs under
+//! `DIR/echo-audio`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's
 //! `pesq` and `numpy` (the NAT scenarios also coturn and the mailbox server); root, or
 //! user namespaces (it makes its own and never touches the machine's network).
 //! `-- --foreign [--baseline PATH] [--sender NAME]...` has foreign senders call box A
@@ -38,6 +39,8 @@ struct Args {
     codec: bool,
     display: bool,
     echo: bool,
+    /// `--keep-audio`: the echo benchmark also writes what the processing sent.
+    keep_audio: bool,
     nat: bool,
     /// Complexities the codec sweep measures (all when empty).
     complexities: Vec<i32>,
@@ -72,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         codec: false,
         display: false,
         echo: false,
+        keep_audio: false,
         nat: false,
         complexities: Vec::new(),
         foreign: false,
@@ -105,6 +109,7 @@ fn parse_args() -> Result<Args, String> {
             "--codec" => a.codec = true,
             "--display" => a.display = true,
             "--echo" => a.echo = true,
+            "--keep-audio" => a.keep_audio = true,
             "--nat" => a.nat = true,
             "--foreign" => a.foreign = true,
             "--baseline" => a.baseline = Some(PathBuf::from(value("--baseline")?)),
@@ -149,7 +154,21 @@ fn main() -> ExitCode {
         };
         let far = wav(include_bytes!("speech.wav"));
         let near = wav(intercom::demo::SPEECH_CLIP);
-        let results = echo::run(&far, &near, |p| args.wants(p), args.runs, work.path());
+        let keep = args.keep_audio.then(|| args.out.join("echo-audio"));
+        if let Some(dir) = &keep {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let results = echo::run(
+            &far,
+            &near,
+            |p| args.wants(p),
+            args.runs,
+            work.path(),
+            keep.as_deref(),
+        );
+        if let Some(dir) = &keep {
+            println!("what each run sent: {}", dir.display());
+        }
         println!("\n{}", echo::markdown(&results));
         let json = serde_json::to_string_pretty(&results).unwrap();
         std::fs::write(args.out.join("echo.json"), json).unwrap();
