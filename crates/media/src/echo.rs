@@ -310,10 +310,34 @@ impl ResidualGate {
     /// a near end talking before it arrives is no echo, and the echo still arriving after
     /// the far end stopped is no background.
     fn arriving(&self) -> f64 {
+        let (start, end) = self.arriving_window();
+        self.played.range(start..end).copied().fold(0.0, f64::max)
+    }
+
+    /// Where [`ResidualGate::arriving`] looks in what was played: its first and past its
+    /// last frame.
+    fn arriving_window(&self) -> (usize, usize) {
         let (n, d) = (self.played.len(), self.delay_frames);
         let end = (n + 2).saturating_sub(d).min(n);
-        let start = n.saturating_sub(d + GATE_HOLD_FRAMES).min(end);
-        self.played.range(start..end).copied().fold(0.0, f64::max)
+        (n.saturating_sub(d + GATE_HOLD_FRAMES).min(end), end)
+    }
+
+    /// The loudest of [`arriving`]'s window and the frames played before it, each of
+    /// those faded as a hall's reverberation fades ([`leak::TAIL_FADE`] a frame) for every
+    /// frame it lies before the window: what may still ring in the room now. A hall's echo
+    /// 240–440 ms after a loud passage lies only a few dB under the window's far end.
+    ///
+    /// [`arriving`]: ResidualGate::arriving
+    fn arriving_or_ringing(&self) -> f64 {
+        let (start, _) = self.arriving_window();
+        let mut fade = 1.0;
+        self.played
+            .range(..start)
+            .rev()
+            .fold(self.arriving(), |far, &e| {
+                fade *= leak::TAIL_FADE;
+                far.max(e * fade)
+            })
     }
 
     fn capture(&mut self, frame: &mut [i16]) {
@@ -354,7 +378,14 @@ impl ResidualGate {
             (false, true) => (GATE_FLOOR_ON_ECHO, GATE_BELOW_RENDER),
             (false, false) => (GATE_FLOOR, GATE_BELOW_RENDER),
         };
-        let gated = (out < floor && out * below < far)
+        // Before the filter has the echo, AEC3 passes a hall's reverberation whole, long
+        // after the words that made it left the window (docs/benchmarks.md).
+        let heard = if unconverged {
+            self.arriving_or_ringing()
+        } else {
+            far
+        };
+        let gated = (out < floor && out * below < heard)
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
             || on_echo;
@@ -1067,6 +1098,37 @@ mod tests {
         let mut gate = ResidualGate::new();
         gate.render(&[300; FRAME_SAMPLES]);
         assert!(!taken(&mut gate, 75));
+    }
+
+    #[test]
+    fn before_the_filter_has_the_echo_a_halls_ringing_counts_as_the_far_end() {
+        // A loud passage (−12 dBFS), then 13 frames of a quieter far end (−30 dBFS): the
+        // passage left the window 4 frames ago and may ring on 6 dB down, at −18 dBFS.
+        let played = |gate: &mut ResidualGate, quiet_frames: usize| {
+            for _ in 0..3 {
+                gate.render(&[8000; FRAME_SAMPLES]);
+            }
+            for _ in 0..quiet_frames {
+                gate.render(&[1040; FRAME_SAMPLES]);
+            }
+        };
+        // −37 dBFS: 7 dB under the window's far end, 19 dB under the ringing: taken.
+        let mut gate = ResidualGate::new();
+        played(&mut gate, 13);
+        assert!(taken(&mut gate, 460));
+        // Without the passage it is 7 dB under all there is: left alone.
+        let mut gate = ResidualGate::new();
+        gate.render(&[1040; FRAME_SAMPLES]);
+        assert!(!taken(&mut gate, 460));
+        // 35 frames on, the ringing has faded (39 dB): left alone.
+        let mut gate = ResidualGate::new();
+        played(&mut gate, 35);
+        assert!(!taken(&mut gate, 460));
+        // Once the filter has the echo, only the window counts: left alone.
+        let mut gate = ResidualGate::new();
+        with_the_echo_found(&mut gate, 1040);
+        played(&mut gate, 13);
+        assert!(!taken(&mut gate, 460));
     }
 
     #[test]

@@ -66,7 +66,7 @@ const FILTER_SMOOTHING: f64 = 0.8;
 /// 1.5 dB a frame (an RT60 of 0.8 s) for up to 500 ms.
 const DIRECT_FRAMES: usize = 5;
 const TAIL_FRAMES: usize = 25;
-const TAIL_FADE: f64 = 0.708;
+pub(crate) const TAIL_FADE: f64 = 0.708;
 /// Below this (whitened, mean square per detector sample), the speaker is silent at a
 /// lag and says nothing there.
 const SILENT: f32 = 1e2;
