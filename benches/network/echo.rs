@@ -245,8 +245,7 @@ impl Signals {
     }
 }
 
-/// One path, all four situations.
-/// Writes `samples` as `{path}-{tuning}-run{run}-{what}.wav` into `keep`, if given.
+/// Writes what a run sent as `{path}-{tuning}-run{run}-{what}.wav` into `dir`, if given.
 struct Keep<'a> {
     dir: Option<&'a Path>,
     prefix: String,
@@ -266,6 +265,7 @@ impl Keep<'_> {
     }
 }
 
+/// One path, all four situations.
 fn measure(
     name: &str,
     tuning: Tuning,
