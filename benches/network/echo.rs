@@ -101,6 +101,11 @@ fn db(r: f64) -> f64 {
     10.0 * r.max(1e-12).log10()
 }
 
+/// A sample as the converter gives it: rounded and clipped to 16 bits.
+fn to_i16(v: f64) -> i16 {
+    v.round().clamp(-32768.0, 32767.0) as i16
+}
+
 fn looped(x: &[f64], n: usize) -> Vec<f64> {
     x.iter().copied().cycle().take(n).collect()
 }
@@ -117,7 +122,6 @@ fn process(tuning: Tuning, far: &[f64], mic: &[f64], run: u64) -> (Vec<f64>, std
     let mut out = Vec::with_capacity(mic.len());
     let mut busy = std::time::Duration::ZERO;
     let mut rng = rand::rngs::StdRng::seed_from_u64(run);
-    let to_i16 = |v: f64| v.round().clamp(-32768.0, 32767.0) as i16;
     for (f, m) in far.chunks_exact(FRAME).zip(mic.chunks_exact(FRAME)) {
         let fr: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
         let mut mr: Vec<i16> = m
@@ -255,12 +259,7 @@ impl Keep<'_> {
     fn wav(&self, what: &str, samples: &[f64]) {
         if let Some(dir) = self.dir {
             let path = dir.join(format!("{}-{what}.wav", self.prefix));
-            crate::write_wav(
-                &path,
-                samples
-                    .iter()
-                    .map(|v| v.round().clamp(-32768.0, 32767.0) as i16),
-            );
+            crate::write_wav(&path, samples.iter().map(|&v| to_i16(v)));
         }
     }
 }
@@ -511,7 +510,6 @@ fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> (Vec<f64>, Ve
     let mut a = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let mut b = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let (mut room_a, mut room_b) = (Room::new(path, n), Room::new(path, n));
-    let to_i16 = |v: &f64| v.round().clamp(-32768.0, 32767.0) as i16;
     let silent = vec![0.0; FRAME];
     // What each box sent, by frame.
     let (mut sent_a, mut sent_b): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (Vec::new(), Vec::new());
@@ -523,12 +521,8 @@ fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> (Vec<f64>, Ve
         let (play_a, play_b) = (heard(&sent_b), heard(&sent_a));
         let side = |p: &mut VoiceProcessor, room: &mut Room, play: &[f64], talk: &[f64]| {
             let echo = room.play(play);
-            let render: Vec<i16> = play.iter().map(to_i16).collect();
-            let mut mic: Vec<i16> = echo
-                .iter()
-                .zip(talk)
-                .map(|(e, s)| to_i16(&(e + s)))
-                .collect();
+            let render: Vec<i16> = play.iter().map(|&v| to_i16(v)).collect();
+            let mut mic: Vec<i16> = echo.iter().zip(talk).map(|(e, s)| to_i16(e + s)).collect();
             p.render(&render);
             p.capture(&mut mic);
             mic.iter().map(|&s| f64::from(s)).collect::<Vec<f64>>()

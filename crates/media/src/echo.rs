@@ -322,22 +322,18 @@ impl ResidualGate {
         (n.saturating_sub(d + GATE_HOLD_FRAMES).min(end), end)
     }
 
-    /// The loudest of [`arriving`]'s window and the frames played before it, each of
-    /// those faded as a hall's reverberation fades ([`leak::TAIL_FADE`] a frame) for every
-    /// frame it lies before the window: what may still ring in the room now. A hall's echo
-    /// 240–440 ms after a loud passage lies only a few dB under the window's far end.
-    ///
-    /// [`arriving`]: ResidualGate::arriving
-    fn arriving_or_ringing(&self) -> f64 {
+    /// The louder of `arriving` ([`ResidualGate::arriving`]) and the frames played
+    /// before its window, each faded as a hall's reverberation fades ([`leak::TAIL_FADE`]
+    /// a frame) for every frame it lies before the window: what may still ring in the
+    /// room now. A hall's echo 240–440 ms after a loud passage lies only a few dB under
+    /// the window's far end.
+    fn arriving_or_ringing(&self, arriving: f64) -> f64 {
         let (start, _) = self.arriving_window();
         let mut fade = 1.0;
-        self.played
-            .range(..start)
-            .rev()
-            .fold(self.arriving(), |far, &e| {
-                fade *= leak::TAIL_FADE;
-                far.max(e * fade)
-            })
+        self.played.range(..start).rev().fold(arriving, |far, &e| {
+            fade *= leak::TAIL_FADE;
+            far.max(e * fade)
+        })
     }
 
     fn capture(&mut self, frame: &mut [i16]) {
@@ -381,7 +377,7 @@ impl ResidualGate {
         // Before the filter has the echo, AEC3 passes a hall's reverberation whole, long
         // after the words that made it left the window (docs/benchmarks.md).
         let heard = if unconverged {
-            self.arriving_or_ringing()
+            self.arriving_or_ringing(far)
         } else {
             far
         };
