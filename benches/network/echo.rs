@@ -97,8 +97,9 @@ fn energy(x: &[f64]) -> f64 {
     x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64
 }
 
+/// A power ratio in dB, within ±120: an output of digital silence has 120 dB of echo loss.
 fn db(r: f64) -> f64 {
-    10.0 * r.max(1e-12).log10()
+    10.0 * r.clamp(1e-12, 1e12).log10()
 }
 
 /// A sample as the converter gives it: rounded and clipped to 16 bits.
