@@ -198,7 +198,8 @@ const BACKGROUND_RISE: f64 = 1.023;
 /// reference and its linear filter learns to predict the talker from it: the talker's
 /// words get cut (the echo benchmark's call column, docs/benchmarks.md). Until the
 /// canceller's linear filter has the echo, the first half second or more of a call's far
-/// end, it takes more: anything 10 dB under the far end arriving and under −30 dBFS.
+/// end, it takes more: anything 10 dB under the far end arriving and under −30 dBFS, and
+/// any frame under −30 dBFS that came out louder than the microphone went in.
 ///
 /// In the far end's pauses, its [`TailFollower`] takes down the echo's reverberant tail,
 /// which outlasts the hold in a hall.
@@ -386,7 +387,14 @@ impl ResidualGate {
         } else {
             far
         };
+        // Before the filter has the echo, a quiet frame that comes out of the canceller
+        // louder than the microphone went in carries the filter's error (a wrong
+        // prediction added, not taken off), not a near end it kept: a hall's listening box
+        // sent its talker's words back so, 9 dB under the far end arriving, and the
+        // talking box cut them (docs/benchmarks.md).
+        let made_louder = unconverged && out < floor && out > self.mic;
         let gated = (out < floor && out * below < heard)
+            || made_louder
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
             || on_echo;
@@ -1067,12 +1075,22 @@ mod tests {
     }
 
     /// Whether a steady frame at `level` is taken down (the second one, past the gain's
-    /// ramp).
+    /// ramp), the canceller having left the microphone as it was.
     fn taken(gate: &mut ResidualGate, level: i16) -> bool {
-        let mut f = [level; FRAME_SAMPLES];
-        gate.capture(&mut f);
-        let mut f = [level; FRAME_SAMPLES];
-        gate.capture(&mut f);
+        taken_from(gate, level, level)
+    }
+
+    /// Whether a steady frame at `level` out of the canceller, made of a microphone
+    /// frame at `mic`, is taken down (the second one, past the gain's ramp).
+    fn taken_from(gate: &mut ResidualGate, mic: i16, level: i16) -> bool {
+        let mut f = [0; FRAME_SAMPLES];
+        for _ in 0..2 {
+            // The microphone's level alone: constant frames fed to the leak detector
+            // would look like the speaker's constant frames come back.
+            gate.mic = f64::from(mic) * f64::from(mic);
+            f = [level; FRAME_SAMPLES];
+            gate.capture(&mut f);
+        }
         f.iter().all(|&s| s < level / 10)
     }
 
@@ -1099,6 +1117,28 @@ mod tests {
         let mut gate = ResidualGate::new();
         gate.render(&[300; FRAME_SAMPLES]);
         assert!(!taken(&mut gate, 75));
+    }
+
+    #[test]
+    fn before_the_filter_has_the_echo_a_quiet_frame_the_canceller_made_louder_is_taken() {
+        // The far end at −22 dBFS; the canceller's output at −31 dBFS, 9 dB under it (not
+        // taken for that alone), out of a microphone at −35 dBFS: the filter's error.
+        let far = 2600;
+        let mut gate = ResidualGate::new();
+        gate.render(&[far; FRAME_SAMPLES]);
+        assert!(taken_from(&mut gate, 580, 920));
+        // Made quieter than the microphone, it is left alone…
+        assert!(!taken_from(&mut gate, 1300, 920));
+        // …and so is a frame over −30 dBFS, however it came out: a near end's word.
+        assert!(!taken_from(&mut gate, 580, 1100));
+        // Once the filter has the echo, its error is the suppressor's to take.
+        let mut gate = ResidualGate::new();
+        with_the_echo_found(&mut gate, far);
+        assert!(!taken_from(&mut gate, 580, 920));
+        // A far end that does not talk leaves the frame alone too.
+        let mut gate = ResidualGate::new();
+        gate.render(&[300; FRAME_SAMPLES]);
+        assert!(!taken_from(&mut gate, 580, 920));
     }
 
     #[test]
