@@ -398,9 +398,8 @@ impl ResidualGate {
         // prediction added, not taken off), not a near end it kept: a hall's listening box
         // sent its talker's words back so, 9 dB under the far end arriving, and the
         // talking box cut them (docs/benchmarks.md).
-        let made_louder = unconverged && out < floor && out > self.mic;
-        let gated = (out < floor && out * below < heard)
-            || made_louder
+        let made_louder = unconverged && out > self.mic;
+        let gated = (out < floor && (out * below < heard || made_louder))
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
             || on_echo;
@@ -1089,15 +1088,16 @@ mod tests {
     /// Whether a steady frame at `level` out of the canceller, made of a microphone
     /// frame at `mic`, is taken down (the second one, past the gain's ramp).
     fn taken_from(gate: &mut ResidualGate, mic: i16, level: i16) -> bool {
-        let mut f = [0; FRAME_SAMPLES];
-        for _ in 0..2 {
+        let mut frame = || {
             // The microphone's level alone: constant frames fed to the leak detector
             // would look like the speaker's constant frames come back.
             gate.mic = f64::from(mic) * f64::from(mic);
-            f = [level; FRAME_SAMPLES];
+            let mut f = [level; FRAME_SAMPLES];
             gate.capture(&mut f);
-        }
-        f.iter().all(|&s| s < level / 10)
+            f
+        };
+        frame();
+        frame().iter().all(|&s| s < level / 10)
     }
 
     #[test]
