@@ -117,13 +117,16 @@ pub fn aec3_config(tuning: Tuning) -> EchoCanceller3Config {
         // not 0.7) all call long: a room's echo 1.6 dB lower, a hall's AECMOS echo 4.02 →
         // 4.15 (docs/benchmarks.md).
         c.filter.coarse.rate = 0.9;
-        // The suppressor may trust the linear filter for up to 12 dB (low band) and 9 dB
+        // The suppressor may trust the linear filter for up to 13 dB (low band) and 10 dB
         // (high bands) of echo removed, not 6 and 1.8: while both talk it takes less of the
-        // near end (AECMOS degradation, against 9 and 6 dB: a room 2.19 → 2.50, a hall 2.23
-        // → 2.36, 400 ms 1.93 → 2.03). Stock AEC3 could not afford it (a room's echo loss
-        // 41 → 23 dB); behind the residual gate a room's is 87 dB (docs/benchmarks.md).
-        c.erle.max_l = 16.0;
-        c.erle.max_h = 8.0;
+        // near end (AECMOS degradation, against 12 and 9 dB: a room 2.65 → 2.69, a hall
+        // 2.66 → 2.71, 400 ms 2.23 → 2.41). Higher (14 and 15 dB), a 400 ms path changed
+        // to a hall leaked for 3 s until the gate took what the canceller made louder, and
+        // a room's changed path took 1 and 2 s even then. Stock AEC3 could not afford it (a
+        // room's echo loss 41 → 23 dB); behind the residual gate a room's is 82 dB
+        // (docs/benchmarks.md).
+        c.erle.max_l = 20.0;
+        c.erle.max_h = 10.0;
         // Once it finds the near end dominant, the suppressor's gains may rise threefold
         // a block, not twofold: the near end's word starts come through while both talk
         // (AECMOS degradation: a room 2.50 → 2.65, a hall 2.36 → 2.66, 400 ms 2.03 →
@@ -399,7 +402,13 @@ impl ResidualGate {
         // sent its talker's words back so, 9 dB under the far end arriving, and the
         // talking box cut them (docs/benchmarks.md).
         let made_louder = unconverged && out > self.mic;
+        // At any level and once the filter has the echo too, a frame the canceller made
+        // louder by 3 dB is its filter's prediction of an echo the room no longer makes:
+        // after a 400 ms path changed to a hall's 60 ms, its filter still put the old
+        // echo out at −34 dBFS in the far end's pause, 10 dB over the microphone
+        // (docs/benchmarks.md).
         let gated = (out < floor && (out * below < heard || made_louder))
+            || self.fit.made_louder()
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
             || on_echo;
@@ -564,6 +573,8 @@ impl Aec3 {
     /// and after the linear filter and after the canceller to the frame's fit.
     fn process_block(&mut self, saturated: bool) {
         let low = self.block.view(0, 0);
+        // The block before this one, which the suppressor hands out now.
+        self.fit.add_heard_before(&self.heard);
         self.heard.clear();
         self.heard.extend_from_slice(low);
         // Where AEC3 runs no filter yet it leaves this as it was: nothing taken off.
@@ -1148,6 +1159,32 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_the_canceller_made_louder_is_taken_at_any_level() {
+        // The filter has the echo; then, in the far end's pause, its low band comes out
+        // 4 dB louder than the block it came from: a prediction of an echo the room no
+        // longer makes (an old path's), taken even at −22 dBFS.
+        let louder = |gain: f32| {
+            let mic = tone(300.0, 0.05);
+            let out: Vec<f32> = mic.iter().map(|v| v * gain).collect();
+            let mut fit = EchoFit::default();
+            fit.add_heard_before(&mic);
+            fit.add(&mic, &mic, &out);
+            fit
+        };
+        let mut gate = ResidualGate::new();
+        with_the_echo_found(&mut gate, 2600);
+        gate.render(&[0; FRAME_SAMPLES]);
+        gate.linear_filter(louder(1.6));
+        assert!(taken(&mut gate, 2600));
+        // As loud as it went in (a near end the canceller left as it was): left alone.
+        let mut gate = ResidualGate::new();
+        with_the_echo_found(&mut gate, 2600);
+        gate.render(&[0; FRAME_SAMPLES]);
+        gate.linear_filter(louder(1.0));
+        assert!(!taken(&mut gate, 2600));
+    }
+
+    #[test]
     fn before_the_filter_has_the_echo_a_halls_ringing_counts_as_the_far_end() {
         // A loud passage (−12 dBFS), then 13 frames of a quieter far end (−30 dBFS): the
         // passage left the window 4 frames ago and may ring on 6 dB down, at −18 dBFS.
@@ -1256,11 +1293,13 @@ mod tests {
             .collect()
     }
 
-    /// A frame's low band: the microphone, the linear filter's prediction of its echo
-    /// (the microphone minus the filter's error) and the canceller's output.
+    /// A steady frame's low band (the blocks before it the same): the microphone, the
+    /// linear filter's prediction of its echo (the microphone minus the filter's error)
+    /// and the canceller's output.
     fn fit_of(mic: &[f32], prediction: &[f32], out: &[f32]) -> EchoFit {
         let error: Vec<f32> = mic.iter().zip(prediction).map(|(m, p)| m - p).collect();
         let mut fit = EchoFit::default();
+        fit.add_heard_before(mic);
         fit.add(mic, &error, out);
         fit
     }

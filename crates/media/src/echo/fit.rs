@@ -17,6 +17,11 @@
 //! down however loud it is, and the frames after it while the microphone stays mostly
 //! echo (the suppressor closes again over several frames, and then passes the filter's
 //! error, which the prediction does not explain).
+//!
+//! And a frame whose output is louder than the microphone it came from is one the canceller
+//! added to: its filter predicted an echo that is not there (an old path's, after the room
+//! changed) and the suppressor passed the prediction. The suppressor hands each block out
+//! one block late (its overlap-add), so the output is compared with the block before.
 
 /// The output passes the echo when the prediction explains this much of it (10 %): in a
 /// room's double talk, the near end's voice keeps it under that in 97 % of the frames…
@@ -30,6 +35,10 @@ const MIC_EXPLAINED: f64 = 0.5;
 /// single talk a room's takes 5–15 dB in its first seconds and 21–35 dB after, a hall's
 /// 3–5 dB for 3 s (docs/benchmarks.md).
 const FILTER_TAKES: f64 = 10.0;
+/// The canceller added to a frame whose output came out this much (3 dB) louder than its
+/// microphone: a near end alone comes out of it no louder, a block later (the echo
+/// benchmark's near end alone, its PESQ-WB the same to the hundredth; docs/benchmarks.md).
+const MADE_LOUDER: f64 = 2.0;
 /// A prediction under this (mean square, −60 dBFS) predicts no echo: its correlations
 /// are chance.
 const PREDICTED: f64 = 32768.0 * 32768.0 * 1e-6;
@@ -48,6 +57,9 @@ pub(crate) struct EchoFit {
     out: f64,
     out_predicted: f64,
     samples: usize,
+    /// Σ mic² of the blocks before this frame's, one for each block added: what the
+    /// output, one block late, came from.
+    heard_before: f64,
 }
 
 impl EchoFit {
@@ -65,6 +77,15 @@ impl EchoFit {
             self.out_predicted += o * p;
         }
         self.samples += mic.len().min(error.len()).min(out.len());
+    }
+
+    /// Adds the microphone's low band of the block before the one added next (the
+    /// suppressor's output lags its input by a block).
+    pub(crate) fn add_heard_before(&mut self, mic: &[f32]) {
+        self.heard_before += mic
+            .iter()
+            .map(|&m| f64::from(m) * f64::from(m))
+            .sum::<f64>();
     }
 
     /// The microphone's low band and what the linear filter left of it, sums of squares.
@@ -104,6 +125,12 @@ impl EchoFit {
     /// least 10 dB off it.
     pub(crate) fn filter_has_echo(&self) -> bool {
         self.mic_is_echo() && self.heard > FILTER_TAKES * self.left
+    }
+
+    /// Whether the canceller made the frame louder than the microphone it came from: its
+    /// output carries an echo its filter predicted and the room did not make.
+    pub(crate) fn made_louder(&self) -> bool {
+        self.samples > 0 && self.out > MADE_LOUDER * self.heard_before
     }
 
     /// Whether the output passes the echo: the microphone is mostly the echo the filter
@@ -171,6 +198,32 @@ mod tests {
         assert!(f.out_explained() > OUT_EXPLAINED);
         assert!(f.mic_explained() < MIC_EXPLAINED, "{}", f.mic_explained());
         assert!(!f.passes_echo());
+    }
+
+    #[test]
+    fn an_output_louder_than_the_block_it_came_from_was_made_louder() {
+        // The suppressor's output is the microphone one block late: a word's fall is not
+        // made louder, though each block comes out louder than the one going in.
+        let mic: Vec<f32> = voice(2, 320, 100.0)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + (320 - i) as f32 / 16.0))
+            .collect();
+        let late = |mic: &[f32], gain: f32| {
+            let mut f = EchoFit::default();
+            let mut before: &[f32] = &[0.0; 64];
+            for block in mic.chunks(64) {
+                let out: Vec<f32> = before.iter().map(|v| gain * v).collect();
+                f.add_heard_before(before);
+                f.add(block, block, &out);
+                before = block;
+            }
+            f
+        };
+        assert!(!late(&mic, 1.0).made_louder());
+        // Out 4 dB louder than it went in: the canceller added its own prediction.
+        assert!(late(&mic, 1.6).made_louder());
+        assert!(!EchoFit::default().made_louder());
     }
 
     #[test]
