@@ -1163,25 +1163,21 @@ mod tests {
         // The filter has the echo; then, in the far end's pause, its low band comes out
         // 4 dB louder than the block it came from: a prediction of an echo the room no
         // longer makes (an old path's), taken even at −22 dBFS.
-        let louder = |gain: f32| {
+        let taken_at_gain = |gain: f32| {
             let mic = tone(300.0, 0.05);
             let out: Vec<f32> = mic.iter().map(|v| v * gain).collect();
             let mut fit = EchoFit::default();
             fit.add_heard_before(&mic);
             fit.add(&mic, &mic, &out);
-            fit
+            let mut gate = ResidualGate::new();
+            with_the_echo_found(&mut gate, 2600);
+            gate.render(&[0; FRAME_SAMPLES]);
+            gate.linear_filter(fit);
+            taken(&mut gate, 2600)
         };
-        let mut gate = ResidualGate::new();
-        with_the_echo_found(&mut gate, 2600);
-        gate.render(&[0; FRAME_SAMPLES]);
-        gate.linear_filter(louder(1.6));
-        assert!(taken(&mut gate, 2600));
+        assert!(taken_at_gain(1.6));
         // As loud as it went in (a near end the canceller left as it was): left alone.
-        let mut gate = ResidualGate::new();
-        with_the_echo_found(&mut gate, 2600);
-        gate.render(&[0; FRAME_SAMPLES]);
-        gate.linear_filter(louder(1.0));
-        assert!(!taken(&mut gate, 2600));
+        assert!(!taken_at_gain(1.0));
     }
 
     #[test]
