@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 
 /// 48 kHz samples averaged into one detector sample (4 kHz).
 const DECIMATE: usize = 12;
-/// Detector samples per 20 ms frame (a multiple of 8: see [`dot`]).
+/// Detector samples per 20 ms frame (a multiple of 8: see [`dot2`]).
 const PER_FRAME: usize = 80;
 /// Lags looked at: 512 ms at 4 kHz (the longest acoustic path and the devices' delay).
 const LAGS: usize = 2048;
@@ -101,14 +101,37 @@ impl Correlation {
             last: 0.0,
         }
     }
+}
 
-    /// Adds a frame (reduced) against the speaker's history.
-    fn add(&mut self, reduced: &[f32; PER_FRAME], played: &[f32]) {
-        self.power = SMOOTHING * self.power + reduced.iter().map(|v| v * v).sum::<f32>();
-        for (lag, c) in self.cross.iter_mut().enumerate() {
-            let start = LAGS - lag;
-            *c = SMOOTHING * *c + dot(&played[start..start + PER_FRAME], reduced);
-        }
+/// Adds a frame of the microphone and one of the output (both reduced) to their
+/// correlations with the speaker's history, in one pass over it: each lag's stretch of
+/// the speaker is loaded once for both (the detector's largest cost, 2 × 2048 lags × 80
+/// products a frame).
+fn add_frames(
+    mic: &mut Correlation,
+    mic_frame: &[f32; PER_FRAME],
+    out: &mut Correlation,
+    out_frame: &[f32; PER_FRAME],
+    played: &[f32],
+) {
+    mic.power = SMOOTHING * mic.power + mic_frame.iter().map(|v| v * v).sum::<f32>();
+    out.power = SMOOTHING * out.power + out_frame.iter().map(|v| v * v).sum::<f32>();
+    cross(&mut mic.cross, mic_frame, &mut out.cross, out_frame, played);
+}
+
+/// The smoothed correlations of two frames with the speaker's history at every lag.
+fn cross(
+    a: &mut [f32],
+    a_frame: &[f32; PER_FRAME],
+    b: &mut [f32],
+    b_frame: &[f32; PER_FRAME],
+    played: &[f32],
+) {
+    for (lag, (a, b)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+        let start = LAGS - lag;
+        let (da, db) = dot2(&played[start..start + PER_FRAME], a_frame, b_frame);
+        *a = SMOOTHING * *a + da;
+        *b = SMOOTHING * *b + db;
     }
 }
 
@@ -123,6 +146,8 @@ pub(crate) struct LeakDetector {
     /// Smoothed speaker power by lag.
     power: Vec<f32>,
     mic: Correlation,
+    /// The microphone's frame (reduced), added with the output's.
+    mic_frame: [f32; PER_FRAME],
     out: Correlation,
     /// The mean squares of the last frames played (full band), newest last.
     frames: VecDeque<f64>,
@@ -157,6 +182,7 @@ impl LeakDetector {
             last_played: 0.0,
             power: vec![0.0; LAGS],
             mic: Correlation::new(),
+            mic_frame: [0.0; PER_FRAME],
             out: Correlation::new(),
             frames: VecDeque::with_capacity(LAGS / PER_FRAME + TAIL_FRAMES + 1),
             sounded: 0,
@@ -209,8 +235,7 @@ impl LeakDetector {
 
     /// The microphone's frame as it came in (second call).
     pub(crate) fn microphone(&mut self, frame: &[i16]) {
-        let reduced = LeakDetector::reduce(frame, &mut self.mic.last);
-        self.mic.add(&reduced, &self.played);
+        self.mic_frame = LeakDetector::reduce(frame, &mut self.mic.last);
     }
 
     /// The low band of the microphone's frame before and after the canceller's linear
@@ -232,7 +257,13 @@ impl LeakDetector {
     /// does not.
     pub(crate) fn output(&mut self, frame: &[i16]) -> Option<f64> {
         let reduced = LeakDetector::reduce(frame, &mut self.out.last);
-        self.out.add(&reduced, &self.played);
+        add_frames(
+            &mut self.mic,
+            &self.mic_frame,
+            &mut self.out,
+            &reduced,
+            &self.played,
+        );
         let power = &self.power;
         // Where the speaker explains most of a signal: the lag, ρ² and the gain there.
         let strongest = |c: &Correlation| {
@@ -344,16 +375,23 @@ impl LeakDetector {
     }
 }
 
-/// `a · b` in eight lanes, which the compiler turns into vector instructions (a plain
-/// sum of floats has to stay in order and does not).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+/// `x · a` and `x · b`, each in eight lanes, which the compiler turns into vector
+/// instructions (a plain sum of floats has to stay in order and does not).
+#[inline(always)]
+fn dot2(x: &[f32], a: &[f32], b: &[f32]) -> (f32, f32) {
+    let mut lanes_a = [0.0f32; 8];
+    let mut lanes_b = [0.0f32; 8];
+    for ((x, a), b) in x
+        .chunks_exact(8)
+        .zip(a.chunks_exact(8))
+        .zip(b.chunks_exact(8))
+    {
         for i in 0..8 {
-            lanes[i] += x[i] * y[i];
+            lanes_a[i] += x[i] * a[i];
+            lanes_b[i] += x[i] * b[i];
         }
     }
-    lanes.iter().sum()
+    (lanes_a.iter().sum(), lanes_b.iter().sum())
 }
 
 #[cfg(test)]
@@ -628,5 +666,35 @@ mod tests {
         // Without that word from the filter, it ends the hold (500 ms) later.
         let held = last(detect(&far, &mic, &out)).unwrap();
         assert_eq!(held, filtered + LEAK_HOLD, "leak until {held}");
+    }
+
+    /// A speaker's history and two frames of seeded noise, at speech's levels.
+    fn noise_frames(seed: u64) -> (Vec<f32>, [f32; PER_FRAME], [f32; PER_FRAME]) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut sample = || rng.gen_range(-3000.0f32..3000.0);
+        let played = (0..LAGS + PER_FRAME).map(|_| sample()).collect();
+        (
+            played,
+            std::array::from_fn(|_| sample()),
+            std::array::from_fn(|_| sample()),
+        )
+    }
+
+    #[test]
+    fn both_correlations_are_the_speakers_history_dotted_with_each_frame() {
+        let (played, a_frame, b_frame) = noise_frames(7);
+        let (mut a, mut b) = (Correlation::new(), Correlation::new());
+        add_frames(&mut a, &a_frame, &mut b, &b_frame, &played);
+        for (lag, (&got_a, &got_b)) in a.cross.iter().zip(&b.cross).enumerate() {
+            let stretch = &played[LAGS - lag..LAGS - lag + PER_FRAME];
+            // In f64, and the sum of the products' sizes, which f32's rounding scales.
+            let plain = |frame: &[f32]| -> (f64, f64) {
+                let products = stretch.iter().zip(frame).map(|(&x, &y)| f64::from(x * y));
+                (products.clone().sum(), products.map(f64::abs).sum())
+            };
+            for (got, (want, size)) in [(got_a, plain(&a_frame)), (got_b, plain(&b_frame))] {
+                assert!((f64::from(got) - want).abs() <= 1e-5 * size, "lag {lag}");
+            }
+        }
     }
 }
