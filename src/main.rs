@@ -135,6 +135,16 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    // This x86_64 build may use FMA and AVX, which FMA implies, anywhere
+    // (.cargo/config.toml): on a CPU without them it would die of an illegal instruction.
+    #[cfg(all(target_arch = "x86_64", target_feature = "fma"))]
+    if !std::arch::is_x86_feature_detected!("fma") {
+        eprintln!(
+            "intercom: this build needs a CPU with FMA (x86-64 since 2013); \
+             for an older one, build it with `RUSTFLAGS= cargo build --release`"
+        );
+        return ExitCode::FAILURE;
+    }
     // Before anything secret exists: a crash must not leave a PIN or a key in a core file.
     let hardened = intercom::service::forbid_core_dumps();
     intercom::service::raise_file_limit();
