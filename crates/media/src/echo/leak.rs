@@ -116,22 +116,11 @@ fn add_frames(
 ) {
     mic.power = SMOOTHING * mic.power + mic_frame.iter().map(|v| v * v).sum::<f32>();
     out.power = SMOOTHING * out.power + out_frame.iter().map(|v| v * v).sum::<f32>();
-    cross(&mut mic.cross, mic_frame, &mut out.cross, out_frame, played);
-}
-
-/// The smoothed correlations of two frames with the speaker's history at every lag.
-fn cross(
-    a: &mut [f32],
-    a_frame: &[f32; PER_FRAME],
-    b: &mut [f32],
-    b_frame: &[f32; PER_FRAME],
-    played: &[f32],
-) {
-    for (lag, (a, b)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+    for (lag, (m, o)) in mic.cross.iter_mut().zip(&mut out.cross).enumerate() {
         let start = LAGS - lag;
-        let (da, db) = dot2(&played[start..start + PER_FRAME], a_frame, b_frame);
-        *a = SMOOTHING * *a + da;
-        *b = SMOOTHING * *b + db;
+        let (dm, d_o) = dot2(&played[start..start + PER_FRAME], mic_frame, out_frame);
+        *m = SMOOTHING * *m + dm;
+        *o = SMOOTHING * *o + d_o;
     }
 }
 
