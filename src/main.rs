@@ -134,11 +134,21 @@ struct RunArgs {
     events: Option<PathBuf>,
 }
 
+/// Whether the CPU has FMA and AVX (CPUID leaf 1, ECX bits 12 and 28).
+#[cfg(all(target_arch = "x86_64", target_feature = "fma"))]
+fn cpu_has_fma_and_avx() -> bool {
+    // SAFETY: every x86_64 CPU has CPUID, and leaf 1 exists on all of them.
+    let ecx = unsafe { std::arch::x86_64::__cpuid(1) }.ecx;
+    ecx & (1 << 12) != 0 && ecx & (1 << 28) != 0
+}
+
 fn main() -> ExitCode {
     // This x86_64 build may use FMA and AVX, which FMA implies, anywhere
     // (.cargo/config.toml): on a CPU without them it would die of an illegal instruction.
+    // Asked of CPUID itself: `is_x86_feature_detected!` answers "yes" for any feature the
+    // build enables, without asking the CPU.
     #[cfg(all(target_arch = "x86_64", target_feature = "fma"))]
-    if !std::arch::is_x86_feature_detected!("fma") {
+    if !cpu_has_fma_and_avx() {
         eprintln!(
             "intercom: this build needs a CPU with FMA (x86-64 since 2013); \
              for an older one, build it with `RUSTFLAGS= cargo build --release`"
