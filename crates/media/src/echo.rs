@@ -6,7 +6,10 @@
 //! Its parts are put together here as its `AudioProcessing` does (full-band high-pass,
 //! three bands of 16 kHz, AEC3 on 4 ms blocks, noise suppression on the lowest band
 //! whose gain the upper ones follow, bands merged), because only the parts take AEC3's
-//! configuration: [`aec3_config`] holds the tuning for a speakerphone.
+//! configuration: [`aec3_config`] holds the tuning for a speakerphone. With it, two
+//! stages of the box's own follow AEC3: while both ends talk, a low-band suppressor that
+//! takes only the echo AEC3's linear filter left (`double_talk`), and after it all, the
+//! residual gate that takes the rest of the echo down while only the far end talks.
 //!
 //! Sans-IO: the playback loop hands in exactly what the speaker plays ([`render`]), the
 //! capture loop runs each microphone frame through [`capture`] before coding. Both work
@@ -29,9 +32,11 @@ use sonora_ns::noise_suppressor::NoiseSuppressor;
 use crate::effort::energy;
 use crate::format::{FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 
+mod double_talk;
 mod fit;
 mod leak;
 mod tail;
+use double_talk::DoubleTalk;
 use fit::EchoFit;
 use leak::LeakDetector;
 use tail::TailFollower;
@@ -91,7 +96,8 @@ pub enum Tuning {
     /// The box's: see [`aec3_config`].
     #[default]
     Speakerphone,
-    /// AEC3's defaults (with the HMM transparent mode, no residual gate), for comparison.
+    /// AEC3's defaults (with the HMM transparent mode; no double-talk suppressor, no
+    /// residual gate), for comparison.
     Stock,
 }
 
@@ -255,6 +261,8 @@ struct ResidualGate {
     /// Frames so far in which the linear filter had the echo (up to
     /// [`FILTER_HAS_ECHO_FRAMES`]).
     filter_frames: usize,
+    /// Whether this frame found a new path.
+    moved: bool,
 }
 
 impl ResidualGate {
@@ -273,6 +281,7 @@ impl ResidualGate {
             fit: EchoFit::default(),
             opened_on_echo: false,
             filter_frames: 0,
+            moved: false,
         }
     }
 
@@ -293,6 +302,12 @@ impl ResidualGate {
         self.leak
             .linear_filter(heard, left, FRAME_SAMPLES / NUM_BANDS);
         self.fit = fit;
+    }
+
+    /// Whether the canceller's linear filter may be trusted to have taken most of the
+    /// echo off: it has the echo, and the output did not leak at the last frame.
+    fn trusts_filter(&self) -> bool {
+        self.filter_frames >= FILTER_HAS_ECHO_FRAMES && !self.leak.leaking()
     }
 
     /// The microphone's frame before any processing.
@@ -357,7 +372,8 @@ impl ResidualGate {
         // A frame the leaking echo explains (within 6 dB) is taken down too, however
         // loud: the canceller lost the path and sends the far end back.
         let leaking = self.leak.output(frame);
-        if self.leak.take_moved() {
+        self.moved = self.leak.take_moved();
+        if self.moved {
             // A new path: its tail is learnt afresh (an enclosure's tail, falling fast,
             // would take a hall's for a near end), and so is the background. Until the
             // move is found, the new echo arrives later than the old path's delay says,
@@ -531,10 +547,14 @@ struct Aec3 {
     /// This frame's low band: as it came in, as the linear filter alone left it (what the
     /// adaptive filter, not the suppressor, took off) and as it went out.
     fit: EchoFit,
+    /// With the box's tuning: the low band's suppressor while both talk…
+    double_talk: Option<DoubleTalk>,
+    /// …which may be used this frame (the residual gate's judgement of the last).
+    trusted: bool,
 }
 
 impl Aec3 {
-    fn new(config: &EchoCanceller3Config) -> Aec3 {
+    fn new(config: &EchoCanceller3Config, double_talk: bool) -> Aec3 {
         Aec3 {
             processor: BlockProcessor::new(config, SAMPLE_RATE as usize, 1, 1),
             render_blocker: FrameBlocker::new(NUM_BANDS, 1),
@@ -545,6 +565,8 @@ impl Aec3 {
             linear: Block::new(1, 1),
             heard: Vec::new(),
             fit: EchoFit::default(),
+            double_talk: double_talk.then(DoubleTalk::new),
+            trusted: false,
         }
     }
 
@@ -581,6 +603,10 @@ impl Aec3 {
         self.linear.view_mut(0, 0).copy_from_slice(low);
         self.processor
             .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
+        if let Some(double_talk) = &mut self.double_talk {
+            let (mic, error) = (&self.heard, self.linear.view(0, 0));
+            double_talk.process(mic, error, self.block.view_mut(0, 0), self.trusted);
+        }
         self.fit
             .add(&self.heard, self.linear.view(0, 0), self.block.view(0, 0));
     }
@@ -643,7 +669,7 @@ impl VoiceProcessor {
             settings,
             aec: settings
                 .echo_cancellation
-                .then(|| Aec3::new(&aec3_config(tuning))),
+                .then(|| Aec3::new(&aec3_config(tuning), tuning == Tuning::Speakerphone)),
             ns: settings.noise_suppression.then(|| {
                 NoiseSuppressor::new_with_bands(
                     NsConfig {
@@ -703,6 +729,7 @@ impl VoiceProcessor {
         }
         if let Some(aec) = &mut self.aec {
             aec.fit = EchoFit::default();
+            aec.trusted = self.gate.as_ref().is_some_and(ResidualGate::trusts_filter);
         }
         for chunk in frame.chunks_exact_mut(BLOCK) {
             let saturated = chunk.iter().any(|&s| s >= 32700 || s <= -32700);
@@ -736,6 +763,11 @@ impl VoiceProcessor {
                 gate.echo_delay(aec.processor.get_metrics().delay_ms);
             }
             gate.capture(frame);
+            if gate.moved {
+                if let Some(double_talk) = self.aec.as_mut().and_then(|a| a.double_talk.as_mut()) {
+                    double_talk.forget();
+                }
+            }
         }
     }
 

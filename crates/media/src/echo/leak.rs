@@ -310,6 +310,11 @@ impl LeakDetector {
         self.ratio = self.out.power / self.power[lag];
     }
 
+    /// Whether the output leaked at the last frame.
+    pub(crate) fn leaking(&self) -> bool {
+        self.leaking
+    }
+
     /// Whether the echo's lag moved since this was last asked: a new path, whose tail
     /// has to be learnt again.
     pub(crate) fn take_moved(&mut self) -> bool {

@@ -1,0 +1,427 @@
+//! The low band's echo suppressor while both ends talk.
+//!
+//! AEC3's linear filter takes most of the echo off the low band (0–8 kHz); its
+//! suppressor then takes the rest down by a gain per frequency. That suppressor is
+//! built never to let echo through: while both talk, it takes the near end down with the
+//! echo (AECMOS degradation 1.6–2.7 in the echo benchmark, where a perfect canceller
+//! scores 3.0–3.8). This one takes only the echo the linear filter left, frequency by
+//! frequency, so where the near end's voice is louder than that, it passes:
+//!
+//! - The echo left in a frequency is the linear filter's prediction there, held with a
+//!   reverberation's fade, times the leak: the share of it the filter fails to take off.
+//!   The leak is learnt while the microphone is the echo alone (the prediction explains
+//!   it); it falls fast and rises slowly, since a near end can only make it look larger.
+//! - The gain takes twice that echo off the error's power (smoothed over a few blocks),
+//!   floored at −40 dB.
+//! - The near end talks when the microphone is louder than the prediction, which does not
+//!   explain it, the error is not the prediction's (a filter that lost the path leaves
+//!   the prediction in it) and the error is 12 dB over the echo it may hold, with a
+//!   slower fade: a hall's ringing after the far end stops is no near end.
+//!
+//! It works on the same 128-point frames at half overlap as AEC3's suppressor, so its
+//! output lags by the same one block and stays aligned with the upper bands, whose gains
+//! AEC3's suppressor sets. [`DoubleTalk`] chooses whose low band goes out.
+
+use sonora_fft::ooura_fft::{self, FFT_SIZE};
+
+/// Samples per block (AEC3's 4 ms at 16 kHz).
+const BLOCK: usize = FFT_SIZE / 2;
+/// Frequency bins, DC to Nyquist.
+const BINS: usize = BLOCK + 1;
+
+/// The prediction's power fades by this per block (0.46 dB) for the echo left…
+const FADE: f32 = 0.9;
+/// …and by this (0.22 dB) when judging whether the near end talks: a hall's echo rings
+/// that long after the far end stops. Not 0.97: a room's double-talk degradation 3.08 →
+/// 3.00; not 0.9: the hall's ringing passed for a near end, and its echo loss fell 57 →
+/// 29 dB (docs/benchmarks.md).
+const FADE_SLOW: f32 = 0.95;
+/// The error's and the prediction's powers are smoothed by this per block.
+const SMOOTHING: f32 = 0.7;
+/// The leak moves this far toward a lower ratio per block…
+const LEAK_FALL: f32 = 0.9;
+/// …and a higher one: a near end that slips into the learning only raises it.
+const LEAK_RISE: f32 = 0.99;
+/// The leak lies in 0 to −40 dB.
+const LEAK_MIN: f32 = 1e-4;
+/// The echo left is taken off twice over. Not 3: a room's double-talk degradation 3.00 →
+/// 2.78 for AECMOS echo 4.65 → 4.67 (docs/benchmarks.md).
+const HEADROOM: f32 = 2.0;
+/// −40 dB.
+const FLOOR: f32 = 0.01;
+/// The microphone is the echo alone when the prediction explains this much of it (ρ²)…
+const ALONE: f64 = 0.9;
+/// …and holds a near end when it explains less than this…
+const NEAR: f64 = 0.8;
+/// …the error is not the prediction (ρ² under this)…
+const ORTHOGONAL: f64 = 0.1;
+/// …and the error's power is this much (12 dB) over the echo it may hold. Not 9 dB: the
+/// echo of a far box's talker in a room passed for a near end (the call 4.54 → 4.37;
+/// docs/benchmarks.md).
+const NEAR_ABOVE: f32 = 16.0;
+/// A block under this (mean square, −60 dBFS) has no sound to judge.
+const SOUND: f64 = 32768.0 * 32768.0 * 1e-6;
+
+/// The low band's suppressor for double talk.
+#[derive(Debug, Clone)]
+pub(crate) struct Suppressor {
+    /// sqrt-Hann: analysis and synthesis windows whose product sums to one at half
+    /// overlap.
+    window: [f32; FFT_SIZE],
+    /// The last block of the linear filter's error and of its prediction.
+    error: [f32; BLOCK],
+    prediction: [f32; BLOCK],
+    /// The second half of the last frame's output, to add to the next.
+    overlap: [f32; BLOCK],
+    /// Per bin: the prediction's power held with [`FADE`] and with [`FADE_SLOW`]…
+    held: [f32; BINS],
+    held_slow: [f32; BINS],
+    /// …the error's and the held prediction's powers smoothed…
+    error_power: [f32; BINS],
+    prediction_power: [f32; BINS],
+    /// …and the leak.
+    leak: [f32; BINS],
+}
+
+impl Suppressor {
+    pub(crate) fn new() -> Suppressor {
+        let mut window = [0.0; FFT_SIZE];
+        for (n, w) in window.iter_mut().enumerate() {
+            *w = (std::f32::consts::PI * (n as f32 + 0.5) / FFT_SIZE as f32).sin();
+        }
+        Suppressor {
+            window,
+            error: [0.0; BLOCK],
+            prediction: [0.0; BLOCK],
+            overlap: [0.0; BLOCK],
+            held: [0.0; BINS],
+            held_slow: [0.0; BINS],
+            error_power: [0.0; BINS],
+            prediction_power: [0.0; BINS],
+            leak: [1.0; BINS],
+        }
+    }
+
+    /// A new echo path: its leak is learnt afresh.
+    pub(crate) fn forget(&mut self) {
+        self.leak = [1.0; BINS];
+    }
+
+    /// The last block and `block`, windowed and transformed.
+    fn spectrum(&self, last: &[f32; BLOCK], block: &[f32; BLOCK]) -> [f32; FFT_SIZE] {
+        let mut out = [0.0; FFT_SIZE];
+        for (i, o) in out.iter_mut().enumerate() {
+            let x = if i < BLOCK { last[i] } else { block[i - BLOCK] };
+            *o = x * self.window[i];
+        }
+        ooura_fft::forward(&mut out);
+        out
+    }
+
+    /// One block: the microphone's low band and the linear filter's error of it
+    /// ([`BLOCK`] samples each; a shorter block is taken as padded with silence). Writes
+    /// the block before it, suppressed, into `out`; returns whether the near end talks
+    /// in this block.
+    pub(crate) fn process(&mut self, mic: &[f32], error: &[f32], out: &mut [f32]) -> bool {
+        let (mut m, mut x) = ([0.0; BLOCK], [0.0; BLOCK]);
+        for (d, &s) in m.iter_mut().zip(mic) {
+            *d = s;
+        }
+        for (d, &s) in x.iter_mut().zip(error) {
+            *d = s;
+        }
+        let (mic, error) = (&m, &x);
+        let mut prediction = [0.0; BLOCK];
+        for ((p, &m), &e) in prediction.iter_mut().zip(mic).zip(error) {
+            *p = m - e;
+        }
+        let mut e = self.spectrum(&self.error, error);
+        let p = self.spectrum(&self.prediction, &prediction);
+        self.error = *error;
+        self.prediction = prediction;
+
+        let (mut mm, mut pp, mut mp, mut ee, mut ep) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+        for ((&m, &q), &x) in mic.iter().zip(&prediction).zip(error) {
+            let (m, q, x) = (f64::from(m), f64::from(q), f64::from(x));
+            mm += m * m;
+            pp += q * q;
+            mp += m * q;
+            ee += x * x;
+            ep += x * q;
+        }
+        let share = |xy: f64, xx: f64, yy: f64| {
+            if xx * yy > 0.0 {
+                xy * xy / (xx * yy)
+            } else {
+                0.0
+            }
+        };
+        let explained = share(mp, mm, pp);
+        let sound = SOUND * BLOCK as f64;
+        let alone = pp > sound && explained > ALONE;
+        let near_like = mm > sound && mm > pp && explained < NEAR && share(ep, ee, pp) < ORTHOGONAL;
+
+        let (mut error_total, mut echo_total) = (0.0f32, 0.0f32);
+        for k in 0..BINS {
+            let (se, sp) = (power(&e, k), power(&p, k));
+            self.held[k] = sp.max(self.held[k] * FADE);
+            self.held_slow[k] = sp.max(self.held_slow[k] * FADE_SLOW);
+            self.error_power[k] = SMOOTHING * self.error_power[k] + (1.0 - SMOOTHING) * se;
+            self.prediction_power[k] =
+                SMOOTHING * self.prediction_power[k] + (1.0 - SMOOTHING) * self.held[k];
+            if alone {
+                let ratio =
+                    (self.error_power[k] / self.prediction_power[k].max(1e-3)).clamp(LEAK_MIN, 1.0);
+                let rate = if ratio < self.leak[k] {
+                    LEAK_FALL
+                } else {
+                    LEAK_RISE
+                };
+                self.leak[k] = rate * self.leak[k] + (1.0 - rate) * ratio;
+            }
+            let left = self.leak[k] * self.held[k];
+            let gain = if self.error_power[k] > 0.0 {
+                (1.0 - HEADROOM * left / self.error_power[k]).clamp(FLOOR, 1.0)
+            } else {
+                FLOOR
+            };
+            scale(&mut e, k, gain);
+            error_total += self.error_power[k];
+            echo_total += self.leak[k] * self.held_slow[k];
+        }
+
+        ooura_fft::inverse(&mut e);
+        let norm = 2.0 / FFT_SIZE as f32;
+        for (i, o) in out.iter_mut().enumerate().take(BLOCK) {
+            *o = self.overlap[i] + e[i] * norm * self.window[i];
+            self.overlap[i] = e[BLOCK + i] * norm * self.window[BLOCK + i];
+        }
+        near_like && error_total > NEAR_ABOVE * echo_total
+    }
+}
+
+/// Bin `k`'s power in an Ooura spectrum (DC and Nyquist packed into the first pair).
+fn power(a: &[f32; FFT_SIZE], k: usize) -> f32 {
+    match k {
+        0 => a[0] * a[0],
+        BLOCK => a[1] * a[1],
+        _ => a[2 * k] * a[2 * k] + a[2 * k + 1] * a[2 * k + 1],
+    }
+}
+
+/// Scales bin `k` of an Ooura spectrum.
+fn scale(a: &mut [f32; FFT_SIZE], k: usize, gain: f32) {
+    match k {
+        0 => a[0] *= gain,
+        BLOCK => a[1] *= gain,
+        _ => {
+            a[2 * k] *= gain;
+            a[2 * k + 1] *= gain;
+        }
+    }
+}
+
+/// Blocks (100 ms) the near end is taken to talk after the last block it was found in:
+/// across a word's quiet consonants.
+const NEAR_HOLD: usize = 25;
+
+/// Whose low band goes out: AEC3's suppressor's, or, while the near end talks and the
+/// linear filter can be trusted, the [`Suppressor`]'s, crossfaded over a block.
+#[derive(Debug, Clone)]
+pub(crate) struct DoubleTalk {
+    suppressor: Suppressor,
+    /// Blocks left in which the near end is taken to talk.
+    near: usize,
+    /// The [`Suppressor`]'s share of the output, 0 to 1.
+    mix: f32,
+}
+
+impl DoubleTalk {
+    pub(crate) fn new() -> DoubleTalk {
+        DoubleTalk {
+            suppressor: Suppressor::new(),
+            near: 0,
+            mix: 0.0,
+        }
+    }
+
+    /// A new echo path: see [`Suppressor::forget`].
+    pub(crate) fn forget(&mut self) {
+        self.suppressor.forget();
+    }
+
+    /// One block: the microphone's low band, the linear filter's error and AEC3's
+    /// output, which becomes the output. `trusted`: the linear filter has the echo and
+    /// the output does not leak (the residual gate's judgement of the frame before).
+    pub(crate) fn process(
+        &mut self,
+        mic: &[f32],
+        error: &[f32],
+        output: &mut [f32],
+        trusted: bool,
+    ) {
+        let mut own = [0.0; BLOCK];
+        if self.suppressor.process(mic, error, &mut own) {
+            self.near = NEAR_HOLD;
+        } else {
+            self.near = self.near.saturating_sub(1);
+        }
+        let target = if trusted && self.near > 0 { 1.0 } else { 0.0 };
+        let step = 1.0 / BLOCK as f32;
+        for (o, &s) in output.iter_mut().zip(&own) {
+            self.mix = if target > self.mix {
+                (self.mix + step).min(1.0)
+            } else {
+                (self.mix - step).max(0.0)
+            };
+            *o = self.mix * s + (1.0 - self.mix) * *o;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Blocks of white noise at `rms`, from `seed`.
+    fn noise(seed: u64, blocks: usize, rms: f32) -> Vec<[f32; BLOCK]> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let a = rms * 3f32.sqrt();
+        (0..blocks)
+            .map(|_| std::array::from_fn(|_| rng.gen_range(-a..a)))
+            .collect()
+    }
+
+    fn energy(blocks: &[[f32; BLOCK]]) -> f64 {
+        blocks
+            .iter()
+            .flatten()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum()
+    }
+
+    fn db(ratio: f64) -> f64 {
+        10.0 * ratio.log10()
+    }
+
+    /// Runs the suppressor: the prediction of the echo, what the linear filter left of
+    /// it and the near end, block by block. Returns the output (a block late) and the
+    /// blocks found to hold the near end.
+    fn run(
+        s: &mut Suppressor,
+        prediction: &[[f32; BLOCK]],
+        left: &[[f32; BLOCK]],
+        near: &[[f32; BLOCK]],
+    ) -> (Vec<[f32; BLOCK]>, usize) {
+        let mut outs = Vec::new();
+        let mut found = 0;
+        for ((p, l), n) in prediction.iter().zip(left).zip(near) {
+            let error: [f32; BLOCK] = std::array::from_fn(|i| l[i] + n[i]);
+            let mic: [f32; BLOCK] = std::array::from_fn(|i| p[i] + error[i]);
+            let mut out = [0.0; BLOCK];
+            found += usize::from(s.process(&mic, &error, &mut out));
+            outs.push(out);
+        }
+        (outs, found)
+    }
+
+    /// 2 s of echo alone (its residue 20 dB under the prediction), then 2 s of both
+    /// talking, the near end as loud as the echo.
+    fn echo_then_both(s: &mut Suppressor) -> (f64, f64, usize, usize) {
+        let (n, half) = (1000, 500);
+        let prediction = noise(1, n, 3000.0);
+        let left = noise(2, n, 300.0);
+        let mut near = noise(3, n, 3000.0);
+        near[..half].fill([0.0; BLOCK]);
+        let (out, _) = run(s, &prediction[..half], &left[..half], &near[..half]);
+        let (out2, found) = run(s, &prediction[half..], &left[half..], &near[half..]);
+        // What was left in the last second alone, against what went out (a block late).
+        let alone_taken = db(energy(&left[half - 250..half]) / energy(&out[half - 249..half]));
+        let kept = db(energy(&out2[251..]) / energy(&near[half + 250..n - 1]));
+        let (_, alone_found) = run(
+            &mut s.clone(),
+            &prediction[..250],
+            &left[..250],
+            &[[0.0; BLOCK]; 250],
+        );
+        (alone_taken, kept, found, alone_found)
+    }
+
+    #[test]
+    fn the_echo_left_is_taken_and_a_near_end_over_it_kept() {
+        let mut s = Suppressor::new();
+        let (taken, kept, found, alone_found) = echo_then_both(&mut s);
+        // Alone, AEC3's output goes out, not this; what this takes is what it would take of
+        // the echo under a near end.
+        assert!(
+            taken > 10.0,
+            "echo alone: {taken:.1} dB taken off what the filter left"
+        );
+        assert!(kept > -1.5, "both talking: the near end kept {kept:.1} dB");
+        assert!(found > 450, "the near end found in {found} of 500 blocks");
+        assert!(
+            alone_found == 0,
+            "echo alone taken for a near end {alone_found} times"
+        );
+    }
+
+    #[test]
+    fn a_filter_that_lost_the_path_is_no_near_end() {
+        // The room changed: the prediction is of an echo no longer there, and the echo
+        // now is another. The error holds the prediction, negated.
+        let mut s = Suppressor::new();
+        echo_then_both(&mut s);
+        let prediction = noise(4, 250, 3000.0);
+        let echo = noise(5, 250, 3000.0);
+        let mut found = 0;
+        for (p, x) in prediction.iter().zip(&echo) {
+            let error: [f32; BLOCK] = std::array::from_fn(|i| x[i] - p[i]);
+            let mut out = [0.0; BLOCK];
+            found += usize::from(s.process(x, &error, &mut out));
+        }
+        assert!(
+            found < 10,
+            "a lost path taken for a near end in {found} of 250 blocks"
+        );
+    }
+
+    #[test]
+    fn a_new_path_forgets_the_leak() {
+        let mut s = Suppressor::new();
+        echo_then_both(&mut s);
+        s.forget();
+        // Until it learns the new path's leak, the whole prediction may be left, and a
+        // near end as loud as the echo is not found over it.
+        let (_, found) = run(
+            &mut s,
+            &noise(6, 100, 3000.0),
+            &noise(7, 100, 300.0),
+            &noise(8, 100, 3000.0),
+        );
+        assert!(found < 10, "found a near end in {found} of 100 blocks");
+    }
+
+    #[test]
+    fn silence_stays_silent() {
+        let mut s = Suppressor::new();
+        let zero = vec![[0.0; BLOCK]; 50];
+        let (out, found) = run(&mut s, &zero, &zero, &zero);
+        assert_eq!(energy(&out), 0.0);
+        assert_eq!(found, 0);
+    }
+
+    #[test]
+    fn untrusted_or_without_a_near_end_the_output_is_aec3s() {
+        let mut d = DoubleTalk::new();
+        let mic = [1000.0; BLOCK];
+        let error = [0.0; BLOCK];
+        for trusted in [false, true] {
+            for _ in 0..10 {
+                let mut output = [7.0; BLOCK];
+                d.process(&mic, &error, &mut output, trusted);
+                assert_eq!(output, [7.0; BLOCK]);
+            }
+        }
+    }
+}
