@@ -24,6 +24,8 @@
 
 use sonora_fft::ooura_fft::{self, FFT_SIZE};
 
+use super::fit::explained;
+
 /// Samples per block (AEC3's 4 ms at 16 kHz).
 const BLOCK: usize = FFT_SIZE / 2;
 /// Frequency bins, DC to Nyquist.
@@ -32,9 +34,9 @@ const BINS: usize = BLOCK + 1;
 /// The prediction's power fades by this per block (0.46 dB) for the echo left…
 const FADE: f32 = 0.9;
 /// …and by this (0.22 dB) when judging whether the near end talks: a hall's echo rings
-/// that long after the far end stops. Not 0.97: a room's double-talk degradation 3.08 →
-/// 3.00; not 0.9: the hall's ringing passed for a near end, and its echo loss fell 57 →
-/// 29 dB (docs/benchmarks.md).
+/// that long after the far end stops. Not 0.97 (with a 100 ms hold): a room's
+/// double-talk degradation 3.08 → 3.00; not 0.9: the hall's ringing passed for a near
+/// end, and its echo loss fell 57 → 29 dB (docs/benchmarks.md).
 const FADE_SLOW: f32 = 0.95;
 /// The error's and the prediction's powers are smoothed by this per block.
 const SMOOTHING: f32 = 0.7;
@@ -44,8 +46,8 @@ const LEAK_FALL: f32 = 0.9;
 const LEAK_RISE: f32 = 0.99;
 /// The leak lies in 0 to −40 dB.
 const LEAK_MIN: f32 = 1e-4;
-/// The echo left is taken off twice over. Not 3: a room's double-talk degradation 3.00 →
-/// 2.78 for AECMOS echo 4.65 → 4.67 (docs/benchmarks.md).
+/// The echo left is taken off twice over. Not 3 (with a 100 ms hold): a room's
+/// double-talk degradation 3.00 → 2.78 for AECMOS echo 4.65 → 4.67 (docs/benchmarks.md).
 const HEADROOM: f32 = 2.0;
 /// −40 dB.
 const FLOOR: f32 = 0.01;
@@ -149,17 +151,11 @@ impl Suppressor {
             ee += x * x;
             ep += x * q;
         }
-        let share = |xy: f64, xx: f64, yy: f64| {
-            if xx * yy > 0.0 {
-                xy * xy / (xx * yy)
-            } else {
-                0.0
-            }
-        };
-        let explained = share(mp, mm, pp);
+        let explained_mic = explained(mm, pp, mp);
         let sound = SOUND * BLOCK as f64;
-        let alone = pp > sound && explained > ALONE;
-        let near_like = mm > sound && mm > pp && explained < NEAR && share(ep, ee, pp) < ORTHOGONAL;
+        let alone = pp > sound && explained_mic > ALONE;
+        let near_like =
+            mm > sound && mm > pp && explained_mic < NEAR && explained(ee, pp, ep) < ORTHOGONAL;
 
         let (mut error_total, mut echo_total) = (0.0f32, 0.0f32);
         for k in 0..BINS {
@@ -221,9 +217,11 @@ fn scale(a: &mut [f32; FFT_SIZE], k: usize, gain: f32) {
     }
 }
 
-/// Blocks (100 ms) the near end is taken to talk after the last block it was found in:
-/// across a word's quiet consonants.
-const NEAR_HOLD: usize = 25;
+/// Blocks (60 ms) the near end is taken to talk after the last block it was found in:
+/// across a word's quiet consonants. Not 100 ms: a hall's and a far wall's double talk
+/// 0.18 and 0.06 lower in degradation and 0.09 and 0.10 in AECMOS echo, though the
+/// enclosure's 0.13 higher; not 200 ms: two paths lower still (docs/benchmarks.md).
+const NEAR_HOLD: usize = 15;
 
 /// Whose low band goes out: AEC3's suppressor's, or, while the near end talks and the
 /// linear filter can be trusted, the [`Suppressor`]'s, crossfaded over a block.

@@ -43,6 +43,17 @@ const MADE_LOUDER: f64 = 2.0;
 /// are chance.
 const PREDICTED: f64 = 32768.0 * 32768.0 * 1e-6;
 
+/// The share of a signal another explains, ρ², from their sums of squares `xx` and `yy`
+/// and of products `xy`; 0 where either is silent.
+pub(crate) fn explained(xx: f64, yy: f64, xy: f64) -> f64 {
+    let denominator = xx * yy;
+    if denominator > 0.0 {
+        xy * xy / denominator
+    } else {
+        0.0
+    }
+}
+
 /// One frame's low band: the microphone, the linear filter's prediction of its echo and
 /// the output, as sums of products.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -96,12 +107,7 @@ impl EchoFit {
     /// The share of `signal` (its sum of squares and its sum of products with the
     /// prediction) the prediction explains: ρ².
     fn share(&self, signal: f64, with_prediction: f64) -> f64 {
-        let denominator = signal * self.predicted;
-        if denominator > 0.0 {
-            with_prediction * with_prediction / denominator
-        } else {
-            0.0
-        }
+        explained(signal, self.predicted, with_prediction)
     }
 
     /// The microphone's share the linear filter's prediction explains.
