@@ -164,13 +164,18 @@ const GATE_FLOOR_ON_ECHO: f64 = 32768.0 * 32768.0 * 1e-3;
 const GATE_BELOW_RENDER: f64 = 50.1;
 const GATE_HOLD_FRAMES: usize = 10;
 /// Until the linear filter has the echo (see [`FILTER_HAS_ECHO_FRAMES`]) and while the
-/// far end talks ([`tail::FAR_TALKING`]), the gate's floor is [`GATE_FLOOR_ON_ECHO`]
+/// far end talks ([`tail::FAR_TALKING`]), the gate's floor is [`GATE_FLOOR_UNCONVERGED`]
 /// everywhere and a frame need only be this far (10 dB) under the far end arriving: for
 /// its first seconds an unconverged canceller passes a hall's echo at −30 to −38 dBFS, only
 /// 10–14 dB under the far end arriving, and a far box that is a box too hears its own
 /// talker's words come back and cuts them (the call; docs/benchmarks.md). Not 6 or 8: a
 /// room's call then fell 4.48 → 4.33 or 4.37 in one run of three.
 const GATE_BELOW_RENDER_UNCONVERGED: f64 = 10.0;
+/// That floor: −20 dBFS, not [`GATE_FLOOR_ON_ECHO`]'s −30. A second into a call in a
+/// hall, the listening box passed its talker's word back for 40 ms at −27 dBFS, 13 dB
+/// under the far end arriving, and the talking box went on to cut its own last word
+/// (that call's PESQ-WB 3.29; 4.58 with this floor; docs/benchmarks.md).
+const GATE_FLOOR_UNCONVERGED: f64 = 32768.0 * 32768.0 * 1e-2;
 /// The linear filter has the echo after this many frames (500 ms) in which it explained
 /// the microphone and took 10 dB or more off it ([`EchoFit::filter_has_echo`]). Not
 /// fewer: at 10 a hall's third run lost 13 dB of echo loss to a late frame; not more: at
@@ -261,8 +266,6 @@ struct ResidualGate {
     /// Frames so far in which the linear filter had the echo (up to
     /// [`FILTER_HAS_ECHO_FRAMES`]).
     filter_frames: usize,
-    /// Whether this frame found a new path.
-    moved: bool,
 }
 
 impl ResidualGate {
@@ -281,7 +284,6 @@ impl ResidualGate {
             fit: EchoFit::default(),
             opened_on_echo: false,
             filter_frames: 0,
-            moved: false,
         }
     }
 
@@ -366,14 +368,15 @@ impl ResidualGate {
         })
     }
 
-    fn capture(&mut self, frame: &mut [i16]) {
+    /// Gates one processed frame; returns whether it found a new echo path.
+    fn capture(&mut self, frame: &mut [i16]) -> bool {
         let out = energy(frame);
         let far = self.arriving();
         // A frame the leaking echo explains (within 6 dB) is taken down too, however
         // loud: the canceller lost the path and sends the far end back.
         let leaking = self.leak.output(frame);
-        self.moved = self.leak.take_moved();
-        if self.moved {
+        let moved = self.leak.take_moved();
+        if moved {
             // A new path: its tail is learnt afresh (an enclosure's tail, falling fast,
             // would take a hall's for a near end), and so is the background. Until the
             // move is found, the new echo arrives later than the old path's delay says,
@@ -401,7 +404,7 @@ impl ResidualGate {
         // benchmark's speakerphone call lost onsets 3–7 dB; docs/benchmarks.md).
         let unconverged = self.filter_frames < FILTER_HAS_ECHO_FRAMES && far > tail::FAR_TALKING;
         let (floor, below) = match (unconverged, mic_is_echo) {
-            (true, _) => (GATE_FLOOR_ON_ECHO, GATE_BELOW_RENDER_UNCONVERGED),
+            (true, _) => (GATE_FLOOR_UNCONVERGED, GATE_BELOW_RENDER_UNCONVERGED),
             (false, true) => (GATE_FLOOR_ON_ECHO, GATE_BELOW_RENDER),
             (false, false) => (GATE_FLOOR, GATE_BELOW_RENDER),
         };
@@ -416,14 +419,15 @@ impl ResidualGate {
         // louder than the microphone went in carries the filter's error (a wrong
         // prediction added, not taken off), not a near end it kept: a hall's listening box
         // sent its talker's words back so, 9 dB under the far end arriving, and the
-        // talking box cut them (docs/benchmarks.md).
-        let made_louder = unconverged && out > self.mic;
+        // talking box cut them (docs/benchmarks.md). Quiet: under −30 dBFS.
+        let made_louder = unconverged && out > self.mic && out < GATE_FLOOR_ON_ECHO;
         // At any level and once the filter has the echo too, a frame the canceller made
         // louder by 3 dB is its filter's prediction of an echo the room no longer makes:
         // after a 400 ms path changed to a hall's 60 ms, its filter still put the old
         // echo out at −34 dBFS in the far end's pause, 10 dB over the microphone
         // (docs/benchmarks.md).
-        let gated = (out < floor && (out * below < heard || made_louder))
+        let gated = (out < floor && out * below < heard)
+            || made_louder
             || self.fit.made_louder()
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
@@ -451,6 +455,7 @@ impl ResidualGate {
             *s = (f32::from(*s) * g + cn).round().clamp(-32768.0, 32767.0) as i16;
         }
         self.gain = target;
+        moved
     }
 
     /// An open frame with no loud sound: it may be the background.
@@ -762,8 +767,7 @@ impl VoiceProcessor {
                 gate.linear_filter(aec.fit);
                 gate.echo_delay(aec.processor.get_metrics().delay_ms);
             }
-            gate.capture(frame);
-            if gate.moved {
+            if gate.capture(frame) {
                 if let Some(double_talk) = self.aec.as_mut().and_then(|a| a.double_talk.as_mut()) {
                     double_talk.forget();
                 }
@@ -1151,11 +1155,16 @@ mod tests {
         gate.render(&[far; FRAME_SAMPLES]);
         // 11 dB under it (−33 dBFS): the echo an unconverged canceller passes, taken…
         assert!(taken(&mut gate, 730));
-        // …but not 9 dB under it (−31 dBFS), nor anything over −30 dBFS.
+        // …but not 9 dB under it (−31 dBFS).
         assert!(!taken(&mut gate, 920));
+        // Under a far end at −6 dBFS, −29 dBFS is taken: a listening box's echo of its
+        // talker's word. Nothing over −20 dBFS is: a near end's word.
         let mut gate = ResidualGate::new();
-        gate.render(&[8000; FRAME_SAMPLES]);
-        assert!(!taken(&mut gate, 1100));
+        gate.render(&[16000; FRAME_SAMPLES]);
+        assert!(taken(&mut gate, 1100));
+        let mut gate = ResidualGate::new();
+        gate.render(&[16000; FRAME_SAMPLES]);
+        assert!(!taken(&mut gate, 3400));
         // Once the filter has the echo, −33 dBFS 11 dB under the far end may be the near
         // end: it passes.
         let mut gate = ResidualGate::new();
