@@ -554,8 +554,11 @@ struct Aec3 {
     fit: EchoFit,
     /// With the box's tuning: the low band's suppressor while both talk…
     double_talk: Option<DoubleTalk>,
-    /// …which may be used this frame (the residual gate's judgement of the last).
+    /// …which may be used this frame (the residual gate's judgement of the last)…
     trusted: bool,
+    /// …and may trust its faint findings: the room is dry (the gate's tail follower's
+    /// judgement).
+    dry: bool,
 }
 
 impl Aec3 {
@@ -572,6 +575,7 @@ impl Aec3 {
             fit: EchoFit::default(),
             double_talk: double_talk.then(DoubleTalk::new),
             trusted: false,
+            dry: false,
         }
     }
 
@@ -610,7 +614,8 @@ impl Aec3 {
             .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
         if let Some(double_talk) = &mut self.double_talk {
             let (mic, error) = (&self.heard, self.linear.view(0, 0));
-            double_talk.process(mic, error, self.block.view_mut(0, 0), self.trusted);
+            let (trusted, dry) = (self.trusted, self.dry);
+            double_talk.process(mic, error, self.block.view_mut(0, 0), trusted, dry);
         }
         self.fit
             .add(&self.heard, self.linear.view(0, 0), self.block.view(0, 0));
@@ -735,6 +740,7 @@ impl VoiceProcessor {
         if let Some(aec) = &mut self.aec {
             aec.fit = EchoFit::default();
             aec.trusted = self.gate.as_ref().is_some_and(ResidualGate::trusts_filter);
+            aec.dry = self.gate.as_ref().is_some_and(|gate| gate.tail.dry());
         }
         for chunk in frame.chunks_exact_mut(BLOCK) {
             let saturated = chunk.iter().any(|&s| s >= 32700 || s <= -32700);

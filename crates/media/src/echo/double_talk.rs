@@ -17,10 +17,11 @@
 //!   explain it, the error is not the prediction's (a filter that lost the path leaves
 //!   the prediction in it) and the error is 12 dB over the echo it may hold, with a
 //!   slower fade: a hall's ringing after the far end stops is no near end.
-//! - Where the filter is good on this path (its leak 13 dB down or more) and takes 2 dB
-//!   or more off this block, 9 dB over that echo is enough: a near end 5 dB under the
-//!   echo, which 12 dB misses. Such a faint finding holds only two blocks, not a
-//!   word's: where a hall's filter slips for a block, it passes for one.
+//! - In a dry room (its echo's tail short, as the residual gate learnt it), where the
+//!   filter is good on this path (its leak 13 dB down or more) and takes 2 dB or more
+//!   off this block, 9 dB over that echo is enough: a near end 5 dB under the echo,
+//!   which 12 dB misses. Not in a hall: where its filter slips for a block, it passes
+//!   for one. Such a faint finding holds only two blocks, not a word's.
 //!
 //! It works on the same 128-point frames at half overlap as AEC3's suppressor, so its
 //! output lags by the same one block and stays aligned with the upper bands, whose gains
@@ -85,7 +86,8 @@ const SOUND: f64 = 32768.0 * 32768.0 * 1e-6;
 pub(crate) enum Near {
     /// Not found.
     No,
-    /// Found only by the good filter's finer test ([`FAINT_ABOVE`]).
+    /// Found only by the good filter's finer test ([`FAINT_ABOVE`]), which a dry room
+    /// may trust.
     Faint,
     /// Found.
     Clear,
@@ -290,19 +292,21 @@ impl DoubleTalk {
 
     /// One block: the microphone's low band, the linear filter's error and AEC3's
     /// output, which becomes the output. `trusted`: the linear filter has the echo and
-    /// the output does not leak (the residual gate's judgement of the frame before).
+    /// the output does not leak (the residual gate's judgement of the frame before);
+    /// `dry`: the room's echo tail is short, so a faint finding may be trusted.
     pub(crate) fn process(
         &mut self,
         mic: &[f32],
         error: &[f32],
         output: &mut [f32],
         trusted: bool,
+        dry: bool,
     ) {
         let mut own = [0.0; BLOCK];
         self.near = match self.suppressor.process(mic, error, &mut own) {
             Near::Clear => NEAR_HOLD,
-            Near::Faint => self.near.max(FAINT_HOLD),
-            Near::No => self.near.saturating_sub(1),
+            Near::Faint if dry => self.near.max(FAINT_HOLD),
+            Near::Faint | Near::No => self.near.saturating_sub(1),
         };
         let target = if trusted && self.near > 0 { 1.0 } else { 0.0 };
         let step = 1.0 / BLOCK as f32;
@@ -467,22 +471,28 @@ mod tests {
     }
 
     #[test]
-    fn a_faint_near_end_holds_only_two_blocks() {
+    fn a_faint_near_end_holds_only_two_blocks_and_only_in_a_dry_room() {
         let mut d = DoubleTalk::new();
         let silent = vec![[0.0; BLOCK]; 500];
         let (p, l) = (noise(1, 500, 3000.0), noise(2, 500, 300.0));
         for ((p, l), x) in p.iter().zip(&l).zip(&silent) {
             let error: [f32; BLOCK] = std::array::from_fn(|i| l[i] + x[i]);
             let mic: [f32; BLOCK] = std::array::from_fn(|i| p[i] + error[i]);
-            d.process(&mic, &error, &mut [0.0; BLOCK], true);
+            d.process(&mic, &error, &mut [0.0; BLOCK], true, true);
         }
         // A near end 11 dB under the louder syllables, which only the finer test finds.
         let blocks = syllables(300.0, 800.0);
         let (faint, clear) = findings(&mut d.suppressor.clone(), &blocks);
         assert!(faint > 0 && clear == 0, "faint {faint}, clear {clear}");
+        // In a hall (not dry), a faint finding is not trusted.
+        let mut hall = d.clone();
+        for (mic, error) in &blocks {
+            hall.process(mic, error, &mut [0.0; BLOCK], true, false);
+            assert_eq!(hall.near, 0);
+        }
         let mut held = 0;
         for (mic, error) in &blocks {
-            d.process(mic, error, &mut [0.0; BLOCK], true);
+            d.process(mic, error, &mut [0.0; BLOCK], true, true);
             assert!(d.near <= FAINT_HOLD, "held {} blocks", d.near);
             held += usize::from(d.near > 0);
         }
@@ -542,7 +552,7 @@ mod tests {
         for trusted in [false, true] {
             for _ in 0..10 {
                 let mut output = [7.0; BLOCK];
-                d.process(&mic, &error, &mut output, trusted);
+                d.process(&mic, &error, &mut output, trusted, true);
                 assert_eq!(output, [7.0; BLOCK]);
             }
         }

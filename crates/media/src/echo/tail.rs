@@ -28,6 +28,11 @@ const ECHO_DOMINATED: f64 = 10.0;
 /// The speaker counts as talking above this (mean square, −40 dBFS): a far box's
 /// residual or comfort noise does not start a tail.
 pub(crate) const FAR_TALKING: f64 = 32768.0 * 32768.0 * 1e-4;
+/// Frames into a pause (120 ms) at which a dry room's tail has fallen…
+const DRY_FRAME: usize = 6;
+/// …this far (30 dB) under the echo before it: a room's, a far wall's and an
+/// enclosure's, learnt at −33 to −60 dB, not a hall's (−14 to −18 dB; the prior's −10.5).
+const DRY_DB: f64 = -30.0;
 /// A pause whose echo level before it was under this (−60 dBFS) has no tail to follow.
 const LEVEL_MIN: f64 = 32768.0 * 32768.0 * 1e-6;
 /// The tail as first assumed: 1.5 dB a frame under the level per frame into the pause
@@ -110,6 +115,12 @@ impl TailFollower {
         self.before_last = self.last_mic;
         self.last_mic = mic;
         tail
+    }
+
+    /// Whether the room is dry, as the pauses so far showed: its echo's tail falls 30 dB
+    /// within 120 ms. Not until it learnt that: the prior is a hall's.
+    pub(crate) fn dry(&self) -> bool {
+        self.profile[DRY_FRAME] < DRY_DB
     }
 
     /// Whether the last frame lay in a pause whose tail is still followed: the echo may
@@ -207,6 +218,35 @@ mod tests {
         );
         // Beyond the frames followed, nothing is taken.
         assert!(last[PAUSE_FRAMES..].iter().all(|&g| !g));
+    }
+
+    #[test]
+    fn a_room_is_dry_once_its_pauses_show_it_and_a_hall_never() {
+        let mut t = TailFollower::new();
+        assert!(!t.dry(), "before any pause: a hall's prior");
+        // A room's tail falls 6 dB a frame: 120 ms into a pause, −60 dBFS, 38 dB under
+        // the word's echo (−22 dBFS).
+        let room: Vec<f64> = (0..30)
+            .map(|k| (-24.0 - 6.0 * k as f64).max(-90.0))
+            .collect();
+        for _ in 0..6 {
+            word_then_pause(&mut t, &room);
+        }
+        assert!(t.dry());
+        // One falling 4 dB a frame (26 dB under it there) is not dry.
+        let mut t = TailFollower::new();
+        let slower: Vec<f64> = (0..30)
+            .map(|k| (-24.0 - 4.0 * k as f64).max(-90.0))
+            .collect();
+        for _ in 0..6 {
+            word_then_pause(&mut t, &slower);
+        }
+        assert!(!t.dry());
+        let mut t = TailFollower::new();
+        for _ in 0..6 {
+            word_then_pause(&mut t, &hall_tail());
+        }
+        assert!(!t.dry());
     }
 
     #[test]
