@@ -204,6 +204,22 @@ mod tests {
             .collect()
     }
 
+    /// A room's tail: from −24 dBFS, `db` a frame, to −90.
+    fn room_tail(db: f64) -> Vec<f64> {
+        (0..30)
+            .map(|k| (-24.0 - db * k as f64).max(-90.0))
+            .collect()
+    }
+
+    /// A follower that heard six words, each followed by `pause`.
+    fn learnt(pause: &[f64]) -> TailFollower {
+        let mut t = TailFollower::new();
+        for _ in 0..6 {
+            word_then_pause(&mut t, pause);
+        }
+        t
+    }
+
     #[test]
     fn a_halls_tail_in_the_pauses_is_found() {
         let mut t = TailFollower::new();
@@ -222,39 +238,21 @@ mod tests {
 
     #[test]
     fn a_room_is_dry_once_its_pauses_show_it_and_a_hall_never() {
-        let mut t = TailFollower::new();
-        assert!(!t.dry(), "before any pause: a hall's prior");
+        assert!(
+            !TailFollower::new().dry(),
+            "before any pause: a hall's prior"
+        );
         // A room's tail falls 6 dB a frame: 120 ms into a pause, −60 dBFS, 38 dB under
         // the word's echo (−22 dBFS).
-        let room: Vec<f64> = (0..30)
-            .map(|k| (-24.0 - 6.0 * k as f64).max(-90.0))
-            .collect();
-        for _ in 0..6 {
-            word_then_pause(&mut t, &room);
-        }
-        assert!(t.dry());
-        // One falling 4 dB a frame (26 dB under it there) is not dry.
-        let mut t = TailFollower::new();
-        let slower: Vec<f64> = (0..30)
-            .map(|k| (-24.0 - 4.0 * k as f64).max(-90.0))
-            .collect();
-        for _ in 0..6 {
-            word_then_pause(&mut t, &slower);
-        }
-        assert!(!t.dry());
-        let mut t = TailFollower::new();
-        for _ in 0..6 {
-            word_then_pause(&mut t, &hall_tail());
-        }
-        assert!(!t.dry());
+        assert!(learnt(&room_tail(6.0)).dry());
+        // One falling 4 dB a frame (26 dB under it there) is not dry, nor a hall.
+        assert!(!learnt(&room_tail(4.0)).dry());
+        assert!(!learnt(&hall_tail()).dry());
     }
 
     #[test]
     fn a_near_end_starting_in_a_pause_is_left_alone() {
-        let mut t = TailFollower::new();
-        for _ in 0..6 {
-            word_then_pause(&mut t, &hall_tail());
-        }
+        let mut t = learnt(&hall_tail());
         // The near end starts 5 frames in at −26 dBFS, over a tail near −32.
         let mut pause = hall_tail();
         for (k, v) in pause.iter_mut().enumerate().skip(5) {
@@ -268,14 +266,8 @@ mod tests {
     fn a_learnt_room_stops_taking_the_near_end_under_a_halls_prior() {
         // A room's tail falls 4 dB a frame; once learnt, a near end at −45 dBFS ten
         // frames into a pause (where a hall's tail would still be −39) is no tail.
-        let mut t = TailFollower::new();
-        let room: Vec<f64> = (0..30)
-            .map(|k| (-24.0 - 4.0 * k as f64).max(-90.0))
-            .collect();
-        for _ in 0..6 {
-            word_then_pause(&mut t, &room);
-        }
-        let mut pause = room.clone();
+        let mut t = learnt(&room_tail(4.0));
+        let mut pause = room_tail(4.0);
         pause[10] = -45.0;
         pause[9] = -45.5;
         let gated = word_then_pause(&mut t, &pause);
