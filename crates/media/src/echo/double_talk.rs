@@ -18,12 +18,13 @@
 //!   the prediction in it) and the error is 12 dB over the echo it may hold, with a
 //!   slower fade: a hall's ringing after the far end stops is no near end.
 //! - In a dry room (its echo's tail short, as the residual gate learnt it), the echo it
-//!   may hold fades as fast as the echo left: a near end in the far end's pauses is
-//!   heard from its first syllable, not 0.4 s later. And where the filter is good on
-//!   this path (its leak 13 dB down or more) and takes 2 dB or more off this block, 9 dB
-//!   over that echo is enough: a near end 5 dB under the echo, which 12 dB misses. Not in
-//!   a hall: its ringing outlasts the fast fade, and where its filter slips for a block,
-//!   it passes for a near end. Such a faint finding holds only two blocks, not a word's.
+//!   may hold fades as fast as the echo left: a near end speaking into the far end's
+//!   pause is heard sooner (the slow fade kept it unheard 100 ms and more after the
+//!   echo stopped). And where the filter is good on this path (its leak 13 dB down or
+//!   more) and takes 2 dB or more off this block, 9 dB over that echo is enough: a near
+//!   end 5 dB under the echo, which 12 dB misses. Not in a hall: its ringing outlasts
+//!   the fast fade, and where its filter slips for a block, it passes for a near end.
+//!   Such a faint finding holds only two blocks, not a word's.
 //!
 //! It works on the same 128-point frames at half overlap as AEC3's suppressor, so its
 //! output lags by the same one block and stays aligned with the upper bands, whose gains
@@ -40,8 +41,8 @@ const BINS: usize = BLOCK + 1;
 
 /// The prediction's power fades by this per block (0.46 dB) for the echo left…
 const FADE: f32 = 0.9;
-/// …and by this (0.22 dB) when judging whether the near end talks, but in a dry room: a
-/// hall's echo rings that long after the far end stops. (A dry room's fades by
+/// …and by this (0.22 dB) when judging, outside a dry room, whether the near end talks:
+/// a hall's echo rings that long after the far end stops. (A dry room's fades by
 /// [`FADE`]: its near end kept while both talk, AECMOS degradation, a room 3.20 → 3.38, an
 /// enclosure 1.62 → 1.76; docs/benchmarks.md.) Not 0.97 (with a 100 ms hold): a room's
 /// double-talk degradation 3.08 → 3.00; not 0.9: the hall's ringing passed for a near
