@@ -556,7 +556,7 @@ struct Aec3 {
     double_talk: Option<DoubleTalk>,
     /// …which may be used this frame (the residual gate's judgement of the last)…
     trusted: bool,
-    /// …and may trust its faint findings: the room is dry (the gate's tail follower's
+    /// …and may judge the near end as in a dry room (the gate's tail follower's
     /// judgement).
     dry: bool,
 }

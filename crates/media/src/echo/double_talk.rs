@@ -308,7 +308,7 @@ impl DoubleTalk {
     /// One block: the microphone's low band, the linear filter's error and AEC3's
     /// output, which becomes the output. `trusted`: the linear filter has the echo and
     /// the output does not leak (the residual gate's judgement of the frame before);
-    /// `dry`: the room's echo tail is short, so a faint finding may be trusted.
+    /// `dry`: the room's echo tail is short (see [`Suppressor::process`]).
     pub(crate) fn process(
         &mut self,
         mic: &[f32],
