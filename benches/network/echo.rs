@@ -9,11 +9,13 @@
 //! (PESQ-WB against the clip), a speakerphone call (two boxes on the path, the far one
 //! silent, so the near box's far end is the far box's residual of its own voice; PESQ-WB
 //! of what the near box sends), street noise behind the near end (how far it drops in
-//! what is sent while the far end talks), and a path that changes mid-call (how long until the echo is 20 dB down again), each scored also
-//! by AECMOS (echo and degradation, the `speechmos` package's 48 kHz model). CPU:
-//! processing time per 20 ms frame. Each path runs with the box's AEC3 tuning and with
-//! AEC3's stock configuration, side by side, `--runs` times (3 unless told) with the
-//! microphone dithered differently; the table has each figure's median.
+//! what is sent while the far end talks), and a path that changes mid-call (how long
+//! until the echo is 20 dB down again), each scored also by AECMOS (echo and
+//! degradation, the `speechmos` package's 48 kHz model). CPU: processing time per 20 ms
+//! frame. The microphone has a noise floor (−85 dBFS unless `--mic-floor` says
+//! otherwise; see [`Mic`]). Each path runs with the box's AEC3 tuning and with AEC3's
+//! stock configuration, side by side, `--runs` times (3 unless told) with the
+//! microphone's noise and dither seeded differently; the table has each figure's median.
 
 use std::path::Path;
 use std::time::Instant;
@@ -111,24 +113,73 @@ fn looped(x: &[f64], n: usize) -> Vec<f64> {
     x.iter().copied().cycle().take(n).collect()
 }
 
-/// Runs the processor over `far` (the speaker) and `mic`, the microphone with a
-/// converter's dither (TPDF, ±1 LSB, seeded by `run`); returns what it sent and the
-/// processing time.
+/// The microphone as the converter gives it: its own noise floor (white, Gaussian, the
+/// level `--mic-floor` sets: a MEMS microphone's self-noise and a quiet room, about
+/// −85 dBFS) and a converter's dither (TPDF, ±1 LSB), both seeded by the run.
 ///
+/// The floor is there because a real microphone never gives digital silence: with none,
+/// the residual gate learnt its comfort noise from whatever echo it once misjudged, and
+/// the double-talk scores moved by up to 0.3 with that accident (docs/benchmarks.md).
 /// The dither is why each figure is a median of several runs: AEC3 and the gates are
 /// deterministic but not smooth, and a microphone differing by one LSB here and there
-/// moved the hall's double-talk degradation 2.44 ↔ 2.71 (docs/benchmarks.md).
-fn process(tuning: Tuning, far: &[f64], mic: &[f64], run: u64) -> (Vec<f64>, std::time::Duration) {
+/// moved the hall's double-talk degradation 2.44 ↔ 2.71.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mic {
+    /// Which run (1, 2, …): seeds the noise and the dither.
+    pub run: u64,
+    /// The floor's RMS level in dBFS; `None` for none (dither alone).
+    pub floor_dbfs: Option<f64>,
+}
+
+/// A [`Mic`]'s noise, sample by sample.
+struct MicNoise {
+    rng: rand::rngs::StdRng,
+    /// The floor's RMS in LSB.
+    rms: f64,
+}
+
+impl Mic {
+    /// The noise of this microphone; `stream` tells two microphones of one run apart.
+    fn noise(&self, stream: u64) -> MicNoise {
+        MicNoise {
+            rng: rand::rngs::StdRng::seed_from_u64(self.run ^ (stream << 32)),
+            rms: self
+                .floor_dbfs
+                .map_or(0.0, |d| 32768.0 * 10f64.powf(d / 20.0)),
+        }
+    }
+}
+
+impl MicNoise {
+    /// `v` (the sound at the microphone) as the converter gives it.
+    fn sample(&mut self, v: f64) -> i16 {
+        let floor = if self.rms > 0.0 {
+            // Box–Muller: a standard normal from two uniforms.
+            let (u1, u2): (f64, f64) = (self.rng.gen_range(f64::EPSILON..1.0), self.rng.gen());
+            self.rms * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        } else {
+            0.0
+        };
+        let dither = self.rng.gen_range(-0.5..0.5) + self.rng.gen_range(-0.5..0.5);
+        to_i16(v + floor + dither)
+    }
+}
+
+/// Runs the processor over `far` (the speaker) and what reaches the microphone, heard
+/// through `mic`; returns what it sent and the processing time.
+fn process(
+    tuning: Tuning,
+    far: &[f64],
+    heard: &[f64],
+    mic: Mic,
+) -> (Vec<f64>, std::time::Duration) {
     let mut p = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
-    let mut out = Vec::with_capacity(mic.len());
+    let mut out = Vec::with_capacity(heard.len());
     let mut busy = std::time::Duration::ZERO;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(run);
-    for (f, m) in far.chunks_exact(FRAME).zip(mic.chunks_exact(FRAME)) {
+    let mut noise = mic.noise(0);
+    for (f, m) in far.chunks_exact(FRAME).zip(heard.chunks_exact(FRAME)) {
         let fr: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
-        let mut mr: Vec<i16> = m
-            .iter()
-            .map(|&v| to_i16(v + rng.gen_range(-0.5..0.5) + rng.gen_range(-0.5..0.5)))
-            .collect();
+        let mut mr: Vec<i16> = m.iter().map(|&v| noise.sample(v)).collect();
         let t = Instant::now();
         p.render(&fr);
         p.capture(&mut mr);
@@ -271,9 +322,10 @@ fn measure(
     tuning: Tuning,
     s: &Signals,
     dir: &Path,
-    run: u64,
+    mic: Mic,
     keep: Option<&Path>,
 ) -> EchoResult {
+    let run = mic.run;
     let keep = Keep {
         dir: keep,
         prefix: format!("{name}-{tuning:?}-run{run}").to_lowercase(),
@@ -285,7 +337,7 @@ fn measure(
     let n = far.len();
 
     // Far-end single talk.
-    let (out, busy) = process(tuning, far, echo, run);
+    let (out, busy) = process(tuning, far, echo, mic);
     keep.wav("far-alone-sent", &out);
     let (mos_far_echo, _) = mos(far, echo, &out, Talk::FarEnd);
     let from = 2 * RATE;
@@ -296,7 +348,7 @@ fn measure(
     let cpu_pct = 100.0 * busy.as_secs_f64() / (n as f64 / RATE as f64);
 
     // Double talk.
-    let (out, _) = process(tuning, far, &s.double, run);
+    let (out, _) = process(tuning, far, &s.double, mic);
     keep.wav("double-talk-mic", &s.double);
     keep.wav("double-talk-sent", &out);
     let talk = s.talk.clone();
@@ -310,7 +362,7 @@ fn measure(
 
     // Near-end single talk: no far end at all.
     let silent = vec![0.0; n];
-    let (out, _) = process(tuning, &silent, near, run);
+    let (out, _) = process(tuning, &silent, near, mic);
     keep.wav("near-alone-sent", &out);
     let near_only_pesq = pesq_wb(&near[span.clone()], &out[span.clone()], dir).unwrap_or(f64::NAN);
     let (_, mos_near_deg) = mos(
@@ -329,17 +381,17 @@ fn measure(
     let near_at: Vec<f64> = (0..n)
         .map(|i| i.checked_sub(phase).map_or(0.0, |j| near[j]))
         .collect();
-    let (out, out_a) = call_loop(tuning, &path, &near_at);
+    let (out, out_a) = call_loop(tuning, &path, &near_at, mic);
     keep.wav("call-b-sent", &out);
     keep.wav("call-a-sent", &out_a);
     let heard = (s.span.start + phase).min(n)..(s.span.end + phase).min(n);
     let call_pesq = pesq_wb(&near_at[heard.clone()], &out[heard], dir).unwrap_or(f64::NAN);
 
     // A street behind the near end; the far end silent for 3 s, then talking.
-    let noise_drop_db = noise_drop(tuning, &path, far, run);
+    let noise_drop_db = noise_drop(tuning, &path, far, mic);
 
     // The path changes.
-    let (out, _) = process(tuning, far, &s.changed, run);
+    let (out, _) = process(tuning, far, &s.changed, mic);
     keep.wav("path-change-sent", &out);
     let reconverge_ms = settled_after(&s.changed, &out, CHANGE);
 
@@ -368,7 +420,7 @@ fn measure(
 /// silent for 3 s and then talking: the median level of the frames sent while the far
 /// end is silent (from 1.5 s, once noise suppression settled) minus that of the frames
 /// sent while it talks (from 5 s, frames whose far end is above −40 dBFS), dB.
-fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64], run: u64) -> f64 {
+fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64], mic: Mic) -> f64 {
     let mut rng = rand::rngs::StdRng::seed_from_u64(45);
     let mut lp = 0.0;
     let street: Vec<f64> = (0..far.len())
@@ -382,12 +434,12 @@ fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64], run: u64) -> f64
         .map(|i| if i < 3 * RATE { 0.0 } else { far[i] })
         .collect();
     let echo = echo_of(path, &far);
-    let mic: Vec<f64> = echo
+    let heard: Vec<f64> = echo
         .iter()
         .zip(&street)
         .map(|(e, n)| e + n * scale)
         .collect();
-    let (out, _) = process(tuning, &far, &mic, run);
+    let (out, _) = process(tuning, &far, &heard, mic);
     let level = |f: usize| db(energy(&out[f * FRAME..(f + 1) * FRAME]));
     let frames = out.len() / FRAME;
     let silent: Vec<f64> = (RATE * 3 / 2 / FRAME..3 * RATE / FRAME)
@@ -406,6 +458,7 @@ pub(crate) fn run(
     near_clip: &[f64],
     wanted: impl Fn(&str) -> bool,
     runs: u32,
+    floor_dbfs: Option<f64>,
     dir: &Path,
     keep: Option<&Path>,
 ) -> Vec<EchoResult> {
@@ -415,7 +468,8 @@ pub(crate) fn run(
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
             let each: Vec<EchoResult> = (1..=u64::from(runs.max(1)))
                 .map(|run| {
-                    let r = measure(name, tuning, &signals, dir, run, keep);
+                    let mic = Mic { run, floor_dbfs };
+                    let r = measure(name, tuning, &signals, dir, mic, keep);
                     eprintln!("{r:?}");
                     r
                 })
@@ -505,12 +559,17 @@ const CALL_PHASE: usize = RATE / 200;
 
 /// A speakerphone call, offline: box B's talker speaks (the near end), box A is silent
 /// and both boxes hear their speaker through `path`; what A plays comes back to B as
-/// A's residual. Returns what B sent and what A sent.
-fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// A's residual. Each microphone has `mic`'s floor (none and no dither when it has no
+/// floor, as the benchmark had before floors). Returns what B sent and what A sent.
+fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64], mic: Mic) -> (Vec<f64>, Vec<f64>) {
     let n = near.len() / FRAME * FRAME;
     let mut a = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let mut b = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let (mut room_a, mut room_b) = (Room::new(path, n), Room::new(path, n));
+    let (mut noise_a, mut noise_b) = (
+        mic.floor_dbfs.map(|_| mic.noise(1)),
+        mic.floor_dbfs.map(|_| mic.noise(2)),
+    );
     let silent = vec![0.0; FRAME];
     // What each box sent, by frame.
     let (mut sent_a, mut sent_b): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (Vec::new(), Vec::new());
@@ -520,10 +579,18 @@ fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> (Vec<f64>, Ve
                 .map_or(silent.clone(), |i| sent[i].clone())
         };
         let (play_a, play_b) = (heard(&sent_b), heard(&sent_a));
-        let side = |p: &mut VoiceProcessor, room: &mut Room, play: &[f64], talk: &[f64]| {
+        let side = |p: &mut VoiceProcessor,
+                    room: &mut Room,
+                    noise: &mut Option<MicNoise>,
+                    play: &[f64],
+                    talk: &[f64]| {
             let echo = room.play(play);
             let render: Vec<i16> = play.iter().map(|&v| to_i16(v)).collect();
-            let mut mic: Vec<i16> = echo.iter().zip(talk).map(|(e, s)| to_i16(e + s)).collect();
+            let mut mic: Vec<i16> = echo
+                .iter()
+                .zip(talk)
+                .map(|(e, s)| noise.as_mut().map_or(to_i16(e + s), |n| n.sample(e + s)))
+                .collect();
             p.render(&render);
             p.capture(&mut mic);
             mic.iter().map(|&s| f64::from(s)).collect::<Vec<f64>>()
@@ -531,10 +598,11 @@ fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64]) -> (Vec<f64>, Ve
         let out_b = side(
             &mut b,
             &mut room_b,
+            &mut noise_b,
             &play_b,
             &near[k * FRAME..(k + 1) * FRAME],
         );
-        let out_a = side(&mut a, &mut room_a, &play_a, &silent);
+        let out_a = side(&mut a, &mut room_a, &mut noise_a, &play_a, &silent);
         sent_a.push(out_a);
         sent_b.push(out_b);
     }

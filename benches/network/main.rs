@@ -7,9 +7,10 @@
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
 //! N]` the online mode across NAT routers (see `nat`), `-- --echo [--runs N] [--only
-//! PATH]... [--keep-audio]` the capture path's echo canceller on the simulator's echo
-//! paths (see `echo`; `--keep-audio` also writes what each run sent, as WAVs under
-//! `DIR/echo-audio`). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and
+//! PATH]... [--keep-audio] [--mic-floor DBFS|none]` the capture path's echo canceller on
+//! the simulator's echo paths (see `echo`; `--keep-audio` also writes what each run
+//! sent, as WAVs under `DIR/echo-audio`; `--mic-floor` sets the microphone's noise
+//! floor, −85 dBFS unless told, `none` for digital silence and dither alone). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and
 //! Python's `pesq` and `numpy` (the NAT scenarios also coturn and the mailbox server);
 //! root, or user namespaces (it makes its own and never touches the machine's network).
 //! `-- --foreign [--baseline PATH] [--sender NAME]...` has foreign senders call box A
@@ -41,6 +42,8 @@ struct Args {
     echo: bool,
     /// `--keep-audio`: the echo benchmark also writes what the processing sent.
     keep_audio: bool,
+    /// `--mic-floor`: the echo benchmark's microphone noise floor, dBFS (`None`: none).
+    mic_floor: Option<f64>,
     nat: bool,
     /// Complexities the codec sweep measures (all when empty).
     complexities: Vec<i32>,
@@ -76,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
         display: false,
         echo: false,
         keep_audio: false,
+        mic_floor: Some(-85.0),
         nat: false,
         complexities: Vec::new(),
         foreign: false,
@@ -110,6 +114,17 @@ fn parse_args() -> Result<Args, String> {
             "--display" => a.display = true,
             "--echo" => a.echo = true,
             "--keep-audio" => a.keep_audio = true,
+            "--mic-floor" => {
+                a.mic_floor = match value("--mic-floor")?.as_str() {
+                    "none" => None,
+                    v => Some(
+                        v.parse()
+                            .ok()
+                            .filter(|d: &f64| (-120.0..=-20.0).contains(d))
+                            .ok_or("--mic-floor takes a level in dBFS, -120 to -20, or none")?,
+                    ),
+                }
+            }
             "--nat" => a.nat = true,
             "--foreign" => a.foreign = true,
             "--baseline" => a.baseline = Some(PathBuf::from(value("--baseline")?)),
@@ -163,6 +178,7 @@ fn main() -> ExitCode {
             &near,
             |p| args.wants(p),
             args.runs,
+            args.mic_floor,
             work.path(),
             keep.as_deref(),
         );

@@ -382,9 +382,14 @@ impl ResidualGate {
             // move is found, the new echo arrives later than the old path's delay says,
             // so it may pass for the background: a room moved into a hall learnt −52
             // dBFS of echo as its background, which then ended the tail's pauses early,
-            // as if the tail had fallen to it (docs/benchmarks.md).
+            // as if the tail had fallen to it (docs/benchmarks.md). And the linear
+            // filter has to show again that it has the echo before it is trusted: a room
+            // moved into a hall, its filter still taking only 2 dB off, had its error
+            // taken for a near end and sent 60 ms of echo at −28 dBFS, 3.5 s after the
+            // move (docs/benchmarks.md).
             self.tail = TailFollower::new();
             self.background = None;
+            self.filter_frames = 0;
         }
         // AEC3's suppressor opened on the echo alone, taking it for a near end: the frame
         // is taken down, and so are the next while the microphone stays mostly echo.
@@ -1396,6 +1401,36 @@ mod tests {
         let mut f = quiet;
         gate.capture(&mut f);
         assert!(gate.background.is_some());
+    }
+
+    #[test]
+    fn a_moved_path_is_not_trusted_until_the_filter_has_it_again() {
+        let mut gate = ResidualGate::new();
+        let frame = |gate: &mut ResidualGate, fit: EchoFit| {
+            gate.render(&[0; FRAME_SAMPLES]);
+            gate.linear_filter(fit);
+            gate.capture(&mut [0; FRAME_SAMPLES]);
+        };
+        // The filter explains the microphone and takes 20 dB off it.
+        let mic = tone(1000.0, 0.05);
+        let prediction: Vec<f32> = mic.iter().map(|v| 0.9 * v).collect();
+        let good = fit_of(&mic, &prediction, &[0.0; FRAME_SAMPLES / NUM_BANDS]);
+        assert!(good.filter_has_echo());
+        for _ in 0..FILTER_HAS_ECHO_FRAMES {
+            frame(&mut gate, good);
+        }
+        assert!(gate.trusts_filter());
+        // The path moves: the filter is not trusted…
+        gate.leak.mark_moved();
+        frame(&mut gate, EchoFit::default());
+        assert!(!gate.trusts_filter());
+        // …until it has had the echo for as long again.
+        for k in 1..FILTER_HAS_ECHO_FRAMES {
+            frame(&mut gate, good);
+            assert!(!gate.trusts_filter(), "{k} frames after the move");
+        }
+        frame(&mut gate, good);
+        assert!(gate.trusts_filter());
     }
 
     #[test]
