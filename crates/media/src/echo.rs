@@ -209,6 +209,15 @@ const LEAK_EXPLAINED: f64 = 4.0;
 /// How fast the background's estimate may rise per frame while the gate is open (a
 /// level that rises 2 dB a second: a street getting louder, not a word).
 const BACKGROUND_RISE: f64 = 1.023;
+/// A frame may teach the background only when it and the frames before it, this many in
+/// all (60 ms), were open, quiet and within [`BACKGROUND_STEADY`] of each other: a
+/// street or a hum holds its level, a word's quiet end does not. Without it, the first
+/// quiet frame set the background: a near end's syllable at −42 to −48 dBFS in the far
+/// end's pause, which then hissed as comfort noise under every closed frame for the
+/// rest of the far end's talk (docs/benchmarks.md).
+const BACKGROUND_STEADY_FRAMES: usize = 3;
+/// …3 dB.
+const BACKGROUND_STEADY: f64 = 2.0;
 
 /// After the canceller, takes what is left of the echo down while the far end talks and
 /// the near end does not: residual echo 17 dB under what the far end played that arrives
@@ -266,6 +275,9 @@ struct ResidualGate {
     /// Frames so far in which the linear filter had the echo (up to
     /// [`FILTER_HAS_ECHO_FRAMES`]).
     filter_frames: usize,
+    /// The last frames' output levels (mean squares), oldest first; `None` for a frame
+    /// that was gated or loud ([`BACKGROUND_STEADY_FRAMES`]).
+    quiet_open: [Option<f64>; BACKGROUND_STEADY_FRAMES],
 }
 
 impl ResidualGate {
@@ -284,6 +296,7 @@ impl ResidualGate {
             fit: EchoFit::default(),
             opened_on_echo: false,
             filter_frames: 0,
+            quiet_open: [None; BACKGROUND_STEADY_FRAMES],
         }
     }
 
@@ -437,9 +450,12 @@ impl ResidualGate {
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
             || on_echo;
-        if !gated
+        let quiet_open = !gated && out < BACKGROUND_CEILING;
+        self.quiet_open.rotate_left(1);
+        self.quiet_open[BACKGROUND_STEADY_FRAMES - 1] = quiet_open.then_some(out);
+        if quiet_open
+            && self.steady()
             && leaking.is_none()
-            && out < BACKGROUND_CEILING
             && far * BACKGROUND_ABOVE_RENDER < out
             && !self.tail.following()
         {
@@ -461,6 +477,18 @@ impl ResidualGate {
         }
         self.gain = target;
         moved
+    }
+
+    /// Whether the last [`BACKGROUND_STEADY_FRAMES`] frames were all open and quiet, and
+    /// within [`BACKGROUND_STEADY`] of each other.
+    fn steady(&self) -> bool {
+        let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+        for level in &self.quiet_open {
+            let Some(level) = *level else { return false };
+            lo = lo.min(level);
+            hi = hi.max(level);
+        }
+        hi <= lo * BACKGROUND_STEADY
     }
 
     /// An open frame with no loud sound: it may be the background.
@@ -1325,8 +1353,8 @@ mod tests {
             assert_eq!(gate.background, None, "{k} frames into the pause");
         }
         // Past the tail's frames (the pause began a frame after the far end's last), a
-        // quiet frame is the background again.
-        for _ in 0..2 {
+        // quiet, steady level is the background again.
+        for _ in 0..1 + BACKGROUND_STEADY_FRAMES {
             gate.render(&[0; FRAME_SAMPLES]);
             gate.microphone(&at(-60.0));
             gate.capture(&mut at(-60.0));
@@ -1386,21 +1414,41 @@ mod tests {
     #[test]
     fn a_moved_path_forgets_the_background_its_echo_passed_for() {
         let mut gate = ResidualGate::new();
-        // −50 dBFS; with the far end silent, a quiet open frame is the background.
+        // −50 dBFS; with the far end silent, a quiet, steady level is the background.
         let quiet = [100i16; FRAME_SAMPLES];
         gate.render(&[0; FRAME_SAMPLES]);
-        let mut f = quiet;
-        gate.capture(&mut f);
+        for _ in 0..BACKGROUND_STEADY_FRAMES {
+            gate.capture(&mut quiet.clone());
+        }
         assert!(gate.background.is_some());
         // The echo's lag moves: whatever was learnt may be the new room's echo.
         gate.leak.mark_moved();
         let mut f = [0i16; FRAME_SAMPLES];
         gate.capture(&mut f);
         assert_eq!(gate.background, None);
-        // And it is learnt again from the next quiet open frame.
-        let mut f = quiet;
-        gate.capture(&mut f);
+        // And it is learnt again once the quiet level has held.
+        for _ in 0..BACKGROUND_STEADY_FRAMES {
+            gate.capture(&mut quiet.clone());
+        }
         assert!(gate.background.is_some());
+    }
+
+    #[test]
+    fn a_words_quiet_end_is_not_learnt_as_the_background() {
+        let mut gate = ResidualGate::new();
+        gate.render(&[0; FRAME_SAMPLES]);
+        let at = |dbfs: f64| [(32768.0 * 10f64.powf(dbfs / 20.0)) as i16; FRAME_SAMPLES];
+        // The far end silent, a near end's word fades out under −40 dBFS, 4 dB a frame.
+        for k in 0..6 {
+            gate.capture(&mut at(-42.0 - 4.0 * f64::from(k)));
+            assert_eq!(gate.background, None, "{k} frames into the fade");
+        }
+        // A room's own noise, −70 dBFS, steady: that is the background.
+        for _ in 0..BACKGROUND_STEADY_FRAMES {
+            gate.capture(&mut at(-70.0));
+        }
+        let learnt = db(gate.background.unwrap() / (32768.0 * 32768.0));
+        assert!((learnt + 70.0).abs() < 1.0, "learnt {learnt:.1} dBFS");
     }
 
     #[test]
