@@ -10,8 +10,9 @@
 //! PATH]... [--keep-audio] [--mic-floor DBFS|none]` the capture path's echo canceller on
 //! the simulator's echo paths (see `echo`; `--keep-audio` also writes what each run
 //! sent, as WAVs under `DIR/echo-audio`; `--mic-floor` sets the microphone's noise
-//! floor, −85 dBFS unless told, `none` for digital silence and dither alone). Needs iptables, tc (iproute2), unshare/nsenter (util-linux) and
-//! Python's `pesq` and `numpy` (the NAT scenarios also coturn and the mailbox server);
+//! floor, −85 dBFS unless told, `none` for digital silence and dither alone). Needs
+//! iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's `pesq` and
+//! `numpy` (the NAT scenarios also coturn and the mailbox server);
 //! root, or user namespaces (it makes its own and never touches the machine's network).
 //! `-- --foreign [--baseline PATH] [--sender NAME]...` has foreign senders call box A
 //! (see `foreign`; `--sender` picks among `anchor`, `chromium`, `aiortc` and `box`).

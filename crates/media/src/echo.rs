@@ -398,8 +398,8 @@ impl ResidualGate {
             // as if the tail had fallen to it (docs/benchmarks.md). And the linear
             // filter has to show again that it has the echo before it is trusted: a room
             // moved into a hall, its filter still taking only 2 dB off, had its error
-            // taken for a near end and sent 60 ms of echo at −28 dBFS, 3.5 s after the
-            // move (docs/benchmarks.md).
+            // taken for a near end and sent 60 ms of echo at −28 dBFS, 3.8 s after the
+            // path changed (docs/benchmarks.md).
             self.tail = TailFollower::new();
             self.background = None;
             self.filter_frames = 0;
