@@ -52,6 +52,7 @@ pub(crate) struct EchoResult {
     pub mos_double_deg: f64,
     /// The same for a perfect canceller (the near end alone sent): the model's ceiling
     /// on this speech.
+    pub mos_double_echo_ideal: f64,
     pub mos_double_deg_ideal: f64,
     /// AECMOS degradation score with the near end alone.
     pub mos_near_deg: f64,
@@ -88,6 +89,7 @@ impl EchoResult {
             mos_far_echo: m(|r| r.mos_far_echo),
             mos_double_echo: m(|r| r.mos_double_echo),
             mos_double_deg: m(|r| r.mos_double_deg),
+            mos_double_echo_ideal: m(|r| r.mos_double_echo_ideal),
             mos_double_deg_ideal: m(|r| r.mos_double_deg_ideal),
             mos_near_deg: m(|r| r.mos_near_deg),
             noise_drop_db: m(|r| r.noise_drop_db),
@@ -235,7 +237,8 @@ struct Signals {
     talk: std::ops::Range<usize>,
     /// The echo, through another path from 6 s on.
     changed: Vec<f64>,
-    /// AECMOS degradation in double talk of the near end alone as output.
+    /// AECMOS echo and degradation in double talk of the near end alone as output.
+    ideal_echo: f64,
     ideal_deg: f64,
 }
 
@@ -280,7 +283,7 @@ impl Signals {
         let changed: Vec<f64> = (0..n)
             .map(|i| if i < CHANGE { echo[i] } else { echo2[i] })
             .collect();
-        let (_, ideal_deg) = aecmos(
+        let (ideal_echo, ideal_deg) = aecmos(
             &far[talk.clone()],
             &double[talk.clone()],
             &near[talk.clone()],
@@ -296,6 +299,7 @@ impl Signals {
             span,
             talk,
             changed,
+            ideal_echo,
             ideal_deg,
         }
     }
@@ -410,6 +414,7 @@ fn measure(
         mos_far_echo,
         mos_double_echo,
         mos_double_deg,
+        mos_double_echo_ideal: s.ideal_echo,
         mos_double_deg_ideal: s.ideal_deg,
         mos_near_deg,
         noise_drop_db,
@@ -486,7 +491,7 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
     let mut s = String::from(
         "| echo path | AEC3 | ERL dB | ERLE dB | total echo loss dB (≥ 46) | echo 20 dB down after ms \
          | AECMOS echo, far end alone (≥ 4.5) | double talk: near end kept dB \
-         | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5; a perfect canceller's) \
+         | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5) (a perfect canceller's) \
          | near end alone PESQ-WB (≥ 4.4) / AECMOS degradation \
          | call, far box silent: near end PESQ-WB \
          | path change: 20 dB down again after ms (≤ 1000) \
@@ -495,7 +500,7 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2} / {:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
             r.path,
             r.tuning,
             r.erl_db,
@@ -506,6 +511,7 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
             r.double_talk_kept_db,
             r.mos_double_echo,
             r.mos_double_deg,
+            r.mos_double_echo_ideal,
             r.mos_double_deg_ideal,
             r.near_only_pesq,
             r.mos_near_deg,
