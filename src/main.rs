@@ -118,7 +118,8 @@ struct RunArgs {
     /// echo path, mixed with the near end: a preset (enclosure: speaker beside the
     /// microphone, louder than the near end; room: 20 ms and a short tail; hall: 60 ms,
     /// reverberant; far: 400 ms; each with loudspeaker clipping) or a 48 kHz mono WAV
-    /// holding an impulse response. Turns the echo canceller and noise suppression on
+    /// holding an impulse response. The microphone then also hears its own noise, at
+    /// −85 dBFS, as a real one does. Turns the echo canceller and noise suppression on
     /// (unless the config sets them).
     #[arg(long, value_name = "PRESET|IR.wav", conflicts_with = "audio")]
     echo_path: Option<String>,

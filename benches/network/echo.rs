@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use intercom::audio::echo::Tuning;
 use intercom::audio::{ProcessingSettings, VoiceProcessor};
-use intercom::hw::sim::{EchoResponse, ECHO_PRESETS};
+use intercom::hw::sim::{EchoResponse, MicNoise, ECHO_PRESETS};
 use intercom_test_support::audio::{aecmos, median, pesq_wb, Talk};
 use rand::{Rng, SeedableRng};
 
@@ -133,37 +133,11 @@ pub(crate) struct Mic {
     pub floor_dbfs: Option<f64>,
 }
 
-/// A [`Mic`]'s noise, sample by sample.
-struct MicNoise {
-    rng: rand::rngs::StdRng,
-    /// The floor's RMS in LSB.
-    rms: f64,
-}
-
 impl Mic {
-    /// The noise of this microphone; `stream` tells two microphones of one run apart.
+    /// The converter of this microphone ([`MicNoise`], the simulator's);
+    /// `stream` tells two microphones of one run apart.
     fn noise(&self, stream: u64) -> MicNoise {
-        MicNoise {
-            rng: rand::rngs::StdRng::seed_from_u64(self.run ^ (stream << 32)),
-            rms: self
-                .floor_dbfs
-                .map_or(0.0, |d| 32768.0 * 10f64.powf(d / 20.0)),
-        }
-    }
-}
-
-impl MicNoise {
-    /// `v` (the sound at the microphone) as the converter gives it.
-    fn sample(&mut self, v: f64) -> i16 {
-        let floor = if self.rms > 0.0 {
-            // Box–Muller: a standard normal from two uniforms.
-            let (u1, u2): (f64, f64) = (self.rng.gen_range(f64::EPSILON..1.0), self.rng.gen());
-            self.rms * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        } else {
-            0.0
-        };
-        let dither = self.rng.gen_range(-0.5..0.5) + self.rng.gen_range(-0.5..0.5);
-        to_i16(v + floor + dither)
+        MicNoise::new(self.run ^ (stream << 32), self.floor_dbfs)
     }
 }
 

@@ -8,7 +8,9 @@ use tokio::sync::mpsc;
 use super::RunOptions;
 use crate::board::{AudioDriver, Board, KeypadDriver};
 use crate::hw::alsa::{AlsaIn, AlsaOut, Latency};
-use crate::hw::sim::{EchoPath, EchoResponse, SimDisplay, SimKeypad, WavIn, WavOut};
+use crate::hw::sim::{
+    EchoPath, EchoResponse, SimDisplay, SimKeypad, WavIn, WavOut, MIC_FLOOR_DBFS,
+};
 use crate::hw::{AudioFrame, AudioIn, AudioOut, HwError, Input, Keypad, ScreenColor};
 
 /// The board names hardware this machine lacks.
@@ -178,7 +180,7 @@ pub fn open_audio(options: &RunOptions) -> Result<(Microphone, Speaker), HwError
         (None, None) => WavIn::silent(),
     };
     if let Some(arg) = &options.echo_path {
-        let path = EchoPath::new(EchoResponse::from_arg(arg)?);
+        let path = EchoPath::new(EchoResponse::from_arg(arg)?, Some(MIC_FLOOR_DBFS));
         speaker = speaker.with_echo(path.clone());
         mic = mic.with_echo(path);
     }

@@ -11,11 +11,18 @@
 //! after the other, changes nothing (a speaker frame later than its slot's hearing is
 //! lost, as an underrun would lose it). The response is kept sparse (its strongest
 //! taps), which keeps a 700 ms room affordable at 48 kHz.
+//!
+//! A microphone with an echo path also hears its own noise ([`MIC_FLOOR_DBFS`]), as every
+//! real one does: a canceller that meets only digital silence between words is not
+//! tested on what a box hears (the echo benchmark's floor showed two faults the silent
+//! microphone hid).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
 
 use crate::hw::clock::frame_boundary;
 use crate::hw::{AudioFrame, HwError, FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
@@ -27,6 +34,43 @@ const MAX_SPAN: usize = SAMPLE_RATE as usize;
 
 /// The named presets, for `--help` and the error message.
 pub const PRESETS: &[&str] = &["enclosure", "room", "hall", "far"];
+
+/// The sim microphone's own noise with an echo path (−85 dBFS: a MEMS microphone's
+/// self-noise and a quiet room), as the echo benchmark's default floor.
+pub const MIC_FLOOR_DBFS: f64 = -85.0;
+
+/// A microphone's converter: its own noise (white, Gaussian, at a floor) and a
+/// triangular dither of ±1 LSB added to the sound at it, rounded to 16 bits.
+#[derive(Debug)]
+pub struct MicNoise {
+    rng: rand::rngs::StdRng,
+    /// The floor's RMS in LSB (0: none, dither only).
+    rms: f64,
+}
+
+impl MicNoise {
+    /// A converter with its noise at `floor_dbfs` (`None`: dither only), its random
+    /// sequence from `seed`.
+    pub fn new(seed: u64, floor_dbfs: Option<f64>) -> MicNoise {
+        MicNoise {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            rms: floor_dbfs.map_or(0.0, |d| 32768.0 * 10f64.powf(d / 20.0)),
+        }
+    }
+
+    /// `v` (the sound at the microphone, in LSB) as the converter gives it.
+    pub fn sample(&mut self, v: f64) -> i16 {
+        let floor = if self.rms > 0.0 {
+            // Box–Muller: a standard normal from two uniforms.
+            let (u1, u2): (f64, f64) = (self.rng.gen_range(f64::EPSILON..1.0), self.rng.gen());
+            self.rms * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        } else {
+            0.0
+        };
+        let dither = self.rng.gen_range(-0.5..0.5) + self.rng.gen_range(-0.5..0.5);
+        (v + floor + dither).round().clamp(-32768.0, 32767.0) as i16
+    }
+}
 
 /// A room between the sim speaker and the sim microphone.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,14 +246,18 @@ pub struct EchoPath {
     /// What the speaker played, by slot, through its clipping.
     played: BTreeMap<u64, AudioFrame>,
     slots_kept: u64,
+    /// The microphone's converter and its own noise; `None`: the sound exactly.
+    noise: Option<MicNoise>,
 }
 
 /// The path shared by the speaker (writes) and the microphone (reads).
 pub type SharedEchoPath = Arc<Mutex<EchoPath>>;
 
 impl EchoPath {
-    /// A path through `response`, starting now.
-    pub fn new(response: EchoResponse) -> SharedEchoPath {
+    /// A path through `response`, starting now, into a microphone whose own noise lies
+    /// at `floor_dbfs` ([`MIC_FLOOR_DBFS`] for the simulator; `None`: none). Each path's
+    /// noise is its own: two sim boxes never hear the same sequence.
+    pub fn new(response: EchoResponse, floor_dbfs: Option<f64>) -> SharedEchoPath {
         // The response's span, the slot being heard, and the speaker's frames up to a
         // few slots ahead of it.
         let slots_kept = response.span().div_ceil(FRAME_SAMPLES) as u64 + 5;
@@ -221,6 +269,7 @@ impl EchoPath {
             epoch,
             played: BTreeMap::new(),
             slots_kept,
+            noise: floor_dbfs.map(|f| MicNoise::new(rand::random(), Some(f))),
         }))
     }
 
@@ -268,23 +317,22 @@ impl EchoPath {
         self.hear(frame, slot);
     }
 
-    /// Adds what the microphone of the tick starting slot `tick` hears.
+    /// Adds what the microphone of the tick starting slot `tick` hears: the echo and
+    /// the microphone's own noise.
     fn hear(&mut self, frame: &mut AudioFrame, tick: u64) {
         let end_slot = tick.saturating_sub(1);
         let first = end_slot.saturating_sub(self.slots_kept);
         let n = (end_slot - first) as usize * FRAME_SAMPLES;
-        if n < FRAME_SAMPLES {
-            return;
-        }
-        // The speaker's signal over those slots, silence where nothing played.
-        let mut x = vec![0f32; n];
+        // The speaker's signal over those slots, silence where nothing played (and none
+        // at all at the start, before a frame's worth of slots).
+        let mut x = vec![0f32; n.max(FRAME_SAMPLES)];
         for (slot, f) in self.played.range(first..end_slot) {
             let at = (*slot - first) as usize * FRAME_SAMPLES;
             for (dst, src) in x[at..at + FRAME_SAMPLES].iter_mut().zip(f.iter()) {
                 *dst = f32::from(*src);
             }
         }
-        let base = n - FRAME_SAMPLES;
+        let base = x.len() - FRAME_SAMPLES;
         for (i, out) in frame.iter_mut().enumerate() {
             let t = base + i;
             let mut acc = f32::from(*out);
@@ -293,7 +341,10 @@ impl EchoPath {
                     acc += g * x[j];
                 }
             }
-            *out = acc.clamp(-32768.0, 32767.0) as i16;
+            *out = match &mut self.noise {
+                Some(noise) => noise.sample(f64::from(acc)),
+                None => acc.round().clamp(-32768.0, 32767.0) as i16,
+            };
         }
     }
 }
@@ -304,10 +355,13 @@ mod tests {
 
     /// A path of one reflection, `delay` samples late at `gain`, linear.
     fn one_tap(delay: usize, gain: f32) -> SharedEchoPath {
-        EchoPath::new(EchoResponse {
-            taps: vec![(delay, gain)],
-            clip: None,
-        })
+        EchoPath::new(
+            EchoResponse {
+                taps: vec![(delay, gain)],
+                clip: None,
+            },
+            None,
+        )
     }
 
     #[test]
@@ -423,5 +477,61 @@ mod tests {
             })
             .collect();
         assert_eq!(heard, [1, 0, 3]);
+    }
+
+    #[test]
+    fn the_microphone_hears_its_own_noise_at_the_floor_and_the_echo_over_it() {
+        let response = EchoResponse {
+            taps: vec![(0, 1.0)],
+            clip: None,
+        };
+        let path = EchoPath::new(response.clone(), Some(MIC_FLOOR_DBFS));
+        let mut p = path.lock().unwrap();
+        let level = |frames: &[AudioFrame]| {
+            let n = (frames.len() * FRAME_SAMPLES) as f64;
+            let power: f64 = frames.iter().flatten().map(|&s| f64::from(s).powi(2)).sum();
+            10.0 * (power / n / (32768.0 * 32768.0)).log10()
+        };
+        // Nothing played: the floor alone, −85 dBFS and the dither's −101 over it.
+        let quiet: Vec<AudioFrame> = (0..50)
+            .map(|k| {
+                let mut mic = [0i16; FRAME_SAMPLES];
+                p.hear(&mut mic, 100 + k);
+                mic
+            })
+            .collect();
+        let floor = level(&quiet);
+        assert!((-85.5..-84.0).contains(&floor), "{floor:.1} dBFS");
+        assert!(quiet.iter().all(|f| f.iter().any(|&s| s != 0)));
+        // The echo comes through with the floor under it (played at slot 200, it plays
+        // in 201 and is heard at the tick starting 203).
+        p.played_in(&[1000; FRAME_SAMPLES], 200);
+        let mut mic = [0i16; FRAME_SAMPLES];
+        p.hear(&mut mic, 203);
+        assert!(
+            mic.iter().all(|&s| (990..=1010).contains(&s)),
+            "{:?}",
+            &mic[..4]
+        );
+        assert!(mic.iter().any(|&s| s != 1000));
+        // Another box's microphone has noise of its own.
+        let other = EchoPath::new(response, Some(MIC_FLOOR_DBFS));
+        let mut theirs = [0i16; FRAME_SAMPLES];
+        other.lock().unwrap().hear(&mut theirs, 100);
+        assert_ne!(theirs, quiet[0]);
+    }
+
+    #[test]
+    fn a_converter_with_one_seed_gives_one_sequence_and_without_a_floor_only_dither() {
+        let take = |seed, floor| {
+            let mut n = MicNoise::new(seed, floor);
+            (0..4800).map(|_| n.sample(0.0)).collect::<Vec<i16>>()
+        };
+        assert_eq!(take(7, Some(-85.0)), take(7, Some(-85.0)));
+        assert_ne!(take(7, Some(-85.0)), take(8, Some(-85.0)));
+        // Dither alone: ±1 LSB at most, never more.
+        assert!(take(7, None).iter().all(|s| s.abs() <= 1));
+        let mut n = MicNoise::new(1, None);
+        assert_eq!(n.sample(40_000.0), 32767);
     }
 }

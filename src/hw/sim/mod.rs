@@ -9,6 +9,8 @@ mod ntag;
 
 pub use audio::{WavIn, WavOut};
 pub use display::SimDisplay;
-pub use echo::{EchoPath, EchoResponse, SharedEchoPath, PRESETS as ECHO_PRESETS};
+pub use echo::{
+    EchoPath, EchoResponse, MicNoise, SharedEchoPath, MIC_FLOOR_DBFS, PRESETS as ECHO_PRESETS,
+};
 pub use keypad::{parse_key_script, ScriptStep, SimKeypad, SimKeypadOptions};
 pub use ntag::{Chip as SimNtagChip, Nak, SimNtag, SimTag};
