@@ -3,6 +3,10 @@
 //! Box A ("Front door") opens a room; box B ("Visitor") types the PIN it shows, says the
 //! bundled speech clip, and the two exchange texts; then B hangs up. The demo prints what
 //! happened and writes the received audio, the screens and a JSON summary to a folder.
+//!
+//! Both boxes are speakerphones, as door boxes are: each one's microphone hears its own
+//! speaker through a room ([`DEMO_ECHO_PATH`]) and its own noise, so each cancels its
+//! echo. What B hears back of its own voice shows A's canceller at work.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -20,6 +24,10 @@ use crate::runtime::{self, Report, RunOptions};
 
 /// What box B says.
 pub const SPEECH_CLIP: &[u8] = include_bytes!("../assets/speech.wav");
+
+/// The echo path of both boxes: a room, 20 ms and a short tail, the speaker's echo about
+/// as loud as it plays.
+pub const DEMO_ECHO_PATH: &str = "room";
 
 /// The text box B sends; box A answers with canned reply 1.
 pub const VISITOR_TEXT: &str = "Hello! I have a parcel for you.";
@@ -65,6 +73,12 @@ pub struct DemoSummary {
     pub call_seconds: f64,
     /// Both boxes were back at their idle screen after the call.
     pub both_idle_after_call: bool,
+    /// All B heard during the call against the clip B spoke, dB (energy over the whole
+    /// of each): B's voice come back from A's speaker through A's room and A's canceller,
+    /// with what A sent of its own microphone's noise. A's microphone hears B's voice
+    /// about as loud as B spoke it: without cancellers the two boxes feed each other's
+    /// voice back and forth, and this lies above 0 (docs/benchmarks.md).
+    pub echo_back_db: f64,
 }
 
 struct BoxUnderTest {
@@ -170,6 +184,18 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// What B heard (`heard`, the WAV its speaker wrote) against the clip B spoke, dB.
+fn echo_back_db(heard: &Path) -> Result<f64, DemoError> {
+    let energy = |samples: &[i16]| samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
+    let heard = crate::hw::sim::WavIn::open(heard)
+        .map_err(|e| DemoError::Output(heard.into(), e.to_string()))?;
+    let clip = crate::hw::sim::WavIn::from_wav_bytes(SPEECH_CLIP, "clip")
+        .map_err(|e| DemoError::Box("B", e.to_string()))?;
+    // A silent file is the floor of 16 bits, not minus infinity.
+    let back = energy(heard.samples()).max(1.0);
+    Ok(10.0 * (back / energy(clip.samples()).max(1.0)).log10())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .and_then(|l| l.local_addr())
@@ -193,7 +219,7 @@ fn box_options(out: &Path, name: &str, file: &str, port: u16) -> Result<RunOptio
         audio_in: None,
         audio_in_clip: None,
         audio_out: Some(out.join(format!("{file}-heard.wav"))),
-        echo_path: None,
+        echo_path: Some(DEMO_ECHO_PATH.into()),
         audio: None,
         reports: None,
     })
@@ -314,6 +340,7 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
             .max()
             .unwrap_or(0)
     };
+    let echo_back_db = echo_back_db(&out.join("box-b-heard.wav"))?;
     let j = stats_a.playback.jitter;
     let summary = DemoSummary {
         pin_to_audio_ms: audio.as_millis() as u64,
@@ -328,6 +355,7 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
         cpu_seconds_per_call_second: cpu / call_seconds.max(0.001),
         call_seconds,
         both_idle_after_call: both_idle,
+        echo_back_db,
     };
     let json = serde_json::to_string_pretty(&summary).unwrap_or_default();
     std::fs::write(out.join("summary.json"), json)

@@ -33,8 +33,11 @@ enum Cmd {
     /// Two simulated boxes on this machine: a room, a PIN, a call with text and voice.
     ///
     /// Box A opens a room; box B types the PIN, speaks a bundled clip and texts; A replies;
-    /// B hangs up. Prints what happened and writes the audio A heard, the screens and
-    /// summary.json to the output folder. Announces rooms on the loopback interface only.
+    /// B hangs up. Both are speakerphones: each microphone hears its own speaker through
+    /// a room (as `run --echo-path room`), and each box cancels that echo. Prints what
+    /// happened and how much of B's voice came back to B, and writes the audio each box
+    /// heard, the screens and summary.json to the output folder. Announces rooms on the
+    /// loopback interface only.
     Demo(DemoArgs),
     /// Check each device the board and config name: display, keypad, microphone,
     /// speaker, Bluetooth, network. Prints one line per device; exit code 1 if one the
@@ -265,6 +268,11 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "audio A received from B: {:.1} s (clip {:.1} s, {} frames concealed)",
         summary.seconds_received_by_a, summary.clip_seconds, summary.concealed_frames_a
+    );
+    println!(
+        "B's own voice back at B: {:.0} dB (A's microphone heard B about as loud as B \
+         spoke; A's echo canceller took it out)",
+        summary.echo_back_db
     );
     println!(
         "CPU: {:.3} s per call-second for both boxes",

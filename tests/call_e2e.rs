@@ -1,6 +1,7 @@
 //! The whole user journey: `intercom demo` runs two boxes that pair with a typed PIN and
-//! talk. Checks the texts, the voice that arrived, that both boxes end idle, and that the
-//! program wrote no file outside the output folder it was given.
+//! talk, both speakerphones. Checks the texts, the voice that arrived, that the talker's
+//! voice did not come back, that both boxes end idle, and that the program wrote no file
+//! outside the output folder it was given.
 
 mod common;
 
@@ -59,6 +60,14 @@ fn demo_pairs_talks_texts_hangs_up_and_writes_only_its_output() {
     assert_eq!(summary["texts_shown_on_a"][0], intercom::demo::VISITOR_TEXT);
     assert_eq!(summary["texts_shown_on_b"][0], "Coming!");
     assert_eq!(summary["both_idle_after_call"], true);
+    // Both boxes are speakerphones in a room: B's voice reached A's microphone about as
+    // loud as B spoke it, and A's canceller kept it from coming back (without one the
+    // two boxes feed back, above 0 dB).
+    let back = summary["echo_back_db"].as_f64().unwrap();
+    assert!(
+        back < -40.0,
+        "B heard itself back at {back:.0} dB: {summary}"
+    );
 
     // The clip B spoke arrived at A: same waveform, same length.
     let clip = hound::WavReader::new(std::io::Cursor::new(intercom::demo::SPEECH_CLIP))

@@ -218,6 +218,17 @@ const BACKGROUND_RISE: f64 = 1.023;
 const BACKGROUND_STEADY_FRAMES: usize = 3;
 /// …3 dB.
 const BACKGROUND_STEADY: f64 = 2.0;
+/// A frame played with a peak over this (−6 dBFS) is loud. While a loud frame's echo may
+/// arrive, a near end is not found faint ([`double_talk`]): on a talker's loudest words
+/// the linear filter's error swings 10 dB over what it left before (its misadjustment
+/// grows with the far end's level; a small speaker driven that hard also distorts), and
+/// the faint test's 9 dB took that for a near end. In `intercom demo` the listening box
+/// sent 60 ms of its talker's voice back at −27 dBFS in 5 runs of 12, with the simulated
+/// speaker's clipping and without; in the echo benchmark a far wall's call lost a word to
+/// the same. Under a loud far end a near end must pass the clear test (12 dB); the
+/// enclosure, whose near end is 10 dB under a loud echo, pays for it while both talk
+/// (docs/benchmarks.md).
+const LOUD_PEAK: i16 = 16384;
 
 /// After the canceller, takes what is left of the echo down while the far end talks and
 /// the near end does not: residual echo 17 dB under what the far end played that arrives
@@ -247,8 +258,10 @@ const BACKGROUND_STEADY: f64 = 2.0;
 /// time the far end speaks.
 #[derive(Debug, Clone)]
 struct ResidualGate {
-    /// Mean squares of the last [`PLAYED_FRAMES`] frames played, newest last.
+    /// Mean squares of the last [`PLAYED_FRAMES`] frames played, newest last…
     played: std::collections::VecDeque<f64>,
+    /// …and whether each was loud ([`LOUD_PEAK`]).
+    played_loud: std::collections::VecDeque<bool>,
     /// The microphone's frame, mean square, before any processing.
     mic: f64,
     /// The echo's delay as the canceller estimated it, frames.
@@ -284,6 +297,7 @@ impl ResidualGate {
     fn new() -> ResidualGate {
         ResidualGate {
             played: std::collections::VecDeque::with_capacity(PLAYED_FRAMES + 1),
+            played_loud: std::collections::VecDeque::with_capacity(PLAYED_FRAMES + 1),
             mic: 0.0,
             delay_frames: 0,
             gain: 1.0,
@@ -304,9 +318,18 @@ impl ResidualGate {
         let e = energy(frame);
         self.leak.render(frame, e);
         self.played.push_back(e);
+        let loud = frame.iter().any(|&s| s.saturating_abs() > LOUD_PEAK);
+        self.played_loud.push_back(loud);
         if self.played.len() > PLAYED_FRAMES {
             self.played.pop_front();
+            self.played_loud.pop_front();
         }
+    }
+
+    /// Whether a frame whose echo may arrive now ([`ResidualGate::arriving`]) was loud.
+    fn far_loud(&self) -> bool {
+        let (start, end) = self.arriving_window();
+        self.played_loud.range(start..end).any(|&l| l)
     }
 
     /// The low band before and after the canceller's linear filter and after the
@@ -590,8 +613,10 @@ struct Aec3 {
     /// …which may be used this frame (the residual gate's judgement of the last)…
     trusted: bool,
     /// …and may judge the near end as in a dry room (the gate's tail follower's
-    /// judgement).
+    /// judgement)…
     dry: bool,
+    /// …and whether the far end arriving now is loud (the gate's [`LOUD_PEAK`]).
+    far_loud: bool,
 }
 
 impl Aec3 {
@@ -609,6 +634,7 @@ impl Aec3 {
             double_talk: double_talk.then(DoubleTalk::new),
             trusted: false,
             dry: false,
+            far_loud: false,
         }
     }
 
@@ -647,8 +673,8 @@ impl Aec3 {
             .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
         if let Some(double_talk) = &mut self.double_talk {
             let (mic, error) = (&self.heard, self.linear.view(0, 0));
-            let (trusted, dry) = (self.trusted, self.dry);
-            double_talk.process(mic, error, self.block.view_mut(0, 0), trusted, dry);
+            let (trusted, dry, loud) = (self.trusted, self.dry, self.far_loud);
+            double_talk.process(mic, error, self.block.view_mut(0, 0), trusted, dry, loud);
         }
         self.fit
             .add(&self.heard, self.linear.view(0, 0), self.block.view(0, 0));
@@ -774,6 +800,7 @@ impl VoiceProcessor {
             aec.fit = EchoFit::default();
             aec.trusted = self.gate.as_ref().is_some_and(ResidualGate::trusts_filter);
             aec.dry = self.gate.as_ref().is_some_and(|gate| gate.tail.dry());
+            aec.far_loud = self.gate.as_ref().is_some_and(ResidualGate::far_loud);
         }
         for chunk in frame.chunks_exact_mut(BLOCK) {
             let saturated = chunk.iter().any(|&s| s >= 32700 || s <= -32700);
@@ -1184,6 +1211,28 @@ mod tests {
         };
         frame();
         frame().iter().all(|&s| s < level / 10)
+    }
+
+    #[test]
+    fn the_far_end_is_loud_while_a_loud_frames_echo_may_arrive() {
+        let mut gate = ResidualGate::new();
+        gate.echo_delay(100);
+        // A frame peaking at −12 dBFS is not loud; one at −5 dBFS is.
+        let mut quiet = [0i16; FRAME_SAMPLES];
+        quiet[7] = 8200;
+        let mut loud = quiet;
+        loud[9] = -18400;
+        gate.render(&loud);
+        // Its echo may arrive from two frames before the delay (5 frames: the estimate's
+        // error) to the end of the hold after it, not before and not after.
+        for k in 1..20 {
+            assert_eq!(
+                gate.far_loud(),
+                (4..=15).contains(&k),
+                "{k} frames after it was played"
+            );
+            gate.render(&quiet);
+        }
     }
 
     #[test]

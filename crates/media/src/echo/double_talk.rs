@@ -308,7 +308,9 @@ impl DoubleTalk {
     /// One block: the microphone's low band, the linear filter's error and AEC3's
     /// output, which becomes the output. `trusted`: the linear filter has the echo and
     /// the output does not leak (the residual gate's judgement of the frame before);
-    /// `dry`: the room's echo tail is short (see [`Suppressor::process`]).
+    /// `dry`: the room's echo tail is short (see [`Suppressor::process`]); `far_loud`: the
+    /// far end arriving is loud, when the linear filter's error swings too far for a
+    /// faint finding to be a near end (see the residual gate's `LOUD_PEAK`).
     pub(crate) fn process(
         &mut self,
         mic: &[f32],
@@ -316,12 +318,13 @@ impl DoubleTalk {
         output: &mut [f32],
         trusted: bool,
         dry: bool,
+        far_loud: bool,
     ) {
         let mut own = [0.0; BLOCK];
         self.near = match self.suppressor.process(mic, error, &mut own, dry) {
             Near::Clear => NEAR_HOLD,
-            Near::Faint => self.near.max(FAINT_HOLD),
-            Near::No => self.near.saturating_sub(1),
+            Near::Faint if !far_loud => self.near.max(FAINT_HOLD),
+            Near::Faint | Near::No => self.near.saturating_sub(1),
         };
         let target = if trusted && self.near > 0 { 1.0 } else { 0.0 };
         let step = 1.0 / BLOCK as f32;
@@ -495,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn a_faint_near_end_holds_only_two_blocks() {
+    fn a_faint_near_end_holds_only_two_blocks_and_is_not_found_under_a_loud_far_end() {
         let mut d = DoubleTalk {
             suppressor: learnt(300.0),
             ..DoubleTalk::new()
@@ -504,13 +507,19 @@ mod tests {
         let blocks = syllables(300.0, 670.0);
         let (faint, clear) = findings(&mut d.suppressor.clone(), &blocks, true);
         assert!(faint > 0 && clear == 0, "faint {faint}, clear {clear}");
+        let mut loud = d.clone();
         let mut held = 0;
         for (mic, error) in &blocks {
-            d.process(mic, error, &mut [0.0; BLOCK], true, true);
+            d.process(mic, error, &mut [0.0; BLOCK], true, true, false);
             assert!(d.near <= FAINT_HOLD, "held {} blocks", d.near);
             held += usize::from(d.near > 0);
         }
         assert!(held >= faint, "held in {held} blocks, found in {faint}");
+        // Under a loud far end the same error may be the filter's own swing: no near end.
+        for (mic, error) in &blocks {
+            loud.process(mic, error, &mut [0.0; BLOCK], true, true, true);
+            assert_eq!(loud.near, 0);
+        }
     }
 
     #[test]
@@ -590,7 +599,7 @@ mod tests {
         for trusted in [false, true] {
             for _ in 0..10 {
                 let mut output = [7.0; BLOCK];
-                d.process(&mic, &error, &mut output, trusted, true);
+                d.process(&mic, &error, &mut output, trusted, true, false);
                 assert_eq!(output, [7.0; BLOCK]);
             }
         }
