@@ -176,6 +176,13 @@ const GATE_BELOW_RENDER_UNCONVERGED: f64 = 10.0;
 /// under the far end arriving, and the talking box went on to cut its own last word
 /// (that call's PESQ-WB 3.29; 4.58 with this floor; docs/benchmarks.md).
 const GATE_FLOOR_UNCONVERGED: f64 = 32768.0 * 32768.0 * 1e-2;
+/// Before the filter has the echo, a far end arriving at this (mean square, −20 dBFS) or
+/// louder is at full voice…
+const PASSED_WHOLE_UNDER: f64 = 32768.0 * 32768.0 * 1e-2;
+/// …and a frame under [`GATE_FLOOR_UNCONVERGED`] the canceller took less than this (3 dB)
+/// off, this much (3 dB) or more under the far end, is its echo passed whole.
+const PASSED_WHOLE_TAKEN: f64 = 2.0;
+const PASSED_WHOLE_BELOW: f64 = 2.0;
 /// The linear filter has the echo after this many frames (500 ms) in which it explained
 /// the microphone and took 10 dB or more off it ([`EchoFit::filter_has_echo`]). Not
 /// fewer: at 10 a hall's third run lost 13 dB of echo loss to a late frame; not more: at
@@ -462,6 +469,18 @@ impl ResidualGate {
         // sent its talker's words back so, 9 dB under the far end arriving, and the
         // talking box cut them (docs/benchmarks.md). Quiet: under −30 dBFS.
         let made_louder = unconverged && out > self.mic && out < GATE_FLOOR_ON_ECHO;
+        // Before the filter has the echo and under a far end arriving at full voice, a
+        // frame the canceller took less than 3 dB off and 3 dB or more under the far end
+        // is the echo passed whole: a hall's listening box sent its talker's word back so
+        // at −22 dBFS, 7 dB under the far end, and the talking box cut its next word (the
+        // echo benchmark's call 3.09, 4.58 with this; docs/benchmarks.md). A near end
+        // that quiet under a far end that loud is cut too, for the second or so a filter
+        // takes to converge (five in a hall).
+        let passed_whole = unconverged
+            && far >= PASSED_WHOLE_UNDER
+            && out < GATE_FLOOR_UNCONVERGED
+            && out * PASSED_WHOLE_TAKEN > self.mic
+            && out * PASSED_WHOLE_BELOW < heard;
         // At any level and once the filter has the echo too, a frame the canceller made
         // louder by 3 dB is its filter's prediction of an echo the room no longer makes:
         // after a 400 ms path changed to a hall's 60 ms, its filter still put the old
@@ -469,6 +488,7 @@ impl ResidualGate {
         // (docs/benchmarks.md).
         let gated = (out < floor && out * below < heard)
             || made_louder
+            || passed_whole
             || self.fit.made_louder()
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
             || tail
@@ -1151,7 +1171,9 @@ mod tests {
         let mut gate = ResidualGate::new();
         let loud = [8000i16; FRAME_SAMPLES];
         let faint = [60i16; FRAME_SAMPLES]; // −55 dBFS
-        let near = [3000i16; FRAME_SAMPLES]; // −21 dBFS
+                                            // −18 dBFS: before the filter has the echo, a near end under −20 dBFS and this
+                                            // far under a far end at full voice is taken for the echo passed whole.
+        let near = [4000i16; FRAME_SAMPLES];
         gate.render(&loud);
         let mut f = faint;
         gate.capture(&mut f);
@@ -1263,6 +1285,27 @@ mod tests {
         let mut gate = ResidualGate::new();
         gate.render(&[300; FRAME_SAMPLES]);
         assert!(!taken(&mut gate, 75));
+    }
+
+    #[test]
+    fn before_the_filter_has_the_echo_its_echo_passed_whole_under_a_far_end_at_full_voice_is_taken()
+    {
+        // The far end at −12 dBFS; out of the canceller −22 dBFS, 10 dB under it, from a
+        // microphone the canceller took only 1 dB off: the echo passed whole. Taken.
+        let far = 8200;
+        let mut gate = ResidualGate::new();
+        gate.render(&[far; FRAME_SAMPLES]);
+        assert!(taken_from(&mut gate, 2900, 2600));
+        // Taken 4 dB off, it is a near end the canceller kept: it passes…
+        assert!(!taken_from(&mut gate, 4100, 2600));
+        // …and so does the same frame under a far end quieter than full voice (−22 dBFS)…
+        let mut gate = ResidualGate::new();
+        gate.render(&[2600; FRAME_SAMPLES]);
+        assert!(!taken_from(&mut gate, 2900, 2400));
+        // …and once the filter has the echo.
+        let mut gate = ResidualGate::new();
+        with_the_echo_found(&mut gate, far);
+        assert!(!taken_from(&mut gate, 2900, 2600));
     }
 
     #[test]
