@@ -24,7 +24,8 @@
 //!   more) and takes 2 dB or more off this block, 9 dB over that echo is enough: a near
 //!   end 5 dB under the echo, which 12 dB misses. Not in a hall: its ringing outlasts
 //!   the fast fade, and where its filter slips for a block, it passes for a near end.
-//!   Such a faint finding holds only two blocks, not a word's.
+//!   Such a faint finding holds only two blocks, not a word's, and none is looked for
+//!   while a loud far end arrives: the filter's error then swings further than 9 dB.
 //!
 //! It works on the same 128-point frames at half overlap as AEC3's suppressor, so its
 //! output lags by the same one block and stays aligned with the upper bands, whose gains
