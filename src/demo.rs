@@ -185,15 +185,13 @@ fn cpu_seconds() -> f64 {
 }
 
 /// What B heard (`heard`, the WAV its speaker wrote) against the clip B spoke, dB.
-fn echo_back_db(heard: &Path) -> Result<f64, DemoError> {
+fn echo_back_db(heard: &Path, clip: &[i16]) -> Result<f64, DemoError> {
     let energy = |samples: &[i16]| samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
     let heard = crate::hw::sim::WavIn::open(heard)
         .map_err(|e| DemoError::Output(heard.into(), e.to_string()))?;
-    let clip = crate::hw::sim::WavIn::from_wav_bytes(SPEECH_CLIP, "clip")
-        .map_err(|e| DemoError::Box("B", e.to_string()))?;
     // A silent file is the floor of 16 bits, not minus infinity.
     let back = energy(heard.samples()).max(1.0);
-    Ok(10.0 * (back / energy(clip.samples()).max(1.0)).log10())
+    Ok(10.0 * (back / energy(clip).max(1.0)).log10())
 }
 
 fn free_port() -> u16 {
@@ -299,9 +297,9 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
     println!("texts exchanged and acknowledged both ways");
 
     // Let the clip play out, then B hangs up with `#` twice.
-    let clip_seconds = crate::hw::sim::WavIn::from_wav_bytes(SPEECH_CLIP, "clip")
-        .map(|w| w.duration_secs())
-        .unwrap_or(0.0);
+    let clip = crate::hw::sim::WavIn::from_wav_bytes(SPEECH_CLIP, "clip")
+        .map_err(|e| DemoError::Box("B", e.to_string()))?;
+    let clip_seconds = clip.duration_secs();
     let until = Duration::from_secs_f64(clip_seconds + 1.0).saturating_sub(call_start.elapsed());
     tokio::time::sleep(until).await;
     b.press("##").await;
@@ -340,7 +338,7 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
             .max()
             .unwrap_or(0)
     };
-    let echo_back_db = echo_back_db(&out.join("box-b-heard.wav"))?;
+    let echo_back_db = echo_back_db(&out.join("box-b-heard.wav"), clip.samples())?;
     let j = stats_a.playback.jitter;
     let summary = DemoSummary {
         pin_to_audio_ms: audio.as_millis() as u64,

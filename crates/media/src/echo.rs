@@ -1169,11 +1169,12 @@ mod tests {
     #[test]
     fn the_residual_gate_takes_faint_residue_down_while_the_far_end_talks() {
         let mut gate = ResidualGate::new();
+        // The near end at −18 dBFS: before the filter has the echo, a near end under −20
+        // dBFS and this far under a far end at full voice is taken for the echo passed
+        // whole.
+        let near = [4000i16; FRAME_SAMPLES];
         let loud = [8000i16; FRAME_SAMPLES];
         let faint = [60i16; FRAME_SAMPLES]; // −55 dBFS
-                                            // −18 dBFS: before the filter has the echo, a near end under −20 dBFS and this
-                                            // far under a far end at full voice is taken for the echo passed whole.
-        let near = [4000i16; FRAME_SAMPLES];
         gate.render(&loud);
         let mut f = faint;
         gate.capture(&mut f);
