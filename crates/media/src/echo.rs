@@ -292,6 +292,9 @@ struct ResidualGate {
     fit: EchoFit,
     /// …and whether the last frame's output was the echo it predicts.
     opened_on_echo: bool,
+    /// Whether the double-talk suppressor's output went out at the end of this frame: it
+    /// found the near end ([`double_talk::DoubleTalk::near_talks`]).
+    near_talks: bool,
     /// Frames so far in which the linear filter had the echo (up to
     /// [`FILTER_HAS_ECHO_FRAMES`]).
     filter_frames: usize,
@@ -316,6 +319,7 @@ impl ResidualGate {
             tail: TailFollower::new(),
             fit: EchoFit::default(),
             opened_on_echo: false,
+            near_talks: false,
             filter_frames: 0,
             quiet_open: [None; BACKGROUND_STEADY_FRAMES],
         }
@@ -435,9 +439,14 @@ impl ResidualGate {
             self.filter_frames = 0;
         }
         // AEC3's suppressor opened on the echo alone, taking it for a near end: the frame
-        // is taken down, and so are the next while the microphone stays mostly echo.
+        // is taken down, and so are the next while the microphone stays mostly echo, as
+        // AEC3's suppressor closes slowly. Not once the double-talk suppressor found the
+        // near end and its output goes out instead: a hall's near end lost the first 60
+        // ms of its words under the far end so (its double-talk degradation 2.83 → 2.92;
+        // docs/benchmarks.md).
         let mic_is_echo = self.fit.mic_is_echo();
-        let on_echo = self.fit.passes_echo() || (self.opened_on_echo && mic_is_echo);
+        let held = self.opened_on_echo && mic_is_echo && !self.near_talks;
+        let on_echo = self.fit.passes_echo() || held;
         self.opened_on_echo = on_echo;
         let tail = self
             .tail
@@ -693,8 +702,13 @@ impl Aec3 {
             .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
         if let Some(double_talk) = &mut self.double_talk {
             let (mic, error) = (&self.heard, self.linear.view(0, 0));
-            let (trusted, dry, loud) = (self.trusted, self.dry, self.far_loud);
-            double_talk.process(mic, error, self.block.view_mut(0, 0), trusted, dry, loud);
+            let context = double_talk::Context {
+                trusted: self.trusted,
+                dry: self.dry,
+                far_loud: self.far_loud,
+                clipped: saturated,
+            };
+            double_talk.process(mic, error, self.block.view_mut(0, 0), context);
         }
         self.fit
             .add(&self.heard, self.linear.view(0, 0), self.block.view(0, 0));
@@ -853,6 +867,11 @@ impl VoiceProcessor {
                 gate.linear_filter(aec.fit);
                 gate.echo_delay(aec.processor.get_metrics().delay_ms);
             }
+            gate.near_talks = self
+                .aec
+                .as_ref()
+                .and_then(|aec| aec.double_talk.as_ref())
+                .is_some_and(DoubleTalk::near_talks);
             if gate.capture(frame) {
                 if let Some(double_talk) = self.aec.as_mut().and_then(|a| a.double_talk.as_mut()) {
                     double_talk.forget();
@@ -1502,6 +1521,30 @@ mod tests {
         assert!(passed(&mut gate, fit_of(&mic, &echo, &mic)));
         // Once open, the filter's error alone is no reason to take a frame down.
         assert!(passed(&mut gate, fit_of(&echo, &echo, &error)));
+    }
+
+    #[test]
+    fn once_the_double_talk_suppressor_has_the_near_end_the_echo_hold_lets_go() {
+        let mut gate = ResidualGate::new();
+        gate.render(&[3000; FRAME_SAMPLES]);
+        let (echo, error) = (tone(3000.0, 0.05), tone(300.0, 0.9));
+        let scaled = |x: &[f32], g: f32| -> Vec<f32> { x.iter().map(|v| g * v).collect() };
+        let passed = |gate: &mut ResidualGate, fit: EchoFit, near_talks: bool| {
+            gate.near_talks = near_talks;
+            gate.linear_filter(fit);
+            let mut f = [2600i16; FRAME_SAMPLES];
+            gate.capture(&mut f);
+            f[FRAME_SAMPLES - 1] > 2000
+        };
+        // AEC3's suppressor opens on the echo alone: taken down, whoever talks.
+        let opened = fit_of(&echo, &scaled(&echo, 0.8), &scaled(&echo, 0.5));
+        assert!(!passed(&mut gate, opened, true));
+        // The next frame, the microphone still mostly the echo: held down while AEC3's
+        // suppressor closes…
+        assert!(!passed(&mut gate, fit_of(&echo, &echo, &error), false));
+        // …but not once the double-talk suppressor found the near end and its output
+        // (not the echo: nothing of the prediction in it) goes out.
+        assert!(passed(&mut gate, fit_of(&echo, &echo, &error), true));
     }
 
     #[test]

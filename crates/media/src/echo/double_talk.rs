@@ -26,6 +26,12 @@
 //!   the fast fade, and where its filter slips for a block, it passes for a near end.
 //!   Such a faint finding holds only two blocks, not a word's, and none is looked for
 //!   while a loud far end arrives: the filter's error then swings further than 9 dB.
+//! - A near end quieter than the echo, whose whole block the tests above cannot tell
+//!   from it, still stands out where the echo does not: where the error, in this block
+//!   and smoothed, is 12 dB over the echo it may hold in a third of the frequencies or
+//!   more (and is not the prediction), the near end talks. Not while the microphone
+//!   clips or within 200 ms of it: a clipped echo's distortion fills every frequency,
+//!   which no linear filter predicts.
 //!
 //! It works on the same 128-point frames at half overlap as AEC3's suppressor, so its
 //! output lags by the same one block and stays aligned with the upper bands, whose gains
@@ -86,6 +92,14 @@ const GOOD_LEAK: f32 = 0.05;
 const FAINT_TAKES: f64 = 1.58;
 /// A block under this (mean square, −60 dBFS) has no sound to judge.
 const SOUND: f64 = 32768.0 * 32768.0 * 1e-6;
+/// A frequency's error this much (12 dB) over the echo it may hold is the near end's…
+const BIN_ABOVE: f32 = 16.0;
+/// …and a block with this many such frequencies (of [`BINS`], 125 Hz each) holds the
+/// near end. Not 12 or 16: the same or lower double-talk scores, and a far wall's echo
+/// loss 1–2 dB lower (docs/benchmarks.md).
+const NEAR_BINS: usize = 20;
+/// A frequency's error under this (an Ooura power, about −75 dBFS) is no one's voice.
+const BIN_SOUND: f32 = 1e3;
 
 /// What a block says of the near end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +110,8 @@ pub(crate) enum Near {
     Faint,
     /// Found.
     Clear,
+    /// Found only in its frequencies ([`NEAR_BINS`]).
+    Spectral,
 }
 
 /// The low band's suppressor for double talk.
@@ -194,13 +210,14 @@ impl Suppressor {
         let explained_mic = explained(mm, pp, mp);
         let sound = SOUND * BLOCK as f64;
         let alone = pp > sound && explained_mic > ALONE;
-        let near_like =
-            mm > sound && mm > pp && explained_mic < NEAR && explained(ee, pp, ep) < ORTHOGONAL;
+        let not_prediction = mm > sound && explained(ee, pp, ep) < ORTHOGONAL;
+        let near_like = not_prediction && mm > pp && explained_mic < NEAR;
 
         // The echo the error may hold: the slow hold's, whose leak share also judges the
         // filter, and in a dry room the fast one's.
         let (mut error_total, mut echo_total, mut held_total) = (0.0f32, 0.0f32, 0.0f32);
         let mut echo_fast = 0.0f32;
+        let mut near_bins = 0;
         for k in 0..BINS {
             let (se, sp) = (power(&e, k), power(&p, k));
             self.held[k] = sp.max(self.held[k] * FADE);
@@ -229,6 +246,10 @@ impl Suppressor {
             echo_total += self.leak[k] * self.held_slow[k];
             held_total += self.held_slow[k];
             echo_fast += left;
+            // In this block and smoothed: not the last words' smoothed tail.
+            let held = if dry { self.held[k] } else { self.held_slow[k] };
+            let error = se.min(self.error_power[k]);
+            near_bins += usize::from(error > BIN_ABOVE * self.leak[k] * held && error > BIN_SOUND);
         }
 
         ooura_fft::inverse(&mut e);
@@ -239,12 +260,12 @@ impl Suppressor {
         }
         let good_filter = echo_total <= GOOD_LEAK * held_total && mm >= FAINT_TAKES * ee;
         let echo = if dry { echo_fast } else { echo_total };
-        if !near_like {
-            Near::No
-        } else if error_total > NEAR_ABOVE * echo {
+        if near_like && error_total > NEAR_ABOVE * echo {
             Near::Clear
-        } else if dry && good_filter && error_total > FAINT_ABOVE * echo {
+        } else if near_like && dry && good_filter && error_total > FAINT_ABOVE * echo {
             Near::Faint
+        } else if not_prediction && near_bins >= NEAR_BINS {
+            Near::Spectral
         } else {
             Near::No
         }
@@ -280,6 +301,25 @@ const NEAR_HOLD: usize = 15;
 /// Blocks (8 ms) a faint finding holds. Not 20 ms: a hall's echo loss fell to 46 and 43
 /// dB in two runs of six (docs/benchmarks.md).
 const FAINT_HOLD: usize = 2;
+/// Blocks (200 ms) after the microphone last clipped in which a spectral finding does not
+/// count: the clipped echo's distortion rings with its room. Not 0: an enclosure's echo
+/// loss 120 → 20 dB (docs/benchmarks.md).
+const CLIPPED_HOLD: usize = 50;
+
+/// What the rest of the canceller knows of a block, for [`DoubleTalk::process`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Context {
+    /// The linear filter has the echo and the output does not leak (the residual gate's
+    /// judgement of the frame before).
+    pub(crate) trusted: bool,
+    /// The room's echo tail is short (see [`Suppressor::process`]).
+    pub(crate) dry: bool,
+    /// The far end arriving is loud, when the linear filter's error swings too far for a
+    /// faint finding to be a near end (see the residual gate's `LOUD_PEAK`).
+    pub(crate) far_loud: bool,
+    /// The microphone clipped in this block.
+    pub(crate) clipped: bool,
+}
 
 /// Whose low band goes out: AEC3's suppressor's, or, while the near end talks and the
 /// linear filter can be trusted, the [`Suppressor`]'s, crossfaded over a block.
@@ -290,6 +330,8 @@ pub(crate) struct DoubleTalk {
     near: usize,
     /// The [`Suppressor`]'s share of the output, 0 to 1.
     mix: f32,
+    /// Blocks since the microphone last clipped (up to [`CLIPPED_HOLD`]).
+    since_clipped: usize,
 }
 
 impl DoubleTalk {
@@ -298,7 +340,14 @@ impl DoubleTalk {
             suppressor: Suppressor::new(),
             near: 0,
             mix: 0.0,
+            since_clipped: 0,
         }
+    }
+
+    /// Whether the [`Suppressor`]'s output goes out now: the near end talks, and the
+    /// linear filter was trusted.
+    pub(crate) fn near_talks(&self) -> bool {
+        self.near > 0 && self.mix > 0.0
     }
 
     /// A new echo path: see [`Suppressor::forget`].
@@ -307,27 +356,31 @@ impl DoubleTalk {
     }
 
     /// One block: the microphone's low band, the linear filter's error and AEC3's
-    /// output, which becomes the output. `trusted`: the linear filter has the echo and
-    /// the output does not leak (the residual gate's judgement of the frame before);
-    /// `dry`: the room's echo tail is short (see [`Suppressor::process`]); `far_loud`: the
-    /// far end arriving is loud, when the linear filter's error swings too far for a
-    /// faint finding to be a near end (see the residual gate's `LOUD_PEAK`).
+    /// output, which becomes the output; `context`: what else is known of it.
     pub(crate) fn process(
         &mut self,
         mic: &[f32],
         error: &[f32],
         output: &mut [f32],
-        trusted: bool,
-        dry: bool,
-        far_loud: bool,
+        context: Context,
     ) {
-        let mut own = [0.0; BLOCK];
-        self.near = match self.suppressor.process(mic, error, &mut own, dry) {
-            Near::Clear => NEAR_HOLD,
-            Near::Faint if !far_loud => self.near.max(FAINT_HOLD),
-            Near::Faint | Near::No => self.near.saturating_sub(1),
+        self.since_clipped = if context.clipped {
+            0
+        } else {
+            (self.since_clipped + 1).min(CLIPPED_HOLD)
         };
-        let target = if trusted && self.near > 0 { 1.0 } else { 0.0 };
+        let mut own = [0.0; BLOCK];
+        self.near = match self.suppressor.process(mic, error, &mut own, context.dry) {
+            Near::Clear => NEAR_HOLD,
+            Near::Spectral if self.since_clipped >= CLIPPED_HOLD => NEAR_HOLD,
+            Near::Faint if !context.far_loud => self.near.max(FAINT_HOLD),
+            Near::Faint | Near::Spectral | Near::No => self.near.saturating_sub(1),
+        };
+        let target = if context.trusted && self.near > 0 {
+            1.0
+        } else {
+            0.0
+        };
         let step = 1.0 / BLOCK as f32;
         for (o, &s) in output.iter_mut().zip(&own) {
             self.mix = if target > self.mix {
@@ -400,11 +453,15 @@ mod tests {
         // What was left in the last second alone, against what went out (a block late).
         let alone_taken = db(energy(&left[half - 250..half]) / energy(&out[half - 249..half]));
         let kept = db(energy(&out2[251..]) / energy(&near[half + 250..n - 1]));
+        // Echo alone after it: from the second block, the first one's window still
+        // holding the near end's last samples.
+        let mut alone = s.clone();
+        run(&mut alone, &prediction[..1], &left[..1], &[[0.0; BLOCK]; 1]);
         let (_, alone_found) = run(
-            &mut s.clone(),
-            &prediction[..250],
-            &left[..250],
-            &[[0.0; BLOCK]; 250],
+            &mut alone,
+            &prediction[1..250],
+            &left[1..250],
+            &[[0.0; BLOCK]; 249],
         );
         (alone_taken, kept, found, alone_found)
     }
@@ -425,6 +482,16 @@ mod tests {
             alone_found == 0,
             "echo alone taken for a near end {alone_found} times"
         );
+    }
+
+    /// A dry room's block, the microphone not clipped.
+    fn context(trusted: bool, far_loud: bool) -> Context {
+        Context {
+            trusted,
+            dry: true,
+            far_loud,
+            clipped: false,
+        }
     }
 
     /// The suppressor after 2 s of echo alone (a prediction at 3000 rms), the filter
@@ -471,7 +538,7 @@ mod tests {
             match s.process(mic, error, &mut [0.0; BLOCK], dry) {
                 Near::Faint => faint += 1,
                 Near::Clear => clear += 1,
-                Near::No => {}
+                Near::Spectral | Near::No => {}
             }
         }
         (faint, clear)
@@ -511,14 +578,14 @@ mod tests {
         let mut loud = d.clone();
         let mut held = 0;
         for (mic, error) in &blocks {
-            d.process(mic, error, &mut [0.0; BLOCK], true, true, false);
+            d.process(mic, error, &mut [0.0; BLOCK], context(true, false));
             assert!(d.near <= FAINT_HOLD, "held {} blocks", d.near);
             held += usize::from(d.near > 0);
         }
         assert!(held >= faint, "held in {held} blocks, found in {faint}");
         // Under a loud far end the same error may be the filter's own swing: no near end.
         for (mic, error) in &blocks {
-            loud.process(mic, error, &mut [0.0; BLOCK], true, true, true);
+            loud.process(mic, error, &mut [0.0; BLOCK], context(true, true));
             assert_eq!(loud.near, 0);
         }
     }
@@ -540,11 +607,108 @@ mod tests {
                 .position(|n| s.process(n, n, &mut [0.0; BLOCK], dry) != Near::No)
         };
         let (dry, hall) = (first(true), first(false));
-        // A hall's echo may ring on: the near end waits for the slow hold to fade.
+        // A hall's echo may ring on: the near end waits for the slow hold to fade (in
+        // its frequencies, a few blocks sooner than in the whole block).
         assert!(
-            dry.is_some_and(|d| d <= 30) && hall.is_some_and(|h| h >= 45),
+            dry.is_some_and(|d| d <= 30) && hall.is_some_and(|h| h >= 40),
             "found after {dry:?} blocks in a dry room, {hall:?} in a hall"
         );
+    }
+
+    /// 2 s of white-noise echo at 3000 rms, what a filter leaving 40 dB of it left and a
+    /// near end at `near` rms (0: none): the microphone and the error of each block.
+    fn under_the_echo(near: f32) -> Vec<([f32; BLOCK], [f32; BLOCK])> {
+        let (p, l) = (noise(31, 500, 3000.0), noise(32, 500, 30.0));
+        let x = if near > 0.0 {
+            noise(33, 500, near)
+        } else {
+            vec![[0.0; BLOCK]; 500]
+        };
+        (0..500)
+            .map(|i| {
+                let error: [f32; BLOCK] = std::array::from_fn(|j| l[i][j] + x[i][j]);
+                let mic = std::array::from_fn(|j| p[i][j] + error[j]);
+                (mic, error)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_near_end_7_db_under_the_echo_is_found_in_its_frequencies() {
+        // The prediction explains 84 % of the microphone, so the block's tests miss the
+        // near end; in its frequencies it stands 33 dB over what the filter leaves. (Less
+        // than 9 dB under, white noise explained 90 % and more now and then is learnt as
+        // the filter's leak, and is then found less.)
+        let mut s = learnt(30.0);
+        let (mut spectral, mut other) = (0, 0);
+        for (mic, error) in under_the_echo(1300.0) {
+            match s.process(&mic, &error, &mut [0.0; BLOCK], false) {
+                Near::Spectral => spectral += 1,
+                Near::No => {}
+                _ => other += 1,
+            }
+        }
+        assert!(
+            spectral >= 400 && other < 50,
+            "found in its frequencies in {spectral} of 500 blocks, by the block's tests in \
+             {other}"
+        );
+        // The echo alone, or with a near end only 6 dB over what the filter leaves, is not.
+        for near in [0.0, 60.0] {
+            let mut s = learnt(30.0);
+            let mut found = 0;
+            for (mic, error) in under_the_echo(near) {
+                found += usize::from(s.process(&mic, &error, &mut [0.0; BLOCK], false) != Near::No);
+            }
+            assert!(
+                found < 10,
+                "a near end at {near} rms found in {found} blocks"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spectral_finding_counts_only_200_ms_after_the_microphone_last_clipped() {
+        let mut d = DoubleTalk {
+            suppressor: learnt(30.0),
+            ..DoubleTalk::new()
+        };
+        // The same suppressor beside it, to see what each block's finding was.
+        let mut shadow = d.suppressor.clone();
+        let clipped = Context {
+            clipped: true,
+            ..context(true, false)
+        };
+        // The microphone clips every 400 ms.
+        let (mut before, mut after) = (0, 0);
+        for (i, (mic, error)) in under_the_echo(1300.0).iter().enumerate() {
+            let since = i % 100;
+            let c = if since == 0 {
+                clipped
+            } else {
+                context(true, false)
+            };
+            let finding = shadow.process(mic, error, &mut [0.0; BLOCK], true);
+            d.process(mic, error, &mut [0.0; BLOCK], c);
+            if finding != Near::Spectral {
+                continue;
+            }
+            if since < CLIPPED_HOLD {
+                before += 1;
+                assert!(
+                    d.near < NEAR_HOLD,
+                    "counted {since} blocks after the clipping"
+                );
+            } else {
+                after += 1;
+                assert_eq!(d.near, NEAR_HOLD, "not counted {since} blocks after it");
+            }
+        }
+        assert!(
+            before >= 100 && after >= 100,
+            "{before} and {after} findings"
+        );
+        assert!(d.near_talks());
     }
 
     #[test]
@@ -600,7 +764,7 @@ mod tests {
         for trusted in [false, true] {
             for _ in 0..10 {
                 let mut output = [7.0; BLOCK];
-                d.process(&mic, &error, &mut output, trusted, true, false);
+                d.process(&mic, &error, &mut output, context(trusted, false));
                 assert_eq!(output, [7.0; BLOCK]);
             }
         }
