@@ -5,7 +5,9 @@
 //!
 //! Per path: far-end single talk (ERLE and total echo loss from 2 s on, time until the
 //! echo stays 20 dB down), double talk (the near end's level kept; PESQ cannot judge
-//! double talk, the unprocessed mix scores as the processed one), near-end single talk
+//! double talk, the unprocessed mix scores as the processed one), double talk from the
+//! call's start (the near end's level kept before the canceller has the echo), near-end
+//! single talk
 //! (PESQ-WB against the clip), a speakerphone call (two boxes on the path, the far one
 //! silent, so the near box's far end is the far box's residual of its own voice; PESQ-WB
 //! of what the near box sends), street noise behind the near end (how far it drops in
@@ -39,6 +41,12 @@ pub(crate) struct EchoResult {
     pub total_loss_db: f64,
     pub converge_ms: Option<f64>,
     pub double_talk_kept_db: f64,
+    /// Double talk from the call's start (the near end's first word 1 s in, the far end
+    /// talking from 0): the near end's level kept in its first 2 s of speech, before the
+    /// canceller has the echo (dB)…
+    pub early_kept_db: f64,
+    /// …and the same 2 s of speech 4 s in (the double talk above).
+    pub late_kept_db: f64,
     pub near_only_pesq: f64,
     /// PESQ-WB of the near end in a speakerphone call: both boxes on this path, the
     /// far one silent, its residual of the near end's voice the near box's far end.
@@ -86,6 +94,8 @@ impl EchoResult {
             total_loss_db: m(|r| r.total_loss_db),
             converge_ms: ms(|r| r.converge_ms),
             double_talk_kept_db: m(|r| r.double_talk_kept_db),
+            early_kept_db: m(|r| r.early_kept_db),
+            late_kept_db: m(|r| r.late_kept_db),
             near_only_pesq: m(|r| r.near_only_pesq),
             call_pesq: m(|r| r.call_pesq),
             reconverge_ms: ms(|r| r.reconverge_ms),
@@ -217,6 +227,9 @@ struct Signals {
     talk: std::ops::Range<usize>,
     /// The echo, through another path from 6 s on.
     changed: Vec<f64>,
+    /// Double talk from the start: the near end's clip at 0, and that plus the echo.
+    early_near: Vec<f64>,
+    early: Vec<f64>,
     /// AECMOS echo and degradation in double talk of the near end alone as output…
     ideal_echo: f64,
     ideal_deg: f64,
@@ -236,6 +249,9 @@ fn spoken(clip: &[f64]) -> std::ops::Range<usize> {
     let last = loud.iter().rposition(|&l| l).map_or(0, |i| i + 1);
     first * w..(last * w).min(clip.len())
 }
+
+/// How much of the near end's speech the early double talk measures (2 s).
+const EARLY: usize = 2 * RATE;
 
 /// When the path of [`Signals::changed`] changes.
 const CHANGE: usize = 6 * RATE;
@@ -274,6 +290,10 @@ impl Signals {
             dir,
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        let early_near: Vec<f64> = (0..n)
+            .map(|i| near_clip.get(i).copied().unwrap_or(0.0))
+            .collect();
+        let early: Vec<f64> = echo.iter().zip(&early_near).map(|(e, s)| e + s).collect();
         let late: Vec<f64> = (0..n)
             .map(|i| i.checked_sub(latency).map_or(0.0, |j| near[j]))
             .collect();
@@ -297,6 +317,8 @@ impl Signals {
             ideal_deg,
             late_echo,
             late_deg,
+            early_near,
+            early,
         }
     }
 }
@@ -358,7 +380,15 @@ fn measure(
         &out[talk.clone()],
         Talk::Double,
     );
-    let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk]));
+    let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk.clone()]));
+    let first = talk.start..(talk.start + EARLY).min(n);
+    let late_kept_db = db(energy(&out[first.clone()]) / energy(&near[first]));
+
+    // Double talk from the call's start: the same first 2 s of speech, 1 s in.
+    let (out, _) = process(tuning, far, &s.early, mic);
+    keep.wav("early-double-talk-sent", &out);
+    let first = talk.start - (4 * RATE)..(talk.start - 4 * RATE + EARLY).min(n);
+    let early_kept_db = db(energy(&out[first.clone()]) / energy(&s.early_near[first]));
 
     // Near-end single talk: no far end at all.
     let silent = vec![0.0; n];
@@ -403,6 +433,8 @@ fn measure(
         total_loss_db,
         converge_ms,
         double_talk_kept_db,
+        early_kept_db,
+        late_kept_db,
         near_only_pesq,
         call_pesq,
         reconverge_ms,
@@ -519,17 +551,18 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
     let mut s = String::from(
         "| echo path | AEC3 | ERL dB | ERLE dB | total echo loss dB (≥ 46) | echo 20 dB down after ms \
          | AECMOS echo, far end alone (≥ 4.5) | double talk: near end kept dB \
+         | double talk from the start: near end kept dB, first 2 s (the same 4 s in) \
          | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5) \
          (a perfect canceller's; as late as the box) \
          | near end alone PESQ-WB (≥ 4.4) / AECMOS degradation \
          | call, far box silent: near end PESQ-WB \
          | path change: 20 dB down again after ms (≤ 1000) \
          | street noise drop under the far end dB (0: steady) | CPU % of a core (≤ 1.5) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.2} / {:.2} ({:.2} / {:.2}; {:.2} / {:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.1} ({:.1}) | {:.2} / {:.2} ({:.2} / {:.2}; {:.2} / {:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
             r.path,
             r.tuning,
             r.erl_db,
@@ -538,6 +571,8 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
             ms(r.converge_ms),
             r.mos_far_echo,
             r.double_talk_kept_db,
+            r.early_kept_db,
+            r.late_kept_db,
             r.mos_double_echo,
             r.mos_double_deg,
             r.mos_double_echo_ideal,
