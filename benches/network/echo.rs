@@ -7,8 +7,7 @@
 //! echo stays 20 dB down), double talk (the near end's level kept; PESQ cannot judge
 //! double talk, the unprocessed mix scores as the processed one), double talk from the
 //! call's start (the near end's level kept before the canceller has the echo), near-end
-//! single talk
-//! (PESQ-WB against the clip), a speakerphone call (two boxes on the path, the far one
+//! single talk (PESQ-WB against the clip), a speakerphone call (two boxes on the path, the far one
 //! silent, so the near box's far end is the far box's residual of its own voice; PESQ-WB
 //! of what the near box sends), street noise behind the near end (how far it drops in
 //! what is sent while the far end talks), and a path that changes mid-call (how long
@@ -227,9 +226,13 @@ struct Signals {
     talk: std::ops::Range<usize>,
     /// The echo, through another path from 6 s on.
     changed: Vec<f64>,
-    /// Double talk from the start: the near end's clip at 0, and that plus the echo.
+    /// Double talk from the start: the near end's clip at 0, and that plus the echo…
     early_near: Vec<f64>,
     early: Vec<f64>,
+    /// …and the first [`EARLY`] of the near end's speech in each: from the start, and in
+    /// the double talk 4 s in.
+    early_first: std::ops::Range<usize>,
+    late_first: std::ops::Range<usize>,
     /// AECMOS echo and degradation in double talk of the near end alone as output…
     ideal_echo: f64,
     ideal_deg: f64,
@@ -282,29 +285,29 @@ impl Signals {
         let changed: Vec<f64> = (0..n)
             .map(|i| if i < CHANGE { echo[i] } else { echo2[i] })
             .collect();
-        let (ideal_echo, ideal_deg) = aecmos(
-            &far[talk.clone()],
-            &double[talk.clone()],
-            &near[talk.clone()],
-            Talk::Double,
-            dir,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        // AECMOS of `out` as the output in double talk.
+        let scored = |out: &[f64]| {
+            let t = talk.clone();
+            aecmos(
+                &far[t.clone()],
+                &double[t.clone()],
+                &out[t],
+                Talk::Double,
+                dir,
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (ideal_echo, ideal_deg) = scored(&near);
         let early_near: Vec<f64> = (0..n)
             .map(|i| near_clip.get(i).copied().unwrap_or(0.0))
             .collect();
         let early: Vec<f64> = echo.iter().zip(&early_near).map(|(e, s)| e + s).collect();
+        let early_first = spoken.start.min(n)..(spoken.start + EARLY).min(n);
+        let late_first = talk.start..(talk.start + EARLY).min(n);
         let late: Vec<f64> = (0..n)
             .map(|i| i.checked_sub(latency).map_or(0.0, |j| near[j]))
             .collect();
-        let (late_echo, late_deg) = aecmos(
-            &far[talk.clone()],
-            &double[talk.clone()],
-            &late[talk.clone()],
-            Talk::Double,
-            dir,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let (late_echo, late_deg) = scored(&late);
         Signals {
             far,
             echo,
@@ -319,6 +322,8 @@ impl Signals {
             late_deg,
             early_near,
             early,
+            early_first,
+            late_first,
         }
     }
 }
@@ -380,14 +385,14 @@ fn measure(
         &out[talk.clone()],
         Talk::Double,
     );
-    let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk.clone()]));
-    let first = talk.start..(talk.start + EARLY).min(n);
+    let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk]));
+    let first = s.late_first.clone();
     let late_kept_db = db(energy(&out[first.clone()]) / energy(&near[first]));
 
     // Double talk from the call's start: the same first 2 s of speech, 1 s in.
     let (out, _) = process(tuning, far, &s.early, mic);
     keep.wav("early-double-talk-sent", &out);
-    let first = talk.start - (4 * RATE)..(talk.start - 4 * RATE + EARLY).min(n);
+    let first = s.early_first.clone();
     let early_kept_db = db(energy(&out[first.clone()]) / energy(&s.early_near[first]));
 
     // Near-end single talk: no far end at all.
