@@ -7,8 +7,9 @@
 //! echo stays 20 dB down), double talk (the near end's level kept; PESQ cannot judge
 //! double talk, the unprocessed mix scores as the processed one), double talk from the
 //! call's start (the near end's level kept before the canceller has the echo), near-end
-//! single talk (PESQ-WB against the clip), a speakerphone call (two boxes on the path, the far one
-//! silent, so the near box's far end is the far box's residual of its own voice; PESQ-WB
+//! single talk (PESQ-WB against the clip), a speakerphone call (two boxes on the path,
+//! the far one silent, so the near box's far end is the far box's residual of its own
+//! voice; PESQ-WB
 //! of what the near box sends), street noise behind the near end (how far it drops in
 //! what is sent while the far end talks), and a path that changes mid-call (how long
 //! until the echo is 20 dB down again), each scored also by AECMOS (echo and
@@ -63,8 +64,8 @@ pub(crate) struct EchoResult {
     pub mos_double_deg_ideal: f64,
     /// …and for one as late as the box ([`latency`]): AECMOS scores the same near end
     /// differently by up to 0.4 when it comes 15 ms later.
-    pub mos_double_echo_late: f64,
-    pub mos_double_deg_late: f64,
+    pub mos_double_echo_lagged: f64,
+    pub mos_double_deg_lagged: f64,
     /// AECMOS degradation score with the near end alone.
     pub mos_near_deg: f64,
     /// How far a street's noise at the near end falls in what is sent while the far end
@@ -104,8 +105,8 @@ impl EchoResult {
             mos_double_deg: m(|r| r.mos_double_deg),
             mos_double_echo_ideal: m(|r| r.mos_double_echo_ideal),
             mos_double_deg_ideal: m(|r| r.mos_double_deg_ideal),
-            mos_double_echo_late: m(|r| r.mos_double_echo_late),
-            mos_double_deg_late: m(|r| r.mos_double_deg_late),
+            mos_double_echo_lagged: m(|r| r.mos_double_echo_lagged),
+            mos_double_deg_lagged: m(|r| r.mos_double_deg_lagged),
             mos_near_deg: m(|r| r.mos_near_deg),
             noise_drop_db: m(|r| r.noise_drop_db),
         }
@@ -237,8 +238,8 @@ struct Signals {
     ideal_echo: f64,
     ideal_deg: f64,
     /// …and of the near end alone, as late as the box sends it.
-    late_echo: f64,
-    late_deg: f64,
+    lagged_echo: f64,
+    lagged_deg: f64,
 }
 
 /// Where `clip` speaks: from its first 10 ms above −50 dBFS to the end of its last.
@@ -304,10 +305,10 @@ impl Signals {
         let early: Vec<f64> = echo.iter().zip(&early_near).map(|(e, s)| e + s).collect();
         let early_first = spoken.start.min(n)..(spoken.start + EARLY).min(n);
         let late_first = talk.start..(talk.start + EARLY).min(n);
-        let late: Vec<f64> = (0..n)
+        let lagged: Vec<f64> = (0..n)
             .map(|i| i.checked_sub(latency).map_or(0.0, |j| near[j]))
             .collect();
-        let (late_echo, late_deg) = scored(&late);
+        let (lagged_echo, lagged_deg) = scored(&lagged);
         Signals {
             far,
             echo,
@@ -318,8 +319,8 @@ impl Signals {
             changed,
             ideal_echo,
             ideal_deg,
-            late_echo,
-            late_deg,
+            lagged_echo,
+            lagged_deg,
             early_near,
             early,
             early_first,
@@ -449,8 +450,8 @@ fn measure(
         mos_double_deg,
         mos_double_echo_ideal: s.ideal_echo,
         mos_double_deg_ideal: s.ideal_deg,
-        mos_double_echo_late: s.late_echo,
-        mos_double_deg_late: s.late_deg,
+        mos_double_echo_lagged: s.lagged_echo,
+        mos_double_deg_lagged: s.lagged_deg,
         mos_near_deg,
         noise_drop_db,
     }
@@ -582,8 +583,8 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
             r.mos_double_deg,
             r.mos_double_echo_ideal,
             r.mos_double_deg_ideal,
-            r.mos_double_echo_late,
-            r.mos_double_deg_late,
+            r.mos_double_echo_lagged,
+            r.mos_double_deg_lagged,
             r.near_only_pesq,
             r.mos_near_deg,
             r.call_pesq,

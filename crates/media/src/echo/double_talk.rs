@@ -242,14 +242,16 @@ impl Suppressor {
                 FLOOR
             };
             scale(&mut e, k, gain);
+            let left_slow = self.leak[k] * self.held_slow[k];
             error_total += self.error_power[k];
-            echo_total += self.leak[k] * self.held_slow[k];
+            echo_total += left_slow;
             held_total += self.held_slow[k];
             echo_fast += left;
-            // In this block and smoothed: not the last words' smoothed tail.
-            let held = if dry { self.held[k] } else { self.held_slow[k] };
+            // The echo this frequency may hold, as the block's tests judge it; its error in
+            // this block and smoothed: not the last words' smoothed tail.
+            let echo = if dry { left } else { left_slow };
             let error = se.min(self.error_power[k]);
-            near_bins += usize::from(error > BIN_ABOVE * self.leak[k] * held && error > BIN_SOUND);
+            near_bins += usize::from(error > BIN_ABOVE * echo && error > BIN_SOUND);
         }
 
         ooura_fft::inverse(&mut e);
