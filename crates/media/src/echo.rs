@@ -293,8 +293,10 @@ struct ResidualGate {
     /// …and whether the last frame's output was the echo it predicts.
     opened_on_echo: bool,
     /// Whether the double-talk suppressor's output went out at the end of this frame: it
-    /// found the near end ([`double_talk::DoubleTalk::near_talks`]).
+    /// found the near end ([`double_talk::DoubleTalk::near_talks`])…
     near_talks: bool,
+    /// …and found it in its whole block ([`double_talk::DoubleTalk::near_talks_clearly`]).
+    near_talks_clearly: bool,
     /// Frames so far in which the linear filter had the echo (up to
     /// [`FILTER_HAS_ECHO_FRAMES`]).
     filter_frames: usize,
@@ -320,6 +322,7 @@ impl ResidualGate {
             fit: EchoFit::default(),
             opened_on_echo: false,
             near_talks: false,
+            near_talks_clearly: false,
             filter_frames: 0,
             quiet_open: [None; BACKGROUND_STEADY_FRAMES],
         }
@@ -495,7 +498,14 @@ impl ResidualGate {
         // after a 400 ms path changed to a hall's 60 ms, its filter still put the old
         // echo out at −34 dBFS in the far end's pause, 10 dB over the microphone
         // (docs/benchmarks.md).
-        let gated = (out < floor && out * below < heard)
+        // Quiet under a loud far end is no echo while the double-talk suppressor holds a
+        // near end it found in its whole block: its words' quiet ends and onsets, 15–20 dB
+        // under the echo, went out of it at −38 to −47 dBFS and were cut (a room's
+        // double-talk degradation 3.16 → 3.24; docs/benchmarks.md). Not on a finding in
+        // some frequencies alone: a room's filter, its far end alone, passed for that
+        // now and then, and the echo went out (its echo loss 78 → 72 dB).
+        let quiet = out < floor && out * below < heard && !self.near_talks_clearly;
+        let gated = quiet
             || made_louder
             || passed_whole
             || self.fit.made_louder()
@@ -867,11 +877,9 @@ impl VoiceProcessor {
                 gate.linear_filter(aec.fit);
                 gate.echo_delay(aec.processor.get_metrics().delay_ms);
             }
-            gate.near_talks = self
-                .aec
-                .as_ref()
-                .and_then(|aec| aec.double_talk.as_ref())
-                .is_some_and(DoubleTalk::near_talks);
+            let double_talk = self.aec.as_ref().and_then(|aec| aec.double_talk.as_ref());
+            gate.near_talks = double_talk.is_some_and(DoubleTalk::near_talks);
+            gate.near_talks_clearly = double_talk.is_some_and(DoubleTalk::near_talks_clearly);
             if gate.capture(frame) {
                 if let Some(double_talk) = self.aec.as_mut().and_then(|a| a.double_talk.as_mut()) {
                     double_talk.forget();
@@ -1412,6 +1420,26 @@ mod tests {
         assert!(taken(&mut gate, 378));
         // 16 dB under it (−36.8 dBFS): left alone, it may be the near end.
         assert!(!taken(&mut gate, 476));
+    }
+
+    #[test]
+    fn a_quiet_near_end_found_clearly_is_not_taken_for_a_residue() {
+        let mut gate = ResidualGate::new();
+        with_the_echo_found(&mut gate, 3000);
+        // 18 dB under the far end: taken, while the near end is not found, or found
+        // only in some frequencies…
+        assert!(taken(&mut gate, 378));
+        gate.near_talks = true;
+        assert!(taken(&mut gate, 378));
+        // …but not while the double-talk suppressor holds a near end found in its whole
+        // block: its quiet end or onset.
+        gate.near_talks_clearly = true;
+        assert!(!taken(&mut gate, 378));
+        // The canceller's filter explaining the microphone still takes it down.
+        let echo = tone(3000.0, 0.05);
+        let half: Vec<f32> = echo.iter().map(|v| 0.5 * v).collect();
+        gate.linear_filter(fit_of(&echo, &half, &half));
+        assert!(taken(&mut gate, 378));
     }
 
     #[test]

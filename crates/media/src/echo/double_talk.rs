@@ -328,8 +328,10 @@ pub(crate) struct Context {
 #[derive(Debug, Clone)]
 pub(crate) struct DoubleTalk {
     suppressor: Suppressor,
-    /// Blocks left in which the near end is taken to talk.
+    /// Blocks left in which the near end is taken to talk…
     near: usize,
+    /// …and in which it was last found clearly (its whole block: [`Near::Clear`]).
+    clear: usize,
     /// The [`Suppressor`]'s share of the output, 0 to 1.
     mix: f32,
     /// Blocks since the microphone last clipped (up to [`CLIPPED_HOLD`]).
@@ -341,6 +343,7 @@ impl DoubleTalk {
         DoubleTalk {
             suppressor: Suppressor::new(),
             near: 0,
+            clear: 0,
             mix: 0.0,
             since_clipped: 0,
         }
@@ -350,6 +353,12 @@ impl DoubleTalk {
     /// linear filter was trusted.
     pub(crate) fn near_talks(&self) -> bool {
         self.near > 0 && self.mix > 0.0
+    }
+
+    /// Whether it goes out on a clear finding ([`Near::Clear`], held as long): the near
+    /// end's whole block stood over the echo, not only some of its frequencies.
+    pub(crate) fn near_talks_clearly(&self) -> bool {
+        self.clear > 0 && self.near_talks()
     }
 
     /// A new echo path: see [`Suppressor::forget`].
@@ -372,7 +381,13 @@ impl DoubleTalk {
             (self.since_clipped + 1).min(CLIPPED_HOLD)
         };
         let mut own = [0.0; BLOCK];
-        self.near = match self.suppressor.process(mic, error, &mut own, context.dry) {
+        let finding = self.suppressor.process(mic, error, &mut own, context.dry);
+        self.clear = if finding == Near::Clear {
+            NEAR_HOLD
+        } else {
+            self.clear.saturating_sub(1)
+        };
+        self.near = match finding {
             Near::Clear => NEAR_HOLD,
             Near::Spectral if self.since_clipped >= CLIPPED_HOLD => NEAR_HOLD,
             Near::Faint if !context.far_loud => self.near.max(FAINT_HOLD),
@@ -667,6 +682,63 @@ mod tests {
                 "a near end at {near} rms found in {found} blocks"
             );
         }
+    }
+
+    #[test]
+    fn only_a_near_end_found_in_its_whole_block_talks_clearly() {
+        let mut d = DoubleTalk {
+            suppressor: learnt(30.0),
+            ..DoubleTalk::new()
+        };
+        // The same suppressor beside it, to see what each block's finding was.
+        let mut shadow = d.suppressor.clone();
+        // Not a dry room, whose finer tests would find more of it clearly.
+        let c = Context {
+            dry: false,
+            ..context(true, false)
+        };
+        // A near end 7 dB under the echo, found mostly in its frequencies, then one 6 dB
+        // over it, then the echo alone.
+        let mut blocks = under_the_echo(1300.0);
+        blocks.extend_from_slice(&under_the_echo(6000.0)[..100]);
+        blocks.extend_from_slice(&under_the_echo(0.0)[..100]);
+        let (mut since_clear, mut talks_only, mut clearly) = (usize::MAX, 0, 0);
+        for (i, (mic, error)) in blocks.iter().enumerate() {
+            let finding = shadow.process(mic, error, &mut [0.0; BLOCK], false);
+            d.process(mic, error, &mut [0.0; BLOCK], c);
+            since_clear = if finding == Near::Clear {
+                0
+            } else {
+                since_clear.saturating_add(1)
+            };
+            if d.near_talks_clearly() {
+                assert!(
+                    since_clear < NEAR_HOLD,
+                    "block {i}: clearly, no clear finding"
+                );
+                clearly += 1;
+            } else if d.near_talks() {
+                assert!(
+                    since_clear >= NEAR_HOLD,
+                    "block {i}: a clear finding, not held"
+                );
+                talks_only += 1;
+            }
+        }
+        assert!(
+            talks_only >= 100 && clearly >= 100,
+            "talks only in its frequencies in {talks_only} blocks, clearly in {clearly}"
+        );
+        assert!(!d.near_talks_clearly(), "the echo alone, 100 blocks on");
+        // Untrusted, it does not talk at all.
+        let c = Context {
+            trusted: false,
+            ..c
+        };
+        for (mic, error) in &under_the_echo(6000.0)[..50] {
+            d.process(mic, error, &mut [0.0; BLOCK], c);
+        }
+        assert!(!d.near_talks_clearly());
     }
 
     #[test]
