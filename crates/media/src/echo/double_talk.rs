@@ -684,14 +684,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_a_near_end_found_in_its_whole_block_talks_clearly() {
-        let mut d = DoubleTalk {
-            suppressor: learnt(30.0),
+    /// A double-talk suppressor whose leak is learnt ([`learnt`]), and the same
+    /// suppressor to run beside it, to see what each block's finding was.
+    fn learnt_with_shadow(left: f32) -> (DoubleTalk, Suppressor) {
+        let d = DoubleTalk {
+            suppressor: learnt(left),
             ..DoubleTalk::new()
         };
-        // The same suppressor beside it, to see what each block's finding was.
-        let mut shadow = d.suppressor.clone();
+        let shadow = d.suppressor.clone();
+        (d, shadow)
+    }
+
+    #[test]
+    fn only_a_near_end_found_in_its_whole_block_talks_clearly() {
+        let (mut d, mut shadow) = learnt_with_shadow(30.0);
         // Not a dry room, whose finer tests would find more of it clearly.
         let c = Context {
             dry: false,
@@ -743,12 +749,7 @@ mod tests {
 
     #[test]
     fn a_spectral_finding_counts_only_200_ms_after_the_microphone_last_clipped() {
-        let mut d = DoubleTalk {
-            suppressor: learnt(30.0),
-            ..DoubleTalk::new()
-        };
-        // The same suppressor beside it, to see what each block's finding was.
-        let mut shadow = d.suppressor.clone();
+        let (mut d, mut shadow) = learnt_with_shadow(30.0);
         let clipped = Context {
             clipped: true,
             ..context(true, false)
