@@ -242,6 +242,69 @@ struct Signals {
     lagged_deg: f64,
 }
 
+/// AECMOS echo and degradation of `out` as the output in double talk, on `talk`.
+fn double_talk_mos(
+    far: &[f64],
+    double: &[f64],
+    talk: std::ops::Range<usize>,
+    out: &[f64],
+    dir: &Path,
+) -> (f64, f64) {
+    let t = talk;
+    aecmos(
+        &far[t.clone()],
+        &double[t.clone()],
+        &out[t],
+        Talk::Double,
+        dir,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `x` sent `by` samples late, as long as `x`.
+fn late(x: &[f64], by: usize) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| i.checked_sub(by).map_or(0.0, |j| x[j]))
+        .collect()
+}
+
+/// How late, in ms, [`lateness_sweep`] sends a perfect canceller's output.
+const LATENESS_MS: [usize; 11] = [0, 4, 8, 10, 12, 15, 18, 20, 25, 30, 40];
+
+/// What AECMOS gives a perfect canceller (the near end alone as output) in each `wanted`
+/// path's double talk, sent 0 to 40 ms late: how far the model's scores move with
+/// lateness alone, which no listener hears. Markdown, degradation (echo) per cell.
+pub(crate) fn lateness_sweep(
+    far_clip: &[f64],
+    near_clip: &[f64],
+    wanted: impl Fn(&str) -> bool,
+    dir: &Path,
+) -> String {
+    let mut s = String::from("| echo path |");
+    for ms in LATENESS_MS {
+        s.push_str(&format!(" {ms} ms |"));
+    }
+    s.push_str(&format!("\n|---|{}\n", "---|".repeat(LATENESS_MS.len())));
+    for name in ECHO_PRESETS.iter().filter(|n| wanted(n)) {
+        let signals = Signals::new(name, far_clip, near_clip, 0, dir);
+        s.push_str(&format!("| {name} |"));
+        for ms in LATENESS_MS {
+            let out = late(&signals.near, ms * RATE / 1000);
+            let (echo, deg) = double_talk_mos(
+                &signals.far,
+                &signals.double,
+                signals.talk.clone(),
+                &out,
+                dir,
+            );
+            eprintln!("{name}: {ms} ms late, AECMOS echo {echo:.2}, degradation {deg:.2}");
+            s.push_str(&format!(" {deg:.2} ({echo:.2}) |"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
 /// Where `clip` speaks: from its first 10 ms above −50 dBFS to the end of its last.
 fn spoken(clip: &[f64]) -> std::ops::Range<usize> {
     let w = RATE / 100;
@@ -286,18 +349,7 @@ impl Signals {
         let changed: Vec<f64> = (0..n)
             .map(|i| if i < CHANGE { echo[i] } else { echo2[i] })
             .collect();
-        // AECMOS of `out` as the output in double talk.
-        let scored = |out: &[f64]| {
-            let t = talk.clone();
-            aecmos(
-                &far[t.clone()],
-                &double[t.clone()],
-                &out[t],
-                Talk::Double,
-                dir,
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
-        };
+        let scored = |out: &[f64]| double_talk_mos(&far, &double, talk.clone(), out, dir);
         let (ideal_echo, ideal_deg) = scored(&near);
         let early_near: Vec<f64> = (0..n)
             .map(|i| near_clip.get(i).copied().unwrap_or(0.0))
@@ -305,10 +357,7 @@ impl Signals {
         let early: Vec<f64> = echo.iter().zip(&early_near).map(|(e, s)| e + s).collect();
         let early_first = spoken.start.min(n)..(spoken.start + EARLY).min(n);
         let late_first = talk.start..(talk.start + EARLY).min(n);
-        let lagged: Vec<f64> = (0..n)
-            .map(|i| i.checked_sub(latency).map_or(0.0, |j| near[j]))
-            .collect();
-        let (lagged_echo, lagged_deg) = scored(&lagged);
+        let (lagged_echo, lagged_deg) = scored(&late(&near, latency));
         Signals {
             far,
             echo,
@@ -379,6 +428,8 @@ fn measure(
     let (out, _) = process(tuning, far, &s.double, mic);
     keep.wav("double-talk-mic", &s.double);
     keep.wav("double-talk-sent", &out);
+    keep.wav("double-talk-far", far);
+    keep.wav("double-talk-near", near);
     let talk = s.talk.clone();
     let (mos_double_echo, mos_double_deg) = mos(
         &far[talk.clone()],

@@ -7,10 +7,12 @@
 //! [--out DIR]`; `-- --codec [--complexity N]...` measures the codec alone instead (see
 //! `codec`), `-- --display` the sim display's redraw (see `display`), `-- --nat [--runs
 //! N]` the online mode across NAT routers (see `nat`), `-- --echo [--runs N] [--only
-//! PATH]... [--keep-audio] [--mic-floor DBFS|none]` the capture path's echo canceller on
-//! the simulator's echo paths (see `echo`; `--keep-audio` also writes what each run
-//! sent, as WAVs under `DIR/echo-audio`; `--mic-floor` sets the microphone's noise
-//! floor, −85 dBFS unless told, `none` for digital silence and dither alone). Needs
+//! PATH]... [--keep-audio] [--mic-floor DBFS|none] [--lateness-sweep]` the capture path's
+//! echo canceller on the simulator's echo paths (see `echo`; `--keep-audio` also writes
+//! what each run sent, and double talk's far end and near end, as WAVs under
+//! `DIR/echo-audio`; `--mic-floor` sets the microphone's noise floor, −85 dBFS unless
+//! told, `none` for digital silence and dither alone; `--lateness-sweep` instead scores
+//! only a perfect canceller's output sent 0 to 40 ms late, the model's own swing). Needs
 //! iptables, tc (iproute2), unshare/nsenter (util-linux) and Python's `pesq` and
 //! `numpy` (the NAT scenarios also coturn and the mailbox server);
 //! root, or user namespaces (it makes its own and never touches the machine's network).
@@ -43,6 +45,9 @@ struct Args {
     echo: bool,
     /// `--keep-audio`: the echo benchmark also writes what the processing sent.
     keep_audio: bool,
+    /// `--lateness-sweep`: the echo benchmark only scores a perfect canceller sent 0 to
+    /// 40 ms late.
+    lateness_sweep: bool,
     /// `--mic-floor`: the echo benchmark's microphone noise floor, dBFS (`None`: none).
     mic_floor: Option<f64>,
     nat: bool,
@@ -80,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         display: false,
         echo: false,
         keep_audio: false,
+        lateness_sweep: false,
         mic_floor: Some(-85.0),
         nat: false,
         complexities: Vec::new(),
@@ -115,6 +121,7 @@ fn parse_args() -> Result<Args, String> {
             "--display" => a.display = true,
             "--echo" => a.echo = true,
             "--keep-audio" => a.keep_audio = true,
+            "--lateness-sweep" => a.lateness_sweep = true,
             "--mic-floor" => {
                 a.mic_floor = match value("--mic-floor")?.as_str() {
                     "none" => None,
@@ -170,6 +177,11 @@ fn main() -> ExitCode {
         };
         let far = wav(include_bytes!("speech.wav"));
         let near = wav(intercom::demo::SPEECH_CLIP);
+        if args.lateness_sweep {
+            let table = echo::lateness_sweep(&far, &near, |p| args.wants(p), work.path());
+            println!("\nAECMOS degradation (echo) of a perfect canceller sent late:\n\n{table}");
+            return ExitCode::SUCCESS;
+        }
         let keep = args.keep_audio.then(|| args.out.join("echo-audio"));
         if let Some(dir) = &keep {
             std::fs::create_dir_all(dir).unwrap();
