@@ -56,10 +56,30 @@ pub fn rtp_id(datagram: &[u8]) -> Option<(u32, u16)> {
     Some((ssrc, seq))
 }
 
+/// The wall clock and the monotonic clock at one moment. The wall clock is read between two
+/// monotonic reads and the pair read closest together of a few tries is kept: a thread
+/// preempted between the two reads would otherwise shift the stamp by the whole preemption.
+fn clocks_now() -> Option<(Duration, Instant)> {
+    /// Two reads this close are one moment for a 20 ms jitter buffer.
+    const CLOSE: Duration = Duration::from_micros(50);
+    let mut best: Option<(Duration, Instant, Duration)> = None;
+    for _ in 0..4 {
+        let before = Instant::now();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        let gap = before.elapsed();
+        if best.is_none_or(|(_, _, g)| gap < g) {
+            best = Some((wall, before + gap / 2, gap));
+        }
+        if gap <= CLOSE {
+            break;
+        }
+    }
+    best.map(|(wall, at, _)| (wall, at))
+}
+
 /// The kernel's wall-clock receive time as an [`Instant`], if it is recent.
 pub fn kernel_time_to_instant(stamp: Duration) -> Option<Instant> {
-    let now_wall = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    let now = Instant::now();
+    let (now_wall, now) = clocks_now()?;
     let age = now_wall.checked_sub(stamp)?;
     if age > MAX_AGE {
         return None;
