@@ -20,13 +20,14 @@
 //! microphone's noise and dither seeded differently; the table has each figure's median.
 
 use std::path::Path;
-use std::time::Instant;
 
 use intercom::audio::echo::Tuning;
 use intercom::audio::{ProcessingSettings, VoiceProcessor};
 use intercom::hw::sim::{EchoResponse, MicNoise, ECHO_PRESETS};
 use intercom_test_support::audio::{aecmos, median, pesq_wb, Talk};
 use rand::{Rng, SeedableRng};
+
+use crate::codec::thread_cpu_secs;
 
 const RATE: usize = 48_000;
 const FRAME: usize = 960;
@@ -158,24 +159,21 @@ impl Mic {
 }
 
 /// Runs the processor over `far` (the speaker) and what reaches the microphone, heard
-/// through `mic`; returns what it sent and the processing time.
-fn process(
-    tuning: Tuning,
-    far: &[f64],
-    heard: &[f64],
-    mic: Mic,
-) -> (Vec<f64>, std::time::Duration) {
+/// through `mic`; returns what it sent and the CPU seconds it took.
+fn process(tuning: Tuning, far: &[f64], heard: &[f64], mic: Mic) -> (Vec<f64>, f64) {
     let mut p = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
     let mut out = Vec::with_capacity(heard.len());
-    let mut busy = std::time::Duration::ZERO;
+    // This thread's CPU time, not the clock's: a frame the machine's other work
+    // preempted does not count.
+    let mut busy = 0.0;
     let mut noise = mic.noise(0);
     for (f, m) in far.chunks_exact(FRAME).zip(heard.chunks_exact(FRAME)) {
         let fr: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
         let mut mr: Vec<i16> = m.iter().map(|&v| noise.sample(v)).collect();
-        let t = Instant::now();
+        let t = thread_cpu_secs();
         p.render(&fr);
         p.capture(&mut mr);
-        busy += t.elapsed();
+        busy += thread_cpu_secs() - t;
         out.extend(mr.iter().map(|&s| f64::from(s)));
     }
     (out, busy)
@@ -320,6 +318,9 @@ fn spoken(clip: &[f64]) -> std::ops::Range<usize> {
 /// How much of the near end's speech the early double talk measures (2 s).
 const EARLY: usize = 2 * RATE;
 
+/// Passes of far-end single talk whose least CPU time counts.
+const CPU_PASSES: usize = 3;
+
 /// When the path of [`Signals::changed`] changes.
 const CHANGE: usize = 6 * RATE;
 
@@ -413,8 +414,12 @@ fn measure(
     let (far, echo, near, span) = (&s.far, &s.echo, &s.near, s.span.clone());
     let n = far.len();
 
-    // Far-end single talk.
+    // Far-end single talk, run three times for the CPU: the least any took, as the codec
+    // benchmark counts it (the same build's runs read 1.2–1.9 % of a core, one pass each).
     let (out, busy) = process(tuning, far, echo, mic);
+    let busy = (1..CPU_PASSES).fold(busy, |least, _| {
+        least.min(process(tuning, far, echo, mic).1)
+    });
     keep.wav("far-alone-sent", &out);
     let (mos_far_echo, _) = mos(far, echo, &out, Talk::FarEnd);
     let from = 2 * RATE;
@@ -422,7 +427,7 @@ fn measure(
     let erle_db = db(energy(&echo[from..]) / energy(&out[from..]));
     let total_loss_db = db(energy(&far[from..]) / energy(&out[from..]));
     let converge_ms = settled_after(echo, &out, 0);
-    let cpu_pct = 100.0 * busy.as_secs_f64() / (n as f64 / RATE as f64);
+    let cpu_pct = 100.0 * busy / (n as f64 / RATE as f64);
 
     // Double talk.
     let (out, _) = process(tuning, far, &s.double, mic);
