@@ -8,8 +8,10 @@
 //! whose gain the upper ones follow, bands merged), because only the parts take AEC3's
 //! configuration: [`aec3_config`] holds the tuning for a speakerphone. With it, two
 //! stages of the box's own follow AEC3: while both ends talk, a low-band suppressor that
-//! takes only the echo AEC3's linear filter left (`double_talk`), and after it all, the
-//! residual gate that takes the rest of the echo down while only the far end talks.
+//! takes only the echo AEC3's linear filter left (`double_talk`), working on a second
+//! AEC3's refined filter alone, whose output holds more of the near end (`refined`), and
+//! after it all, the residual gate that takes the rest of the echo down while only the
+//! far end talks.
 //!
 //! Sans-IO: the playback loop hands in exactly what the speaker plays ([`render`]), the
 //! capture loop runs each microphone frame through [`capture`] before coding. Both work
@@ -35,10 +37,12 @@ use crate::format::{FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 mod double_talk;
 mod fit;
 mod leak;
+mod refined;
 mod tail;
 use double_talk::DoubleTalk;
 use fit::EchoFit;
 use leak::LeakDetector;
+use refined::RefinedOnly;
 use tail::TailFollower;
 
 /// Samples in one of the stack's 10 ms frames.
@@ -637,6 +641,9 @@ impl HighPass {
 /// block processor, frames out.
 struct Aec3 {
     processor: BlockProcessor,
+    /// With the box's tuning: the refined filter's output alone, which the double-talk
+    /// suppressor sends (see `refined`).
+    refined: Option<RefinedOnly>,
     render_blocker: FrameBlocker,
     capture_blocker: FrameBlocker,
     framer: BlockFramer,
@@ -665,6 +672,7 @@ impl Aec3 {
     fn new(config: &EchoCanceller3Config, double_talk: bool) -> Aec3 {
         Aec3 {
             processor: BlockProcessor::new(config, SAMPLE_RATE as usize, 1, 1),
+            refined: double_talk.then(|| RefinedOnly::new(config)),
             render_blocker: FrameBlocker::new(NUM_BANDS, 1),
             capture_blocker: FrameBlocker::new(NUM_BANDS, 1),
             framer: BlockFramer::new(NUM_BANDS, 1),
@@ -693,11 +701,19 @@ impl Aec3 {
             let views = Aec3::views(bands, half);
             self.render_blocker
                 .insert_sub_frame_and_extract_block(&views, &mut self.block);
-            self.processor.buffer_render(&self.block);
+            self.buffer_render();
         }
         if self.render_blocker.is_block_available() {
             self.render_blocker.extract_block(&mut self.block);
-            self.processor.buffer_render(&self.block);
+            self.buffer_render();
+        }
+    }
+
+    /// Hands the render block in `self.block` to the canceller(s).
+    fn buffer_render(&mut self) {
+        self.processor.buffer_render(&self.block);
+        if let Some(refined) = &mut self.refined {
+            refined.render(&self.block);
         }
     }
 
@@ -711,9 +727,18 @@ impl Aec3 {
         self.heard.extend_from_slice(low);
         // Where AEC3 runs no filter yet it leaves this as it was: nothing taken off.
         self.linear.view_mut(0, 0).copy_from_slice(low);
+        // The refined filter's error of this block, at the delay the box's canceller
+        // estimated for the last one.
+        let refined = match &mut self.refined {
+            Some(refined) => {
+                let delay_ms = self.processor.get_metrics().delay_ms;
+                Some(refined.capture(&self.block, saturated, delay_ms))
+            }
+            None => None,
+        };
         self.processor
             .process_capture(false, saturated, Some(&mut self.linear), &mut self.block);
-        if let Some(double_talk) = &mut self.double_talk {
+        if let (Some(double_talk), Some(refined)) = (&mut self.double_talk, refined) {
             let (mic, error) = (&self.heard, self.linear.view(0, 0));
             let context = double_talk::Context {
                 trusted: self.trusted,
@@ -721,7 +746,7 @@ impl Aec3 {
                 far_loud: self.far_loud,
                 clipped: saturated,
             };
-            double_talk.process(mic, error, self.block.view_mut(0, 0), context);
+            double_talk.process(mic, error, refined, self.block.view_mut(0, 0), context);
         }
         self.fit
             .add(&self.heard, self.linear.view(0, 0), self.block.view(0, 0));

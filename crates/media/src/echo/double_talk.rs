@@ -36,6 +36,13 @@
 //! It works on the same 128-point frames at half overlap as AEC3's suppressor, so its
 //! output lags by the same one block and stays aligned with the upper bands, whose gains
 //! AEC3's suppressor sets. [`DoubleTalk`] chooses whose low band goes out.
+//!
+//! Two of them run: one on the error of the box's canceller finds the near end, and one
+//! on the refined filter's error alone (`super::refined`) makes what goes out while the
+//! near end talks, since the box's canceller's error may be the coarse filter's, which
+//! cancels part of the near end. The finding stays the box's canceller's: the refined
+//! filter alone lags a changed path, and its error then looks like a near end (a hall's
+//! path change took 5 s to fall silent with it).
 
 use sonora_fft::ooura_fft::{self, FFT_SIZE};
 
@@ -327,7 +334,10 @@ pub(crate) struct Context {
 /// linear filter can be trusted, the [`Suppressor`]'s, crossfaded over a block.
 #[derive(Debug, Clone)]
 pub(crate) struct DoubleTalk {
+    /// On the box's canceller's error: finds the near end.
     suppressor: Suppressor,
+    /// On the refined filter's error alone: what goes out while the near end talks.
+    refined: Suppressor,
     /// Blocks left in which the near end is taken to talk…
     near: usize,
     /// …and in which it was last found clearly (its whole block: [`Near::Clear`]).
@@ -342,6 +352,7 @@ impl DoubleTalk {
     pub(crate) fn new() -> DoubleTalk {
         DoubleTalk {
             suppressor: Suppressor::new(),
+            refined: Suppressor::new(),
             near: 0,
             clear: 0,
             mix: 0.0,
@@ -364,14 +375,17 @@ impl DoubleTalk {
     /// A new echo path: see [`Suppressor::forget`].
     pub(crate) fn forget(&mut self) {
         self.suppressor.forget();
+        self.refined.forget();
     }
 
-    /// One block: the microphone's low band, the linear filter's error and AEC3's
-    /// output, which becomes the output; `context`: what else is known of it.
+    /// One block: the microphone's low band, the box's canceller's linear filter's error,
+    /// the refined filter's alone and AEC3's output, which becomes the output; `context`:
+    /// what else is known of it.
     pub(crate) fn process(
         &mut self,
         mic: &[f32],
         error: &[f32],
+        refined: &[f32],
         output: &mut [f32],
         context: Context,
     ) {
@@ -381,7 +395,10 @@ impl DoubleTalk {
             (self.since_clipped + 1).min(CLIPPED_HOLD)
         };
         let mut own = [0.0; BLOCK];
-        let finding = self.suppressor.process(mic, error, &mut own, context.dry);
+        let finding = self
+            .suppressor
+            .process(mic, error, &mut [0.0; BLOCK], context.dry);
+        self.refined.process(mic, refined, &mut own, context.dry);
         self.clear = if finding == Near::Clear {
             NEAR_HOLD
         } else {
@@ -595,14 +612,14 @@ mod tests {
         let mut loud = d.clone();
         let mut held = 0;
         for (mic, error) in &blocks {
-            d.process(mic, error, &mut [0.0; BLOCK], context(true, false));
+            d.process(mic, error, error, &mut [0.0; BLOCK], context(true, false));
             assert!(d.near <= FAINT_HOLD, "held {} blocks", d.near);
             held += usize::from(d.near > 0);
         }
         assert!(held >= faint, "held in {held} blocks, found in {faint}");
         // Under a loud far end the same error may be the filter's own swing: no near end.
         for (mic, error) in &blocks {
-            loud.process(mic, error, &mut [0.0; BLOCK], context(true, true));
+            loud.process(mic, error, error, &mut [0.0; BLOCK], context(true, true));
             assert_eq!(loud.near, 0);
         }
     }
@@ -711,7 +728,7 @@ mod tests {
         let (mut since_clear, mut talks_only, mut clearly) = (usize::MAX, 0, 0);
         for (i, (mic, error)) in blocks.iter().enumerate() {
             let finding = shadow.process(mic, error, &mut [0.0; BLOCK], false);
-            d.process(mic, error, &mut [0.0; BLOCK], c);
+            d.process(mic, error, error, &mut [0.0; BLOCK], c);
             since_clear = if finding == Near::Clear {
                 0
             } else {
@@ -742,7 +759,7 @@ mod tests {
             ..c
         };
         for (mic, error) in &under_the_echo(6000.0)[..50] {
-            d.process(mic, error, &mut [0.0; BLOCK], c);
+            d.process(mic, error, error, &mut [0.0; BLOCK], c);
         }
         assert!(!d.near_talks_clearly());
     }
@@ -764,7 +781,7 @@ mod tests {
                 context(true, false)
             };
             let finding = shadow.process(mic, error, &mut [0.0; BLOCK], true);
-            d.process(mic, error, &mut [0.0; BLOCK], c);
+            d.process(mic, error, error, &mut [0.0; BLOCK], c);
             if finding != Near::Spectral {
                 continue;
             }
@@ -839,7 +856,7 @@ mod tests {
         for trusted in [false, true] {
             for _ in 0..10 {
                 let mut output = [7.0; BLOCK];
-                d.process(&mic, &error, &mut output, context(trusted, false));
+                d.process(&mic, &error, &error, &mut output, context(trusted, false));
                 assert_eq!(output, [7.0; BLOCK]);
             }
         }
