@@ -13,7 +13,8 @@
 //! So [`RefinedOnly`] is a second AEC3 beside the box's, fed the same blocks, with the
 //! coarse output off. Only its linear filter's output is used: its suppressor does not
 //! run, and it follows the box's delay estimate instead of running its own delay
-//! estimator, which is most of AEC3's cost (together about a third of a box's canceller).
+//! estimator, AEC3's costliest part. What is left costs about a fifth of the capture
+//! path (docs/benchmarks.md).
 
 use sonora::three_band_filter_bank::NUM_BANDS;
 use sonora_aec3::block::Block;
@@ -53,7 +54,7 @@ impl RefinedOnly {
 
     /// A block of the microphone, as the box's canceller gets it, with the echo's delay as
     /// the box's canceller estimates it now: the refined filter's error of its low band
-    /// (the low band as it came in, before the filter runs).
+    /// (until any render audio has come, the low band as it came in).
     pub(crate) fn capture(&mut self, block: &Block, saturated: bool, delay_ms: i32) -> &[f32] {
         self.processor.set_audio_buffer_delay(delay_ms);
         self.block.clone_from(block);
