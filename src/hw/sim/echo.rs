@@ -248,6 +248,8 @@ pub struct EchoPath {
     slots_kept: u64,
     /// The microphone's converter and its own noise; `None`: the sound exactly.
     noise: Option<MicNoise>,
+    /// The speaker's recent signal, rebuilt for each frame heard.
+    scratch: Vec<f32>,
 }
 
 /// The path shared by the speaker (writes) and the microphone (reads).
@@ -270,6 +272,7 @@ impl EchoPath {
             played: BTreeMap::new(),
             slots_kept,
             noise: floor_dbfs.map(|f| MicNoise::new(rand::random(), Some(f))),
+            scratch: Vec::new(),
         }))
     }
 
@@ -325,7 +328,9 @@ impl EchoPath {
         let n = (end_slot - first) as usize * FRAME_SAMPLES;
         // The speaker's signal over those slots, silence where nothing played (and none
         // at all at the start, before a frame's worth of slots).
-        let mut x = vec![0f32; n.max(FRAME_SAMPLES)];
+        let x = &mut self.scratch;
+        x.clear();
+        x.resize(n.max(FRAME_SAMPLES), 0.0);
         for (slot, f) in self.played.range(first..end_slot) {
             let at = (*slot - first) as usize * FRAME_SAMPLES;
             for (dst, src) in x[at..at + FRAME_SAMPLES].iter_mut().zip(f.iter()) {
@@ -333,14 +338,22 @@ impl EchoPath {
             }
         }
         let base = x.len() - FRAME_SAMPLES;
-        for (i, out) in frame.iter_mut().enumerate() {
-            let t = base + i;
-            let mut acc = f32::from(*out);
-            for &(d, g) in &self.response.taps {
-                if let Some(j) = t.checked_sub(d) {
-                    acc += g * x[j];
-                }
+        // Tap by tap over the whole frame (each sample still sums its taps in order):
+        // contiguous slices the compiler vectorises, where a sample-by-sample sum over
+        // the taps cost a fifth of a sim box's CPU in a call.
+        let mut acc = frame.map(f32::from);
+        for &(d, g) in &self.response.taps {
+            // Samples before the first the buffer holds add nothing.
+            let skip = d.saturating_sub(base);
+            if skip >= FRAME_SAMPLES {
+                continue;
             }
+            let from = base + skip - d;
+            for (a, v) in acc[skip..].iter_mut().zip(&x[from..]) {
+                *a += g * v;
+            }
+        }
+        for (out, acc) in frame.iter_mut().zip(acc) {
             *out = match &mut self.noise {
                 Some(noise) => noise.sample(f64::from(acc)),
                 None => acc.round().clamp(-32768.0, 32767.0) as i16,
@@ -436,6 +449,38 @@ mod tests {
             "{:?}",
             &mic[480..484]
         );
+    }
+
+    #[test]
+    fn the_microphone_hears_the_played_signal_through_every_tap() {
+        // A far wall (400 ms) and a hall (a 400 ms tail): taps beyond one frame and
+        // beyond what played at the start, as the offline `apply` computes them.
+        for name in ["far", "hall"] {
+            let response = EchoResponse::preset(name).unwrap();
+            let path = EchoPath::new(response.clone(), None);
+            let mut p = path.lock().unwrap();
+            let mut state = 1u32;
+            let far: Vec<i16> = (0..60 * FRAME_SAMPLES)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 16) as i16 / 4
+                })
+                .collect();
+            let want = response.apply(&far);
+            for (k, frame) in far.chunks_exact(FRAME_SAMPLES).enumerate() {
+                // Given during slot k, it plays in slot k + 1; the microphone's frame of
+                // the tick starting slot k + 3 holds slot k + 1.
+                p.played_in(frame.try_into().unwrap(), k as u64);
+                let mut mic = [0i16; FRAME_SAMPLES];
+                p.hear(&mut mic, k as u64 + 3);
+                let at = k * FRAME_SAMPLES;
+                let expected: Vec<i16> = want[at..at + FRAME_SAMPLES]
+                    .iter()
+                    .map(|v| v.round().clamp(-32768.0, 32767.0) as i16)
+                    .collect();
+                assert_eq!(mic.as_slice(), expected.as_slice(), "{name}, frame {k}");
+            }
+        }
     }
 
     #[test]
