@@ -179,13 +179,13 @@ impl Suppressor {
 
     /// One block: the microphone's low band and the linear filter's error of it
     /// ([`BLOCK`] samples each; a shorter block is taken as padded with silence). Writes
-    /// the block before it, suppressed, into `out`; returns what it found of the near
-    /// end in this block. `dry`: the room's echo tail is short (see the module's docs).
+    /// the block before it, suppressed, into `out` if given (a suppressor that only finds
+    /// skips the synthesis); returns what it found of the near end in this block. `dry`: the room's echo tail is short (see the module's docs).
     pub(crate) fn process(
         &mut self,
         mic: &[f32],
         error: &[f32],
-        out: &mut [f32],
+        out: Option<&mut [f32]>,
         dry: bool,
     ) -> Near {
         let (mut m, mut x) = ([0.0; BLOCK], [0.0; BLOCK]);
@@ -243,12 +243,14 @@ impl Suppressor {
                 self.leak[k] = rate * self.leak[k] + (1.0 - rate) * ratio;
             }
             let left = self.leak[k] * self.held[k];
-            let gain = if self.error_power[k] > 0.0 {
-                (1.0 - HEADROOM * left / self.error_power[k]).clamp(FLOOR, 1.0)
-            } else {
-                FLOOR
-            };
-            scale(&mut e, k, gain);
+            if out.is_some() {
+                let gain = if self.error_power[k] > 0.0 {
+                    (1.0 - HEADROOM * left / self.error_power[k]).clamp(FLOOR, 1.0)
+                } else {
+                    FLOOR
+                };
+                scale(&mut e, k, gain);
+            }
             let left_slow = self.leak[k] * self.held_slow[k];
             error_total += self.error_power[k];
             echo_total += left_slow;
@@ -261,11 +263,13 @@ impl Suppressor {
             near_bins += usize::from(error > BIN_ABOVE * echo && error > BIN_SOUND);
         }
 
-        ooura_fft::inverse(&mut e);
-        let norm = 2.0 / FFT_SIZE as f32;
-        for (i, o) in out.iter_mut().enumerate().take(BLOCK) {
-            *o = self.overlap[i] + e[i] * norm * self.window[i];
-            self.overlap[i] = e[BLOCK + i] * norm * self.window[BLOCK + i];
+        if let Some(out) = out {
+            ooura_fft::inverse(&mut e);
+            let norm = 2.0 / FFT_SIZE as f32;
+            for (i, o) in out.iter_mut().enumerate().take(BLOCK) {
+                *o = self.overlap[i] + e[i] * norm * self.window[i];
+                self.overlap[i] = e[BLOCK + i] * norm * self.window[BLOCK + i];
+            }
         }
         let good_filter = echo_total <= GOOD_LEAK * held_total && mm >= FAINT_TAKES * ee;
         let echo = if dry { echo_fast } else { echo_total };
@@ -395,10 +399,9 @@ impl DoubleTalk {
             (self.since_clipped + 1).min(CLIPPED_HOLD)
         };
         let mut own = [0.0; BLOCK];
-        let finding = self
-            .suppressor
-            .process(mic, error, &mut [0.0; BLOCK], context.dry);
-        self.refined.process(mic, refined, &mut own, context.dry);
+        let finding = self.suppressor.process(mic, error, None, context.dry);
+        self.refined
+            .process(mic, refined, Some(&mut own), context.dry);
         self.clear = if finding == Near::Clear {
             NEAR_HOLD
         } else {
@@ -468,7 +471,7 @@ mod tests {
             let error: [f32; BLOCK] = std::array::from_fn(|i| l[i] + n[i]);
             let mic: [f32; BLOCK] = std::array::from_fn(|i| p[i] + error[i]);
             let mut out = [0.0; BLOCK];
-            found += usize::from(s.process(&mic, &error, &mut out, false) != Near::No);
+            found += usize::from(s.process(&mic, &error, Some(&mut out), false) != Near::No);
             outs.push(out);
         }
         (outs, found)
@@ -569,7 +572,7 @@ mod tests {
     ) -> (usize, usize) {
         let (mut faint, mut clear) = (0, 0);
         for (mic, error) in blocks {
-            match s.process(mic, error, &mut [0.0; BLOCK], dry) {
+            match s.process(mic, error, None, dry) {
                 Near::Faint => faint += 1,
                 Near::Clear => clear += 1,
                 Near::Spectral | Near::No => {}
@@ -634,11 +637,11 @@ mod tests {
             let (echo, left) = (noise(21, 50, 3000.0), noise(22, 50, 300.0));
             for (p, l) in echo.iter().zip(&left) {
                 let mic: [f32; BLOCK] = std::array::from_fn(|i| p[i] + l[i]);
-                s.process(&mic, l, &mut [0.0; BLOCK], dry);
+                s.process(&mic, l, None, dry);
             }
             noise(23, 250, 300.0)
                 .iter()
-                .position(|n| s.process(n, n, &mut [0.0; BLOCK], dry) != Near::No)
+                .position(|n| s.process(n, n, None, dry) != Near::No)
         };
         let (dry, hall) = (first(true), first(false));
         // A hall's echo may ring on: the near end waits for the slow hold to fade (in
@@ -676,7 +679,7 @@ mod tests {
         let mut s = learnt(30.0);
         let (mut spectral, mut other) = (0, 0);
         for (mic, error) in under_the_echo(1300.0) {
-            match s.process(&mic, &error, &mut [0.0; BLOCK], false) {
+            match s.process(&mic, &error, None, false) {
                 Near::Spectral => spectral += 1,
                 Near::No => {}
                 _ => other += 1,
@@ -692,7 +695,7 @@ mod tests {
             let mut s = learnt(30.0);
             let mut found = 0;
             for (mic, error) in under_the_echo(near) {
-                found += usize::from(s.process(&mic, &error, &mut [0.0; BLOCK], false) != Near::No);
+                found += usize::from(s.process(&mic, &error, None, false) != Near::No);
             }
             assert!(
                 found < 10,
@@ -727,7 +730,7 @@ mod tests {
         blocks.extend_from_slice(&under_the_echo(0.0)[..100]);
         let (mut since_clear, mut talks_only, mut clearly) = (usize::MAX, 0, 0);
         for (i, (mic, error)) in blocks.iter().enumerate() {
-            let finding = shadow.process(mic, error, &mut [0.0; BLOCK], false);
+            let finding = shadow.process(mic, error, None, false);
             d.process(mic, error, error, &mut [0.0; BLOCK], c);
             since_clear = if finding == Near::Clear {
                 0
@@ -780,7 +783,7 @@ mod tests {
             } else {
                 context(true, false)
             };
-            let finding = shadow.process(mic, error, &mut [0.0; BLOCK], true);
+            let finding = shadow.process(mic, error, None, true);
             d.process(mic, error, error, &mut [0.0; BLOCK], c);
             if finding != Near::Spectral {
                 continue;
@@ -815,7 +818,7 @@ mod tests {
         for (p, x) in prediction.iter().zip(&echo) {
             let error: [f32; BLOCK] = std::array::from_fn(|i| x[i] - p[i]);
             let mut out = [0.0; BLOCK];
-            found += usize::from(s.process(x, &error, &mut out, false) != Near::No);
+            found += usize::from(s.process(x, &error, Some(&mut out), false) != Near::No);
         }
         assert!(
             found < 10,
