@@ -2,6 +2,8 @@
 //! high-pass, AEC3, noise suppression) on the simulator's echo paths, offline and frame
 //! by frame as a box runs it. The far end is the benchmark's clip, the near end the
 //! demo's; the echo is the far end through the path (loudspeaker clipping included).
+//! The paths are the simulator's presets and a quiet talker at a loud, linear box
+//! ([`paths`]).
 //!
 //! Per path: far-end single talk (ERLE and total echo loss from 2 s on, time until the
 //! echo stays 20 dB down), double talk (the near end's level kept; PESQ cannot judge
@@ -207,10 +209,51 @@ fn settled_after(echo: &[f64], out: &[f64], from: usize) -> Option<f64> {
     Some((first_ok - from) as f64 * 1000.0 / RATE as f64)
 }
 
+/// One echo path the benchmark measures.
+struct BenchPath {
+    /// Its name in the table and for `--only`.
+    name: &'static str,
+    response: EchoResponse,
+    /// How far the near end talks under its clip's level, dB (the far end stays as loud
+    /// as the clip).
+    near_db: f64,
+}
+
+/// The simulator's presets (the enclosure's echo 11.6 dB over the near end, and both
+/// its loudspeaker and, at peaks, its microphone clip; the others' loudspeakers clip only
+/// at the far end's loudest peaks), and `quiet`: a talker 10 dB under the clip at the
+/// enclosure's response made linear and as loud as what the speaker plays, so the echo
+/// stands 10 dB over the near end with nothing clipping (the issue's "up to 10 dB, with
+/// and without clipping").
+fn paths(far_clip: &[f64]) -> Vec<BenchPath> {
+    let mut paths: Vec<BenchPath> = ECHO_PRESETS
+        .iter()
+        .map(|&name| BenchPath {
+            name,
+            response: EchoResponse::preset(name).expect("a preset"),
+            near_db: 0.0,
+        })
+        .collect();
+    let mut loud = EchoResponse::preset("enclosure").expect("a preset");
+    loud.clip = None;
+    let scale = (energy(far_clip) / energy(&echo_of(&loud, far_clip))).sqrt() as f32;
+    for tap in &mut loud.taps {
+        tap.1 *= scale;
+    }
+    paths.push(BenchPath {
+        name: "quiet",
+        response: loud,
+        near_db: -10.0,
+    });
+    paths
+}
+
 /// One path's signals, the same for every tuning: the far end and its echo, the near
 /// end joining at 4 s (double talk), the path changing at 6 s, and what a perfect
 /// canceller scores in double talk.
 struct Signals {
+    /// The echo path.
+    path: EchoResponse,
     far: Vec<f64>,
     echo: Vec<f64>,
     near: Vec<f64>,
@@ -283,8 +326,9 @@ pub(crate) fn lateness_sweep(
         s.push_str(&format!(" {ms} ms |"));
     }
     s.push_str(&format!("\n|---|{}\n", "---|".repeat(LATENESS_MS.len())));
-    for name in ECHO_PRESETS.iter().filter(|n| wanted(n)) {
-        let signals = Signals::new(name, far_clip, near_clip, 0, dir);
+    for path in paths(far_clip).iter().filter(|p| wanted(p.name)) {
+        let name = path.name;
+        let signals = Signals::new(path, far_clip, near_clip, 0, dir);
         s.push_str(&format!("| {name} |"));
         for ms in LATENESS_MS {
             let out = late(&signals.near, ms * RATE / 1000);
@@ -325,13 +369,25 @@ const CPU_PASSES: usize = 3;
 const CHANGE: usize = 6 * RATE;
 
 impl Signals {
-    fn new(name: &str, far_clip: &[f64], near_clip: &[f64], latency: usize, dir: &Path) -> Signals {
-        let path = EchoResponse::preset(name).expect("a preset");
+    fn new(
+        bench: &BenchPath,
+        far_clip: &[f64],
+        near_clip: &[f64],
+        latency: usize,
+        dir: &Path,
+    ) -> Signals {
+        let (name, path) = (bench.name, &bench.response);
         let n = 12 * RATE;
-        // The far end as loud as the near end; the path decides how loud its echo is.
+        // The far end as loud as the near end's clip; the path decides how loud its echo
+        // is, and the near end talks `near_db` under its clip.
         let gain = (energy(near_clip) / energy(far_clip)).sqrt();
         let far: Vec<f64> = looped(far_clip, n).iter().map(|v| v * gain).collect();
-        let echo = echo_of(&path, &far);
+        let echo = echo_of(path, &far);
+        // Where the clip's words are, at its own level.
+        let spoken = spoken(near_clip);
+        let near_gain = 10f64.powf(bench.near_db / 20.0);
+        let near_clip: Vec<f64> = near_clip.iter().map(|v| v * near_gain).collect();
+        let near_clip = near_clip.as_slice();
         // Double talk: the near end joins at 4 s, the far end goes on.
         let start = 4 * RATE;
         let mut near = vec![0.0; n];
@@ -342,7 +398,6 @@ impl Signals {
         }
         let double: Vec<f64> = echo.iter().zip(&near).map(|(e, s)| e + s).collect();
         let span = start..(start + near_clip.len()).min(n);
-        let spoken = spoken(near_clip);
         let talk = (start + spoken.start).min(n)..(start + spoken.end).min(n);
         // The path changes (to the hall, or from it to the room).
         let other = EchoResponse::preset(if name == "hall" { "room" } else { "hall" }).unwrap();
@@ -360,6 +415,7 @@ impl Signals {
         let late_first = talk.start..(talk.start + EARLY).min(n);
         let (lagged_echo, lagged_deg) = scored(&late(&near, latency));
         Signals {
+            path: path.clone(),
             far,
             echo,
             near,
@@ -415,7 +471,7 @@ fn measure(
     let n = far.len();
 
     // Far-end single talk, run three times for the CPU: the least any took, as the codec
-    // benchmark counts it (the same build's runs read 1.2–1.9 % of a core, one pass each).
+    // benchmark counts it (one pass varies too much on a shared machine).
     let (out, busy) = process(tuning, far, echo, mic);
     let busy = (1..CPU_PASSES).fold(busy, |least, _| {
         least.min(process(tuning, far, echo, mic).1)
@@ -465,7 +521,7 @@ fn measure(
     );
 
     // A speakerphone call with a silent far box.
-    let path = EchoResponse::preset(name).expect("a preset");
+    let path = &s.path;
     // Each run starts the near end at another phase of the 20 ms frames: a real call's
     // capture starts at any sample, and what the far box's suppressor does with the echo
     // depended on it (docs/benchmarks.md).
@@ -473,14 +529,14 @@ fn measure(
     let near_at: Vec<f64> = (0..n)
         .map(|i| i.checked_sub(phase).map_or(0.0, |j| near[j]))
         .collect();
-    let (out, out_a) = call_loop(tuning, &path, &near_at, mic);
+    let (out, out_a) = call_loop(tuning, path, &near_at, mic);
     keep.wav("call-b-sent", &out);
     keep.wav("call-a-sent", &out_a);
     let heard = (s.span.start + phase).min(n)..(s.span.end + phase).min(n);
     let call_pesq = pesq_wb(&near_at[heard.clone()], &out[heard], dir).unwrap_or(f64::NAN);
 
     // A street behind the near end; the far end silent for 3 s, then talking.
-    let noise_drop_db = noise_drop(tuning, &path, far, mic);
+    let noise_drop_db = noise_drop(tuning, path, far, mic);
 
     // The path changes.
     let (out, _) = process(tuning, far, &s.changed, mic);
@@ -590,8 +646,9 @@ pub(crate) fn run(
     let mut results = Vec::new();
     let latency = latency(near_clip);
     eprintln!("the box sends the near end {latency} samples late");
-    for name in ECHO_PRESETS.iter().filter(|n| wanted(n)) {
-        let signals = Signals::new(name, far_clip, near_clip, latency, dir);
+    for path in paths(far_clip).iter().filter(|p| wanted(p.name)) {
+        let name = path.name;
+        let signals = Signals::new(path, far_clip, near_clip, latency, dir);
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
             let each: Vec<EchoResult> = (1..=u64::from(runs.max(1)))
                 .map(|run| {

@@ -216,6 +216,9 @@ const GATE_GAIN: f32 = 0.003_16;
 /// While the output leaks, a frame up to this much (6 dB) louder than the echo expected
 /// in it is taken for the echo.
 const LEAK_EXPLAINED: f64 = 4.0;
+/// While the output leaks before the filter has the echo, a frame this far (3 dB) under
+/// the far end arriving is taken down.
+const LEAKING_UNDER_RENDER: f64 = 2.0;
 
 /// How fast the background's estimate may rise per frame while the gate is open (a
 /// level that rises 2 dB a second: a street getting louder, not a word).
@@ -512,11 +515,19 @@ impl ResidualGate {
         // echo loss 78 → 72 dB).
         let near_end = self.near_talks_clearly || (self.near_talks && !self.far_loud());
         let quiet = out < floor && out * below < heard && !near_end;
+        // While the output leaks and the filter has not found the path again, a frame 3
+        // dB or more under the far end arriving is the echo the filter took a little off,
+        // however loud: a loud linear path moved into a hall, its canceller took 4 dB off
+        // for 3 s and the echo went out 8 dB under the far end (the leak expected 7 dB
+        // less), 20 dB down only 3.5 s after the move (docs/benchmarks.md).
+        let leaking_unconverged =
+            leaking.is_some() && unconverged && !near_end && out * LEAKING_UNDER_RENDER < heard;
         let gated = quiet
             || made_louder
             || passed_whole
             || self.fit.made_louder()
             || leaking.is_some_and(|echo| out < LEAK_EXPLAINED * echo)
+            || leaking_unconverged
             || tail
             || on_echo;
         let quiet_open = !gated && out < BACKGROUND_CEILING;
