@@ -291,11 +291,10 @@ fn double_talk_mos(
     out: &[f64],
     dir: &Path,
 ) -> (f64, f64) {
-    let t = talk;
     aecmos(
-        &far[t.clone()],
-        &double[t.clone()],
-        &out[t],
+        &far[talk.clone()],
+        &double[talk.clone()],
+        &out[talk],
         Talk::Double,
         dir,
     )

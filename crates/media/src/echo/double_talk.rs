@@ -180,7 +180,8 @@ impl Suppressor {
     /// One block: the microphone's low band and the linear filter's error of it
     /// ([`BLOCK`] samples each; a shorter block is taken as padded with silence). Writes
     /// the block before it, suppressed, into `out` if given (a suppressor that only finds
-    /// skips the synthesis); returns what it found of the near end in this block. `dry`: the room's echo tail is short (see the module's docs).
+    /// skips the synthesis); returns what it found of the near end in this block. `dry`:
+    /// the room's echo tail is short (see the module's docs).
     pub(crate) fn process(
         &mut self,
         mic: &[f32],
