@@ -95,15 +95,6 @@ fn neither_box_hears_itself_through_the_others_room() {
     assert!(m.windowed > 0.6, "B hears A: {m:?}");
 }
 
-/// A WAV clip's samples (16-bit mono).
-fn clip(bytes: &[u8]) -> Vec<f64> {
-    hound::WavReader::new(std::io::Cursor::new(bytes))
-        .unwrap()
-        .into_samples::<i16>()
-        .map(|s| f64::from(s.unwrap()))
-        .collect()
-}
-
 #[test]
 fn a_loud_linear_box_moved_into_a_hall_is_quiet_within_a_second() {
     // The echo benchmark's `quiet` path: the enclosure's response with a linear speaker,
@@ -112,6 +103,7 @@ fn a_loud_linear_box_moved_into_a_hall_is_quiet_within_a_second() {
     // only 4 dB off, 8 dB under the far end, went out until then (3.5 s to 20 dB down).
     const RATE: usize = 48_000;
     const FRAME: usize = 960;
+    let clip = common::audio::read_wav_bytes;
     let speech = clip(include_bytes!("../benches/network/speech.wav"));
     let level = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
     let gain = (level(&clip(intercom::demo::SPEECH_CLIP)) / level(&speech)).sqrt();

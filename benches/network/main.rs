@@ -168,13 +168,7 @@ fn main() -> ExitCode {
     if args.echo {
         std::fs::create_dir_all(&args.out).unwrap();
         let work = tempfile::tempdir().unwrap();
-        let wav = |bytes: &[u8]| -> Vec<f64> {
-            hound::WavReader::new(std::io::Cursor::new(bytes))
-                .unwrap()
-                .into_samples::<i16>()
-                .map(|s| f64::from(s.unwrap()))
-                .collect()
-        };
+        let wav = intercom_test_support::audio::read_wav_bytes;
         let far = wav(include_bytes!("speech.wav"));
         let near = wav(intercom::demo::SPEECH_CLIP);
         if args.lateness_sweep {

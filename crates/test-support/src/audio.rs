@@ -6,7 +6,15 @@ use std::path::Path;
 
 /// A 48 kHz 16-bit WAV as mono samples (stereo is mixed down).
 pub fn read_wav(path: &Path) -> Vec<f64> {
-    let mut r = hound::WavReader::open(path).unwrap();
+    mono(hound::WavReader::open(path).unwrap())
+}
+
+/// The same from the WAV's bytes (a clip built into the binary).
+pub fn read_wav_bytes(bytes: &[u8]) -> Vec<f64> {
+    mono(hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap())
+}
+
+fn mono<R: std::io::Read>(mut r: hound::WavReader<R>) -> Vec<f64> {
     assert_eq!(r.spec().sample_rate, 48_000);
     let channels = usize::from(r.spec().channels);
     let raw: Vec<f64> = r.samples::<i16>().map(|s| f64::from(s.unwrap())).collect();
