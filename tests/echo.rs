@@ -113,15 +113,9 @@ fn a_loud_linear_box_moved_into_a_hall_is_quiet_within_a_second() {
         .take(12 * RATE)
         .map(|v| (v * gain).round() as i16)
         .collect();
-    let mut loud = EchoResponse::preset("enclosure").unwrap();
-    loud.clip = None;
-    let echo = loud.apply(&far);
-    let scale = (level(&far.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
-        / level(&echo.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()))
-    .sqrt() as f32;
-    for tap in &mut loud.taps {
-        tap.1 *= scale;
-    }
+    let loud = EchoResponse::preset("enclosure")
+        .unwrap()
+        .linear_as_loud_as(&far);
     let (before, after) = (
         loud.apply(&far),
         EchoResponse::preset("hall").unwrap().apply(&far),

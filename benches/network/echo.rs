@@ -234,15 +234,12 @@ fn paths(far_clip: &[f64]) -> Vec<BenchPath> {
             near_db: 0.0,
         })
         .collect();
-    let mut loud = EchoResponse::preset("enclosure").expect("a preset");
-    loud.clip = None;
-    let scale = (energy(far_clip) / energy(&echo_of(&loud, far_clip))).sqrt() as f32;
-    for tap in &mut loud.taps {
-        tap.1 *= scale;
-    }
+    let far: Vec<i16> = far_clip.iter().map(|&v| v as i16).collect();
     paths.push(BenchPath {
         name: "quiet",
-        response: loud,
+        response: EchoResponse::preset("enclosure")
+            .expect("a preset")
+            .linear_as_loud_as(&far),
         near_db: -10.0,
     });
     paths

@@ -205,6 +205,23 @@ impl EchoResponse {
         EchoResponse::from_wav(path)
     }
 
+    /// This path with a linear loudspeaker, scaled so that its echo of `far` is as loud
+    /// as `far` itself (an echo return loss of 0 dB): a loud box with nothing clipping,
+    /// the echo benchmark's `quiet` path.
+    pub fn linear_as_loud_as(mut self, far: &[i16]) -> EchoResponse {
+        self.clip = None;
+        let power = |x: &mut dyn Iterator<Item = f64>| x.map(|v| v * v).sum::<f64>();
+        let played = power(&mut far.iter().map(|&v| f64::from(v)));
+        let heard = power(&mut self.apply(far).into_iter().map(f64::from));
+        if heard > 0.0 {
+            let scale = (played / heard).sqrt() as f32;
+            for tap in &mut self.taps {
+                tap.1 *= scale;
+            }
+        }
+        self
+    }
+
     /// The echo of `far` through this path, offline (the benchmark's): the speaker's
     /// clipping, then the response.
     pub fn apply(&self, far: &[i16]) -> Vec<f32> {
@@ -375,6 +392,32 @@ mod tests {
             },
             None,
         )
+    }
+
+    #[test]
+    fn a_path_made_linear_and_as_loud_as_the_far_end_keeps_its_shape() {
+        let far: Vec<i16> = (0..9600)
+            .map(|i| (20000.0 * (i as f32 * 0.07).sin()) as i16)
+            .collect();
+        let enclosure = EchoResponse::preset("enclosure").unwrap();
+        let loud = enclosure.clone().linear_as_loud_as(&far);
+        assert_eq!(loud.clip, None);
+        let power = |x: &[f32]| x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>();
+        let played = power(&far.iter().map(|&v| f32::from(v)).collect::<Vec<_>>());
+        let ratio_db = 10.0 * (power(&loud.apply(&far)) / played).log10();
+        assert!(
+            ratio_db.abs() < 0.01,
+            "echo {ratio_db:.3} dB against the far end"
+        );
+        // The same taps, each scaled alike.
+        let scale = loud.taps[0].1 / enclosure.taps[0].1;
+        for (a, b) in loud.taps.iter().zip(&enclosure.taps) {
+            assert_eq!(a.0, b.0);
+            assert!((a.1 - b.1 * scale).abs() <= 1e-5 * a.1.abs().max(1.0));
+        }
+        // A silent far end says nothing of the level: the path is left as loud as it was.
+        let unscaled = enclosure.clone().linear_as_loud_as(&[0; 960]);
+        assert_eq!(unscaled.taps, enclosure.taps);
     }
 
     #[test]
