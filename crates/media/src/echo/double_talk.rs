@@ -215,7 +215,6 @@ impl Suppressor {
             *d = s;
         }
         let (mic, error) = (&m, &x);
-        let out_none = out.is_none();
         let mut prediction = [0.0; BLOCK];
         for ((p, &m), &e) in prediction.iter_mut().zip(mic).zip(error) {
             *p = m - e;
@@ -293,21 +292,6 @@ impl Suppressor {
                 *o = self.overlap[i] + e[i] * norm * self.window[i];
                 self.overlap[i] = e[BLOCK + i] * norm * self.window[BLOCK + i];
             }
-        }
-        if out_none && std::env::var_os("K_ERLE").is_some() {
-            let gf = echo_total <= GOOD_LEAK * held_total && mm >= FAINT_TAKES * ee;
-            eprintln!(
-                "KB {:.2} {} {} {:.1} {:.1} {} {} {:.1} {}",
-                explained_mic,
-                near_like as u8,
-                not_prediction as u8,
-                10.0 * (error_total / echo_total.max(1e-9)).log10(),
-                10.0 * (echo_total / held_total.max(1e-9)).log10(),
-                near_bins,
-                dry as u8,
-                10.0 * (error_total / echo_fast.max(1e-9)).log10(),
-                gf as u8
-            );
         }
         let good_filter = echo_total <= GOOD_LEAK * held_total && mm >= FAINT_TAKES * ee;
         let echo = if dry { echo_fast } else { echo_total };
@@ -454,12 +438,6 @@ impl DoubleTalk {
             Near::Faint if !context.far_loud => self.near.max(FAINT_HOLD),
             Near::Faint | Near::Spectral | Near::No => self.near.saturating_sub(1),
         };
-        if std::env::var_os("K_ERLE").is_some() {
-            eprintln!(
-                "KT {:?} {} {}",
-                finding, context.trusted as u8, context.far_loud as u8
-            );
-        }
         let target = if context.trusted && self.near > 0 {
             1.0
         } else {
