@@ -174,10 +174,11 @@ mod tests {
         assert!(runs.count() > 40, "the tone clips at every peak");
         let mut drawn = Vec::new();
         let mut declip = Declipper::default();
-        let mut any_left = false;
+        // Peaks 1.15 times full scale, but some run may reach a frame's end: whether a frame
+        // still counts as clipped is not asserted here.
         for frame in clipped.chunks(480) {
             let mut frame = frame.to_vec();
-            any_left |= declip.process(&mut frame);
+            declip.process(&mut frame);
             drawn.extend(frame);
         }
         let before = error(&clipped, &true_);
@@ -193,8 +194,6 @@ mod tests {
                 assert_eq!(d, c, "a sample that was not clipped is left as it came");
             }
         }
-        // Peaks 1.15 times full scale, but some run may reach a frame's end.
-        let _ = any_left;
     }
 
     /// One smooth bump in the middle of a frame (a 100 Hz half-cycle), peaking at `peak`
