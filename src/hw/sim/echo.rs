@@ -210,9 +210,8 @@ impl EchoResponse {
     /// the echo benchmark's `quiet` path.
     pub fn linear_as_loud_as(mut self, far: &[i16]) -> EchoResponse {
         self.clip = None;
-        let power = |x: &mut dyn Iterator<Item = f64>| x.map(|v| v * v).sum::<f64>();
-        let played = power(&mut far.iter().map(|&v| f64::from(v)));
-        let heard = power(&mut self.apply(far).into_iter().map(f64::from));
+        let played: f64 = far.iter().map(|&v| f64::from(v).powi(2)).sum();
+        let heard: f64 = self.apply(far).iter().map(|&v| f64::from(v).powi(2)).sum();
         if heard > 0.0 {
             let scale = (played / heard).sqrt() as f32;
             for tap in &mut self.taps {
