@@ -17,13 +17,7 @@ const T: Duration = Duration::from_secs(30);
 /// The two tests here one at a time: the offline one takes a core for seconds, and two
 /// sim boxes beside it on a 2-core machine fell behind their audio clocks (B then heard
 /// A garbled, and the call test failed on a loaded CI machine).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn start(dir: &Path, name: &str, echo: &str, cancel: bool, speaks: Option<&Path>) -> SimBox {
     let mut o = BoxOptions::new(env!("CARGO_BIN_EXE_intercom"), name);
@@ -75,7 +69,7 @@ fn call(dir: &Path, cancel: bool, echo_a: &str, echo_b: &str) -> (Vec<f64>, Vec<
 
 #[test]
 fn neither_box_hears_itself_through_the_others_room() {
-    let _alone = one_at_a_time();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !common::in_private_network("neither_box_hears_itself_through_the_others_room") {
         return;
     }
@@ -113,7 +107,7 @@ fn a_loud_linear_box_moved_into_a_hall_is_quiet_within_a_second() {
     // its echo as loud as the far end played (10 dB over a quiet talker), then the hall
     // from 6 s on. The canceller took over 3 s to find the hall's path, and frames it took
     // only 4 dB off, 8 dB under the far end, went out until then (3.5 s to 20 dB down).
-    let _alone = one_at_a_time();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const RATE: usize = 48_000;
     const FRAME: usize = 960;
     let clip = common::audio::read_wav_bytes;
