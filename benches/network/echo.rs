@@ -44,6 +44,9 @@ pub(crate) struct EchoResult {
     pub total_loss_db: f64,
     pub converge_ms: Option<f64>,
     pub double_talk_kept_db: f64,
+    /// How much quieter than the far end arrived the speaker played it while both
+    /// talked (dB; the guard turns it down while its echo clips the microphone).
+    pub speaker_down_db: f64,
     /// Double talk from the call's start (the near end's first word 1 s in, the far end
     /// talking from 0): the near end's level kept in its first 2 s of speech, before the
     /// canceller has the echo (dB)…
@@ -97,6 +100,7 @@ impl EchoResult {
             total_loss_db: m(|r| r.total_loss_db),
             converge_ms: ms(|r| r.converge_ms),
             double_talk_kept_db: m(|r| r.double_talk_kept_db),
+            speaker_down_db: m(|r| r.speaker_down_db),
             early_kept_db: m(|r| r.early_kept_db),
             late_kept_db: m(|r| r.late_kept_db),
             near_only_pesq: m(|r| r.near_only_pesq),
@@ -160,25 +164,90 @@ impl Mic {
     }
 }
 
-/// Runs the processor over `far` (the speaker) and what reaches the microphone, heard
-/// through `mic`; returns what it sent and the CPU seconds it took.
-fn process(tuning: Tuning, far: &[f64], heard: &[f64], mic: Mic) -> (Vec<f64>, f64) {
+/// What reaches the microphone: the speaker's echo through `path` (through `then` from
+/// [`CHANGE`] on, if given) and `near`.
+struct Heard<'a> {
+    path: &'a EchoResponse,
+    then: Option<&'a EchoResponse>,
+    near: &'a [f64],
+}
+
+impl<'a> Heard<'a> {
+    fn of(path: &'a EchoResponse, near: &'a [f64]) -> Heard<'a> {
+        Heard {
+            path,
+            then: None,
+            near,
+        }
+    }
+}
+
+/// One run of the processor, closed loop: the speaker plays what the processor lets it
+/// (its guard may turn the far end down), and the room returns that.
+struct Processed {
+    /// What the box sent.
+    out: Vec<f64>,
+    /// The CPU seconds it took.
+    busy: f64,
+    /// What the speaker played…
+    played: Vec<f64>,
+    /// …its echo at the microphone, and that with the near end (before the microphone's
+    /// own noise).
+    echo: Vec<f64>,
+    heard: Vec<f64>,
+}
+
+/// Runs the processor over `far` (what arrives for the speaker) and what reaches the
+/// microphone, heard through `mic`.
+fn process(tuning: Tuning, far: &[f64], heard: Heard, mic: Mic) -> Processed {
     let mut p = VoiceProcessor::with_tuning(ProcessingSettings::SPEAKERPHONE, tuning);
-    let mut out = Vec::with_capacity(heard.len());
+    let n = far.len().min(heard.near.len()) / FRAME * FRAME;
+    let mut room = Room::new(heard.path, n);
+    let mut then = heard.then.map(|path| Room::new(path, n));
+    let mut r = Processed {
+        out: Vec::with_capacity(n),
+        busy: 0.0,
+        played: Vec::with_capacity(n),
+        echo: Vec::with_capacity(n),
+        heard: Vec::with_capacity(n),
+    };
     // This thread's CPU time, not the clock's: a frame the machine's other work
     // preempted does not count.
-    let mut busy = 0.0;
     let mut noise = mic.noise(0);
-    for (f, m) in far.chunks_exact(FRAME).zip(heard.chunks_exact(FRAME)) {
-        let fr: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
-        let mut mr: Vec<i16> = m.iter().map(|&v| noise.sample(v)).collect();
+    for (k, (f, s)) in far
+        .chunks_exact(FRAME)
+        .zip(heard.near.chunks_exact(FRAME))
+        .enumerate()
+    {
+        let mut fr: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
+        let t = thread_cpu_secs();
+        p.speaker(&mut fr);
+        r.busy += thread_cpu_secs() - t;
+        let played: Vec<f64> = fr.iter().map(|&v| f64::from(v)).collect();
+        let mut echo = room.play(&played);
+        if let Some(then) = &mut then {
+            let other = then.play(&played);
+            for (i, (e, o)) in echo.iter_mut().zip(other).enumerate() {
+                if k * FRAME + i >= CHANGE {
+                    *e = o;
+                }
+            }
+        }
+        let mut mr: Vec<i16> = echo
+            .iter()
+            .zip(s)
+            .map(|(&e, &s)| noise.sample(e + s))
+            .collect();
         let t = thread_cpu_secs();
         p.render(&fr);
         p.capture(&mut mr);
-        busy += thread_cpu_secs() - t;
-        out.extend(mr.iter().map(|&s| f64::from(s)));
+        r.busy += thread_cpu_secs() - t;
+        r.out.extend(mr.iter().map(|&s| f64::from(s)));
+        r.heard.extend(echo.iter().zip(s).map(|(e, s)| e + s));
+        r.echo.extend(echo);
+        r.played.extend(played);
     }
-    (out, busy)
+    r
 }
 
 fn echo_of(path: &EchoResponse, far: &[f64]) -> Vec<f64> {
@@ -245,16 +314,16 @@ fn paths(far_clip: &[f64]) -> Vec<BenchPath> {
     paths
 }
 
-/// One path's signals, the same for every tuning: the far end and its echo, the near
-/// end joining at 4 s (double talk), the path changing at 6 s, and what a perfect
-/// canceller scores in double talk.
+/// One path's signals, the same for every tuning: the far end, the near end joining at 4
+/// s (double talk), and the path that replaces the echo path at 6 s. The echo itself
+/// comes from what each box lets its speaker play ([`process`]).
 struct Signals {
-    /// The echo path.
+    /// The echo path, and the one it changes into.
     path: EchoResponse,
+    other: EchoResponse,
     far: Vec<f64>,
-    echo: Vec<f64>,
     near: Vec<f64>,
-    /// Echo plus the near end.
+    /// The echo of the far end as it arrived, plus the near end (the lateness sweep's).
     double: Vec<f64>,
     /// Where the near end's clip lies (its leading second of silence included, as PESQ
     /// wants it).
@@ -263,21 +332,14 @@ struct Signals {
     /// far-end-only start as the near end cut: in a room, a perfect canceller's
     /// degradation is 3.1 with the clip's silent second in the span and 3.5 without.
     talk: std::ops::Range<usize>,
-    /// The echo, through another path from 6 s on.
-    changed: Vec<f64>,
-    /// Double talk from the start: the near end's clip at 0, and that plus the echo…
+    /// How late the box sends the near end, samples (see [`latency`]).
+    latency: usize,
+    /// Double talk from the start: the near end's clip at 0…
     early_near: Vec<f64>,
-    early: Vec<f64>,
     /// …and the first [`EARLY`] of the near end's speech in each: from the start, and in
     /// the double talk 4 s in.
     early_first: std::ops::Range<usize>,
     late_first: std::ops::Range<usize>,
-    /// AECMOS echo and degradation in double talk of the near end alone as output…
-    ideal_echo: f64,
-    ideal_deg: f64,
-    /// …and of the near end alone, as late as the box sends it.
-    lagged_echo: f64,
-    lagged_deg: f64,
 }
 
 /// AECMOS echo and degradation of `out` as the output in double talk, on `talk`.
@@ -324,7 +386,7 @@ pub(crate) fn lateness_sweep(
     s.push_str(&format!("\n|---|{}\n", "---|".repeat(LATENESS_MS.len())));
     for path in paths(far_clip).iter().filter(|p| wanted(p.name)) {
         let name = path.name;
-        let signals = Signals::new(path, far_clip, near_clip, 0, dir);
+        let signals = Signals::new(path, far_clip, near_clip, 0);
         s.push_str(&format!("| {name} |"));
         for ms in LATENESS_MS {
             let out = late(&signals.near, ms * RATE / 1000);
@@ -365,13 +427,7 @@ const CPU_PASSES: usize = 3;
 const CHANGE: usize = 6 * RATE;
 
 impl Signals {
-    fn new(
-        bench: &BenchPath,
-        far_clip: &[f64],
-        near_clip: &[f64],
-        latency: usize,
-        dir: &Path,
-    ) -> Signals {
+    fn new(bench: &BenchPath, far_clip: &[f64], near_clip: &[f64], latency: usize) -> Signals {
         let (name, path) = (bench.name, &bench.response);
         let n = 12 * RATE;
         // The far end as loud as the near end's clip; the path decides how loud its echo
@@ -396,35 +452,23 @@ impl Signals {
         let span = start..(start + near_clip.len()).min(n);
         let talk = (start + spoken.start).min(n)..(start + spoken.end).min(n);
         // The path changes (to the hall, or from it to the room).
-        let other = EchoResponse::preset(if name == "hall" { "room" } else { "hall" }).unwrap();
-        let echo2 = echo_of(&other, &far);
-        let changed: Vec<f64> = (0..n)
-            .map(|i| if i < CHANGE { echo[i] } else { echo2[i] })
-            .collect();
-        let scored = |out: &[f64]| double_talk_mos(&far, &double, talk.clone(), out, dir);
-        let (ideal_echo, ideal_deg) = scored(&near);
+        let other =
+            EchoResponse::preset(if name == "hall" { "room" } else { "hall" }).expect("a preset");
         let early_near: Vec<f64> = (0..n)
             .map(|i| near_clip.get(i).copied().unwrap_or(0.0))
             .collect();
-        let early: Vec<f64> = echo.iter().zip(&early_near).map(|(e, s)| e + s).collect();
         let early_first = spoken.start.min(n)..(spoken.start + EARLY).min(n);
         let late_first = talk.start..(talk.start + EARLY).min(n);
-        let (lagged_echo, lagged_deg) = scored(&late(&near, latency));
         Signals {
             path: path.clone(),
+            other,
             far,
-            echo,
             near,
             double,
             span,
             talk,
-            changed,
-            ideal_echo,
-            ideal_deg,
-            lagged_echo,
-            lagged_deg,
+            latency,
             early_near,
-            early,
             early_first,
             late_first,
         }
@@ -463,50 +507,56 @@ fn measure(
     let mos = |far: &[f64], mic: &[f64], out: &[f64], talk| {
         aecmos(far, mic, out, talk, dir).unwrap_or_else(|e| panic!("{e}"))
     };
-    let (far, echo, near, span) = (&s.far, &s.echo, &s.near, s.span.clone());
+    let (far, near, span) = (&s.far, &s.near, s.span.clone());
     let n = far.len();
+    let path = &s.path;
+    let silent = vec![0.0; n];
 
     // Far-end single talk, run three times for the CPU: the least any took, as the codec
     // benchmark counts it (one pass varies too much on a shared machine).
-    let (out, busy) = process(tuning, far, echo, mic);
-    let busy = (1..CPU_PASSES).fold(busy, |least, _| {
-        least.min(process(tuning, far, echo, mic).1)
+    let alone = process(tuning, far, Heard::of(path, &silent), mic);
+    let busy = (1..CPU_PASSES).fold(alone.busy, |least, _| {
+        least.min(process(tuning, far, Heard::of(path, &silent), mic).busy)
     });
-    keep.wav("far-alone-sent", &out);
-    let (mos_far_echo, _) = mos(far, echo, &out, Talk::FarEnd);
+    let (out, echo) = (&alone.out, &alone.echo);
+    keep.wav("far-alone-sent", out);
+    let (mos_far_echo, _) = mos(&alone.played, echo, out, Talk::FarEnd);
     let from = 2 * RATE;
-    let erl_db = db(energy(&far[from..]) / energy(&echo[from..]));
+    // The room's loss is from what the speaker played; the box's, from the far end as it
+    // arrived (a speaker turned down is part of it).
+    let erl_db = db(energy(&alone.played[from..]) / energy(&echo[from..]));
     let erle_db = db(energy(&echo[from..]) / energy(&out[from..]));
     let total_loss_db = db(energy(&far[from..]) / energy(&out[from..]));
-    let converge_ms = settled_after(echo, &out, 0);
+    let converge_ms = settled_after(echo, out, 0);
     let cpu_pct = 100.0 * busy / (n as f64 / RATE as f64);
 
-    // Double talk.
-    let (out, _) = process(tuning, far, &s.double, mic);
-    keep.wav("double-talk-mic", &s.double);
-    keep.wav("double-talk-sent", &out);
-    keep.wav("double-talk-far", far);
+    // Double talk, scored against what the speaker played and the microphone heard, as is
+    // a perfect canceller (the near end alone as output), on time and as late as the box.
+    let double = process(tuning, far, Heard::of(path, near), mic);
+    let out = &double.out;
+    keep.wav("double-talk-mic", &double.heard);
+    keep.wav("double-talk-sent", out);
+    keep.wav("double-talk-far", &double.played);
     keep.wav("double-talk-near", near);
     let talk = s.talk.clone();
-    let (mos_double_echo, mos_double_deg) = mos(
-        &far[talk.clone()],
-        &s.double[talk.clone()],
-        &out[talk.clone()],
-        Talk::Double,
-    );
-    let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk]));
+    let scored =
+        |out: &[f64]| double_talk_mos(&double.played, &double.heard, talk.clone(), out, dir);
+    let (mos_double_echo, mos_double_deg) = scored(out);
+    let (ideal_echo, ideal_deg) = scored(near);
+    let (lagged_echo, lagged_deg) = scored(&late(near, s.latency));
+    let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk.clone()]));
+    let speaker_down_db = db(energy(&far[talk.clone()]) / energy(&double.played[talk]));
     let first = s.late_first.clone();
     let late_kept_db = db(energy(&out[first.clone()]) / energy(&near[first]));
 
     // Double talk from the call's start: the same first 2 s of speech, 1 s in.
-    let (out, _) = process(tuning, far, &s.early, mic);
+    let out = process(tuning, far, Heard::of(path, &s.early_near), mic).out;
     keep.wav("early-double-talk-sent", &out);
     let first = s.early_first.clone();
     let early_kept_db = db(energy(&out[first.clone()]) / energy(&s.early_near[first]));
 
     // Near-end single talk: no far end at all.
-    let silent = vec![0.0; n];
-    let (out, _) = process(tuning, &silent, near, mic);
+    let out = process(tuning, &silent, Heard::of(path, near), mic).out;
     keep.wav("near-alone-sent", &out);
     let near_only_pesq = pesq_wb(&near[span.clone()], &out[span.clone()], dir).unwrap_or(f64::NAN);
     let (_, mos_near_deg) = mos(
@@ -517,7 +567,6 @@ fn measure(
     );
 
     // A speakerphone call with a silent far box.
-    let path = &s.path;
     // Each run starts the near end at another phase of the 20 ms frames: a real call's
     // capture starts at any sample, and what the far box's suppressor does with the echo
     // depended on it (docs/benchmarks.md).
@@ -535,9 +584,14 @@ fn measure(
     let noise_drop_db = noise_drop(tuning, path, far, mic);
 
     // The path changes.
-    let (out, _) = process(tuning, far, &s.changed, mic);
-    keep.wav("path-change-sent", &out);
-    let reconverge_ms = settled_after(&s.changed, &out, CHANGE);
+    let changed = Heard {
+        path,
+        then: Some(&s.other),
+        near: &silent,
+    };
+    let changed = process(tuning, far, changed, mic);
+    keep.wav("path-change-sent", &changed.out);
+    let reconverge_ms = settled_after(&changed.echo, &changed.out, CHANGE);
 
     EchoResult {
         path: name.to_string(),
@@ -547,6 +601,7 @@ fn measure(
         total_loss_db,
         converge_ms,
         double_talk_kept_db,
+        speaker_down_db,
         early_kept_db,
         late_kept_db,
         near_only_pesq,
@@ -556,10 +611,10 @@ fn measure(
         mos_far_echo,
         mos_double_echo,
         mos_double_deg,
-        mos_double_echo_ideal: s.ideal_echo,
-        mos_double_deg_ideal: s.ideal_deg,
-        mos_double_echo_lagged: s.lagged_echo,
-        mos_double_deg_lagged: s.lagged_deg,
+        mos_double_echo_ideal: ideal_echo,
+        mos_double_deg_ideal: ideal_deg,
+        mos_double_echo_lagged: lagged_echo,
+        mos_double_deg_lagged: lagged_deg,
         mos_near_deg,
         noise_drop_db,
     }
@@ -582,13 +637,8 @@ fn noise_drop(tuning: Tuning, path: &EchoResponse, far: &[f64], mic: Mic) -> f64
     let far: Vec<f64> = (0..far.len())
         .map(|i| if i < 3 * RATE { 0.0 } else { far[i] })
         .collect();
-    let echo = echo_of(path, &far);
-    let heard: Vec<f64> = echo
-        .iter()
-        .zip(&street)
-        .map(|(e, n)| e + n * scale)
-        .collect();
-    let (out, _) = process(tuning, &far, &heard, mic);
+    let street: Vec<f64> = street.iter().map(|n| n * scale).collect();
+    let out = process(tuning, &far, Heard::of(path, &street), mic).out;
     let level = |f: usize| db(energy(&out[f * FRAME..(f + 1) * FRAME]));
     let frames = out.len() / FRAME;
     let silent: Vec<f64> = (RATE * 3 / 2 / FRAME..3 * RATE / FRAME)
@@ -610,7 +660,11 @@ fn latency(clip: &[f64]) -> usize {
         run: 0,
         floor_dbfs: None,
     };
-    let (out, _) = process(Tuning::Speakerphone, &silent, clip, quiet);
+    let none = EchoResponse {
+        taps: Vec::new(),
+        clip: None,
+    };
+    let out = process(Tuning::Speakerphone, &silent, Heard::of(&none, clip), quiet).out;
     // Its loudest 2 s suffice, and keep this quick in a debug build.
     let w = 2 * RATE;
     let start = (0..clip.len().saturating_sub(w))
@@ -644,7 +698,7 @@ pub(crate) fn run(
     eprintln!("the box sends the near end {latency} samples late");
     for path in paths(far_clip).iter().filter(|p| wanted(p.name)) {
         let name = path.name;
-        let signals = Signals::new(path, far_clip, near_clip, latency, dir);
+        let signals = Signals::new(path, far_clip, near_clip, latency);
         for tuning in [Tuning::Stock, Tuning::Speakerphone] {
             let each: Vec<EchoResult> = (1..=u64::from(runs.max(1)))
                 .map(|run| {
@@ -666,6 +720,7 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
     let mut s = String::from(
         "| echo path | AEC3 | ERL dB | ERLE dB | total echo loss dB (≥ 46) | echo 20 dB down after ms \
          | AECMOS echo, far end alone (≥ 4.5) | double talk: near end kept dB \
+         | double talk: speaker turned down dB \
          | double talk from the start: near end kept dB, first 2 s (the same 4 s in) \
          | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5) \
          (a perfect canceller's; as late as the box) \
@@ -673,11 +728,11 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
          | call, far box silent: near end PESQ-WB \
          | path change: 20 dB down again after ms (≤ 1000) \
          | street noise drop under the far end dB (0: steady) | CPU % of a core (≤ 1.5) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.1} ({:.1}) | {:.2} / {:.2} ({:.2} / {:.2}; {:.2} / {:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.2} / {:.2} ({:.2} / {:.2}; {:.2} / {:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
             r.path,
             r.tuning,
             r.erl_db,
@@ -686,6 +741,7 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
             ms(r.converge_ms),
             r.mos_far_echo,
             r.double_talk_kept_db,
+            r.speaker_down_db,
             r.early_kept_db,
             r.late_kept_db,
             r.mos_double_echo,
@@ -771,8 +827,10 @@ fn call_loop(tuning: Tuning, path: &EchoResponse, near: &[f64], mic: Mic) -> (Ve
                     noise: &mut Option<MicNoise>,
                     play: &[f64],
                     talk: &[f64]| {
-            let echo = room.play(play);
-            let render: Vec<i16> = play.iter().map(|&v| to_i16(v)).collect();
+            let mut render: Vec<i16> = play.iter().map(|&v| to_i16(v)).collect();
+            p.speaker(&mut render);
+            let played: Vec<f64> = render.iter().map(|&v| f64::from(v)).collect();
+            let echo = room.play(&played);
             let mut mic: Vec<i16> = echo
                 .iter()
                 .zip(talk)

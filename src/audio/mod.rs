@@ -134,6 +134,12 @@ impl Canceller {
         self.latest_played = Some(tick);
     }
 
+    /// Turns a frame for the speaker down while its echo clips the microphone (see
+    /// [`VoiceProcessor::speaker`]); the frame then played goes to [`Canceller::played`].
+    pub fn speaker(&mut self, frame: &mut AudioFrame) {
+        self.processor.speaker(frame);
+    }
+
     /// The microphone's `frame`, captured at `captured` (its tick): take it back, cleaned,
     /// from [`Canceller::cleaned`].
     pub fn captured(&mut self, captured: Instant, frame: &AudioFrame) {
@@ -307,6 +313,7 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
                 erle_db = s.erle_db.map(|v| v as f32),
                 erl_db = s.erl_db.map(|v| v as f32),
                 delay_ms = s.delay_ms,
+                speaker_db = s.speaker_db.map(|v| v as f32),
                 "echo canceller"
             );
         }
@@ -407,7 +414,11 @@ pub async fn playback<O: AudioOut>(
                 let _ = tx.send(());
             }
         }
-        let frame = tick.frame;
+        let mut frame = tick.frame;
+        processor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .speaker(&mut frame);
         let played = match speaker.write_frame_at(&frame, Some(boundary)) {
             Ok(()) => &frame,
             Err(e) => {
@@ -478,6 +489,47 @@ mod tests {
         off.played(t0, &[0; FRAME_SAMPLES]);
         off.captured(t0 + FRAME_TIME * 9, &mic);
         assert_eq!(off.cleaned(), Some(mic), "untouched");
+    }
+
+    #[test]
+    fn the_speaker_is_turned_down_while_its_echo_clips_the_microphone() {
+        // Noise bursts growing louder, 1.5 times as loud two frames later in the
+        // microphone: the loudest clip it. Closed loop: the microphone hears what the
+        // speaker played after the canceller had its say.
+        let mut c = canceller(ProcessingSettings::SPEAKERPHONE);
+        let t0 = Instant::now();
+        let mut seed = 0x2545_f491_u32;
+        let mut played: Vec<AudioFrame> = Vec::new();
+        let mut untouched = 0;
+        for k in 0..500u32 {
+            let level = 2000 + (k % 25) as i32 * 1000;
+            let mut far = [0i16; FRAME_SAMPLES];
+            for s in &mut far {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                *s = (i64::from(seed >> 16) * 2 * i64::from(level) / 65536 - i64::from(level))
+                    as i16;
+            }
+            let given = far;
+            c.speaker(&mut far);
+            untouched += usize::from(far == given);
+            c.played(t0 + FRAME_TIME * k, &far);
+            played.push(far);
+            let mut mic = [0i16; FRAME_SAMPLES];
+            if let Some(heard) = (k as usize).checked_sub(2).map(|j| played[j]) {
+                for (m, &p) in mic.iter_mut().zip(&heard) {
+                    *m = (f32::from(p) * 1.5).clamp(-32768.0, 32767.0) as i16;
+                }
+            }
+            c.captured(t0 + FRAME_TIME * (k + 2), &mic);
+            while c.cleaned().is_some() {}
+        }
+        let down = c.stats().speaker_db.unwrap_or_default();
+        assert!(down < -1.0, "turned down only {down:.1} dB");
+        assert!(untouched > 10, "the first frames go out as they came");
+        let off = canceller(ProcessingSettings::OFF);
+        assert_eq!(off.stats().speaker_db, None);
     }
 
     #[test]

@@ -13,12 +13,15 @@
 //! after it all, the residual gate that takes the rest of the echo down while only the
 //! far end talks. Before it all, where the speaker drives the microphone past full scale,
 //! the clipped peaks are redrawn (`declip`), so that AEC3's linear filter may learn from
-//! those frames too.
+//! those frames too. And while the speaker's own echo clips the microphone, the speaker is
+//! turned down (`guard`): what the converter cut off, no canceller gets back.
 //!
-//! Sans-IO: the playback loop hands in exactly what the speaker plays ([`render`]), the
-//! capture loop runs each microphone frame through [`capture`] before coding. Both work
-//! on the call's 20 ms frames, two of the stack's 10 ms frames each.
+//! Sans-IO: the playback loop lets [`speaker`] turn each frame down, then hands in exactly
+//! what the speaker plays ([`render`]); the capture loop runs each microphone frame
+//! through [`capture`] before coding. All work on the call's 20 ms frames, two of the
+//! stack's 10 ms frames each.
 //!
+//! [`speaker`]: VoiceProcessor::speaker
 //! [`render`]: VoiceProcessor::render
 //! [`capture`]: VoiceProcessor::capture
 
@@ -39,12 +42,14 @@ use crate::format::{FRAME_SAMPLES, FRAME_TIME, SAMPLE_RATE};
 mod declip;
 mod double_talk;
 mod fit;
+mod guard;
 mod leak;
 mod refined;
 mod tail;
 use declip::Declipper;
 use double_talk::DoubleTalk;
 use fit::EchoFit;
+use guard::SpeakerGuard;
 use leak::LeakDetector;
 use refined::RefinedOnly;
 use tail::TailFollower;
@@ -96,6 +101,9 @@ pub struct EchoStats {
     pub erl_db: Option<f64>,
     /// The echo path's delay as AEC3 estimated it, ms.
     pub delay_ms: Option<i32>,
+    /// How far the speaker is turned down because its echo clips the microphone, dB (0:
+    /// not at all).
+    pub speaker_db: Option<f64>,
 }
 
 /// Which AEC3 configuration a processor runs.
@@ -813,6 +821,9 @@ pub struct VoiceProcessor {
     gate: Option<ResidualGate>,
     /// With the box's tuning and the canceller on: the microphone's clipped peaks redrawn.
     declip: Option<Declipper>,
+    /// With the box's tuning and the canceller on: the speaker turned down while its echo
+    /// clips the microphone.
+    guard: Option<SpeakerGuard>,
 }
 
 impl std::fmt::Debug for VoiceProcessor {
@@ -855,6 +866,8 @@ impl VoiceProcessor {
                 .then(ResidualGate::new),
             declip: (settings.echo_cancellation && tuning == Tuning::Speakerphone)
                 .then(Declipper::default),
+            guard: (settings.echo_cancellation && tuning == Tuning::Speakerphone)
+                .then(SpeakerGuard::default),
         }
     }
 
@@ -870,6 +883,16 @@ impl VoiceProcessor {
         self.hint_ms = ms.clamp(0, 500);
         if let Some(aec) = &mut self.aec {
             aec.processor.set_audio_buffer_delay(self.hint_ms);
+        }
+    }
+
+    /// Turns the far end's frame down before the speaker plays it, while the speaker's
+    /// echo clips the microphone (see `guard`); what it then plays goes to [`render`].
+    ///
+    /// [`render`]: VoiceProcessor::render
+    pub fn speaker(&mut self, frame: &mut [i16]) {
+        if let Some(guard) = &mut self.guard {
+            guard.speaker(frame);
         }
     }
 
@@ -896,6 +919,7 @@ impl VoiceProcessor {
         if let Some(gate) = &mut self.gate {
             gate.microphone(frame);
         }
+        let peak = frame.iter().map(|s| s.saturating_abs()).max().unwrap_or(0);
         if let Some(aec) = &mut self.aec {
             aec.fit = EchoFit::default();
             aec.trusted = self.gate.as_ref().is_some_and(ResidualGate::trusts_filter);
@@ -903,7 +927,7 @@ impl VoiceProcessor {
             aec.far_loud = self.gate.as_ref().is_some_and(ResidualGate::far_loud);
         }
         for chunk in frame.chunks_exact_mut(BLOCK) {
-            let clipped = chunk.iter().any(|&s| s >= 32700 || s <= -32700);
+            let clipped = chunk.iter().any(|&s| s.saturating_abs() >= guard::CLIPS_AT);
             for (d, &s) in self.full.iter_mut().zip(chunk.iter()) {
                 *d = f32::from(s);
             }
@@ -943,6 +967,9 @@ impl VoiceProcessor {
             let double_talk = self.aec.as_ref().and_then(|aec| aec.double_talk.as_ref());
             gate.near_talks = double_talk.is_some_and(DoubleTalk::near_talks);
             gate.near_talks_clearly = double_talk.is_some_and(DoubleTalk::near_talks_clearly);
+            if let (Some(guard), Some(aec)) = (&mut self.guard, &self.aec) {
+                guard.microphone(peak, aec.fit.echo_peak());
+            }
             if gate.capture(frame) {
                 if let Some(double_talk) = self.aec.as_mut().and_then(|a| a.double_talk.as_mut()) {
                     double_talk.forget();
@@ -961,6 +988,11 @@ impl VoiceProcessor {
             erle_db: Some(m.echo_return_loss_enhancement),
             erl_db: Some(m.echo_return_loss),
             delay_ms: Some(m.delay_ms),
+            speaker_db: Some(
+                self.guard
+                    .as_ref()
+                    .map_or(0.0, |g| 20.0 * f64::from(g.gain()).log10()),
+            ),
         }
     }
 }
@@ -1860,6 +1892,84 @@ mod tests {
             linear_loss(&mut as_it_came, far, &mic, last),
             at_full_scale as f64 / mic.len() as f64,
         )
+    }
+
+    /// A call closed through a speaker beside the microphone (at `scale` 1, its echo 11 dB
+    /// over what it plays, as [`clipped_speaker`]'s): the far end goes through the
+    /// processor's guard to the speaker, what it played back into the microphone with
+    /// `near`. Returns the processor and, per frame, the microphone's samples at full
+    /// scale. `guarded`: with the guard (without, the speaker plays all it is given).
+    fn closed_loop(
+        far: &[i16],
+        near: &[i16],
+        scale: f64,
+        guarded: bool,
+    ) -> (VoiceProcessor, Vec<usize>) {
+        let taps =
+            [(96usize, 3.5f64), (160, 1.0), (214, -0.8), (400, 0.3)].map(|(d, g)| (d, g * scale));
+        let mut p = VoiceProcessor::new(ProcessingSettings::default());
+        if !guarded {
+            p.guard = None;
+        }
+        let mut played: Vec<i16> = Vec::with_capacity(far.len());
+        let mut clipped = Vec::new();
+        for (f, s) in far
+            .chunks_exact(FRAME_SAMPLES)
+            .zip(near.chunks_exact(FRAME_SAMPLES))
+        {
+            let mut frame = f.to_vec();
+            p.speaker(&mut frame);
+            let start = played.len();
+            played.extend_from_slice(&frame);
+            let mut mic: Vec<i16> = (start..played.len())
+                .zip(s)
+                .map(|(t, &s)| {
+                    let echo: f64 = taps
+                        .iter()
+                        .filter_map(|&(d, g)| Some(g * f64::from(played[t.checked_sub(d)?])))
+                        .sum();
+                    (echo + f64::from(s)).clamp(-32768.0, 32767.0) as i16
+                })
+                .collect();
+            clipped.push(mic.iter().filter(|&&v| v == 32767 || v == -32768).count());
+            p.render(&frame);
+            p.capture(&mut mic);
+        }
+        (p, clipped)
+    }
+
+    #[test]
+    fn a_speaker_whose_echo_clips_the_microphone_is_turned_down_until_it_does_not() {
+        let far = low_voice(21, 10.0, 0.06);
+        let silent = vec![0; far.len()];
+        let (p, guarded) = closed_loop(&far, &silent, 1.0, true);
+        let (_, unguarded) = closed_loop(&far, &silent, 1.0, false);
+        let down = p.stats().speaker_db.unwrap();
+        assert!((-12.0..-1.0).contains(&down), "turned down {down:.1} dB");
+        // Samples at full scale in the last 4 s, with the guard and without.
+        let last = |c: &[usize]| c[c.len() - 200..].iter().sum::<usize>();
+        let (with, without) = (last(&guarded), last(&unguarded));
+        assert!(
+            without > 1000,
+            "only {without} samples clipped without the guard"
+        );
+        assert!(
+            with * 20 < without,
+            "{with} samples still clip, {without} without the guard"
+        );
+    }
+
+    #[test]
+    fn a_near_end_that_clips_the_microphone_leaves_the_speaker_as_it_is() {
+        // The far end loud, its echo well under full scale, the near end shouting.
+        let far = low_voice(21, 10.0, 0.06);
+        let near: Vec<i16> = talker(5, 10.0, 3.0);
+        let (p, clipped) = closed_loop(&far, &near, 0.15, true);
+        assert!(
+            clipped.iter().sum::<usize>() > 1000,
+            "the near end never clipped"
+        );
+        assert_eq!(p.stats().speaker_db, Some(0.0));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub(crate) struct EchoFit {
     out: f64,
     out_predicted: f64,
     samples: usize,
+    /// The prediction's loudest sample, absolute.
+    predicted_peak: f64,
     /// Σ mic² of the blocks before this frame's, one for each block added: what the
     /// output, one block late, came from.
     heard_before: f64,
@@ -86,6 +88,7 @@ impl EchoFit {
             self.mic_predicted += m * p;
             self.out += o * o;
             self.out_predicted += o * p;
+            self.predicted_peak = self.predicted_peak.max(p.abs());
         }
         self.samples += mic.len().min(error.len()).min(out.len());
     }
@@ -125,6 +128,13 @@ impl EchoFit {
         self.samples > 0
             && self.predicted > PREDICTED * self.samples as f64
             && self.mic_explained() > MIC_EXPLAINED
+    }
+
+    /// The loudest sample of the echo the linear filter predicts (in the low band, whose
+    /// scale is the full band's), if the microphone is mostly that echo
+    /// ([`EchoFit::mic_is_echo`]).
+    pub(crate) fn echo_peak(&self) -> Option<f64> {
+        self.mic_is_echo().then_some(self.predicted_peak)
     }
 
     /// Whether the linear filter has the echo: it explains the microphone and took at
