@@ -130,8 +130,9 @@ impl EchoFit {
             && self.mic_explained() > MIC_EXPLAINED
     }
 
-    /// The loudest sample of the echo the linear filter predicts (in the low band, whose
-    /// scale is the full band's), if the microphone is mostly that echo
+    /// The loudest sample of the echo the linear filter predicts (in the low band, which
+    /// holds most of a voice's power at about the full band's level: in the enclosure's
+    /// clipped frames the two were within a few dB), if the microphone is mostly that echo
     /// ([`EchoFit::mic_is_echo`]).
     pub(crate) fn echo_peak(&self) -> Option<f64> {
         self.mic_is_echo().then_some(self.predicted_peak)
