@@ -196,12 +196,7 @@ impl<'a> Heard<'a> {
 /// through `then` from [`CHANGE`] on.
 fn echo_through(path: &EchoResponse, then: Option<&EchoResponse>, far: &[f64]) -> Vec<f64> {
     let played: Vec<f64> = far.iter().map(|&v| f64::from(to_i16(v))).collect();
-    let mut echo = Room::new(path, played.len()).play(&played);
-    if let Some(then) = then {
-        let other = Room::new(then, played.len()).play(&played);
-        echo[CHANGE.min(other.len())..].copy_from_slice(&other[CHANGE.min(other.len())..]);
-    }
-    echo
+    Rooms::after(path, then, &[], played.len()).play(&played)
 }
 
 /// One run of the processor, closed loop: the speaker plays what the processor lets it
@@ -226,7 +221,7 @@ fn process(tuning: Tuning, far: &[f64], heard: Heard, mic: Mic) -> Processed {
     let n = far.len().min(heard.near.len()) / FRAME * FRAME;
     // The rooms run only once the speaker played something other than the far end as it
     // arrived (the guard turned it down); until then the echo is the one worked out.
-    let mut rooms: Option<(Room, Option<Room>)> = None;
+    let mut rooms: Option<Rooms> = None;
     let mut r = Processed {
         out: Vec::with_capacity(n),
         busy: 0.0,
@@ -234,42 +229,27 @@ fn process(tuning: Tuning, far: &[f64], heard: Heard, mic: Mic) -> Processed {
         echo: Vec::with_capacity(n),
         heard: Vec::with_capacity(n),
     };
-    // This thread's CPU time, not the clock's: a frame the machine's other work
-    // preempted does not count.
     let mut noise = mic.noise(0);
     for (k, (f, s)) in far
         .chunks_exact(FRAME)
         .zip(heard.near.chunks_exact(FRAME))
         .enumerate()
     {
-        let mut fr: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
+        let arrived: Vec<i16> = f.iter().map(|&v| to_i16(v)).collect();
+        let mut fr = arrived.clone();
+        // This thread's CPU time, not the clock's: a frame the machine's other work
+        // preempted does not count.
         let t = thread_cpu_secs();
         p.speaker(&mut fr);
         r.busy += thread_cpu_secs() - t;
         let played: Vec<f64> = fr.iter().map(|&v| f64::from(v)).collect();
-        let as_arrived = f.iter().zip(&fr).all(|(&v, &p)| to_i16(v) == p);
         let echo = match heard.known {
-            Some(known) if rooms.is_none() && as_arrived => {
+            Some(known) if rooms.is_none() && fr == arrived => {
                 known[k * FRAME..(k + 1) * FRAME].to_vec()
             }
-            _ => {
-                let (room, then) = rooms.get_or_insert_with(|| {
-                    (
-                        Room::after(heard.path, &r.played, n),
-                        heard.then.map(|then| Room::after(then, &r.played, n)),
-                    )
-                });
-                let mut echo = room.play(&played);
-                if let Some(then) = then {
-                    let other = then.play(&played);
-                    for (i, (e, o)) in echo.iter_mut().zip(other).enumerate() {
-                        if k * FRAME + i >= CHANGE {
-                            *e = o;
-                        }
-                    }
-                }
-                echo
-            }
+            _ => rooms
+                .get_or_insert_with(|| Rooms::after(heard.path, heard.then, &r.played, n))
+                .play(&played),
         };
         let mut mr: Vec<i16> = echo
             .iter()
@@ -890,6 +870,37 @@ impl Room {
                 _ => 0.0,
             })
             .collect()
+    }
+}
+
+/// An echo path, and the one that replaces it at [`CHANGE`] (if any).
+struct Rooms {
+    room: Room,
+    then: Option<Room>,
+}
+
+impl Rooms {
+    /// The paths, their speaker having already played `history`.
+    fn after(path: &EchoResponse, then: Option<&EchoResponse>, history: &[f64], n: usize) -> Rooms {
+        Rooms {
+            room: Room::after(path, history, n),
+            then: then.map(|then| Room::after(then, history, n)),
+        }
+    }
+
+    /// The speaker plays `frame`; returns the echo the microphone hears meanwhile.
+    fn play(&mut self, frame: &[f64]) -> Vec<f64> {
+        let start = self.room.played.len();
+        let mut echo = self.room.play(frame);
+        if let Some(then) = &mut self.then {
+            let other = then.play(frame);
+            for (i, (e, o)) in echo.iter_mut().zip(other).enumerate() {
+                if start + i >= CHANGE {
+                    *e = o;
+                }
+            }
+        }
+        echo
     }
 }
 

@@ -450,6 +450,14 @@ mod tests {
         Canceller::new(VoiceProcessor::new(settings))
     }
 
+    /// The next of a xorshift sequence from `seed`.
+    fn xorshift(seed: &mut u32) -> u32 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 17;
+        *seed ^= *seed << 5;
+        *seed
+    }
+
     #[test]
     fn a_microphone_frame_waits_for_the_speakers_frames_it_needs() {
         let t0 = Instant::now();
@@ -505,11 +513,8 @@ mod tests {
             let level = 2000 + (k % 25) as i32 * 1000;
             let mut far = [0i16; FRAME_SAMPLES];
             for s in &mut far {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                *s = (i64::from(seed >> 16) * 2 * i64::from(level) / 65536 - i64::from(level))
-                    as i16;
+                let x = xorshift(&mut seed) >> 16;
+                *s = (i64::from(x) * 2 * i64::from(level) / 65536 - i64::from(level)) as i16;
             }
             let given = far;
             c.speaker(&mut far);
@@ -543,10 +548,7 @@ mod tests {
                 let mut f = [0i16; FRAME_SAMPLES];
                 if k % 25 < 18 {
                     for s in &mut f {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 17;
-                        seed ^= seed << 5;
-                        *s = (seed >> 20) as i16 - 2048;
+                        *s = (xorshift(&mut seed) >> 20) as i16 - 2048;
                     }
                 }
                 f
