@@ -359,7 +359,7 @@ struct Signals {
     late_first: std::ops::Range<usize>,
     /// A perfect canceller's double-talk scores for a speaker's and a microphone's signals
     /// (on the talk span), on time and as late as the box: the same for every run and
-    /// tuning whose speaker was not turned down, and AECMOS takes seconds a call.
+    /// tuning whose speaker was not turned down, so each is scored once.
     ideal: std::cell::RefCell<Vec<Ideal>>,
 }
 

@@ -244,6 +244,9 @@ pub enum Talk {
 /// package, run offline): `(echo, degradation)` scores, 1–5, for what an echo canceller
 /// sent (`out`) given the speaker's signal (`far`) and the microphone's (`mic`), all
 /// 48 kHz in i16 scale and aligned. At most 20 s are scored.
+///
+/// One Python process scores every call of a run ([`AecmosScorer`]): the model takes
+/// about 3 s to load and warm up, a clip then about 0.2 s.
 pub fn aecmos(
     far: &[f64],
     mic: &[f64],
@@ -259,19 +262,111 @@ pub fn aecmos(
         Talk::Double => "dt",
         Talk::NearEnd => "nst",
     };
-    let text = python(
-        "import sys, logging, numpy as np\nlogging.disable(logging.WARNING)\n\
-         from speechmos import aecmos\n\
-         x = [np.fromfile(p, dtype=np.int16).astype(np.float32) / 32768 for p in sys.argv[1:4]]\n\
-         r = aecmos.run({'lpb': x[0], 'mic': x[1], 'enh': x[2]}, sr=48000, talk_type=sys.argv[4])\n\
-         print(r['echo_mos'], r['deg_mos'])",
-        &[l.as_os_str(), m.as_os_str(), e.as_os_str(), talk.as_ref()],
-        "speechmos librosa onnxruntime",
-    )?;
+    let mut request = String::new();
+    for path in [&l, &m, &e] {
+        let path = path
+            .to_str()
+            .filter(|p| !p.contains(['\t', '\n']))
+            .ok_or_else(|| format!("{}: not a path AECMOS can be sent", path.display()))?;
+        request.push_str(path);
+        request.push('\t');
+    }
+    request.push_str(talk);
+    request.push('\n');
+    static SCORER: std::sync::Mutex<Option<AecmosScorer>> = std::sync::Mutex::new(None);
+    let mut scorer = SCORER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let running = match &mut *scorer {
+        Some(running) => running,
+        None => scorer.insert(AecmosScorer::start()?),
+    };
+    let text = match running.ask(&request) {
+        Ok(text) => text,
+        Err(e) => {
+            // A scorer that failed is not asked again: the next call starts another.
+            *scorer = None;
+            return Err(e);
+        }
+    };
     let mut scores = text.split_whitespace().map(str::parse::<f64>);
     match (scores.next(), scores.next()) {
         (Some(Ok(echo)), Some(Ok(deg))) => Ok((echo, deg)),
         _ => Err(format!("AECMOS output: {}", text.trim())),
+    }
+}
+
+/// The Python process behind [`aecmos`]: one request a line (the three raw files and the
+/// talk type, tab-separated), one answer a line (`echo degradation`, or `error: …`).
+struct AecmosScorer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl AecmosScorer {
+    const SCRIPT: &'static str = "import sys, logging, warnings\n\
+        logging.disable(logging.WARNING)\n\
+        warnings.filterwarnings('ignore')\n\
+        try:\n    import numpy as np\n    from speechmos import aecmos\n\
+        except Exception as e:\n    print('error: ' + str(e), flush=True)\n    sys.exit(1)\n\
+        for line in sys.stdin:\n\
+        \x20   try:\n\
+        \x20       *paths, talk = line.rstrip('\\n').split('\\t')\n\
+        \x20       x = [np.fromfile(p, dtype=np.int16).astype(np.float32) / 32768 for p in paths]\n\
+        \x20       r = aecmos.run({'lpb': x[0], 'mic': x[1], 'enh': x[2]}, sr=48000, talk_type=talk)\n\
+        \x20       print(r['echo_mos'], r['deg_mos'], flush=True)\n\
+        \x20   except Exception as e:\n\
+        \x20       print('error: ' + repr(e), flush=True)\n";
+
+    fn start() -> Result<AecmosScorer, String> {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("python3")
+            .args(["-c", Self::SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("python3: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("python3: no pipes".into());
+        };
+        Ok(AecmosScorer {
+            child,
+            stdin,
+            stdout: std::io::BufReader::new(stdout),
+        })
+    }
+
+    /// Sends one request line; its answer line, or what failed.
+    fn ask(&mut self, request: &str) -> Result<String, String> {
+        use std::io::{BufRead, Write};
+        let failed = |what: String| {
+            format!("AECMOS scoring failed (pip install speechmos librosa onnxruntime): {what}")
+        };
+        self.stdin
+            .write_all(request.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| failed(format!("sending to python3: {e}")))?;
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => Err(failed(match self.child.wait() {
+                Ok(status) => format!("python3 ended ({status})"),
+                Err(e) => format!("python3 ended: {e}"),
+            })),
+            Ok(_) => match line.strip_prefix("error: ") {
+                Some(e) => Err(failed(e.trim().to_string())),
+                None => Ok(line),
+            },
+            Err(e) => Err(failed(format!("reading from python3: {e}"))),
+        }
+    }
+}
+
+impl Drop for AecmosScorer {
+    fn drop(&mut self) {
+        // Its stdin closes with it, which ends its loop; a scorer stuck mid-clip is killed.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
