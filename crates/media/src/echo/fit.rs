@@ -35,6 +35,11 @@ const MIC_EXPLAINED: f64 = 0.5;
 /// single talk a room's takes 5–15 dB in its first seconds and 21–35 dB after, a hall's
 /// 3–5 dB for 3 s (docs/benchmarks.md).
 const FILTER_TAKES: f64 = 10.0;
+/// The filter slipped where it explains this much (ρ²) of the microphone and still takes
+/// less than [`FILTER_TAKES`] off: the microphone is the echo, and the filter's error is
+/// its own mismatch, not a near end's voice. A converged hall's filter, which takes 13–20
+/// dB off, took 2–11 dB for 200 ms on one of the far end's words (docs/benchmarks.md).
+const SLIPPED_EXPLAINED: f64 = 0.8;
 /// The canceller added to a frame whose output came out this much (3 dB) louder than its
 /// microphone: a near end alone comes out of it no louder, a block later (the echo
 /// benchmark's near end alone, its PESQ-WB the same to the hundredth; docs/benchmarks.md).
@@ -144,6 +149,14 @@ impl EchoFit {
         self.mic_is_echo() && self.heard > FILTER_TAKES * self.left
     }
 
+    /// Whether the linear filter slipped: the microphone is the echo it predicts
+    /// ([`SLIPPED_EXPLAINED`]), yet it took less than [`FILTER_TAKES`] off.
+    pub(crate) fn filter_slipped(&self) -> bool {
+        self.mic_is_echo()
+            && self.mic_explained() > SLIPPED_EXPLAINED
+            && self.heard < FILTER_TAKES * self.left
+    }
+
     /// Whether the canceller made the frame louder than the microphone it came from: its
     /// output carries an echo its filter predicted and the room did not make.
     pub(crate) fn made_louder(&self) -> bool {
@@ -201,6 +214,23 @@ mod tests {
         let f = fit(&mic, &error, &error);
         assert!(f.out_explained() < 0.01, "{}", f.out_explained());
         assert!(!f.passes_echo());
+    }
+
+    #[test]
+    fn a_filter_that_takes_little_off_an_echo_it_explains_slipped() {
+        let echo = voice(1, 320, 3000.0);
+        // It takes 6 dB off the echo alone: slipped.
+        let error: Vec<f32> = echo.iter().map(|e| 0.5 * e).collect();
+        assert!(fit(&echo, &error, &error).filter_slipped());
+        // 14 dB: it has the echo.
+        let error: Vec<f32> = echo.iter().map(|e| 0.2 * e).collect();
+        let f = fit(&echo, &error, &error);
+        assert!(f.filter_has_echo() && !f.filter_slipped());
+        // A near end as loud as the echo: what it leaves is the near end's voice.
+        let near = voice(5, 320, 3000.0);
+        let mic: Vec<f32> = echo.iter().zip(&near).map(|(e, n)| e + n).collect();
+        let error: Vec<f32> = mic.iter().zip(&echo).map(|(m, e)| m - 0.5 * e).collect();
+        assert!(!fit(&mic, &error, &error).filter_slipped());
     }
 
     #[test]
