@@ -195,6 +195,11 @@ fn write_raw(dir: &Path, name: &str, x: &[f64]) -> Result<std::path::PathBuf, St
     Ok(p)
 }
 
+/// What a failed Python scorer says: `what` went wrong, and what to install (`needs`).
+fn scoring_failed(needs: &str, what: impl std::fmt::Display) -> String {
+    format!("scoring failed (pip install {needs}): {what}")
+}
+
 /// Runs a Python scoring `script` on `args`; its stdout, or what failed and what to
 /// install (`needs`).
 fn python(script: &str, args: &[&std::ffi::OsStr], needs: &str) -> Result<String, String> {
@@ -204,9 +209,9 @@ fn python(script: &str, args: &[&std::ffi::OsStr], needs: &str) -> Result<String
         .output()
         .map_err(|e| format!("python3: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "scoring failed (pip install {needs}): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+        return Err(scoring_failed(
+            needs,
+            String::from_utf8_lossy(&out.stderr).trim(),
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -305,6 +310,8 @@ struct AecmosScorer {
 }
 
 impl AecmosScorer {
+    /// The Python packages it needs.
+    const NEEDS: &'static str = "speechmos librosa onnxruntime";
     const SCRIPT: &'static str = "import sys, logging, warnings\n\
         logging.disable(logging.WARNING)\n\
         warnings.filterwarnings('ignore')\n\
@@ -340,9 +347,7 @@ impl AecmosScorer {
     /// Sends one request line; its answer line, or what failed.
     fn ask(&mut self, request: &str) -> Result<String, String> {
         use std::io::{BufRead, Write};
-        let failed = |what: String| {
-            format!("AECMOS scoring failed (pip install speechmos librosa onnxruntime): {what}")
-        };
+        let failed = |what: String| scoring_failed(Self::NEEDS, format!("AECMOS: {what}"));
         self.stdin
             .write_all(request.as_bytes())
             .and_then(|()| self.stdin.flush())
@@ -364,7 +369,8 @@ impl AecmosScorer {
 
 impl Drop for AecmosScorer {
     fn drop(&mut self) {
-        // Its stdin closes with it, which ends its loop; a scorer stuck mid-clip is killed.
+        // Only a scorer that failed is dropped (the running one lives as long as the
+        // process, and ends when its stdin closes): kill it and reap it.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
