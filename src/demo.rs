@@ -304,7 +304,7 @@ pub async fn run(out: &Path) -> Result<DemoSummary, DemoError> {
     tokio::time::sleep(until).await;
     b.press("##").await;
     let finished = |r: &Report| match r {
-        Report::CallFinished(stats) => Some(stats.clone()),
+        Report::CallFinished(stats) => Some(CallStats::clone(stats)),
         _ => None,
     };
     let stats_a: CallStats = a.wait("box A to end the call", step, finished).await?;

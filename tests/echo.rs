@@ -36,7 +36,8 @@ fn energy_db(x: &[f64]) -> f64 {
 }
 
 /// One call: A speaks the clip, B is silent. Returns what A heard back after the first
-/// 2 s (the cancellers' convergence), and all B heard.
+/// 2 s (the cancellers' convergence), and all B heard; checks what each box says its
+/// processing cost.
 fn call(dir: &Path, cancel: bool, echo_a: &str, echo_b: &str) -> (Vec<f64>, Vec<f64>) {
     let clip = dir.join("clip.wav");
     std::fs::write(&clip, intercom::demo::SPEECH_CLIP).unwrap();
@@ -54,6 +55,20 @@ fn call(dir: &Path, cancel: bool, echo_a: &str, echo_b: &str) -> (Vec<f64>, Vec<
     std::thread::sleep(Duration::from_secs(7));
     b.keys("##");
     a.expect_event("call_ended", 0, T);
+    for x in [&a, &b] {
+        let cost = &x.expect_event("call_finished", 0, T)["processing_cpu_pct"];
+        println!("{}: processing {cost} % of a core", x.name);
+        if cancel {
+            // Measured on the box's own thread clock: real work, and a fraction of a
+            // core even in a debug build on a loaded machine.
+            let pct = cost
+                .as_f64()
+                .unwrap_or_else(|| panic!("{}: {cost}", x.name));
+            assert!(pct > 0.0 && pct < 50.0, "{}: {pct} %", x.name);
+        } else {
+            assert!(cost.is_null(), "{}: processing off, yet {cost}", x.name);
+        }
+    }
     let (heard_a, heard_b) = (a.heard().to_path_buf(), b.heard().to_path_buf());
     for log in [a.stop(), b.stop()] {
         for l in log.lines().filter(|l| l.contains("echo canceller")) {

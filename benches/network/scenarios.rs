@@ -109,6 +109,10 @@ pub(crate) struct CallResult {
     /// CPU seconds per call second, as % of one core.
     pub cpu_pct_a: f64,
     pub cpu_pct_b: f64,
+    /// Of that, each box's capture processing (echo cancelling, noise suppression), as
+    /// the box measured it on its own thread clock (`call_finished`); `NaN` when off.
+    pub processing_cpu_pct_a: f64,
+    pub processing_cpu_pct_b: f64,
     /// Wake-ups of each box's event loop per call second.
     pub wakes_per_s_a: f64,
     pub wakes_per_s_b: f64,
@@ -314,6 +318,7 @@ pub(crate) fn measure(
     let ear = a_fin["playback_started_ns"].as_f64().unwrap() + lag as f64 / 48_000.0 * 1e9;
 
     let path = |x: &Value| x["path"].as_str().unwrap_or("?").to_string();
+    let processing = |x: &Value| x["processing_cpu_pct"].as_f64().unwrap_or(f64::NAN);
     CallResult {
         scenario: name.to_string(),
         paths: [path(&connected[0]), path(&connected[1])],
@@ -328,6 +333,8 @@ pub(crate) fn measure(
         connect_ms,
         cpu_pct_a,
         cpu_pct_b,
+        processing_cpu_pct_a: processing(a_fin),
+        processing_cpu_pct_b: processing(b_fin),
         wakes_per_s_a,
         wakes_per_s_b,
         peak_rss_mb_a,

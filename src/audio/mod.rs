@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -75,8 +75,34 @@ pub trait Voice: Send + 'static {
     );
 
     /// Once `stop` has flipped: waits for both loops to end and gets the devices back;
-    /// when the microphone's first frame was read, if it ran.
-    fn finish(&mut self) -> impl std::future::Future<Output = Option<Instant>> + Send;
+    /// what the capture side measured.
+    fn finish(&mut self) -> impl std::future::Future<Output = CaptureStats> + Send;
+}
+
+/// What the capture side measured in a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// When the microphone's first frame was read, if it ran.
+    pub started: Option<Instant>,
+    /// What its processing (echo cancelling, noise suppression) cost; `None` with
+    /// processing off.
+    pub processing: Option<ProcessingCost>,
+}
+
+/// What the capture path's processing cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessingCost {
+    /// The CPU time it took, on its thread's clock.
+    pub cpu: Duration,
+    /// The audio it processed.
+    pub audio: Duration,
+}
+
+impl ProcessingCost {
+    /// CPU time per second of audio, in % of a core (it runs in real time).
+    pub fn cpu_pct(&self) -> f64 {
+        100.0 * self.cpu.as_secs_f64() / self.audio.as_secs_f64()
+    }
 }
 
 /// The voice processing both loops of a call share: playback hands it what the speaker
@@ -109,6 +135,19 @@ pub struct Canceller {
     /// The tick of the newest frame the speaker was given.
     latest_played: Option<Instant>,
     captured: VecDeque<(Instant, AudioFrame)>,
+    /// The CPU time processing took (the thread's clock: the loops share a core with
+    /// the rest of the box, and the wall clock would count their waits) and the frames it
+    /// processed, for [`Canceller::cost`].
+    busy: Duration,
+    frames: u64,
+}
+
+/// This thread's CPU time so far (zero if its clock cannot be read, which Linux never
+/// refuses).
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 impl Canceller {
@@ -119,6 +158,8 @@ impl Canceller {
             played: VecDeque::with_capacity(PLAYED_HELD),
             latest_played: None,
             captured: VecDeque::with_capacity(CAPTURED_HELD + 1),
+            busy: Duration::ZERO,
+            frames: 0,
         }
     }
 
@@ -161,18 +202,31 @@ impl Canceller {
             return None;
         }
         let (_, mut frame) = self.captured.pop_front()?;
+        let started = thread_cpu_time();
         while self.played.front().is_some_and(|(tick, _)| *tick <= due) {
             if let Some((_, played)) = self.played.pop_front() {
                 self.processor.render(&played);
             }
         }
         self.processor.capture(&mut frame);
+        self.busy += thread_cpu_time().saturating_sub(started);
+        self.frames += 1;
         Some(frame)
     }
 
     /// What the canceller measured so far.
     pub fn stats(&self) -> EchoStats {
         self.processor.stats()
+    }
+
+    /// What the processing cost so far; `None` with processing off or before a frame.
+    pub fn cost(&self) -> Option<ProcessingCost> {
+        let settings = self.processor.settings();
+        let on = settings.echo_cancellation || settings.noise_suppression;
+        (on && self.frames > 0).then(|| ProcessingCost {
+            cpu: self.busy,
+            audio: FRAME_TIME * u32::try_from(self.frames).unwrap_or(u32::MAX),
+        })
     }
 }
 
@@ -290,12 +344,12 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
         }
     }
 
-    async fn finish(&mut self) -> Option<Instant> {
-        let mut started = None;
+    async fn finish(&mut self) -> CaptureStats {
+        let mut stats = CaptureStats::default();
         if let Some(task) = self.capture.take() {
             if let Ok((mic, first)) = task.await {
                 self.mic = Some(mic);
-                started = first;
+                stats.started = first;
             }
         }
         if let Some(task) = self.playback.take() {
@@ -303,21 +357,22 @@ impl<I: AudioIn, O: AudioOut> Voice for Devices<I, O> {
                 self.speaker = Some(speaker);
             }
         }
-        if let Some(p) = self
-            .processor
-            .take()
-            .filter(|_| self.settings.echo_cancellation)
-        {
-            let s = p.lock().unwrap_or_else(|e| e.into_inner()).stats();
-            tracing::info!(
-                erle_db = s.erle_db.map(|v| v as f32),
-                erl_db = s.erl_db.map(|v| v as f32),
-                delay_ms = s.delay_ms,
-                speaker_db = s.speaker_db.map(|v| v as f32),
-                "echo canceller"
-            );
+        if let Some(p) = self.processor.take() {
+            let canceller = p.lock().unwrap_or_else(|e| e.into_inner());
+            stats.processing = canceller.cost();
+            if self.settings.echo_cancellation {
+                let s = canceller.stats();
+                tracing::info!(
+                    erle_db = s.erle_db.map(|v| v as f32),
+                    erl_db = s.erl_db.map(|v| v as f32),
+                    delay_ms = s.delay_ms,
+                    speaker_db = s.speaker_db.map(|v| v as f32),
+                    cpu_pct = stats.processing.map(|c| c.cpu_pct() as f32),
+                    "echo canceller"
+                );
+            }
         }
-        started
+        stats
     }
 }
 
@@ -497,6 +552,30 @@ mod tests {
         off.played(t0, &[0; FRAME_SAMPLES]);
         off.captured(t0 + FRAME_TIME * 9, &mic);
         assert_eq!(off.cleaned(), Some(mic), "untouched");
+    }
+
+    #[test]
+    fn the_processing_says_what_it_cost_and_nothing_when_off() {
+        let t0 = Instant::now();
+        let mut state = 7u32;
+        let mut on = canceller(ProcessingSettings::SPEAKERPHONE);
+        let mut off = canceller(ProcessingSettings::OFF);
+        assert_eq!(on.cost(), None, "before a frame");
+        for k in 0..50 {
+            let noise: AudioFrame = std::array::from_fn(|_| (xorshift(&mut state) >> 20) as i16);
+            for c in [&mut on, &mut off] {
+                c.played(t0 + FRAME_TIME * k, &noise);
+                c.captured(t0 + FRAME_TIME * (k + 2), &noise);
+                while c.cleaned().is_some() {}
+            }
+        }
+        assert_eq!(off.cost(), None);
+        // A second of audio through AEC3 and the suppressor takes this thread's time:
+        // some, and less than a core (a debug build optimizes the processing crates).
+        let cost = on.cost().expect("measured");
+        assert_eq!(cost.audio, FRAME_TIME * 50, "every frame cleaned");
+        let pct = cost.cpu_pct();
+        assert!(pct > 0.0 && pct < 100.0, "{pct} %");
     }
 
     #[test]

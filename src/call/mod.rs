@@ -27,7 +27,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::audio::jitter::Arrivals;
-pub use crate::audio::PlaybackStats;
+pub use crate::audio::{CaptureStats, PlaybackStats, ProcessingCost};
 use crate::audio::{JitterBuffer, Voice};
 use crate::pairing::Role;
 use crate::signaling::{Inner, Session, SessionEnd, SessionEvent};
@@ -141,8 +141,9 @@ pub struct CallStats {
     pub texts_received: u64,
     /// When media connected.
     pub media_connected: Option<Instant>,
-    /// When the microphone's first frame was read.
-    pub capture_started: Option<Instant>,
+    /// The capture side: when the microphone's first frame was read, what its
+    /// processing cost.
+    pub capture: CaptureStats,
 }
 
 /// A running call.
@@ -279,7 +280,7 @@ async fn run<V: Voice>(
         }
     }
     let _ = live.events.send(CallEvent::Ended(reason)).await;
-    live.stats.capture_started = live.voice.finish().await;
+    live.stats.capture = live.voice.finish().await;
     live.stats.playback = *playback_stats.lock().unwrap_or_else(|e| e.into_inner());
     live.stats.texts_delivered = live.chat.delivered();
     (live.voice, live.stats)

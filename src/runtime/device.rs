@@ -339,7 +339,7 @@ impl<D: Display, I: AudioIn, O: AudioOut> Device<D, I, O> {
                 unsettled = stats.playback.unsettled_ticks,
                 "call finished; keys wiped"
             );
-            self.report(Report::CallFinished(stats));
+            self.report(Report::CallFinished(Box::new(stats)));
         }
     }
 

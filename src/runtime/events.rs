@@ -51,7 +51,8 @@ pub fn to_json(report: &Report, t_ns: u64) -> Value {
             let j = &s.playback.jitter;
             json!({
                 "event": "call_finished",
-                "capture_started_ns": s.capture_started.map(instant_ns),
+                "capture_started_ns": s.capture.started.map(instant_ns),
+                "processing_cpu_pct": s.capture.processing.map(|c| c.cpu_pct()),
                 "playback_started_ns": s.playback.started.map(instant_ns),
                 "media_connected_ns": s.media_connected.map(instant_ns),
                 "frames_out": s.playback.frames_out,

@@ -84,8 +84,8 @@ pub enum Report {
     TextsDelivered(u64),
     /// A call ended, for this reason (its statistics follow in `CallFinished`).
     CallEnded(crate::app::EndReason),
-    /// A call ended, with its statistics.
-    CallFinished(CallStats),
+    /// A call ended, with its statistics (boxed: they are the largest report).
+    CallFinished(Box<CallStats>),
 }
 
 /// What a finished run did, for tests and the demo.
