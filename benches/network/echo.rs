@@ -6,8 +6,8 @@
 //! ([`paths`]).
 //!
 //! Per path: far-end single talk (ERLE and total echo loss from 2 s on, time until the
-//! echo stays 20 dB down), double talk (the near end's level kept; PESQ cannot judge
-//! double talk, the unprocessed mix scores as the processed one), double talk from the
+//! echo stays 20 dB down), double talk (the near end's level kept, and PESQ-WB of the near
+//! end beside the unprocessed microphone's), double talk from the
 //! call's start (the near end's level kept before the canceller has the echo), near-end
 //! single talk (PESQ-WB against the clip), a speakerphone call (two boxes on the path,
 //! the far one silent, so the near box's far end is the far box's residual of its own
@@ -53,6 +53,11 @@ pub(crate) struct EchoResult {
     pub early_kept_db: f64,
     /// …and the same 2 s of speech 4 s in (the double talk above).
     pub late_kept_db: f64,
+    /// PESQ-WB of the near end while both talk (its clip, its silent second included,
+    /// against the near end alone as it reached the microphone): what was sent…
+    pub double_pesq: f64,
+    /// …and the microphone itself, unprocessed (the near end with the whole echo).
+    pub double_pesq_mic: f64,
     pub near_only_pesq: f64,
     /// PESQ-WB of the near end in a speakerphone call: both boxes on this path, the
     /// far one silent, its residual of the near end's voice the near box's far end.
@@ -103,6 +108,8 @@ impl EchoResult {
             speaker_down_db: m(|r| r.speaker_down_db),
             early_kept_db: m(|r| r.early_kept_db),
             late_kept_db: m(|r| r.late_kept_db),
+            double_pesq: m(|r| r.double_pesq),
+            double_pesq_mic: m(|r| r.double_pesq_mic),
             near_only_pesq: m(|r| r.near_only_pesq),
             call_pesq: m(|r| r.call_pesq),
             reconverge_ms: ms(|r| r.reconverge_ms),
@@ -594,6 +601,8 @@ fn measure(
         scores
     });
     let double_talk_kept_db = db(energy(&out[talk.clone()]) / energy(&near[talk.clone()]));
+    let pesq = |x: &[f64]| pesq_wb(&near[span.clone()], &x[span.clone()], dir).unwrap_or(f64::NAN);
+    let (double_pesq, double_pesq_mic) = (pesq(out), pesq(&double.heard));
     let speaker_down_db = db(energy(&far[talk.clone()]) / energy(&double.played[talk]));
     let first = s.late_first.clone();
     let late_kept_db = db(energy(&out[first.clone()]) / energy(&near[first]));
@@ -660,6 +669,8 @@ fn measure(
         speaker_down_db,
         early_kept_db,
         late_kept_db,
+        double_pesq,
+        double_pesq_mic,
         near_only_pesq,
         call_pesq,
         reconverge_ms,
@@ -780,15 +791,16 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
          | double talk from the start: near end kept dB, first 2 s (the same 4 s in) \
          | double talk AECMOS echo (≥ 4.5) / degradation (≥ 3.5) \
          (a perfect canceller's; as late as the box) \
+         | double talk: near end PESQ-WB (the microphone's) \
          | near end alone PESQ-WB (≥ 4.4) / AECMOS degradation \
          | call, far box silent: near end PESQ-WB \
          | path change: 20 dB down again after ms (≤ 1000) \
          | street noise drop under the far end dB (0: steady) | CPU % of a core (≤ 1.5) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.2} / {:.2} ({:.2} / {:.2}; {:.2} / {:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.2} / {:.2} ({:.2} / {:.2}; {:.2} / {:.2}) | {:.2} ({:.2}) | {:.2} / {:.2} | {:.2} | {} | {:.1} | {:.2} |\n",
             r.path,
             r.tuning,
             r.erl_db,
@@ -806,6 +818,8 @@ pub(crate) fn markdown(results: &[EchoResult]) -> String {
             r.mos_double_deg_ideal,
             r.mos_double_echo_lagged,
             r.mos_double_deg_lagged,
+            r.double_pesq,
+            r.double_pesq_mic,
             r.near_only_pesq,
             r.mos_near_deg,
             r.call_pesq,
