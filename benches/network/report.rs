@@ -80,7 +80,7 @@ impl Table {
                     text_p50_ms: m(&|r| r.text_p50_ms),
                     text_p99_ms: m(&|r| r.text_p99_ms),
                     connect_ms: m(&|r| r.connect_ms),
-                    cpu_pct: m(&|r| r.cpu_pct_a.max(r.cpu_pct_b)),
+                    cpu_pct: m(&|r| busier(r).0),
                     processing_pct: m(&|r| busier(r).1),
                     rest_pct: m(&|r| {
                         let (cpu, processing) = busier(r);

@@ -202,15 +202,18 @@ impl Canceller {
             return None;
         }
         let (_, mut frame) = self.captured.pop_front()?;
-        let started = thread_cpu_time();
+        // Only processing that runs is timed: a headset's box reads no clocks.
+        let started = self.processing_on().then(thread_cpu_time);
         while self.played.front().is_some_and(|(tick, _)| *tick <= due) {
             if let Some((_, played)) = self.played.pop_front() {
                 self.processor.render(&played);
             }
         }
         self.processor.capture(&mut frame);
-        self.busy += thread_cpu_time().saturating_sub(started);
-        self.frames += 1;
+        if let Some(started) = started {
+            self.busy += thread_cpu_time().saturating_sub(started);
+            self.frames += 1;
+        }
         Some(frame)
     }
 
@@ -219,11 +222,15 @@ impl Canceller {
         self.processor.stats()
     }
 
+    /// Whether the processor does anything (it passes the microphone through otherwise).
+    fn processing_on(&self) -> bool {
+        let settings = self.processor.settings();
+        settings.echo_cancellation || settings.noise_suppression
+    }
+
     /// What the processing cost so far; `None` with processing off or before a frame.
     pub fn cost(&self) -> Option<ProcessingCost> {
-        let settings = self.processor.settings();
-        let on = settings.echo_cancellation || settings.noise_suppression;
-        (on && self.frames > 0).then(|| ProcessingCost {
+        (self.frames > 0).then(|| ProcessingCost {
             cpu: self.busy,
             audio: FRAME_TIME * u32::try_from(self.frames).unwrap_or(u32::MAX),
         })
